@@ -1,0 +1,65 @@
+//! Errors that say what failed and how to fix it.
+
+use std::io;
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("needs CAP_NET_ADMIN and CAP_SYS_ADMIN to {what}: run as root ({source})")]
+    NotRoot { what: String, source: io::Error },
+
+    #[error("netns {netns}: {what}: {source}")]
+    Netns { netns: String, what: String, source: io::Error },
+
+    #[error("netns {netns}: netlink: {what}: {message}")]
+    Netlink { netns: String, what: String, message: String },
+
+    #[error("netns {netns}: `{command}` failed ({status}): {stderr}{hint}")]
+    Command { netns: String, command: String, status: String, stderr: String, hint: String },
+
+    #[error("netns {netns}: cannot run `{program}`: {source}{hint}")]
+    Spawn { netns: String, program: String, source: io::Error, hint: String },
+
+    #[error("netns {netns}: sysctl {key}: {source}")]
+    Sysctl { netns: String, key: String, source: io::Error },
+
+    #[error("netns {netns}, interface {iface}: capture: {message}")]
+    Capture { netns: String, iface: String, message: String },
+
+    #[error("netns {netns}: trace: {message}")]
+    Trace { netns: String, message: String },
+
+    #[error("probe {probe}: {message}")]
+    Probe { probe: String, message: String },
+
+    #[error("scenario {scenario}: {message}")]
+    Scenario { scenario: String, message: String },
+
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+
+    /// Several things failed (teardown keeps going and reports them all).
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<Error>),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// Attribute an OS error to a netns, turning EPERM into the run-as-root advice.
+    pub fn netns(netns: &str, what: impl Into<String>, source: io::Error) -> Error {
+        let what = what.into();
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            Error::NotRoot { what: format!("{what} (netns {netns})"), source }
+        } else {
+            Error::Netns { netns: netns.to_string(), what, source }
+        }
+    }
+}

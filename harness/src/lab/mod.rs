@@ -1,0 +1,217 @@
+//! The lab: the namespaces of one run and the links, addresses and routes inside them, made
+//! over rtnetlink (no `ip` processes) and removed on drop, also after a failure or a panic.
+
+mod link;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use rtnetlink::Handle;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+
+use crate::error::{Error, Result};
+use crate::netns::{self, Netns};
+
+pub use link::VethEnd;
+
+/// One namespace of the lab and its rtnetlink handle (a socket bound to that namespace).
+struct Node {
+    ns: Netns,
+    handle: Handle,
+}
+
+/// The namespaces of one run, named `netpath-<run id>-<name>`.
+pub struct Lab {
+    run_id: String,
+    rt: tokio::runtime::Runtime,
+    nodes: BTreeMap<String, Node>,
+}
+
+impl Lab {
+    pub fn new() -> Result<Lab> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the netlink runtime", e))?;
+        Ok(Lab { run_id: netns::new_run_id(), rt, nodes: BTreeMap::new() })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The system-wide name of the lab's netns `name`.
+    pub fn full_name(&self, name: &str) -> String {
+        format!("{}{}-{}", netns::PREFIX, self.run_id, name)
+    }
+
+    /// Mirrors `ip netns add netpath-<run>-NAME; ip -n ... link set lo up`.
+    pub fn add_netns(&mut self, name: &str) -> Result<&Netns> {
+        if self.nodes.contains_key(name) {
+            return Err(Error::Scenario {
+                scenario: self.run_id.clone(),
+                message: format!("netns `{name}` made twice"),
+            });
+        }
+        let ns = Netns::create(&self.full_name(name))?;
+        let (conn, handle) = ns.run(|| {
+            let _guard = self.rt.enter();
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|e| Error::netns(ns.name(), "open rtnetlink socket", e))?;
+            Ok((conn, handle))
+        })?;
+        self.rt.spawn(conn);
+        let node = Node { ns, handle };
+        let lo = self.block_on_node(&node, "find lo", link::index_of(&node.handle, "lo"))?;
+        self.block_on_node(&node, "set lo up", link::set_up(&node.handle, lo))?;
+        self.nodes.insert(name.to_string(), node);
+        Ok(&self.nodes[name].ns)
+    }
+
+    fn node(&self, name: &str) -> Result<&Node> {
+        self.nodes.get(name).ok_or_else(|| Error::Scenario {
+            scenario: self.run_id.clone(),
+            message: format!("no netns `{name}` in this lab (have: {})", self.names().join(", ")),
+        })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    pub fn netns(&self, name: &str) -> Result<&Netns> {
+        self.node(name).map(|n| &n.ns)
+    }
+
+    fn block_on_node<T>(
+        &self,
+        node: &Node,
+        what: &str,
+        fut: impl std::future::Future<Output = link::R<T>>,
+    ) -> Result<T> {
+        self.rt.block_on(fut).map_err(|e| netlink_error(node.ns.name(), what, e))
+    }
+
+    fn on<T, F, Fut>(&self, netns: &str, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: std::future::Future<Output = link::R<T>>,
+    {
+        let node = self.node(netns)?;
+        self.block_on_node(node, what, f(node.handle.clone()))
+    }
+
+    /// Mirrors `ip -n NS link add NAME type bridge [address MAC]; ip -n NS link set NAME up`.
+    pub fn add_bridge(&self, netns: &str, name: &str, mac: Option<crate::packet::Mac>) -> Result<()> {
+        self.on(netns, &format!("add bridge {name}"), |h| link::add_bridge(h, name.to_string(), mac))
+    }
+
+    /// Mirrors `ip -n A link add A_NAME type veth peer name B_NAME netns B`: each end is made in
+    /// its own netns directly, so its name never has to be free in the init netns.
+    pub fn add_veth(&self, a: &VethEnd, b: &VethEnd) -> Result<()> {
+        let peer_ns = self.netns(&b.netns)?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&peer_ns.fd());
+        self.on(&a.netns, &format!("add veth {} peer {} in {}", a.name, b.name, b.netns), |h| {
+            link::add_veth(h, a.clone(), b.clone(), fd)
+        })
+    }
+
+    /// Mirrors `ip -n NS link set IFACE master BRIDGE`.
+    pub fn set_master(&self, netns: &str, iface: &str, bridge: &str) -> Result<()> {
+        self.on(netns, &format!("set {iface} master {bridge}"), |h| async move {
+            let port = link::index_of(&h, iface).await?;
+            let master = link::index_of(&h, bridge).await?;
+            link::set_master(&h, port, master).await
+        })
+    }
+
+    /// Mirrors `ip -n NS link set IFACE up`.
+    pub fn set_up(&self, netns: &str, iface: &str) -> Result<()> {
+        self.on(netns, &format!("set {iface} up"), |h| async move {
+            let index = link::index_of(&h, iface).await?;
+            link::set_up(&h, index).await
+        })
+    }
+
+    /// Mirrors `ip -n NS link set IFACE mtu MTU`.
+    pub fn set_mtu(&self, netns: &str, iface: &str, mtu: u32) -> Result<()> {
+        self.on(netns, &format!("set {iface} mtu {mtu}"), |h| async move {
+            let index = link::index_of(&h, iface).await?;
+            link::set_mtu(&h, index, mtu).await
+        })
+    }
+
+    /// Mirrors `ip -n NS addr add CIDR dev IFACE`.
+    pub fn add_address(&self, netns: &str, iface: &str, cidr: crate::cidr::Cidr) -> Result<()> {
+        self.on(netns, &format!("add address {cidr} to {iface}"), |h| async move {
+            let index = link::index_of(&h, iface).await?;
+            h.address().add(index, cidr.addr, cidr.prefix).execute().await.map_err(|e| e.to_string())
+        })
+    }
+
+    /// Mirrors `ip -n NS route add {DST|default} [via GW] [dev IFACE]`.
+    pub fn add_route(
+        &self,
+        netns: &str,
+        dst: Option<crate::cidr::Cidr>,
+        via: Option<IpAddr>,
+        dev: Option<&str>,
+    ) -> Result<()> {
+        let what = format!(
+            "add route {}{}{}",
+            dst.map(|d| d.to_string()).unwrap_or_else(|| "default".into()),
+            via.map(|v| format!(" via {v}")).unwrap_or_default(),
+            dev.map(|d| format!(" dev {d}")).unwrap_or_default()
+        );
+        self.on(netns, &what, |h| async move {
+            let oif = match dev {
+                Some(d) => Some(link::index_of(&h, d).await?),
+                None => None,
+            };
+            link::add_route(&h, dst, via, oif).await
+        })
+    }
+
+    /// The interfaces of a netns by index (`ip -n NS -br link`).
+    pub fn links(&self, netns: &str) -> Result<BTreeMap<u32, String>> {
+        self.on(netns, "list links", |h| async move {
+            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            Ok(msgs
+                .into_iter()
+                .filter_map(|m| {
+                    let name = m.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })?;
+                    Some((m.header.index, name))
+                })
+                .collect())
+        })
+    }
+
+    /// Remove every namespace now and report everything that failed (drop does the same quietly).
+    pub fn teardown(mut self) -> Result<()> {
+        let errors: Vec<Error> = std::mem::take(&mut self.nodes)
+            .into_values()
+            .filter_map(|node| {
+                drop(node.handle);
+                node.ns.remove().err()
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(Error::Many(errors)) }
+    }
+}
+
+fn netlink_error(netns: &str, what: &str, message: String) -> Error {
+    let message = if message.contains("Operation not permitted") || message.contains("EPERM") {
+        format!("{message} (needs CAP_NET_ADMIN: run as root)")
+    } else if message.contains("File exists") {
+        format!("{message} (the name or address is already in use in this netns)")
+    } else if message.contains("Operation not supported") {
+        format!("{message} (the kernel lacks this link type or feature)")
+    } else {
+        message
+    };
+    Error::Netlink { netns: netns.to_string(), what: what.to_string(), message }
+}

@@ -1,0 +1,26 @@
+//! netpath: integration tests for Linux packet datapaths. Build a topology of network
+//! namespaces, send real packets, capture them on every interface, collect the netfilter trace
+//! of each, and assert the hooks it met and the addresses it carried.
+
+pub mod artifacts;
+pub mod cidr;
+pub mod error;
+pub mod evidence;
+pub mod expect;
+pub mod firewall;
+pub mod lab;
+pub mod netns;
+pub mod packet;
+pub mod pcap_thread;
+pub mod probe;
+mod random;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod sysctl;
+pub mod trace;
+
+pub use error::{Error, Result};
+pub use firewall::Backend;
+pub use run::{Outcome, RunOptions, run};
+pub use scenario::Scenario;

@@ -1,0 +1,8 @@
+//! Trace collection: every source turns what the kernel reports into [`event::TraceEvent`]s.
+
+pub mod event;
+pub mod nflog;
+pub mod nftrace;
+pub mod text;
+
+pub use event::{Hook, RuleKind, TraceEvent, TraceSource};

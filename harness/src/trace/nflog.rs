@@ -1,0 +1,161 @@
+//! NFLOG records (libpcap's DLT_NFLOG) turned into trace events: legacy iptables TRACE through
+//! a netns's nf_log bound to nfnetlink_log (group 0), ebtables `--nflog-group` rules (group 1).
+
+use std::collections::BTreeMap;
+
+use super::event::{Hook, Ifaces, TraceEvent, TraceSource};
+use crate::packet::PacketInfo;
+
+// Attribute types of include/uapi/linux/netfilter/nfnetlink_log.h.
+const NFULA_PACKET_HDR: u16 = 1;
+const NFULA_IFINDEX_INDEV: u16 = 4;
+const NFULA_IFINDEX_OUTDEV: u16 = 5;
+const NFULA_IFINDEX_PHYSINDEV: u16 = 6;
+const NFULA_IFINDEX_PHYSOUTDEV: u16 = 7;
+const NFULA_PAYLOAD: u16 = 9;
+const NFULA_PREFIX: u16 = 10;
+
+/// The fields of one NFLOG record that a trace needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NflogRecord {
+    /// Protocol family of the hook (2 = IPv4, 7 = bridge).
+    pub family: u8,
+    pub group: u16,
+    pub prefix: Option<String>,
+    pub indev: Option<u32>,
+    pub outdev: Option<u32>,
+    pub physindev: Option<u32>,
+    pub physoutdev: Option<u32>,
+    pub hw_protocol: Option<u16>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Parse one DLT_NFLOG record: a 4-byte header (family, version, big-endian group) then TLVs
+/// whose length and type are in host order and whose values are in network order.
+pub fn parse_record(data: &[u8]) -> Result<NflogRecord, String> {
+    if data.len() < 4 {
+        return Err(format!("NFLOG record of {} bytes is shorter than its header", data.len()));
+    }
+    let mut rec = NflogRecord { family: data[0], group: u16::from_be_bytes([data[2], data[3]]), ..Default::default() };
+    let mut rest = &data[4..];
+    while rest.len() >= 4 {
+        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]);
+        if len < 4 || len > rest.len() {
+            return Err(format!("NFLOG attribute {kind} has length {len} with {} bytes left", rest.len()));
+        }
+        let value = &rest[4..len];
+        let be32 = || value.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        match kind {
+            NFULA_PACKET_HDR => rec.hw_protocol = value.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])),
+            NFULA_IFINDEX_INDEV => rec.indev = be32(),
+            NFULA_IFINDEX_OUTDEV => rec.outdev = be32(),
+            NFULA_IFINDEX_PHYSINDEV => rec.physindev = be32(),
+            NFULA_IFINDEX_PHYSOUTDEV => rec.physoutdev = be32(),
+            NFULA_PAYLOAD => rec.payload = Some(value.to_vec()),
+            NFULA_PREFIX => {
+                let text = value.split(|b| *b == 0).next().unwrap_or_default();
+                rec.prefix = Some(String::from_utf8_lossy(text).into_owned());
+            }
+            _ => {}
+        }
+        let padded = (len + 3) & !3;
+        rest = rest.get(padded..).unwrap_or_default();
+    }
+    Ok(rec)
+}
+
+/// The hook a TRACE or trace-rule prefix names (`TRACE: raw:PREROUTING:policy:2 `), or None for
+/// NFLOG records that are not netpath trace records.
+pub fn hook_of_prefix(prefix: &str) -> Option<Hook> {
+    prefix.trim().strip_prefix("TRACE:")?.trim().parse().ok()
+}
+
+/// Turn a record into an event of netns `netns`, naming interfaces with `ifnames`.
+pub fn to_event(rec: &NflogRecord, netns: &str, ifnames: &BTreeMap<u32, String>) -> Option<TraceEvent> {
+    let hook = hook_of_prefix(rec.prefix.as_deref()?)?;
+    let name = |i: Option<u32>| i.map(|i| ifnames.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
+    let payload = rec.payload.clone();
+    let packet = payload.as_deref().and_then(PacketInfo::from_ip).unwrap_or_default();
+    Some(TraceEvent {
+        netns: netns.to_string(),
+        hook,
+        ifaces: Ifaces {
+            indev: name(rec.indev),
+            outdev: name(rec.outdev),
+            physindev: name(rec.physindev),
+            physoutdev: name(rec.physoutdev),
+        },
+        packet,
+        payload,
+        source: TraceSource::Nflog,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::event::RuleKind;
+
+    fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
+        let len = 4 + value.len();
+        let mut v = (len as u16).to_ne_bytes().to_vec();
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(value);
+        v.resize((len + 3) & !3, 0);
+        v
+    }
+
+    fn record() -> Vec<u8> {
+        let mut r = vec![2, 0, 0, 0];
+        r.extend(tlv(NFULA_PACKET_HDR, &[0x08, 0x00, 0, 0]));
+        r.extend(tlv(NFULA_PREFIX, b"TRACE: filter:FORWARD:rule:6 \0"));
+        r.extend(tlv(NFULA_IFINDEX_INDEV, &3u32.to_be_bytes()));
+        r.extend(tlv(NFULA_IFINDEX_OUTDEV, &3u32.to_be_bytes()));
+        r.extend(tlv(NFULA_IFINDEX_PHYSINDEV, &5u32.to_be_bytes()));
+        // An IPv4 header and an ICMP echo request header (id 90, seq 1).
+        let ip = [0x45, 0, 0, 28, 0, 1, 0, 0, 64, 1, 0, 0, 192, 168, 0, 2, 192, 168, 0, 3];
+        let icmp = [8, 0, 0, 0, 0, 90, 0, 1];
+        r.extend(tlv(NFULA_PAYLOAD, &[&ip[..], &icmp[..]].concat()));
+        r
+    }
+
+    #[test]
+    fn parses_a_trace_record() {
+        let rec = parse_record(&record()).unwrap();
+        assert_eq!(rec.family, 2);
+        assert_eq!(rec.group, 0);
+        assert_eq!(rec.prefix.as_deref(), Some("TRACE: filter:FORWARD:rule:6 "));
+        assert_eq!((rec.indev, rec.outdev, rec.physindev, rec.physoutdev), (Some(3), Some(3), Some(5), None));
+        let names = BTreeMap::from([(3, "docker0".to_string()), (5, "veth1".to_string())]);
+        let ev = to_event(&rec, "host", &names).unwrap();
+        assert_eq!(ev.hook, Hook::xt("filter", "FORWARD", RuleKind::Rule, 6));
+        assert_eq!(ev.ifaces.indev.as_deref(), Some("docker0"));
+        assert_eq!(ev.ifaces.physindev.as_deref(), Some("veth1"));
+        assert_eq!(ev.packet.src.unwrap().to_string(), "192.168.0.2");
+    }
+
+    #[test]
+    fn ignores_records_that_are_not_traces_and_survives_garbage() {
+        let mut r = vec![2, 0, 0, 5];
+        r.extend(tlv(NFULA_PREFIX, b"dropped: \0"));
+        let rec = parse_record(&r).unwrap();
+        assert_eq!(rec.group, 5);
+        assert!(to_event(&rec, "x", &BTreeMap::new()).is_none());
+        let full = record();
+        for n in 0..full.len() {
+            let _ = parse_record(&full[..n]);
+        }
+        assert!(parse_record(&[2, 0, 0, 0, 200, 0, 1, 0]).is_err());
+    }
+
+    #[test]
+    fn eb_prefix_names_a_bridge_hook() {
+        assert_eq!(hook_of_prefix("TRACE: eb:nat:PREROUTING"), Some(Hook::eb("nat", "PREROUTING")));
+        assert_eq!(
+            hook_of_prefix("TRACE: raw:PREROUTING:policy:2 "),
+            Some(Hook::xt("raw", "PREROUTING", RuleKind::Policy, 2))
+        );
+        assert_eq!(hook_of_prefix("something else"), None);
+    }
+}
