@@ -1,0 +1,57 @@
+//! The artifact folder of a run: a pcap per interface, the trace, each netns's rules,
+//! conntrack entries, addresses and routes, and the report.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::evidence::TimedEvent;
+use crate::firewall::{Backend, ebtables, run_tool};
+use crate::lab::Lab;
+use crate::pcap_thread::{Record, write_pcap};
+use crate::run::{Outcome, RunOptions};
+use crate::scenario::Scenario;
+
+pub fn write(
+    lab: &Lab,
+    sc: &Scenario,
+    backend: Backend,
+    outcome: &Outcome,
+    events: &BTreeMap<String, Vec<TimedEvent>>,
+    pcaps: &[(String, pcap::Linktype, Vec<Record>)],
+    opts: &RunOptions,
+) -> Result<PathBuf> {
+    let dir = opts.artifacts_root.join(format!("{}-{}-{}", sc.name, backend.name(), lab.run_id()));
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let put = |name: &str, text: &str| -> Result<()> {
+        let p = dir.join(name);
+        fs::write(&p, text).map_err(|e| Error::io(format!("write {}", p.display()), e))
+    };
+    for (name, linktype, records) in pcaps {
+        write_pcap(&dir.join(format!("{name}.pcap")), *linktype, records)
+            .map_err(|message| Error::File { path: dir.join(name), message })?;
+    }
+    let mut trace = String::new();
+    for (netns, evs) in events {
+        for te in evs {
+            trace.push_str(&format!("{netns}: {} {}\n", te.event.hook, te.event.packet));
+        }
+    }
+    put("trace.txt", &trace)?;
+    let all: Vec<&TimedEvent> = events.values().flatten().collect();
+    let json = serde_json::to_string_pretty(&all.iter().map(|t| &t.event).collect::<Vec<_>>()).unwrap_or_default();
+    put("trace.json", &json)?;
+    put("outcome.json", &serde_json::to_string_pretty(outcome).unwrap_or_default())?;
+    put("report.txt", &crate::report::outcome(outcome, true))?;
+    for n in &sc.netns {
+        let ns = lab.netns(&n.name)?;
+        let dump = |file: &str, r: Result<String>| put(file, &r.unwrap_or_else(|e| format!("unavailable: {e}\n")));
+        dump(&format!("{}.iptables-save", n.name), backend.iptables().save(ns))?;
+        dump(&format!("{}.ebtables-save", n.name), ebtables::save(ns))?;
+        dump(&format!("{}.conntrack", n.name), run_tool(ns, "conntrack", &["-L"], None))?;
+        dump(&format!("{}.addr.json", n.name), run_tool(ns, "ip", &["-j", "addr"], None))?;
+        dump(&format!("{}.route.json", n.name), run_tool(ns, "ip", &["-j", "route"], None))?;
+    }
+    Ok(dir)
+}

@@ -1,0 +1,167 @@
+//! Verdicts: a probe's evidence held against its path and address expectations, with failure
+//! messages that show expected against observed.
+
+use std::fmt::Write;
+
+use crate::evidence::Exchange;
+use crate::firewall::Backend;
+use crate::scenario::{AddrExpect, PathExpect, ProbeSpec};
+use crate::trace::Hook;
+
+/// One expectation that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    /// What was expected, in a line (`path of packet 1 request in host (exact)`).
+    pub what: String,
+    /// Expected against observed.
+    pub detail: String,
+}
+
+/// Check every expectation of `probe` that applies under `backend`.
+pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec<Failure> {
+    let mut out = vec![];
+    for ex in exchanges {
+        if probe.replies && !ex.replied {
+            out.push(Failure {
+                what: format!("packet {}: a reply", ex.packet),
+                detail: format!("no reply reached {} within {} ms", probe.from, probe.timeout_ms),
+            });
+        }
+        if !probe.replies && ex.replied {
+            out.push(Failure {
+                what: format!("packet {}: no reply (the request is dropped)", ex.packet),
+                detail: format!("a reply reached {}", probe.from),
+            });
+        }
+    }
+    for e in probe.path.iter().filter(|e| e.backend.is_none_or(|b| b == backend)) {
+        if let Some(ex) = exchanges.iter().find(|x| x.packet == e.packet) {
+            out.extend(check_path(e, ex));
+        }
+    }
+    for e in &probe.addr {
+        if let Some(ex) = exchanges.iter().find(|x| x.packet == e.packet) {
+            out.extend(check_addr(e, ex));
+        }
+    }
+    out
+}
+
+fn observed(e: &PathExpect, ex: &Exchange) -> Vec<Hook> {
+    ex.of(e.direction).path.get(&e.netns).map(|evs| evs.iter().map(|ev| ev.hook.clone()).collect()).unwrap_or_default()
+}
+
+fn check_path(e: &PathExpect, ex: &Exchange) -> Vec<Failure> {
+    let seen = observed(e, ex);
+    let what = |kind: &str| format!("path of packet {} {} in netns {} ({kind})", e.packet, e.direction, e.netns);
+    let mut out = vec![];
+    if let Some(want) = &e.exact
+        && want != &seen
+    {
+        out.push(Failure { what: what("exact"), detail: diff(want, &seen) });
+    }
+    if let Some(want) = &e.includes
+        && let Some(missing) = first_missing_in_order(want, &seen)
+    {
+        out.push(Failure {
+            what: what("includes, in order"),
+            detail: format!("`{}` not found in order; observed:\n{}", want[missing], list(&seen)),
+        });
+    }
+    for pattern in &e.never {
+        let hits: Vec<&Hook> = seen.iter().filter(|h| pattern.matches(h)).collect();
+        if !hits.is_empty() {
+            out.push(Failure {
+                what: what(&format!("never {pattern}")),
+                detail: format!(
+                    "visited {}; observed:\n{}",
+                    hits.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
+                    list(&seen)
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The index of the first wanted hook not found after the previous ones, if any.
+pub fn first_missing_in_order(want: &[Hook], seen: &[Hook]) -> Option<usize> {
+    let mut it = seen.iter();
+    want.iter().position(|w| !it.any(|s| s == w))
+}
+
+fn list(hooks: &[Hook]) -> String {
+    if hooks.is_empty() {
+        return "    (no trace events)".into();
+    }
+    hooks.iter().map(|h| format!("    {h}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A line diff of two hook sequences: `-` expected only, `+` observed only.
+pub fn diff(want: &[Hook], seen: &[Hook]) -> String {
+    let (n, m) = (want.len(), seen.len());
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if want[i] == seen[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::from("expected (-) vs observed (+):\n"));
+    while i < n || j < m {
+        if i < n && j < m && want[i] == seen[j] {
+            let _ = writeln!(out, "    {}", want[i]);
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            let _ = writeln!(out, "  + {}", seen[j]);
+            j += 1;
+        } else {
+            let _ = writeln!(out, "  - {}", want[i]);
+            i += 1;
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn check_addr(e: &AddrExpect, ex: &Exchange) -> Vec<Failure> {
+    let what = format!("addresses of packet {} {} at {}", e.packet, e.direction, e.at);
+    let seen = ex.of(e.direction).seen.get(&e.at);
+    let show = |s: Option<std::net::IpAddr>| s.map(|a| a.to_string()).unwrap_or_else(|| "any".into());
+    let expected = if e.absent { "not seen".to_string() } else { format!("{} > {}", show(e.src), show(e.dst)) };
+    let observed = seen.map(|p| format!("{} > {}", show(p.src), show(p.dst))).unwrap_or_else(|| "not seen".into());
+    let ok = match seen {
+        None => e.absent,
+        Some(p) => !e.absent && e.src.is_none_or(|s| p.src == Some(s)) && e.dst.is_none_or(|d| p.dst == Some(d)),
+    };
+    if ok {
+        return vec![];
+    }
+    vec![Failure { what: what.clone(), detail: format!("at {}: expected {expected}, observed {observed}", e.at) }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks(s: &[&str]) -> Vec<Hook> {
+        s.iter().map(|h| h.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn diff_marks_missing_and_extra() {
+        let want = hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1", "eb:nat:POSTROUTING"]);
+        let seen = hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:policy:2", "eb:nat:POSTROUTING"]);
+        let d = diff(&want, &seen);
+        assert!(d.contains("  - nat:POSTROUTING:rule:1"), "{d}");
+        assert!(d.contains("  + nat:POSTROUTING:policy:2"), "{d}");
+        assert!(d.contains("    raw:PREROUTING:policy:2"), "{d}");
+    }
+
+    #[test]
+    fn subsequence_in_order() {
+        let seen = hooks(&["eb:nat:PREROUTING", "raw:PREROUTING:policy:2", "filter:FORWARD:rule:1"]);
+        assert_eq!(first_missing_in_order(&hooks(&["eb:nat:PREROUTING", "filter:FORWARD:rule:1"]), &seen), None);
+        assert_eq!(first_missing_in_order(&hooks(&["filter:FORWARD:rule:1", "eb:nat:PREROUTING"]), &seen), Some(1));
+        assert_eq!(first_missing_in_order(&hooks(&["nat:POSTROUTING:rule:1"]), &seen), Some(0));
+    }
+}
