@@ -3,11 +3,12 @@
 
 use netpath::Backend;
 use netpath_cases::{load, run};
+use rstest::rstest;
 
 /// Without the MASQUERADE rule the request leaves the host with the container's address, so the
 /// address expectation at the uplink must fail and name that hop.
-#[test]
-fn without_masquerade_the_uplink_address_assertion_fails() {
+#[rstest]
+fn without_masquerade_the_uplink_address_assertion_fails(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("docker-masquerade");
     let host = sc.netns_mut("host").expect("scenario has a host netns");
     let rules = host.iptables.take().expect("host has an iptables ruleset");
@@ -15,7 +16,7 @@ fn without_masquerade_the_uplink_address_assertion_fails() {
     assert_ne!(rules, without, "the MASQUERADE rule was not found to remove");
     host.iptables = Some(without);
 
-    let o = run(&sc, Backend::Legacy);
+    let o = run(&sc, backend);
     assert!(!o.passed(), "expected a failure without MASQUERADE");
     let failures = &o.probes[0].failures;
     let uplink = failures
@@ -36,16 +37,15 @@ fn without_masquerade_the_uplink_address_assertion_fails() {
     assert!(failures.iter().any(|f| f.what == "packet 1: a reply"), "{failures:#?}");
 }
 
-/// A second echo of an established flow that did visit nat must fail `never = ["nat"]`: flush
-/// conntrack is not possible between packets here, so instead expect nat on packet 2 and see
-/// the check catch its absence, proving the never/includes checks read the real path.
-#[test]
-fn established_flow_skips_nat_and_the_check_sees_it() {
+/// The second echo of the flow is established and skips nat: expecting MASQUERADE on it must
+/// fail, which proves the packet-2 expectations read the real path of that packet.
+#[rstest]
+fn established_flow_skips_nat_and_the_check_sees_it(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("docker-masquerade");
     let probe = sc.probe_mut("c1-to-external").expect("probe");
     let second = probe.path.iter_mut().find(|p| p.packet == 2).expect("packet 2 expectation");
     second.includes = Some(vec!["nat:POSTROUTING:rule:1".parse().unwrap()]);
-    let o = run(&sc, Backend::Legacy);
+    let o = run(&sc, backend);
     let failures = &o.probes[0].failures;
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert!(failures[0].detail.contains("`nat:POSTROUTING:rule:1` not found in order"), "{failures:#?}");

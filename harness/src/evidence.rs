@@ -81,8 +81,9 @@ pub fn join(
             };
             for (netns, evs) in events {
                 for te in evs {
-                    let Some(payload) = &te.event.payload else { continue };
-                    if !contains(payload, nonce) {
+                    let ours = te.event.nonce.as_deref() == Some(nonce.as_slice())
+                        || te.event.payload.as_deref().is_some_and(|p| contains(p, nonce));
+                    if !ours {
                         continue;
                     }
                     if let Some(d) = direction(&te.event.packet) {

@@ -10,6 +10,7 @@ pub mod expect;
 pub mod firewall;
 pub mod lab;
 pub mod netns;
+pub mod observe;
 pub mod packet;
 pub mod pcap_thread;
 pub mod probe;

@@ -103,6 +103,36 @@ impl PacketInfo {
         Some(Self::from_sliced(&sliced))
     }
 
+    /// Summarise an IPv4 header followed by the start of its transport header, as nf_tables
+    /// traces carry them (the rest of the packet is not there, so full parsing would fail).
+    pub fn from_ip_header(bytes: &[u8]) -> Option<PacketInfo> {
+        let (h, rest) = etherparse::Ipv4Header::from_slice(bytes).ok()?;
+        let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+        let l4 = match h.protocol.0 {
+            1 if rest.len() >= 2 => {
+                let (id, seq) = if matches!(rest[0], 0 | 8) { (be16(rest, 4), be16(rest, 6)) } else { (None, None) };
+                L4::Icmp { kind: rest[0], code: rest[1], id, seq }
+            }
+            6 if rest.len() >= 14 => {
+                L4::Tcp { sport: be16(rest, 0)?, dport: be16(rest, 2)?, flags: tcp_flag_letters(rest[13]) }
+            }
+            17 if rest.len() >= 4 => L4::Udp { sport: be16(rest, 0)?, dport: be16(rest, 2)? },
+            _ => L4::Unknown,
+        };
+        Some(PacketInfo {
+            src: Some(IpAddr::V4(h.source.into())),
+            dst: Some(IpAddr::V4(h.destination.into())),
+            proto: Some(h.protocol.0),
+            ttl: Some(h.time_to_live),
+            ip_id: Some(h.identification),
+            len: Some(h.total_len),
+            tos: Some((h.dscp.value() << 2) | h.ecn.value()),
+            dont_fragment: h.dont_fragment,
+            l4,
+            ..Default::default()
+        })
+    }
+
     fn from_sliced(sliced: &SlicedPacket<'_>) -> PacketInfo {
         let mut info = PacketInfo::default();
         match &sliced.net {
@@ -169,6 +199,15 @@ fn tcp_flags(tcp: &etherparse::TcpSlice<'_>) -> String {
         }
     }
     s
+}
+
+/// TCP flags of the flags byte, in the letters [`PacketInfo`] uses.
+fn tcp_flag_letters(b: u8) -> String {
+    [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x10, '.')]
+        .iter()
+        .filter(|(bit, _)| b & bit != 0)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 impl fmt::Display for PacketInfo {

@@ -130,3 +130,11 @@ pub fn ipv4(probe: &str, addr: IpAddr) -> Result<Ipv4Addr> {
         }
     }
 }
+
+/// The nonce a packet carries, if it is a probe's.
+pub fn find_nonce(data: &[u8]) -> Option<Vec<u8>> {
+    const TAG: &[u8] = b"netpath-";
+    let at = data.windows(TAG.len()).position(|w| w == TAG)?;
+    let nonce = data.get(at..at + TAG.len() + 16)?;
+    nonce[TAG.len()..].iter().all(u8::is_ascii_hexdigit).then(|| nonce.to_vec())
+}

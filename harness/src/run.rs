@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::evidence::{self, Exchange, Frame, TimedEvent};
+use crate::evidence::{self, Exchange};
 use crate::expect::{self, Failure};
 use crate::firewall::{Backend, ebtables, iptables};
 use crate::lab::{Lab, VethEnd};
-use crate::pcap_thread::{PcapThread, Record};
-use crate::scenario::{CapturePoint, ProbeKind, RouteDst, Scenario};
-use crate::{probe, sysctl, trace};
+use crate::observe::{Observed, Observers};
+use crate::scenario::{ProbeKind, RouteDst, Scenario};
+use crate::trace::nft_events;
+use crate::{probe, sysctl};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -62,12 +63,6 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     if !errs.is_empty() {
         return Err(Error::Scenario { scenario: scenario.name.clone(), message: errs.join("; ") });
     }
-    if backend == Backend::Nft {
-        return Err(Error::Scenario {
-            scenario: scenario.name.clone(),
-            message: "the nft backend's trace source (nf_tables trace events) is not wired into the engine yet: run with backend legacy".into(),
-        });
-    }
     let mut lab = Lab::new()?;
     let result = run_in(&mut lab, scenario, backend, opts);
     let teardown = lab.teardown();
@@ -81,7 +76,7 @@ fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> 
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
-    let mut observers = Observers::start(lab, sc)?;
+    let observers = Observers::start(lab, sc, backend)?;
     let mut probes = vec![];
     let mut probe_error = None;
     for p in &sc.probe {
@@ -93,7 +88,7 @@ fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> 
             }
         }
     }
-    let (frames, events, pcaps) = observers.stop(&ifnames)?;
+    let Observed { frames, events, pcaps } = observers.stop(lab, &ifnames)?;
     if let Some(e) = probe_error {
         return Err(e);
     }
@@ -170,6 +165,10 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend) -> Result<()> {
                 .filter(|t| *t != "broute" || ebtables::has_table(ns, t))
                 .collect();
             ebtables::restore(ns, &ebtables::trace_rules(&tables))?;
+            if backend == Backend::Nft {
+                // nf_tables reports the bridge chains only for frames with nftrace set.
+                crate::firewall::run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::bridge_trace_ruleset()))?;
+            }
         }
         if let Some(rules) = &n.ebtables {
             ebtables::restore(ns, rules)?;
@@ -180,9 +179,11 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend) -> Result<()> {
                 if !iptables::has_trace_rule(rules) {
                     add_trace_rules(ns, backend)?;
                 }
-                // Legacy TRACE logs through the netns's nf_log; bind IPv4's to nfnetlink_log so the
-                // records reach this netns's NFLOG socket instead of the global kernel log.
-                sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?;
+                if backend == Backend::Legacy {
+                    // Legacy TRACE logs through the netns's nf_log; bind IPv4's to nfnetlink_log so
+                    // the records reach this netns's NFLOG socket instead of the global kernel log.
+                    sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?;
+                }
             }
         }
     }
@@ -207,88 +208,5 @@ fn send(lab: &Lab, p: &crate::scenario::ProbeSpec) -> Result<Vec<(Vec<u8>, bool)
             let (_, echoes) = probe::icmp_echo(ns, dst, p.count, Duration::from_millis(p.timeout_ms))?;
             Ok(echoes.into_iter().map(|e| (e.nonce, e.reply.is_some())).collect())
         }
-    }
-}
-
-type Pcaps = Vec<(String, pcap::Linktype, Vec<Record>)>;
-
-/// A pcap on every interface and an NFLOG reader in every traced netns.
-struct Observers {
-    captures: Vec<(CapturePoint, PcapThread)>,
-    traces: Vec<(String, PcapThread)>,
-}
-
-impl Observers {
-    fn start(lab: &Lab, sc: &Scenario) -> Result<Observers> {
-        let mut captures = vec![];
-        for point in sc.capture_points() {
-            let ns = lab.netns(&point.netns)?;
-            let t = PcapThread::start(ns.entry()?, &point.iface).map_err(|message| Error::Capture {
-                netns: ns.name().to_string(),
-                iface: point.iface.clone(),
-                message,
-            })?;
-            captures.push((point, t));
-        }
-        let mut traces = vec![];
-        for n in sc.netns.iter().filter(|n| n.trace) {
-            let ns = lab.netns(&n.name)?;
-            let device = format!("nflog:0,{}", ebtables::TRACE_GROUP);
-            let t = PcapThread::start(ns.entry()?, &device)
-                .map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
-            traces.push((n.name.clone(), t));
-        }
-        Ok(Observers { captures, traces })
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn stop(
-        &mut self,
-        ifnames: &BTreeMap<String, BTreeMap<u32, String>>,
-    ) -> Result<(Vec<Frame>, BTreeMap<String, Vec<TimedEvent>>, Pcaps)> {
-        let mut frames = vec![];
-        let mut pcaps = vec![];
-        let mut errors = vec![];
-        for (point, t) in self.captures.drain(..) {
-            let linktype = t.linktype;
-            match t.stop() {
-                Ok(records) => {
-                    frames.extend(records.iter().map(|r| Frame {
-                        point: point.clone(),
-                        ts: r.ts,
-                        data: r.data.clone(),
-                    }));
-                    pcaps.push((format!("{}_{}", point.netns, point.iface), linktype, records));
-                }
-                Err(message) => {
-                    errors.push(Error::Capture { netns: point.netns.clone(), iface: point.iface.clone(), message })
-                }
-            }
-        }
-        let mut events = BTreeMap::new();
-        let empty = BTreeMap::new();
-        for (netns, t) in self.traces.drain(..) {
-            let linktype = t.linktype;
-            match t.stop() {
-                Ok(records) => {
-                    let names = ifnames.get(&netns).unwrap_or(&empty);
-                    let evs: Vec<TimedEvent> = records
-                        .iter()
-                        .filter_map(|r| {
-                            let rec = trace::nflog::parse_record(&r.data).ok()?;
-                            let event = trace::nflog::to_event(&rec, &netns, names)?;
-                            Some(TimedEvent { ts: r.ts, event })
-                        })
-                        .collect();
-                    events.insert(netns.clone(), evs);
-                    pcaps.push((format!("{netns}_nflog"), linktype, records));
-                }
-                Err(message) => errors.push(Error::Trace { netns, message }),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(Error::Many(errors));
-        }
-        Ok((frames, events, pcaps))
     }
 }

@@ -151,5 +151,9 @@ pub struct TraceEvent {
     /// The raw L3 bytes, where the source delivers them.
     #[serde(skip)]
     pub payload: Option<Vec<u8>>,
+    /// The nonce of the probe packet this is, when a source without payloads (nf_tables
+    /// trace) resolved it from the headers.
+    #[serde(skip)]
+    pub nonce: Option<Vec<u8>>,
     pub source: TraceSource,
 }

@@ -6,3 +6,4 @@ pub mod nftrace;
 pub mod text;
 
 pub use event::{Hook, RuleKind, TraceEvent, TraceSource};
+pub mod nft_events;

@@ -88,6 +88,7 @@ pub fn to_event(rec: &NflogRecord, netns: &str, ifnames: &BTreeMap<u32, String>)
         },
         packet,
         payload,
+        nonce: None,
         source: TraceSource::Nflog,
     })
 }

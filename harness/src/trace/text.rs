@@ -78,7 +78,7 @@ fn read_record(record: &str) -> Result<TraceEvent, String> {
         Hook::Xt { .. } => read_xt(body)?,
         Hook::Eb { .. } => read_eb(body)?,
     };
-    Ok(TraceEvent { netns: String::new(), hook, ifaces, packet, payload: None, source: TraceSource::Text })
+    Ok(TraceEvent { netns: String::new(), hook, ifaces, packet, payload: None, nonce: None, source: TraceSource::Text })
 }
 
 fn read_hook(text: &str) -> Result<Hook, String> {
@@ -680,6 +680,7 @@ mod tests {
                 l4: L4::Icmp { kind: 8, code: 0, id: Some(90), seq: Some(1) },
             },
             payload: None,
+            nonce: None,
             source: TraceSource::Text,
         };
         assert_eq!(event, expected);
@@ -866,6 +867,7 @@ mod tests {
                 l4: L4::Tcp { sport: 80, dport: 40000, flags: "S.".into() },
             },
             payload: None,
+            nonce: None,
             source: TraceSource::Text,
         };
         let text = "TRACE: filter:FORWARD:rule:3 IN=eth0 OUT=docker0 \

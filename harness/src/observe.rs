@@ -1,0 +1,234 @@
+//! Observers that run while probes are sent: a pcap on every interface, and per traced netns
+//! the trace source its backend reports through.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::error::{Error, Result};
+use crate::evidence::{Frame, TimedEvent};
+use crate::firewall::{Backend, ebtables, run_tool};
+use crate::lab::Lab;
+use crate::netns::NetnsEntry;
+use crate::packet::PacketInfo;
+use crate::pcap_thread::{PcapThread, Record};
+use crate::scenario::{CapturePoint, Scenario};
+use crate::trace::nft_events::{self, HeaderKey};
+use crate::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
+use crate::trace::{self};
+
+/// Per file name stem: the linktype and records, for artifacts.
+pub type Pcaps = Vec<(String, pcap::Linktype, Vec<Record>)>;
+
+/// Everything observed, once stopped.
+pub struct Observed {
+    pub frames: Vec<Frame>,
+    pub events: BTreeMap<String, Vec<TimedEvent>>,
+    pub pcaps: Pcaps,
+}
+
+enum TraceReader {
+    Nflog(PcapThread),
+    NfTrace(NfTraceThread),
+}
+
+pub struct Observers {
+    captures: Vec<(CapturePoint, PcapThread)>,
+    traces: Vec<(String, TraceReader)>,
+}
+
+impl Observers {
+    /// Start everything and return once every reader is live.
+    pub fn start(lab: &Lab, sc: &Scenario, backend: Backend) -> Result<Observers> {
+        let mut captures = vec![];
+        for point in sc.capture_points() {
+            let ns = lab.netns(&point.netns)?;
+            let t = PcapThread::start(ns.entry()?, &point.iface).map_err(|message| Error::Capture {
+                netns: ns.name().to_string(),
+                iface: point.iface.clone(),
+                message,
+            })?;
+            captures.push((point, t));
+        }
+        let mut traces = vec![];
+        for n in sc.netns.iter().filter(|n| n.trace) {
+            let ns = lab.netns(&n.name)?;
+            let trace_err = |message: String| Error::Trace { netns: ns.name().to_string(), message };
+            let reader = match backend {
+                Backend::Legacy => {
+                    let device = format!("nflog:0,{}", ebtables::TRACE_GROUP);
+                    TraceReader::Nflog(PcapThread::start(ns.entry()?, &device).map_err(trace_err)?)
+                }
+                Backend::Nft => TraceReader::NfTrace(NfTraceThread::start(ns.entry()?).map_err(trace_err)?),
+            };
+            traces.push((n.name.clone(), reader));
+        }
+        Ok(Observers { captures, traces })
+    }
+
+    /// Stop everything after draining what the kernel queued, and turn it into evidence.
+    pub fn stop(self, lab: &Lab, ifnames: &BTreeMap<String, BTreeMap<u32, String>>) -> Result<Observed> {
+        let mut frames = vec![];
+        let mut pcaps = vec![];
+        let mut errors = vec![];
+        for (point, t) in self.captures {
+            let linktype = t.linktype;
+            match t.stop() {
+                Ok(records) => {
+                    frames.extend(records.iter().map(|r| Frame {
+                        point: point.clone(),
+                        ts: r.ts,
+                        data: r.data.clone(),
+                    }));
+                    pcaps.push((format!("{}_{}", point.netns, point.iface), linktype, records));
+                }
+                Err(message) => errors.push(Error::Capture { netns: point.netns, iface: point.iface, message }),
+            }
+        }
+        let nonces = NonceByHeader::from_frames(&frames);
+        let mut events = BTreeMap::new();
+        let empty = BTreeMap::new();
+        for (netns, reader) in self.traces {
+            let names = ifnames.get(&netns).unwrap_or(&empty);
+            match reader {
+                TraceReader::Nflog(t) => {
+                    let linktype = t.linktype;
+                    match t.stop() {
+                        Ok(records) => {
+                            let evs = records
+                                .iter()
+                                .filter_map(|r| {
+                                    let rec = trace::nflog::parse_record(&r.data).ok()?;
+                                    let event = trace::nflog::to_event(&rec, &netns, names)?;
+                                    Some(TimedEvent { ts: r.ts, event })
+                                })
+                                .collect();
+                            events.insert(netns.clone(), evs);
+                            pcaps.push((format!("{netns}_nflog"), linktype, records));
+                        }
+                        Err(message) => errors.push(Error::Trace { netns, message }),
+                    }
+                }
+                TraceReader::NfTrace(t) => match t.stop() {
+                    Ok(msgs) => {
+                        let ns = lab.netns(&netns)?;
+                        let index = rule_index(ns)?;
+                        let evs = nft_events::to_events(&msgs, &netns, &index, names, &|p| nonces.get(p))
+                            .into_iter()
+                            .map(|event| TimedEvent { ts: Default::default(), event })
+                            .collect();
+                        events.insert(netns.clone(), evs);
+                    }
+                    Err(message) => errors.push(Error::Trace { netns, message }),
+                },
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Many(errors));
+        }
+        Ok(Observed { frames, events, pcaps })
+    }
+}
+
+/// The rules of a netns by handle, with iptables-nft's own text for its tables.
+fn rule_index(ns: &crate::netns::Netns) -> Result<RuleIndex> {
+    let json = run_tool(ns, "nft", &["-j", "list", "ruleset"], None)?;
+    let index = RuleIndex::from_nft_json(&json)
+        .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("nft -j list ruleset: {e}") })?;
+    let save = run_tool(ns, "iptables-nft-save", &[], None).unwrap_or_default();
+    Ok(index.with_iptables_save(&save))
+}
+
+/// Probe nonces by the header fields that survive NAT, learnt from captured frames that carry
+/// the nonce in their payload.
+struct NonceByHeader(BTreeMap<HeaderKey, Vec<u8>>);
+
+impl NonceByHeader {
+    fn from_frames(frames: &[Frame]) -> NonceByHeader {
+        let mut map = BTreeMap::new();
+        for f in frames {
+            let Some(nonce) = crate::probe::find_nonce(&f.data) else { continue };
+            if let Some(key) = PacketInfo::from_ethernet(&f.data).as_ref().and_then(HeaderKey::of) {
+                map.insert(key, nonce);
+            }
+        }
+        NonceByHeader(map)
+    }
+
+    fn get(&self, p: &PacketInfo) -> Option<Vec<u8>> {
+        self.0.get(&HeaderKey::of(p)?).cloned()
+    }
+}
+
+/// An nf_tables trace socket read by a thread inside the netns until stopped.
+struct NfTraceThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<std::result::Result<Vec<NfTraceMsg>, String>>>,
+}
+
+impl NfTraceThread {
+    fn start(ns: NetnsEntry) -> std::result::Result<NfTraceThread, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("nftrace".into())
+            .spawn(move || {
+                let opened = ns
+                    .enter_current_thread()
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| NfTraceSocket::open().map_err(|e| format!("open NFNLGRP_NFTRACE socket: {e}")));
+                let mut sock = match opened {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                let mut out = vec![];
+                loop {
+                    let stopping = flag.load(Ordering::SeqCst);
+                    out.extend(sock.recv_all().map_err(|e| format!("read trace events: {e}"))?);
+                    if stopping {
+                        if sock.overruns() > 0 {
+                            return Err(format!("the kernel dropped trace events ({} overruns)", sock.overruns()));
+                        }
+                        return Ok(out);
+                    }
+                    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+                    let _ = poll(&mut fds, PollTimeout::from(20u16));
+                }
+            })
+            .map_err(|e| format!("spawn trace thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(NfTraceThread { stop, thread: Some(thread) }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("trace thread ended before it was ready".into()),
+        }
+    }
+
+    fn stop(mut self) -> std::result::Result<Vec<NfTraceMsg>, String> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err("trace thread panicked".into()),
+        }
+    }
+}
+
+impl Drop for NfTraceThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
