@@ -15,6 +15,7 @@ pub mod packet;
 pub mod pcap_thread;
 pub mod probe;
 mod random;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod scenario;
