@@ -35,7 +35,7 @@ pub fn write(
     let mut trace = String::new();
     for (netns, evs) in events {
         for te in evs {
-            trace.push_str(&format!("{netns}: {} {}\n", te.event.hook, te.event.packet));
+            trace.push_str(&format!("{netns}: {}\n", crate::trace::text::render(&te.event)));
         }
     }
     put("trace.txt", &trace)?;

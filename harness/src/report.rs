@@ -28,6 +28,18 @@ pub fn path_lines(pe: &PacketEvidence) -> String {
     out
 }
 
+/// The observed path in the seed articles' kernel-log shape (`TRACE: raw:PREROUTING:policy:2
+/// IN=docker0 ...`), so it can be held next to them.
+pub fn seed_lines(pe: &PacketEvidence) -> String {
+    let mut out = String::new();
+    for events in pe.path.values() {
+        for ev in events {
+            let _ = writeln!(out, "        {}", crate::trace::text::render(ev));
+        }
+    }
+    out
+}
+
 /// Where the packet was seen and with which addresses.
 pub fn address_table(pe: &PacketEvidence) -> String {
     let mut out = String::new();
@@ -67,6 +79,10 @@ pub fn probe(p: &ProbeOutcome, show_path: bool) -> String {
                 }
                 let _ = writeln!(out, "    packet {} {d}: path", ex.packet);
                 out.push_str(&path_lines(pe));
+                if !pe.path.is_empty() {
+                    let _ = writeln!(out, "      as kernel log lines:");
+                    out.push_str(&seed_lines(pe));
+                }
                 let _ = writeln!(out, "      addresses:");
                 out.push_str(&address_table(pe));
             }

@@ -77,15 +77,24 @@ pub fn to_event(rec: &NflogRecord, netns: &str, ifnames: &BTreeMap<u32, String>)
     let name = |i: Option<u32>| i.map(|i| ifnames.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
     let payload = rec.payload.clone();
     let packet = payload.as_deref().and_then(PacketInfo::from_ip).unwrap_or_default();
-    Some(TraceEvent {
-        netns: netns.to_string(),
-        hook,
-        ifaces: Ifaces {
+    let ifaces = match hook {
+        // ebtables names the bridge port as IN/OUT (ebt_log), as nf_tables' bridge family does.
+        Hook::Eb { .. } => Ifaces {
+            indev: name(rec.physindev.or(rec.indev)),
+            outdev: name(rec.physoutdev.or(rec.outdev)),
+            ..Default::default()
+        },
+        Hook::Xt { .. } => Ifaces {
             indev: name(rec.indev),
             outdev: name(rec.outdev),
             physindev: name(rec.physindev),
             physoutdev: name(rec.physoutdev),
         },
+    };
+    Some(TraceEvent {
+        netns: netns.to_string(),
+        hook,
+        ifaces,
         packet,
         payload,
         nonce: None,
