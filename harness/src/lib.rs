@@ -3,6 +3,7 @@
 //! of each, and assert the hooks it met and the addresses it carried.
 
 pub mod artifacts;
+pub mod caps;
 pub mod cidr;
 pub mod error;
 pub mod evidence;

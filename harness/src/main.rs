@@ -26,6 +26,8 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print what this kernel and userspace offer netpath, with the reason for every "no".
+    Caps,
     /// Remove the namespaces of netpath runs that were killed.
     Sweep {
         /// Also remove those of runs still alive.
@@ -101,6 +103,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { paths, show_path, keep } => run(paths, show_path, keep),
+        Command::Caps => {
+            print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
+            ExitCode::SUCCESS
+        }
         Command::Sweep { all } => match netpath::netns::sweep(all) {
             Ok(removed) => {
                 for r in &removed {
