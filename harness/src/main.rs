@@ -25,6 +25,16 @@ enum Command {
         /// Write artifacts even when everything passes.
         #[arg(long)]
         keep: bool,
+        /// Which iptables backends to run: the scenario's own (default), legacy, nft or all.
+        #[arg(long)]
+        backend: Option<BackendChoice>,
+    },
+    /// Run a scenario and write what it observed as its expectations (to OUT, or in place).
+    Record {
+        file: PathBuf,
+        /// Where to write the recorded scenario (default: overwrite FILE).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
     /// Print what this kernel and userspace offer netpath, with the reason for every "no".
     Caps,
@@ -34,6 +44,24 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendChoice {
+    Legacy,
+    Nft,
+    All,
+}
+
+impl BackendChoice {
+    fn backends(choice: Option<BackendChoice>, scenario: &[Backend]) -> Vec<Backend> {
+        match choice {
+            None => scenario.to_vec(),
+            Some(BackendChoice::Legacy) => vec![Backend::Legacy],
+            Some(BackendChoice::Nft) => vec![Backend::Nft],
+            Some(BackendChoice::All) => vec![Backend::Legacy, Backend::Nft],
+        }
+    }
 }
 
 /// The scenarios shipped in the repository, found from where this binary was built.
@@ -61,7 +89,7 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn run(paths: Vec<PathBuf>, show_path: bool, keep: bool) -> ExitCode {
+fn run(paths: Vec<PathBuf>, show_path: bool, keep: bool, backend: Option<BackendChoice>) -> ExitCode {
     let paths = if paths.is_empty() { vec![bundled()] } else { paths };
     let files = match scenario_files(&paths) {
         Ok(f) => f,
@@ -81,7 +109,7 @@ fn run(paths: Vec<PathBuf>, show_path: bool, keep: bool) -> ExitCode {
                 continue;
             }
         };
-        let backends: Vec<Backend> = sc.backends.clone();
+        let backends = BackendChoice::backends(backend, &sc.backends);
         for backend in backends {
             match netpath::run(&sc, backend, &opts) {
                 Ok(o) => {
@@ -99,10 +127,42 @@ fn run(paths: Vec<PathBuf>, show_path: bool, keep: bool) -> ExitCode {
     if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
+fn record(file: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
+    let sc = match Scenario::load(file) {
+        Ok(sc) => sc,
+        Err(e) => {
+            eprintln!("netpath record: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut outcomes = vec![];
+    for backend in &sc.backends {
+        match netpath::run(&sc, *backend, &RunOptions::default()) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                eprintln!("netpath record: {} [{}] did not run: {e}", sc.name, backend.name());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let recorded = netpath::record::expectations(&sc, &outcomes);
+    let target = out.unwrap_or(file);
+    let header =
+        format!("# Recorded by `netpath record` from {}; review the diff before committing.\n", file.display());
+    if let Err(e) = std::fs::write(target, header + &recorded.to_toml()) {
+        eprintln!("netpath record: write {}: {e}", target.display());
+        return ExitCode::FAILURE;
+    }
+    let count: usize = recorded.probe.iter().map(|p| p.path.len() + p.addr.len()).sum();
+    println!("recorded {count} expectations of {} into {}", sc.name, target.display());
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { paths, show_path, keep } => run(paths, show_path, keep),
+        Command::Run { paths, show_path, keep, backend } => run(paths, show_path, keep, backend),
+        Command::Record { file, out } => record(&file, out.as_deref()),
         Command::Caps => {
             print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
             ExitCode::SUCCESS
