@@ -4,9 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use serde::de::IntoDeserializer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use crate::cidr::Cidr;
 use crate::firewall::Backend;
@@ -350,142 +355,479 @@ impl Scenario {
         v
     }
 
-    /// Check what serde cannot: every name a part refers to exists, names are unique and
-    /// interface names fit the kernel's 15 bytes. Returns every problem found.
+    /// Check what serde cannot: every name a part refers to exists, names are unique, interface
+    /// names fit the kernel's 15 bytes, numbers are in range, and nothing asks the kernel for
+    /// what it refuses. Returns every problem found, each as `item: message` where the item is
+    /// a path into the scenario (`veth[2].b.netns`); [`Scenario::problems`] keeps them apart.
     pub fn validate(&self) -> Vec<String> {
-        let mut errs = vec![];
-        let mut seen = std::collections::BTreeSet::new();
-        for n in &self.netns {
-            if !seen.insert(n.name.as_str()) {
-                errs.push(format!("netns `{}` is declared twice", n.name));
-            }
-            if n.name.is_empty() || n.name.contains('/') || n.name.len() > 32 {
-                errs.push(format!("netns name `{}` must be 1 to 32 characters without `/`", n.name));
+        self.problems().iter().map(Problem::to_string).collect()
+    }
+
+    /// The problems [`Scenario::validate`] reports, with the item each concerns.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut ps = Problems::default();
+
+        if self.name.trim().is_empty() {
+            ps.add("name", "the scenario's name is empty");
+        }
+        if self.backends.is_empty() {
+            ps.add("backends", "names no backend: give legacy, nft or both, or leave it out to run under legacy");
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            if self.backends[..i].contains(b) {
+                ps.add(format!("backends[{i}]"), format!("backend {} is listed twice", b.name()));
             }
         }
-        let known = |ns: &str, what: &str, errs: &mut Vec<String>| {
-            if !seen.contains(ns) {
-                errs.push(format!(
-                    "{what} names netns `{ns}`, which is not declared (have: {})",
-                    seen.iter().copied().collect::<Vec<_>>().join(", ")
-                ));
+
+        // Namespaces.
+        let mut netns: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, n) in self.netns.iter().enumerate() {
+            let item = format!("netns[{i}].name");
+            if n.name.is_empty() || n.name.contains(['/', ' ', '\t', '\n']) || n.name.len() > 32 {
+                ps.add(&item, format!("netns name `{}` must be 1 to 32 characters without `/` or spaces", n.name));
             }
-        };
-        let mut ifaces = std::collections::BTreeSet::new();
-        let mut add_iface = |p: CapturePoint, errs: &mut Vec<String>| {
-            if p.iface.is_empty() || p.iface.len() > 15 || p.iface.contains(['/', ' ', ':']) {
-                errs.push(format!(
-                    "interface name `{}` must be 1 to 15 characters without `/`, `:` or spaces",
-                    p.iface
-                ));
+            if let Some(j) = netns.get(n.name.as_str()) {
+                ps.add(&item, format!("netns `{}` is declared twice (first as netns[{j}])", n.name));
+            } else {
+                netns.insert(&n.name, i);
             }
-            if !ifaces.insert(p.clone()) {
-                errs.push(format!("interface {p} is declared twice"));
-            }
-        };
-        for b in &self.bridge {
-            known(&b.netns, &format!("bridge {}", b.name), &mut errs);
-            add_iface(CapturePoint { netns: b.netns.clone(), iface: b.name.clone() }, &mut errs);
         }
-        for v in &self.veth {
-            for e in [&v.a, &v.b] {
-                known(&e.netns, &format!("veth end {}", e.name), &mut errs);
-                add_iface(CapturePoint { netns: e.netns.clone(), iface: e.name.clone() }, &mut errs);
-                if let Some(m) = &e.master
-                    && !self.bridge.iter().any(|b| &b.name == m && b.netns == e.netns)
-                {
-                    errs.push(format!(
-                        "veth end {}/{} has master `{m}`, which is no bridge in netns {}",
-                        e.netns, e.name, e.netns
-                    ));
+        let known = |item: String, ns: &str, ps: &mut Problems| -> bool {
+            if netns.contains_key(ns) {
+                return true;
+            }
+            let have = if netns.is_empty() {
+                "no [[netns]] is declared".to_string()
+            } else {
+                format!("have: {}", list(netns.keys().copied()))
+            };
+            ps.add(item, format!("netns `{ns}` is not declared ({have})"));
+            false
+        };
+
+        // Interfaces: bridges, then veth ends.
+        let mut decls: Vec<IfaceDecl<'_>> = vec![];
+        for (i, b) in self.bridge.iter().enumerate() {
+            decls.push(IfaceDecl {
+                item: format!("bridge[{i}]"),
+                netns: &b.netns,
+                name: &b.name,
+                mac: b.mac,
+                addresses: &b.addresses,
+                mtu: b.mtu,
+                master: None,
+                bridge: true,
+            });
+        }
+        for (i, v) in self.veth.iter().enumerate() {
+            for (side, e) in [("a", &v.a), ("b", &v.b)] {
+                decls.push(IfaceDecl {
+                    item: format!("veth[{i}].{side}"),
+                    netns: &e.netns,
+                    name: &e.name,
+                    mac: e.mac,
+                    addresses: &e.addresses,
+                    mtu: e.mtu,
+                    master: e.master.as_deref(),
+                    bridge: false,
+                });
+            }
+        }
+        let mut ifaces: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+        for d in &decls {
+            known(format!("{}.netns", d.item), d.netns, &mut ps);
+            let item = format!("{}.name", d.item);
+            if d.name.is_empty() || d.name.len() > 15 || d.name.contains(['/', ' ', ':', '\t', '\n']) {
+                ps.add(
+                    &item,
+                    format!("interface name `{}` must be 1 to 15 characters without `/`, `:` or spaces", d.name),
+                );
+            }
+            if let Some(first) = ifaces.get(&(d.netns, d.name)) {
+                ps.add(
+                    &item,
+                    format!("interface `{}` is declared twice in netns {} (first as {first})", d.name, d.netns),
+                );
+            } else {
+                ifaces.insert((d.netns, d.name), &d.item);
+            }
+            if let Some(m) = d.mac {
+                if m.0 == [0; 6] {
+                    ps.add(format!("{}.mac", d.item), format!("MAC {m} is all zeros: the kernel refuses it"));
+                } else if m.0[0] & 1 == 1 {
+                    ps.add(
+                        format!("{}.mac", d.item),
+                        format!(
+                            "MAC {m} is a multicast address (its first byte is odd): an interface needs a unicast one, e.g. 02:{}",
+                            &m.to_string()[3..]
+                        ),
+                    );
                 }
             }
-        }
-        for r in &self.route {
-            known(&r.netns, "a route", &mut errs);
-            if let Some(d) = &r.dev
-                && !ifaces.contains(&CapturePoint { netns: r.netns.clone(), iface: d.clone() })
+            if let Some(mtu) = d.mtu
+                && !(68..=65535).contains(&mtu)
             {
-                errs.push(format!("a route in netns {} names dev `{d}`, which is not an interface there", r.netns));
+                ps.add(
+                    format!("{}.mtu", d.item),
+                    format!("mtu {mtu} is outside 68 to 65535, which the kernel accepts"),
+                );
+            }
+            for (k, a) in d.addresses.iter().enumerate() {
+                if !sane(a) {
+                    ps.add(format!("{}.addresses[{k}]", d.item), format!("prefix length /{} is too long", a.prefix));
+                } else if d.addresses[..k].contains(a) {
+                    ps.add(format!("{}.addresses[{k}]", d.item), format!("address {a} is given twice"));
+                }
             }
         }
-        let mut probes = std::collections::BTreeSet::new();
-        for p in &self.probe {
-            if !probes.insert(p.name.as_str()) {
-                errs.push(format!("probe `{}` is declared twice", p.name));
+        let ifaces_of = |ns: &str| -> Vec<&IfaceDecl<'_>> { decls.iter().filter(|d| d.netns == ns).collect() };
+        // Interfaces in a netns that is not declared were meant for another one: what follows
+        // from a netns lacking an interface or an address such an orphan has is not reported.
+        let orphans: Vec<&IfaceDecl<'_>> = decls.iter().filter(|d| !netns.contains_key(d.netns)).collect();
+        let orphan_named = |name: &str| orphans.iter().any(|d| d.name == name);
+        let orphan_addr = |f: &dyn Fn(&Cidr) -> bool| orphans.iter().flat_map(|d| d.addresses).any(f);
+        let names_of = |ns: &str| -> String {
+            let names = ifaces_of(ns).iter().map(|d| d.name).collect::<Vec<_>>();
+            if names.is_empty() {
+                format!("netns {ns} has no interface")
+            } else {
+                format!("its interfaces: {}", list(names))
             }
-            known(&p.from, &format!("probe {}", p.name), &mut errs);
-            if p.count == 0 {
-                errs.push(format!("probe {} has count 0", p.name));
+        };
+        for d in &decls {
+            if let Some(m) = d.master
+                && netns.contains_key(d.netns)
+                && !decls.iter().any(|b| b.bridge && b.netns == d.netns && b.name == m)
+            {
+                let bridges: Vec<&str> =
+                    decls.iter().filter(|b| b.bridge && b.netns == d.netns).map(|b| b.name).collect();
+                let have = if bridges.is_empty() {
+                    format!("netns {} has no bridge", d.netns)
+                } else {
+                    format!("its bridges: {}", list(bridges))
+                };
+                ps.add(format!("{}.master", d.item), format!("`{m}` is no bridge in netns {} ({have})", d.netns));
             }
-            for e in &p.path {
-                known(&e.netns, &format!("a path expectation of probe {}", p.name), &mut errs);
+        }
+
+        // Routes, in the order the lab adds them.
+        for (i, r) in self.route.iter().enumerate() {
+            let ns_ok = known(format!("route[{i}].netns"), &r.netns, &mut ps);
+            if let Some(d) = &r.dev
+                && ns_ok
+                && !ifaces.contains_key(&(r.netns.as_str(), d.as_str()))
+                && !orphan_named(d)
+            {
+                ps.add(
+                    format!("route[{i}].dev"),
+                    format!("netns {} has no interface `{d}` ({})", r.netns, names_of(&r.netns)),
+                );
+            }
+            if r.via.is_none() && r.dev.is_none() {
+                ps.add(format!("route[{i}]"), "gives neither via nor dev: say where the route leads");
+            }
+            let mut v6 = false;
+            if let RouteDst::Prefix(c) = r.to {
+                if !sane(&c) {
+                    ps.add(format!("route[{i}].to"), format!("prefix length /{} is too long", c.prefix));
+                } else if c.addr.is_ipv6() {
+                    v6 = true;
+                    ps.add(format!("route[{i}].to"), "IPv6 routes are not supported yet");
+                } else if network(c) != c.addr {
+                    ps.add(
+                        format!("route[{i}].to"),
+                        format!(
+                            "`{c}` has host bits set and the kernel refuses it: a route leads to a network, e.g. {}/{}",
+                            network(c),
+                            c.prefix
+                        ),
+                    );
+                }
+            }
+            if let Some(via) = r.via
+                && via.is_ipv6()
+                && !v6
+            {
+                v6 = true;
+                ps.add(format!("route[{i}].via"), "IPv6 routes are not supported yet");
+            }
+            if let Some(j) = self.route[..i].iter().position(|o| o.netns == r.netns && o.to == r.to) {
+                let to = match r.to {
+                    RouteDst::Default => "default".to_string(),
+                    RouteDst::Prefix(c) => c.to_string(),
+                };
+                ps.add(format!("route[{i}].to"), format!("netns {} already has a route to {to} (route[{j}])", r.netns));
+            }
+            // The kernel takes a gateway only if a link route reaches it: a connected prefix of an
+            // interface there (of `dev` if given) or an earlier route through a device.
+            if let Some(via) = r.via
+                && ns_ok
+                && !v6
+            {
+                let on_dev = |dev: &str| r.dev.as_deref().is_none_or(|d| d == dev);
+                let mut prefixes: Vec<Cidr> = ifaces_of(&r.netns)
+                    .iter()
+                    .filter(|d| on_dev(d.name))
+                    .flat_map(|d| d.addresses.iter().copied())
+                    .filter(sane)
+                    .collect();
+                prefixes.extend(self.route[..i].iter().filter_map(|o| match (o.to, o.via, &o.dev) {
+                    (RouteDst::Prefix(c), None, Some(d)) if o.netns == r.netns && on_dev(d) && sane(&c) => Some(c),
+                    _ => None,
+                }));
+                if !prefixes.iter().any(|c| c.contains(via)) && !orphan_addr(&|c| sane(c) && c.contains(via)) {
+                    let whose = match &r.dev {
+                        Some(d) => format!("interface {d} of netns {}", r.netns),
+                        None => format!("netns {}", r.netns),
+                    };
+                    let have = if prefixes.is_empty() {
+                        "it has none".to_string()
+                    } else {
+                        format!("it has {}", list(prefixes.iter().map(ToString::to_string)))
+                    };
+                    ps.add(
+                        format!("route[{i}].via"),
+                        format!(
+                            "gateway {via} is outside every connected prefix of {whose} ({have}), so the kernel refuses the route"
+                        ),
+                    );
+                }
+            }
+        }
+
+        // Probes and their expectations.
+        let mut probes: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, p) in self.probe.iter().enumerate() {
+            let item = format!("probe[{i}].name");
+            if p.name.trim().is_empty() {
+                ps.add(&item, "the probe's name is empty");
+            } else if let Some(j) = probes.get(p.name.as_str()) {
+                ps.add(&item, format!("probe `{}` is declared twice (first as probe[{j}])", p.name));
+            } else {
+                probes.insert(&p.name, i);
+            }
+            if known(format!("probe[{i}].from"), &p.from, &mut ps) && !p.to.is_loopback() {
+                let family = if p.to.is_ipv4() { "IPv4" } else { "IPv6" };
+                let own = ifaces_of(&p.from);
+                let fits = |a: &Cidr| a.addr.is_ipv4() == p.to.is_ipv4();
+                if !own.iter().flat_map(|d| d.addresses).any(fits) && !orphan_addr(&fits) {
+                    let fix = if own.is_empty() {
+                        "it has no interface".to_string()
+                    } else {
+                        format!("give one of its interfaces ({}) an address", list(own.iter().map(|d| d.name)))
+                    };
+                    ps.add(
+                        format!("probe[{i}].from"),
+                        format!("netns {} has no {family} address to send to {} from: {fix}", p.from, p.to),
+                    );
+                }
+            }
+            if p.count == 0 || p.count > MAX_COUNT {
+                ps.add(format!("probe[{i}].count"), format!("count {} is outside 1 to {MAX_COUNT}", p.count));
+            }
+            if p.timeout_ms == 0 || p.timeout_ms > MAX_TIMEOUT_MS {
+                ps.add(
+                    format!("probe[{i}].timeout_ms"),
+                    format!("timeout_ms {} is outside 1 to {MAX_TIMEOUT_MS} (one minute)", p.timeout_ms),
+                );
+            }
+            let packet_ok = |item: String, packet: u16, ps: &mut Problems| {
+                if packet == 0 || packet > p.count {
+                    ps.add(
+                        item,
+                        format!("packet {packet} does not exist: the probe sends {} (packets count from 1)", p.count),
+                    );
+                }
+            };
+            for (j, e) in p.path.iter().enumerate() {
+                known(format!("probe[{i}].path[{j}].netns"), &e.netns, &mut ps);
                 if e.exact.is_none() && e.includes.is_none() && e.never.is_empty() {
-                    errs.push(format!(
-                        "a path expectation of probe {} asserts nothing: give exact, includes or never",
-                        p.name
-                    ));
+                    ps.add(format!("probe[{i}].path[{j}]"), "asserts nothing: give exact, includes or never");
                 }
-                if e.packet == 0 || e.packet > p.count {
-                    errs.push(format!(
-                        "a path expectation of probe {} names packet {}, but it sends {}",
-                        p.name, e.packet, p.count
-                    ));
-                }
+                packet_ok(format!("probe[{i}].path[{j}].packet"), e.packet, &mut ps);
             }
-            for a in &p.addr {
-                if !ifaces.contains(&a.at) {
-                    errs.push(format!(
-                        "an address expectation of probe {} names capture point {}, which does not exist",
-                        p.name, a.at
-                    ));
+            for (j, a) in p.addr.iter().enumerate() {
+                let item = format!("probe[{i}].addr[{j}].at");
+                if !netns.contains_key(a.at.netns.as_str()) {
+                    known(item, &a.at.netns, &mut ps);
+                } else if !ifaces.contains_key(&(a.at.netns.as_str(), a.at.iface.as_str()))
+                    && !orphan_named(&a.at.iface)
+                {
+                    ps.add(
+                        item,
+                        format!(
+                            "capture point {} does not exist: netns {} has no interface `{}` ({})",
+                            a.at,
+                            a.at.netns,
+                            a.at.iface,
+                            names_of(&a.at.netns)
+                        ),
+                    );
                 }
                 if !a.absent && a.src.is_none() && a.dst.is_none() {
-                    errs.push(format!(
-                        "an address expectation of probe {} at {} asserts nothing: give src, dst or absent",
-                        p.name, a.at
-                    ));
+                    ps.add(format!("probe[{i}].addr[{j}]"), "asserts nothing: give src, dst or absent");
                 }
-                if a.packet == 0 || a.packet > p.count {
-                    errs.push(format!(
-                        "an address expectation of probe {} names packet {}, but it sends {}",
-                        p.name, a.packet, p.count
-                    ));
-                }
+                packet_ok(format!("probe[{i}].addr[{j}].packet"), a.packet, &mut ps);
             }
         }
-        errs
+        ps.0
     }
 }
 
-/// Where in a file a problem is: 1-based line and column of a byte offset.
+/// The most packets one probe may send.
+pub const MAX_COUNT: u16 = 1000;
+/// The longest a probe may wait for a reply.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// One problem [`Scenario::problems`] found: the item it concerns, as a path into the scenario
+/// (`veth[2].b.netns`, `probe[0].addr[1].at`; empty for the whole scenario), and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub item: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.item.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.item, self.message) }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, item: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { item: item.into(), message: message.into() });
+    }
+}
+
+/// A bridge or a veth end, as validation sees both.
+struct IfaceDecl<'a> {
+    /// `bridge[0]`, `veth[1].b`.
+    item: String,
+    netns: &'a str,
+    name: &'a str,
+    mac: Option<Mac>,
+    addresses: &'a [Cidr],
+    mtu: Option<u32>,
+    master: Option<&'a str>,
+    bridge: bool,
+}
+
+fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    items.into_iter().map(|s| s.as_ref().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether the prefix length fits the address (a `Cidr` built in Rust may not).
+fn sane(c: &Cidr) -> bool {
+    c.prefix <= if c.addr.is_ipv4() { 32 } else { 128 }
+}
+
+/// The network address of a prefix (host bits cleared).
+fn network(c: Cidr) -> IpAddr {
+    match c.addr {
+        IpAddr::V4(a) => {
+            let mask = if c.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(c.prefix.min(32))) };
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = if c.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(c.prefix.min(128))) };
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+/// A problem of a scenario file with where it is; shown as `file.toml:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Where in a file a problem is: 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, col)
 }
 
 impl Scenario {
-    /// Parse a scenario file's text; `origin` names it in errors, which give line and column.
-    pub fn from_toml(text: &str, origin: &std::path::Path) -> crate::Result<Scenario> {
-        let sc: Scenario = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| line_col(text, s.start));
-            let message = match at {
-                Some((l, c)) => format!("line {l}, column {c}: {}", e.message()),
-                None => e.message().to_string(),
-            };
-            crate::Error::File { path: origin.to_path_buf(), message }
-        })?;
-        let errs = sc.validate();
-        if !errs.is_empty() {
-            return Err(crate::Error::File { path: origin.to_path_buf(), message: errs.join("\n") });
+    /// Parse a scenario file's text; `origin` names it in errors. Each problem is one line
+    /// `origin:LINE:COL: message` ([`Diagnostic`]): one problem is an [`Error::File`] whose
+    /// `path` is `origin:LINE:COL`, several are an [`Error::Many`] of those.
+    ///
+    /// [`Error::File`]: crate::Error::File
+    /// [`Error::Many`]: crate::Error::Many
+    pub fn from_toml(text: &str, origin: &Path) -> crate::Result<Scenario> {
+        Scenario::parse(text, origin).map_err(|diags| {
+            let errs: Vec<crate::Error> = diags
+                .into_iter()
+                .map(|d| crate::Error::File {
+                    path: PathBuf::from(format!("{}:{}:{}", d.file.display(), d.line, d.column)),
+                    message: d.message,
+                })
+                .collect();
+            match <[crate::Error; 1]>::try_from(errs) {
+                Ok([e]) => e,
+                Err(errs) => crate::Error::Many(errs),
+            }
+        })
+    }
+
+    /// Parse a scenario file's text and check it, reporting every problem with its line and
+    /// column, in file order. A syntax error comes alone (the first: what a parser says after
+    /// one is mostly its echo); else every type error (a wrong type, an unknown key, a missing
+    /// field, a bad CIDR, MAC, backend or hook name); else what [`Scenario::problems`] finds.
+    pub fn parse(text: &str, origin: &Path) -> Result<Scenario, Vec<Diagnostic>> {
+        let diag = |span: Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            Diagnostic { file: origin.to_path_buf(), line, column, message }
+        };
+        let sorted = |mut v: Vec<Diagnostic>| {
+            v.sort_by_key(|d| (d.line, d.column));
+            v
+        };
+        let (doc, syntax) = DeTable::parse_recoverable(text);
+        // A syntax error comes alone: what the parser says after one is mostly its echo.
+        if let Some(e) = syntax.iter().min_by_key(|e| e.span().map_or(0, |s| s.start)) {
+            let span = e.span().unwrap_or(0..0);
+            let mut message = e.message().to_string();
+            if message == "duplicate key"
+                && let Some(key) = text.get(span.clone()).filter(|k| !k.is_empty() && k.len() < 80)
+            {
+                message = format!("duplicate key `{key}`");
+            } else if message.contains("inline table") {
+                message.push_str(" (does a `{ ... }` before this lack its `}`?)");
+            }
+            return Err(vec![diag(span, message)]);
         }
-        Ok(sc)
+        let doc: Node<'_> = Spanned::new(doc.span(), DeValue::Table(doc.into_inner()));
+        let sc = deserialize_all(&doc).map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
+        let problems = sc.problems();
+        if problems.is_empty() {
+            return Ok(sc);
+        }
+        Err(sorted(problems.into_iter().map(|p| diag(span_of(&doc, &parse_item(&p.item)), p.to_string())).collect()))
     }
 
     /// Read and parse a scenario file.
-    pub fn load(path: &std::path::Path) -> crate::Result<Scenario> {
+    pub fn load(path: &Path) -> crate::Result<Scenario> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| crate::Error::File { path: path.to_path_buf(), message: e.to_string() })?;
         Scenario::from_toml(&text, path)
@@ -495,6 +837,249 @@ impl Scenario {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))
     }
+}
+
+/// A value of the parsed document, with its byte span.
+type Node<'i> = Spanned<DeValue<'i>>;
+
+/// One step of a path into the document: a key of a table or an index of an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// `veth[2].b.netns` for its steps.
+fn item_name(steps: &[Step]) -> String {
+    let mut s = String::new();
+    for st in steps {
+        match st {
+            Step::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    s.push_str(k);
+                } else {
+                    s.push_str(&format!("{k:?}"));
+                }
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The steps of `veth[2].b.netns`.
+fn parse_item(item: &str) -> Vec<Step> {
+    let mut steps = vec![];
+    for seg in item.split('.').filter(|s| !s.is_empty()) {
+        let mut parts = seg.split('[');
+        if let Some(k) = parts.next()
+            && !k.is_empty()
+        {
+            steps.push(Step::Key(k.to_string()));
+        }
+        steps.extend(parts.filter_map(|p| p.trim_end_matches(']').parse().ok()).map(Step::Index));
+    }
+    steps
+}
+
+fn child<'a, 'i>(v: &'a Node<'i>, step: &Step) -> Option<&'a Node<'i>> {
+    match (v.get_ref(), step) {
+        (DeValue::Table(t), Step::Key(k)) => t.get(k.as_str()),
+        (DeValue::Array(a), Step::Index(i)) => a.get(*i),
+        _ => None,
+    }
+}
+
+fn walk<'a, 'i>(root: &'a Node<'i>, steps: &[Step]) -> Option<&'a Node<'i>> {
+    steps.iter().try_fold(root, |v, st| child(v, st))
+}
+
+fn walk_mut<'a, 'i>(root: &'a mut Node<'i>, steps: &[Step]) -> Option<&'a mut Node<'i>> {
+    let mut cur = root;
+    for st in steps {
+        cur = match (cur.get_mut(), st) {
+            (DeValue::Table(t), Step::Key(k)) => t.get_mut(k.as_str())?,
+            (DeValue::Array(a), Step::Index(i)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// The span of the value at `steps`, or of its deepest ancestor in the file (a value left to
+/// its default is not in the file: its table stands for it).
+fn span_of(root: &Node<'_>, steps: &[Step]) -> Range<usize> {
+    let mut cur = root;
+    for st in steps {
+        match child(cur, st) {
+            Some(c) => cur = c,
+            None => break,
+        }
+    }
+    cur.span()
+}
+
+/// The deepest entry whose value (or key: `true`) has exactly `span`.
+fn find_span(v: &Node<'_>, span: &Range<usize>, path: &mut Vec<Step>, best: &mut Option<(Vec<Step>, bool)>) {
+    let deeper = |best: &Option<(Vec<Step>, bool)>, len: usize| best.as_ref().is_none_or(|(p, _)| p.len() < len);
+    if v.span() == *span && deeper(best, path.len()) {
+        *best = Some((path.clone(), false));
+    }
+    match v.get_ref() {
+        DeValue::Table(t) => {
+            for (k, c) in t.iter() {
+                path.push(Step::Key(k.get_ref().to_string()));
+                if k.span() == *span && deeper(best, path.len()) {
+                    *best = Some((path.clone(), true));
+                }
+                find_span(c, span, path, best);
+                path.pop();
+            }
+        }
+        DeValue::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                path.push(Step::Index(i));
+                find_span(c, span, path, best);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `quoted` parts of a message.
+fn backticked(s: &str) -> impl Iterator<Item = &str> {
+    s.split('`').skip(1).step_by(2)
+}
+
+/// Where an error at `span` is: the path of the value (or, `true`, of the key) it is about. An
+/// error about an element of an array of strings (a bad hook, CIDR or backend) carries the span
+/// of the array: the element is the one the message quotes.
+fn locate(root: &Node<'_>, span: &Range<usize>, message: &str) -> Option<(Vec<Step>, bool)> {
+    let mut best = None;
+    find_span(root, span, &mut vec![], &mut best);
+    let (mut path, key) = best?;
+    if !key
+        && let Some(DeValue::Array(a)) = walk(root, &path).map(Spanned::get_ref)
+        && let Some(i) = backticked(message).find_map(|t| a.iter().position(|e| e.get_ref().as_str() == Some(t)))
+    {
+        path.push(Step::Index(i));
+    }
+    Some((path, key))
+}
+
+/// Deserialize the document, collecting every type error rather than the first: after each
+/// error the offending value is cut from a working copy (a table missing a field goes whole)
+/// and deserialization runs again. A "missing field" for a field cut that way is not reported.
+fn deserialize_all(doc: &Node<'_>) -> Result<Scenario, Vec<(Range<usize>, String)>> {
+    let mut work = doc.clone();
+    let mut found: Vec<(Range<usize>, String)> = vec![];
+    let mut cut: Vec<(Range<usize>, String)> = vec![];
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..500 {
+        let e = match Scenario::deserialize(work.clone().into_deserializer()) {
+            Ok(sc) if found.is_empty() => return Ok(sc),
+            Ok(_) => return Err(found),
+            Err(e) => e,
+        };
+        let message = e.message().to_string();
+        let Some(span) = e.span() else {
+            found.push((0..0, message));
+            break;
+        };
+        if !seen.insert((span.start, span.end, message.clone())) {
+            break;
+        }
+        let missing = message.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')).map(str::to_string);
+        let after_cut = missing.as_ref().is_some_and(|m| cut.contains(&(span.clone(), m.clone())));
+        let (shown, suggested) = polish(&message);
+        if !after_cut {
+            let (at, item) = match locate(doc, &span, &message) {
+                // An unknown key: the key is where it is, its table is the item.
+                Some((path, true)) => (span.clone(), item_name(path.split_last().map_or(&[][..], |(_, p)| p))),
+                Some((path, false)) => (span_of(doc, &path), item_name(&path)),
+                None => (span.clone(), String::new()),
+            };
+            found.push((at, Problem { item, message: shown }.to_string()));
+        }
+        let Some((path, key)) = locate(&work, &span, &message) else { break };
+        // A misspelt key: the field it was meant to be is not missing on top of that.
+        if key
+            && let Some(meant) = suggested
+            && let Some((_, parent)) = path.split_last()
+            && let Some(table) = walk(&work, parent)
+        {
+            cut.push((table.span(), meant));
+        }
+        if path.is_empty() {
+            // The root lacks a field: `name` is its only required one.
+            match (work.get_mut(), missing.as_deref()) {
+                (DeValue::Table(t), Some("name")) => {
+                    t.insert(Spanned::new(0..0, "name".into()), Spanned::new(0..0, DeValue::String("".into())));
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        if !cut_at(&mut work, &path, &mut cut) {
+            break;
+        }
+    }
+    if found.is_empty() {
+        found.push((0..0, "the file does not describe a scenario".to_string()));
+    }
+    Err(found)
+}
+
+/// Remove the value at `path` from its table or array; note `(table span, key)` of what a table lost.
+fn cut_at(root: &mut Node<'_>, path: &[Step], cut: &mut Vec<(Range<usize>, String)>) -> bool {
+    let Some((last, parent)) = path.split_last() else { return false };
+    let Some(parent) = walk_mut(root, parent) else { return false };
+    let parent_span = parent.span();
+    match (parent.get_mut(), last) {
+        (DeValue::Table(t), Step::Key(k)) => {
+            cut.push((parent_span, k.clone()));
+            t.remove(k.as_str()).is_some()
+        }
+        (DeValue::Array(a), Step::Index(i)) if *i < a.len() => {
+            *a = a.iter().enumerate().filter(|(j, _)| j != i).map(|(_, e)| e.clone()).collect();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Serde's message, with a suggestion for a misspelt key (and the key suggested).
+fn polish(message: &str) -> (String, Option<String>) {
+    if message.starts_with("unknown field `") {
+        let words: Vec<&str> = backticked(message).collect();
+        if let Some((unknown, valid)) = words.split_first()
+            && let Some((d, best)) = valid.iter().map(|v| (edit_distance(unknown, v), *v)).min()
+            && d <= 2
+            && d < unknown.len()
+        {
+            return (format!("{message} (did you mean `{best}`?)"), Some(best.to_string()));
+        }
+    }
+    (message.to_string(), None)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -520,5 +1105,252 @@ mod tests {
         assert_eq!(p.to_string(), "host/eth0");
         assert!("host".parse::<CapturePoint>().is_err());
         assert!("host/eth0/x".parse::<CapturePoint>().is_err());
+    }
+
+    fn bundled() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/scenarios/docker-masquerade.toml")
+    }
+
+    #[test]
+    fn bundled_file_loads_and_to_toml_round_trips() {
+        let sc = Scenario::load(&bundled()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sc.name, "docker-masquerade");
+        assert!(!sc.netns.is_empty() && !sc.veth.is_empty() && !sc.probe.is_empty());
+        assert!(!sc.probe[0].path.is_empty() && !sc.probe[0].addr.is_empty());
+        assert_eq!(sc.validate(), Vec::<String>::new());
+        let text = sc.to_toml();
+        let again = Scenario::from_toml(&text, Path::new("to_toml.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again, sc);
+    }
+
+    /// host -- veth -- c1, built in Rust.
+    fn small() -> Scenario {
+        let end = |netns: &str, name: &str, addr: &str| VethEndSpec {
+            netns: netns.into(),
+            name: name.into(),
+            mac: None,
+            addresses: vec![addr.parse().unwrap()],
+            master: None,
+            mtu: None,
+        };
+        let ns = |name: &str| NetnsSpec {
+            name: name.into(),
+            sysctls: BTreeMap::new(),
+            iptables: None,
+            ebtables: None,
+            trace: true,
+        };
+        Scenario {
+            name: "small".into(),
+            description: String::new(),
+            seed: None,
+            backends: vec![Backend::Legacy],
+            netns: vec![ns("host"), ns("c1")],
+            bridge: vec![],
+            veth: vec![VethSpec { a: end("host", "veth0", "10.0.0.1/24"), b: end("c1", "eth0", "10.0.0.2/24") }],
+            route: vec![],
+            probe: vec![ProbeSpec {
+                name: "ping".into(),
+                kind: ProbeKind::Icmp,
+                from: "c1".into(),
+                to: "10.0.0.1".parse().unwrap(),
+                count: 1,
+                timeout_ms: 1000,
+                replies: true,
+                path: vec![],
+                addr: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn validate_names_the_item_for_rust_built_scenarios() {
+        let mut sc = small();
+        assert_eq!(sc.validate(), Vec::<String>::new());
+        sc.veth[0].b.netns = "c9".into();
+        sc.probe[0].count = 1001;
+        sc.probe[0].timeout_ms = 0;
+        sc.route.push(RouteSpec {
+            netns: "host".into(),
+            to: RouteDst::Default,
+            via: Some("10.9.0.1".parse().unwrap()),
+            dev: None,
+        });
+        sc.probe[0].addr.push(AddrExpect {
+            packet: 1,
+            direction: Direction::Request,
+            at: "host/eth9".parse().unwrap(),
+            src: None,
+            dst: Some("10.0.0.1".parse().unwrap()),
+            absent: false,
+        });
+        let errs = sc.validate();
+        // c1 lost its only interface to the undeclared c9: that c1 has no address to send from
+        // follows from the first problem and is not reported on top of it.
+        let want = [
+            "veth[0].b.netns: netns `c9` is not declared (have: c1, host)",
+            "route[0].via: gateway 10.9.0.1 is outside every connected prefix of netns host (it has 10.0.0.1/24), so the kernel refuses the route",
+            "probe[0].count: count 1001 is outside 1 to 1000",
+            "probe[0].timeout_ms: timeout_ms 0 is outside 1 to 60000 (one minute)",
+            "probe[0].addr[0].at: capture point host/eth9 does not exist: netns host has no interface `eth9` (its interfaces: veth0)",
+        ];
+        assert_eq!(errs, want, "{errs:#?}");
+    }
+
+    fn diags(text: &str) -> Vec<String> {
+        match Scenario::parse(text, Path::new("t.toml")) {
+            Ok(_) => vec![],
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const SMALL: &str = r#"name = "small"
+
+[[netns]]
+name = "host"
+
+[[netns]]
+name = "c1"
+
+[[veth]]
+a = { netns = "host", name = "veth0", addresses = ["10.0.0.1/24"] }
+b = { netns = "c1", name = "eth0", addresses = ["10.0.0.2/24"] }
+
+[[probe]]
+name = "ping"
+from = "c1"
+to = "10.0.0.1"
+"#;
+
+    #[test]
+    fn semantic_errors_carry_line_and_column() {
+        assert_eq!(diags(SMALL), Vec::<String>::new());
+        let text = SMALL
+            .replace(r#"netns = "c1", name"#, r#"netns = "c9", name"#)
+            .replace("from = \"c1\"\n", "from = \"c1\"\ncount = 0\n");
+        assert_eq!(
+            diags(&text),
+            [
+                "t.toml:11:15: veth[0].b.netns: netns `c9` is not declared (have: c1, host)",
+                "t.toml:16:9: probe[0].count: count 0 is outside 1 to 1000",
+            ]
+        );
+        // An interface in an undeclared netns was meant for another: that this one then lacks
+        // an address follows, and is reported once the first problem is fixed.
+        let text = SMALL
+            .replace(r#"netns = "c1", name = "eth0", addresses = ["10.0.0.2/24"]"#, r#"netns = "c1", name = "eth0""#);
+        assert_eq!(
+            diags(&text),
+            [
+                "t.toml:15:8: probe[0].from: netns c1 has no IPv4 address to send to 10.0.0.1 from: give one of its interfaces (eth0) an address"
+            ]
+        );
+        // A value left to its default is pointed at by its table.
+        let text = format!("{SMALL}\n[[probe.addr]]\nat = \"c1/eth0\"\n");
+        assert_eq!(diags(&text), ["t.toml:18:1: probe[0].addr[0]: asserts nothing: give src, dst or absent"]);
+    }
+
+    #[test]
+    fn every_type_error_is_reported_at_its_value() {
+        let text = SMALL
+            .replace(r#""10.0.0.2/24""#, r#""10.0.0.2/33""#)
+            .replace(r#"to = "10.0.0.1""#, "to = \"10.0.0.1\"\ncolour = 3\ncount = -1")
+            .replace(r#"name = "host""#, "name = \"host\"\ntrace = \"yes\"");
+        let d = diags(&text);
+        assert_eq!(d.len(), 4, "{d:#?}");
+        assert!(d[0].starts_with("t.toml:5:9: netns[0].trace: invalid type: string"), "{d:#?}");
+        assert!(d[1].starts_with("t.toml:12:49: veth[0].b.addresses[0]: `33` in `10.0.0.2/33`"), "{d:#?}");
+        assert!(d[2].starts_with("t.toml:18:1: probe[0]: unknown field `colour`"), "{d:#?}");
+        assert!(d[3].starts_with("t.toml:19:9: probe[0].count: invalid value: integer `-1`"), "{d:#?}");
+    }
+
+    #[test]
+    fn bad_hooks_and_missing_fields_are_located() {
+        let text = format!(
+            "{SMALL}\n[[probe.path]]\nnetns = \"host\"\nexact = [\n  \"raw:PREROUTING:policy:2\",\n  \"filter:FORWARD:rle:5\",\n]\n\n[[veth]]\na = {{ netns = \"host\", name = \"x\" }}\n"
+        );
+        let d = diags(&text);
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(
+            d[0].starts_with("t.toml:22:3: probe[0].path[0].exact[1]: `filter:FORWARD:rle:5` is not a hook"),
+            "{d:#?}"
+        );
+        assert_eq!(d[1], "t.toml:25:1: veth[1]: missing field `b`");
+        let d = diags("description = \"no name\"\n");
+        assert_eq!(d, ["t.toml:1:1: missing field `name`"]);
+        let d = diags("name = 3\nbackends = [\"legacy\", \"nftables\"]\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(d[0].starts_with("t.toml:1:8: name: invalid type: integer `3`"), "{d:#?}");
+        assert!(d[1].starts_with("t.toml:2:23: backends[1]: unknown variant `nftables`"), "{d:#?}");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_valid_ones() {
+        let d = diags(&SMALL.replace("[[probe]]\nname", "[[probe]]\nnmae"));
+        assert_eq!(
+            d,
+            [
+                "t.toml:14:1: probe[0]: unknown field `nmae`, expected one of `name`, `kind`, `from`, `to`, `count`, `timeout_ms`, `replies`, `path`, `addr` (did you mean `name`?)"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let d = diags("name = \"x\"\nname = \"y\"\n");
+        assert_eq!(d, ["t.toml:2:1: duplicate key `name`"]);
+        let d = diags("name = \"x\"\n[[netns]\n");
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].starts_with("t.toml:2:"), "{d:#?}");
+    }
+
+    #[test]
+    fn from_toml_error_reads_file_line_col() {
+        let text = SMALL.replace(r#"netns = "c1", name"#, r#"netns = "c9", name"#);
+        let e = Scenario::from_toml(&text, Path::new("dir/t.toml")).unwrap_err();
+        assert!(matches!(e, crate::Error::File { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "dir/t.toml:11:15: veth[0].b.netns: netns `c9` is not declared (have: c1, host)");
+        let text = text.replace("from = \"c1\"\n", "from = \"c1\"\ntimeout_ms = 60001\n");
+        let e = Scenario::from_toml(&text, Path::new("dir/t.toml")).unwrap_err().to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(lines[0].starts_with("dir/t.toml:11:15: veth[0].b.netns: "), "{e}");
+        assert!(lines[1].starts_with("dir/t.toml:16:14: probe[0].timeout_ms: "), "{e}");
+    }
+
+    #[test]
+    fn damaged_files_never_panic() {
+        let text = std::fs::read_to_string(bundled()).unwrap();
+        let cuts = (0..text.len()).filter(|i| text.is_char_boundary(*i)).step_by(3);
+        for cut in cuts {
+            let _ = Scenario::parse(&text[..cut], Path::new("cut.toml"));
+        }
+        for (from, to) in [("\"", ""), ("=", ""), ("[", ""), ("]", ""), ("host", ""), ("1", "x"), ("\n", " ")] {
+            let _ = Scenario::parse(&text.replacen(from, to, 3), Path::new("edit.toml"));
+        }
+        // Random edits with TOML's own characters: every Err carries a located problem.
+        let alphabet: Vec<char> = "\"'[]{}=,.:#\n 0123456789abcdefghijklmnopqrstuvwxyz/-é".chars().collect();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n.max(1)
+        };
+        for _ in 0..400 {
+            let mut chars: Vec<char> = text.chars().collect();
+            for _ in 0..1 + next(4) {
+                let at = next(chars.len());
+                match next(3) {
+                    0 => drop(chars.remove(at)),
+                    1 => chars.insert(at, alphabet[next(alphabet.len())]),
+                    _ => chars[at] = alphabet[next(alphabet.len())],
+                }
+            }
+            let edited: String = chars.into_iter().collect();
+            if let Err(d) = Scenario::parse(&edited, Path::new("fuzz.toml")) {
+                assert!(!d.is_empty() && d.iter().all(|d| d.line >= 1 && d.column >= 1), "{edited}");
+            }
+        }
+        assert_eq!(line_col("aé\nb", 2), (1, 2));
+        assert_eq!(line_col("a", 99), (1, 2));
     }
 }
