@@ -92,7 +92,24 @@ fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
             };
             format!("open {device}: {e}{hint}")
         })?;
-    cap.setnonblock().map_err(|e| format!("set {device} non-blocking: {e}"))
+    let cap = cap.setnonblock().map_err(|e| format!("set {device} non-blocking: {e}"))?;
+    // A reader that blocks in recv() cannot see the stop flag. libpcap's nflog reader was seen
+    // blocked in recv() despite non-blocking mode (it retries internally), so bound every recv.
+    let timeout = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
+    // SAFETY: setsockopt on the handle's own fd with a correctly sized timeval.
+    let rc = unsafe {
+        libc::setsockopt(
+            cap.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("set a receive timeout on {device}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(cap)
 }
 
 fn read_until_stopped(cap: &mut pcap::Capture<pcap::Active>, stop: &AtomicBool) -> Result<Vec<Record>, String> {
