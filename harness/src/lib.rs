@@ -16,6 +16,7 @@ pub mod packet;
 pub mod pcap_thread;
 pub mod probe;
 mod random;
+pub mod reader;
 pub mod record;
 pub mod report;
 pub mod run;

@@ -2,13 +2,7 @@
 //! the trace source its backend reports through.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::AsRawFd;
 
 use crate::error::{Error, Result};
 use crate::evidence::{Frame, TimedEvent};
@@ -17,6 +11,7 @@ use crate::lab::Lab;
 use crate::netns::NetnsEntry;
 use crate::packet::PacketInfo;
 use crate::pcap_thread::{PcapThread, Record};
+use crate::reader::{ReaderThread, Source};
 use crate::scenario::{CapturePoint, Scenario};
 use crate::trace::nft_events::{self, HeaderKey};
 use crate::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
@@ -166,69 +161,35 @@ impl NonceByHeader {
 }
 
 /// An nf_tables trace socket read by a thread inside the netns until stopped.
-struct NfTraceThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<std::result::Result<Vec<NfTraceMsg>, String>>>,
-}
+struct NfTraceThread(ReaderThread<NfTraceMsg>);
 
 impl NfTraceThread {
     fn start(ns: NetnsEntry) -> std::result::Result<NfTraceThread, String> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("nftrace".into())
-            .spawn(move || {
-                let opened = ns
-                    .enter_current_thread()
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| NfTraceSocket::open().map_err(|e| format!("open NFNLGRP_NFTRACE socket: {e}")));
-                let mut sock = match opened {
-                    Ok(s) => {
-                        let _ = ready_tx.send(Ok(()));
-                        s
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.clone()));
-                        return Err(e);
-                    }
-                };
-                let mut out = vec![];
-                loop {
-                    let stopping = flag.load(Ordering::SeqCst);
-                    out.extend(sock.recv_all().map_err(|e| format!("read trace events: {e}"))?);
-                    if stopping {
-                        if sock.overruns() > 0 {
-                            return Err(format!("the kernel dropped trace events ({} overruns)", sock.overruns()));
-                        }
-                        return Ok(out);
-                    }
-                    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-                    let _ = poll(&mut fds, PollTimeout::from(20u16));
-                }
-            })
-            .map_err(|e| format!("spawn trace thread: {e}"))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(NfTraceThread { stop, thread: Some(thread) }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err("trace thread ended before it was ready".into()),
-        }
+        let open = || {
+            let sock = NfTraceSocket::open().map_err(|e| format!("open NFNLGRP_NFTRACE socket: {e}"))?;
+            Ok((TraceSocket(sock), ()))
+        };
+        Ok(NfTraceThread(ReaderThread::start(ns, "nftrace".into(), open)?.0))
     }
 
-    fn stop(mut self) -> std::result::Result<Vec<NfTraceMsg>, String> {
-        self.stop.store(true, Ordering::SeqCst);
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            _ => Err("trace thread panicked".into()),
-        }
+    fn stop(self) -> std::result::Result<Vec<NfTraceMsg>, String> {
+        self.0.stop()
     }
 }
 
-impl Drop for NfTraceThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+struct TraceSocket(NfTraceSocket);
+
+impl Source for TraceSocket {
+    type Item = NfTraceMsg;
+    fn fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+    fn drain(&mut self, out: &mut Vec<NfTraceMsg>) -> std::result::Result<(), String> {
+        out.extend(self.0.recv_all().map_err(|e| format!("read trace events: {e}"))?);
+        match self.0.overruns() {
+            // A lost event would make a path look shorter than it was: fail, never guess.
+            0 => Ok(()),
+            n => Err(format!("the kernel dropped trace events ({n} overruns)")),
         }
     }
 }

@@ -1,16 +1,10 @@
-//! A libpcap handle opened by a thread inside a netns and drained by it until stopped: the
-//! shared engine of interface captures and of NFLOG trace collection.
+//! libpcap handles (interfaces, `nflog:0,1`) read by a [`ReaderThread`] inside a netns.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
 use crate::netns::NetnsEntry;
+use crate::reader::{ReaderThread, Source};
 
 /// One record libpcap delivered, with its kernel timestamp.
 #[derive(Debug, Clone)]
@@ -19,65 +13,40 @@ pub struct Record {
     pub data: Vec<u8>,
 }
 
-/// A running reader; `stop` returns everything it read.
+/// A pcap handle read by a thread inside a netns; `stop` returns every record.
 pub struct PcapThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<Vec<Record>, String>>>,
+    reader: ReaderThread<Record>,
     pub linktype: pcap::Linktype,
 }
 
 impl PcapThread {
     /// Open `device` (an interface, or `nflog:0,1`) from a thread inside `ns`, and return once
-    /// the handle is active, so nothing sent after this returns can be missed.
+    /// the handle is active.
     pub fn start(ns: NetnsEntry, device: &str) -> Result<PcapThread, String> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let device = device.to_string();
-        let stop_flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("pcap {device}"))
-            .spawn(move || {
-                let opened = ns.enter_current_thread().map_err(|e| e.to_string()).and_then(|()| open(&device));
-                let mut cap = match opened {
-                    Ok(cap) => {
-                        let _ = ready_tx.send(Ok(cap.get_datalink()));
-                        cap
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.clone()));
-                        return Err(e);
-                    }
-                };
-                read_until_stopped(&mut cap, &stop_flag)
-            })
-            .map_err(|e| format!("spawn capture thread: {e}"))?;
-        match ready_rx.recv() {
-            Ok(Ok(linktype)) => Ok(PcapThread { stop, thread: Some(thread), linktype }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => Err("capture thread ended before it was ready".into()),
-        }
+        let dev = device.to_string();
+        let (reader, linktype) = ReaderThread::start(ns, format!("pcap {device}"), move || {
+            let cap = open(&dev)?;
+            let linktype = cap.get_datalink();
+            Ok((Pcap(cap), linktype))
+        })?;
+        Ok(PcapThread { reader, linktype })
     }
 
     /// Stop reading after draining everything the kernel has already queued.
-    pub fn stop(mut self) -> Result<Vec<Record>, String> {
-        self.stop.store(true, Ordering::SeqCst);
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err("capture thread panicked".into()),
-            None => Ok(vec![]),
-        }
+    pub fn stop(self) -> Result<Vec<Record>, String> {
+        self.reader.stop()
     }
 }
 
-impl Drop for PcapThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+struct Pcap(pcap::Capture<pcap::Active>);
+
+impl Source for Pcap {
+    type Item = Record;
+    fn fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+    fn drain(&mut self, out: &mut Vec<Record>) -> Result<(), String> {
+        drain(&mut self.0, out)
     }
 }
 
@@ -110,27 +79,6 @@ fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
         return Err(format!("set a receive timeout on {device}: {}", std::io::Error::last_os_error()));
     }
     Ok(cap)
-}
-
-fn read_until_stopped(cap: &mut pcap::Capture<pcap::Active>, stop: &AtomicBool) -> Result<Vec<Record>, String> {
-    let mut out = vec![];
-    let fd = cap.as_raw_fd();
-    loop {
-        // Read the flag before draining: a stop seen here means everything queued before it
-        // is drained below, and nothing after it matters.
-        let stopping = stop.load(Ordering::SeqCst);
-        drain(cap, &mut out)?;
-        if stopping {
-            return Ok(out);
-        }
-        // SAFETY: the fd belongs to `cap`, which outlives this borrow.
-        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut fds = [PollFd::new(bfd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(20u16)) {
-            Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-    }
 }
 
 fn drain(cap: &mut pcap::Capture<pcap::Active>, out: &mut Vec<Record>) -> Result<(), String> {
