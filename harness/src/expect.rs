@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use crate::evidence::Exchange;
 use crate::firewall::Backend;
+use crate::packet::{Mac, PacketInfo};
 use crate::scenario::{AddrExpect, PathExpect, ProbeSpec};
 use crate::trace::Hook;
 
@@ -126,17 +127,61 @@ pub fn diff(want: &[Hook], seen: &[Hook]) -> String {
 fn check_addr(e: &AddrExpect, ex: &Exchange) -> Vec<Failure> {
     let what = format!("addresses of packet {} {} at {}", e.packet, e.direction, e.at);
     let seen = ex.of(e.direction).seen.get(&e.at);
-    let show = |s: Option<std::net::IpAddr>| s.map(|a| a.to_string()).unwrap_or_else(|| "any".into());
-    let expected = if e.absent { "not seen".to_string() } else { format!("{} > {}", show(e.src), show(e.dst)) };
-    let observed = seen.map(|p| format!("{} > {}", show(p.src), show(p.dst))).unwrap_or_else(|| "not seen".into());
-    let ok = match seen {
-        None => e.absent,
-        Some(p) => !e.absent && e.src.is_none_or(|s| p.src == Some(s)) && e.dst.is_none_or(|d| p.dst == Some(d)),
+    let (ok, expected, observed) = match (e.absent, seen) {
+        (true, None) => return vec![],
+        (true, Some(p)) => (false, "not seen".to_string(), describe(e, p)),
+        (false, None) => (false, expected_text(e), "not seen".to_string()),
+        (false, Some(p)) => (header_matches(e, p), expected_text(e), describe(e, p)),
     };
     if ok {
         return vec![];
     }
-    vec![Failure { what: what.clone(), detail: format!("at {}: expected {expected}, observed {observed}", e.at) }]
+    vec![Failure { what, detail: format!("at {}: expected {expected}, observed {observed}", e.at) }]
+}
+
+fn header_matches(e: &AddrExpect, p: &PacketInfo) -> bool {
+    let (sport, dport) = p.ports();
+    e.src.is_none_or(|s| p.src == Some(s))
+        && e.dst.is_none_or(|d| p.dst == Some(d))
+        && e.sport.is_none_or(|s| sport == Some(s))
+        && e.dport.is_none_or(|d| dport == Some(d))
+        && e.ttl.is_none_or(|t| p.ttl == Some(t))
+        && e.mac_src.is_none_or(|m| p.mac_src == Some(m))
+        && e.mac_dst.is_none_or(|m| p.mac_dst == Some(m))
+}
+
+/// `src[:sport] > dst[:dport]` plus the TTL and MACs the expectation names (`any` where it
+/// names nothing), so expected and observed print side by side.
+fn expected_text(e: &AddrExpect) -> String {
+    let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "any".into());
+    let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
+    let mut s = format!("{}{} > {}{}", ip(e.src), port(e.sport), ip(e.dst), port(e.dport));
+    if let Some(t) = e.ttl {
+        s.push_str(&format!(" ttl {t}"));
+    }
+    if e.mac_src.is_some() || e.mac_dst.is_some() {
+        let mac = |m: Option<Mac>| m.map(|m| m.to_string()).unwrap_or_else(|| "any".into());
+        s.push_str(&format!(" mac {} > {}", mac(e.mac_src), mac(e.mac_dst)));
+    }
+    s
+}
+
+fn describe(e: &AddrExpect, p: &PacketInfo) -> String {
+    let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+    let (sport, dport) = p.ports();
+    let port = |want: Option<u16>, got: Option<u16>| match (want, got) {
+        (Some(_), Some(g)) => format!(":{g}"),
+        _ => String::new(),
+    };
+    let mut s = format!("{}{} > {}{}", ip(p.src), port(e.sport, sport), ip(p.dst), port(e.dport, dport));
+    if e.ttl.is_some() {
+        s.push_str(&format!(" ttl {}", p.ttl.map(|t| t.to_string()).unwrap_or_else(|| "?".into())));
+    }
+    if e.mac_src.is_some() || e.mac_dst.is_some() {
+        let mac = |m: Option<Mac>| m.map(|m| m.to_string()).unwrap_or_else(|| "?".into());
+        s.push_str(&format!(" mac {} > {}", mac(p.mac_src), mac(p.mac_dst)));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -163,5 +208,50 @@ mod tests {
         assert_eq!(first_missing_in_order(&hooks(&["eb:nat:PREROUTING", "filter:FORWARD:rule:1"]), &seen), None);
         assert_eq!(first_missing_in_order(&hooks(&["filter:FORWARD:rule:1", "eb:nat:PREROUTING"]), &seen), Some(1));
         assert_eq!(first_missing_in_order(&hooks(&["nat:POSTROUTING:rule:1"]), &seen), Some(0));
+    }
+
+    #[test]
+    fn header_fields_are_checked_each() {
+        use crate::evidence::PacketEvidence;
+        use crate::scenario::Direction;
+        let point: crate::scenario::CapturePoint = "node2/eth0".parse().unwrap();
+        let info = PacketInfo {
+            src: Some("10.10.15.2".parse().unwrap()),
+            dst: Some("10.10.14.2".parse().unwrap()),
+            ttl: Some(63),
+            mac_src: Some("02:00:00:00:00:01".parse().unwrap()),
+            mac_dst: Some("02:00:00:00:00:02".parse().unwrap()),
+            l4: crate::packet::L4::Udp { sport: 4000, dport: 53 },
+            ..Default::default()
+        };
+        let mut request = PacketEvidence::default();
+        request.seen.insert(point.clone(), info);
+        let ex = Exchange { packet: 1, nonce: vec![], request, reply: PacketEvidence::default(), replied: true };
+        let base = AddrExpect {
+            packet: 1,
+            direction: Direction::Request,
+            at: point,
+            src: Some("10.10.15.2".parse().unwrap()),
+            dst: None,
+            sport: Some(4000),
+            dport: Some(53),
+            ttl: Some(63),
+            mac_src: Some("02:00:00:00:00:01".parse().unwrap()),
+            mac_dst: None,
+            absent: false,
+        };
+        assert!(check_addr(&base, &ex).is_empty());
+        let wrong_ttl = AddrExpect { ttl: Some(62), ..base.clone() };
+        let f = check_addr(&wrong_ttl, &ex);
+        assert_eq!(
+            f[0].detail,
+            "at node2/eth0: expected 10.10.15.2:4000 > any:53 ttl 62 mac 02:00:00:00:00:01 > any, observed 10.10.15.2:4000 > 10.10.14.2:53 ttl 63 mac 02:00:00:00:00:01 > 02:00:00:00:00:02"
+        );
+        assert_eq!(check_addr(&AddrExpect { dport: Some(54), ..base.clone() }, &ex).len(), 1);
+        assert_eq!(
+            check_addr(&AddrExpect { mac_dst: Some("02:00:00:00:00:03".parse().unwrap()), ..base.clone() }, &ex).len(),
+            1
+        );
+        assert_eq!(check_addr(&AddrExpect { absent: true, ..base }, &ex).len(), 1);
     }
 }

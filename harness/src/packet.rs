@@ -179,6 +179,14 @@ impl PacketInfo {
         info
     }
 
+    /// TCP/UDP source and destination ports.
+    pub fn ports(&self) -> (Option<u16>, Option<u16>) {
+        match self.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (Some(sport), Some(dport)),
+            _ => (None, None),
+        }
+    }
+
     /// Source and destination as `ip` or `ip:port`.
     pub fn endpoints(&self) -> (String, String) {
         let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());

@@ -74,6 +74,11 @@ pub fn expectations(scenario: &Scenario, outcomes: &[Outcome]) -> Scenario {
                         at: point.clone(),
                         src: seen.and_then(|p| p.src),
                         dst: seen.and_then(|p| p.dst),
+                        sport: seen.and_then(|p| p.ports().0),
+                        dport: seen.and_then(|p| p.ports().1),
+                        ttl: None,
+                        mac_src: None,
+                        mac_dst: None,
                         absent: seen.is_none(),
                     });
                 }

@@ -324,9 +324,36 @@ pub struct AddrExpect {
     pub src: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<IpAddr>,
+    /// TCP/UDP source port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    /// TCP/UDP destination port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+    /// IPv4 TTL / IPv6 hop limit: how many routers it crossed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_src: Option<Mac>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_dst: Option<Mac>,
     /// The packet must not be seen there at all.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub absent: bool,
+}
+
+impl AddrExpect {
+    /// Whether it says anything about the packet.
+    pub fn asserts_something(&self) -> bool {
+        self.absent
+            || self.src.is_some()
+            || self.dst.is_some()
+            || self.sport.is_some()
+            || self.dport.is_some()
+            || self.ttl.is_some()
+            || self.mac_src.is_some()
+            || self.mac_dst.is_some()
+    }
 }
 
 impl Scenario {
@@ -664,8 +691,11 @@ impl Scenario {
                         ),
                     );
                 }
-                if !a.absent && a.src.is_none() && a.dst.is_none() {
-                    ps.add(format!("probe[{i}].addr[{j}]"), "asserts nothing: give src, dst or absent");
+                if !a.asserts_something() {
+                    ps.add(
+                        format!("probe[{i}].addr[{j}]"),
+                        "asserts nothing: give src, dst, sport, dport, ttl, mac_src, mac_dst or absent",
+                    );
                 }
                 packet_ok(format!("probe[{i}].addr[{j}].packet"), a.packet, &mut ps);
             }
@@ -1182,6 +1212,11 @@ mod tests {
             at: "host/eth9".parse().unwrap(),
             src: None,
             dst: Some("10.0.0.1".parse().unwrap()),
+            sport: None,
+            dport: None,
+            ttl: None,
+            mac_src: None,
+            mac_dst: None,
             absent: false,
         });
         let errs = sc.validate();
@@ -1247,7 +1282,12 @@ to = "10.0.0.1"
         );
         // A value left to its default is pointed at by its table.
         let text = format!("{SMALL}\n[[probe.addr]]\nat = \"c1/eth0\"\n");
-        assert_eq!(diags(&text), ["t.toml:18:1: probe[0].addr[0]: asserts nothing: give src, dst or absent"]);
+        assert_eq!(
+            diags(&text),
+            [
+                "t.toml:18:1: probe[0].addr[0]: asserts nothing: give src, dst, sport, dport, ttl, mac_src, mac_dst or absent"
+            ]
+        );
     }
 
     #[test]
