@@ -6,16 +6,67 @@ use std::os::fd::AsRawFd;
 
 use crate::error::{Error, Result};
 use crate::evidence::{Frame, TimedEvent};
-use crate::firewall::{Backend, ebtables, run_tool};
+use crate::firewall::{Backend, ebtables, iptables, run_tool};
 use crate::lab::Lab;
-use crate::netns::NetnsEntry;
+use crate::netns::{Netns, NetnsEntry};
 use crate::packet::PacketInfo;
 use crate::pcap_thread::{PcapThread, Record};
 use crate::reader::{ReaderThread, Source};
 use crate::scenario::{CapturePoint, Scenario};
 use crate::trace::nft_events::{self, HeaderKey};
 use crate::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
-use crate::trace::{self};
+use crate::{sysctl, trace};
+
+/// Which mechanism reports the hooks of the traced netns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceChoice {
+    /// nfnetlink_log: legacy TRACE through the netns's nf_log, ebtables NFLOG rules.
+    Nflog,
+    /// nf_tables trace events: iptables-nft, native nft, ebtables-nft's bridge chains.
+    Nftrace,
+}
+
+impl TraceChoice {
+    /// The source that sees a backend's hooks.
+    pub fn for_backend(backend: Backend) -> TraceChoice {
+        match backend {
+            Backend::Legacy => TraceChoice::Nflog,
+            Backend::Nft => TraceChoice::Nftrace,
+        }
+    }
+}
+
+/// Make a bridge netns's ebtables chains report (before the user's ebtables rules, so the
+/// trace rule is first in every chain).
+pub fn prepare_bridge(ns: &Netns, trace: TraceChoice) -> Result<()> {
+    let tables: Vec<&str> =
+        ebtables::CHAINS.iter().map(|(t, _)| *t).filter(|t| *t != "broute" || ebtables::has_table(ns, t)).collect();
+    ebtables::restore(ns, &ebtables::trace_rules(&tables))?;
+    if trace == TraceChoice::Nftrace {
+        // nf_tables reports the bridge chains only for frames with nftrace set.
+        run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::bridge_trace_ruleset()))?;
+    }
+    Ok(())
+}
+
+/// Make a netns's iptables chains report, after the user's ruleset is in.
+pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, trace: TraceChoice) -> Result<()> {
+    if !iptables::has_trace_rule(rules) {
+        // --noflush: keep the user's raw table.
+        let program = match backend {
+            Backend::Legacy => "iptables-legacy-restore",
+            Backend::Nft => "iptables-nft-restore",
+        };
+        run_tool(ns, program, &["-w", "--noflush"], Some(iptables::TRACE_RULESET))?;
+    }
+    if trace == TraceChoice::Nflog {
+        // Legacy TRACE logs through the netns's nf_log; bind IPv4's to nfnetlink_log so the
+        // records reach this netns's NFLOG socket instead of the global kernel log.
+        sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?;
+    }
+    Ok(())
+}
 
 /// Per file name stem: the linktype and records, for artifacts.
 pub type Pcaps = Vec<(String, pcap::Linktype, Vec<Record>)>;
@@ -39,7 +90,7 @@ pub struct Observers {
 
 impl Observers {
     /// Start everything and return once every reader is live.
-    pub fn start(lab: &Lab, sc: &Scenario, backend: Backend) -> Result<Observers> {
+    pub fn start(lab: &Lab, sc: &Scenario, trace: TraceChoice) -> Result<Observers> {
         let mut captures = vec![];
         for point in sc.capture_points() {
             let ns = lab.netns(&point.netns)?;
@@ -54,12 +105,12 @@ impl Observers {
         for n in sc.netns.iter().filter(|n| n.trace) {
             let ns = lab.netns(&n.name)?;
             let trace_err = |message: String| Error::Trace { netns: ns.name().to_string(), message };
-            let reader = match backend {
-                Backend::Legacy => {
+            let reader = match trace {
+                TraceChoice::Nflog => {
                     let device = format!("nflog:0,{}", ebtables::TRACE_GROUP);
                     TraceReader::Nflog(PcapThread::start(ns.entry()?, &device).map_err(trace_err)?)
                 }
-                Backend::Nft => TraceReader::NfTrace(NfTraceThread::start(ns.entry()?).map_err(trace_err)?),
+                TraceChoice::Nftrace => TraceReader::NfTrace(NfTraceThread::start(ns.entry()?).map_err(trace_err)?),
             };
             traces.push((n.name.clone(), reader));
         }

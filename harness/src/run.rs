@@ -7,11 +7,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Exchange};
 use crate::expect::{self, Failure};
-use crate::firewall::{Backend, ebtables, iptables};
+use crate::firewall::{Backend, ebtables};
 use crate::lab::{Lab, VethEnd};
-use crate::observe::{Observed, Observers};
+use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::scenario::{ProbeKind, RouteDst, Scenario};
-use crate::trace::nft_events;
 use crate::{probe, sysctl};
 
 /// How to run.
@@ -21,6 +20,8 @@ pub struct RunOptions {
     pub artifacts_root: PathBuf,
     /// Write artifacts also when everything passed.
     pub keep: bool,
+    /// Which trace source to read; `None` follows the backend.
+    pub trace: Option<TraceChoice>,
 }
 
 impl Default for RunOptions {
@@ -28,7 +29,7 @@ impl Default for RunOptions {
         let root = std::env::var_os("NETPATH_ARTIFACTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("netpath-artifacts"));
-        RunOptions { artifacts_root: root, keep: false }
+        RunOptions { artifacts_root: root, keep: false, trace: None }
     }
 }
 
@@ -72,11 +73,12 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
 }
 
 fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> Result<Outcome> {
-    build(lab, sc, backend)?;
+    let trace = opts.trace.unwrap_or(TraceChoice::for_backend(backend));
+    build(lab, sc, backend, trace)?;
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
-    let observers = Observers::start(lab, sc, backend)?;
+    let observers = Observers::start(lab, sc, trace)?;
     let mut probes = vec![];
     let mut probe_error = None;
     for p in &sc.probe {
@@ -110,7 +112,7 @@ fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> 
     Ok(outcome)
 }
 
-fn build(lab: &mut Lab, sc: &Scenario, backend: Backend) -> Result<()> {
+fn build(lab: &mut Lab, sc: &Scenario, backend: Backend, trace: TraceChoice) -> Result<()> {
     for n in &sc.netns {
         lab.add_netns(&n.name)?;
     }
@@ -159,16 +161,7 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend) -> Result<()> {
         }
         let has_bridge = sc.bridge.iter().any(|b| b.netns == n.name);
         if n.trace && has_bridge {
-            let tables: Vec<&str> = ebtables::CHAINS
-                .iter()
-                .map(|(t, _)| *t)
-                .filter(|t| *t != "broute" || ebtables::has_table(ns, t))
-                .collect();
-            ebtables::restore(ns, &ebtables::trace_rules(&tables))?;
-            if backend == Backend::Nft {
-                // nf_tables reports the bridge chains only for frames with nftrace set.
-                crate::firewall::run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::bridge_trace_ruleset()))?;
-            }
+            observe::prepare_bridge(ns, trace)?;
         }
         if let Some(rules) = &n.ebtables {
             ebtables::restore(ns, rules)?;
@@ -176,27 +169,11 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend) -> Result<()> {
         if let Some(rules) = &n.iptables {
             backend.iptables().restore(ns, rules)?;
             if n.trace {
-                if !iptables::has_trace_rule(rules) {
-                    add_trace_rules(ns, backend)?;
-                }
-                if backend == Backend::Legacy {
-                    // Legacy TRACE logs through the netns's nf_log; bind IPv4's to nfnetlink_log so
-                    // the records reach this netns's NFLOG socket instead of the global kernel log.
-                    sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?;
-                }
+                observe::prepare_iptables(ns, rules, backend, trace)?;
             }
         }
     }
     Ok(())
-}
-
-/// Add the TRACE rules without flushing the user's raw table.
-fn add_trace_rules(ns: &crate::netns::Netns, backend: Backend) -> Result<()> {
-    let program = match backend {
-        Backend::Legacy => "iptables-legacy-restore",
-        Backend::Nft => "iptables-nft-restore",
-    };
-    crate::firewall::run_tool(ns, program, &["-w", "--noflush"], Some(iptables::TRACE_RULESET)).map(drop)
 }
 
 /// Send one probe; returns each packet's nonce and whether it was answered.
