@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::packet::{PacketInfo, contains};
+use crate::packet::PacketInfo;
+use crate::probe::{Ident, Sent, find_nonce};
 use crate::scenario::{CapturePoint, Direction};
 use crate::trace::TraceEvent;
+use crate::trace::nft_events::HeaderKey;
 
 /// A frame a pcap saw.
 #[derive(Debug, Clone)]
@@ -45,6 +47,9 @@ pub struct Exchange {
     pub reply: PacketEvidence,
     /// Whether the sender got the reply.
     pub replied: bool,
+    /// Which server answered (udp, tcp probes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 fn hex<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -58,57 +63,75 @@ impl Exchange {
             Direction::Reply => &self.reply,
         }
     }
+
+    fn of_mut(&mut self, d: Direction) -> &mut PacketEvidence {
+        match d {
+            Direction::Request => &mut self.request,
+            Direction::Reply => &mut self.reply,
+        }
+    }
 }
 
-/// Gather the evidence of each (nonce, replied) packet of a flow from everything observed.
-/// `direction` tells request from reply for the probe's protocol.
-pub fn join(
-    packets: &[(Vec<u8>, bool)],
-    frames: &[Frame],
-    events: &BTreeMap<String, Vec<TimedEvent>>,
-    direction: impl Fn(&PacketInfo) -> Option<Direction>,
-) -> Vec<Exchange> {
-    packets
+/// Gather the evidence of each packet a probe sent from everything observed: frames and trace
+/// events that carry the packet's nonce or its TCP sequence numbers are classified directly;
+/// trace events that carry headers only (nf_tables, kernel log) are matched by the header
+/// fields NAT leaves alone, learnt from the frames.
+pub fn join(sent: &mut [Sent], frames: &[Frame], events: &BTreeMap<String, Vec<TimedEvent>>) -> Vec<Exchange> {
+    let infos: Vec<Option<PacketInfo>> = frames.iter().map(|f| PacketInfo::from_ethernet(&f.data)).collect();
+    for info in infos.iter().flatten() {
+        for s in sent.iter_mut() {
+            s.learn(info);
+        }
+    }
+    let by_nonce: BTreeMap<&[u8], usize> = sent.iter().enumerate().map(|(i, s)| (s.nonce.as_slice(), i)).collect();
+    let unnonced: Vec<usize> = sent
         .iter()
         .enumerate()
-        .map(|(i, (nonce, replied))| {
-            let mut ex = Exchange {
-                packet: i as u16 + 1,
-                nonce: nonce.clone(),
-                request: PacketEvidence::default(),
-                reply: PacketEvidence::default(),
-                replied: *replied,
-            };
-            for (netns, evs) in events {
-                for te in evs {
-                    let ours = te.event.nonce.as_deref() == Some(nonce.as_slice())
-                        || te.event.payload.as_deref().is_some_and(|p| contains(p, nonce));
-                    if !ours {
-                        continue;
-                    }
-                    if let Some(d) = direction(&te.event.packet) {
-                        let pe = match d {
-                            Direction::Request => &mut ex.request,
-                            Direction::Reply => &mut ex.reply,
-                        };
-                        pe.path.entry(netns.clone()).or_default().push(te.event.clone());
-                    }
-                }
-            }
-            for f in frames {
-                if !contains(&f.data, nonce) {
-                    continue;
-                }
-                let Some(info) = PacketInfo::from_ethernet(&f.data) else { continue };
-                if let Some(d) = direction(&info) {
-                    let pe = match d {
-                        Direction::Request => &mut ex.request,
-                        Direction::Reply => &mut ex.reply,
-                    };
-                    pe.seen.entry(f.point.clone()).or_insert(info);
-                }
-            }
-            ex
+        .filter(|(_, s)| matches!(s.ident, Ident::Connection { .. } | Ident::Segment { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let classify = |info: &PacketInfo, bytes: &[u8]| -> Option<(usize, Direction)> {
+        let candidates: Vec<usize> = match find_nonce(bytes).and_then(|n| by_nonce.get(n.as_slice()).copied()) {
+            Some(i) => vec![i],
+            None => unnonced.clone(),
+        };
+        candidates.into_iter().find_map(|i| sent[i].classify(info, bytes).map(|d| (i, d)))
+    };
+
+    let mut out: Vec<Exchange> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Exchange {
+            packet: i as u16 + 1,
+            nonce: s.nonce.clone(),
+            request: PacketEvidence::default(),
+            reply: PacketEvidence::default(),
+            replied: s.replied,
+            answer: s.answer.clone(),
         })
-        .collect()
+        .collect();
+    let mut by_header: BTreeMap<HeaderKey, (usize, Direction)> = BTreeMap::new();
+    for (f, info) in frames.iter().zip(&infos) {
+        let Some(info) = info else { continue };
+        let Some((i, d)) = classify(info, &f.data) else { continue };
+        if let Some(key) = HeaderKey::of(info) {
+            by_header.insert(key, (i, d));
+        }
+        let pe = out[i].of_mut(d);
+        pe.seen.entry(f.point.clone()).or_insert_with(|| info.clone());
+    }
+    for (netns, evs) in events {
+        for te in evs {
+            let ev = &te.event;
+            let hit = match &ev.payload {
+                Some(bytes) => classify(&ev.packet, bytes),
+                None => classify(&ev.packet, &[])
+                    .or_else(|| HeaderKey::of(&ev.packet).and_then(|k| by_header.get(&k).copied())),
+            };
+            if let Some((i, d)) = hit {
+                out[i].of_mut(d).path.entry(netns.clone()).or_default().push(ev.clone());
+            }
+        }
+    }
+    out
 }

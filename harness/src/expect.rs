@@ -6,7 +6,10 @@ use std::fmt::Write;
 use crate::evidence::Exchange;
 use crate::firewall::Backend;
 use crate::packet::{Mac, PacketInfo};
-use crate::scenario::{AddrExpect, PathExpect, ProbeSpec};
+use std::collections::BTreeMap;
+
+use crate::conntrack::Entry;
+use crate::scenario::{AddrExpect, PathExpect, ProbeKind, ProbeSpec};
 use crate::trace::Hook;
 
 /// One expectation that did not hold.
@@ -45,7 +48,55 @@ pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec
             out.extend(check_addr(e, ex));
         }
     }
+    for (server, min) in &probe.answered_by {
+        let n = exchanges.iter().filter(|x| x.answer.as_deref() == Some(server.as_str())).count();
+        if n < *min as usize {
+            let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+            for x in exchanges {
+                *by.entry(x.answer.as_deref().unwrap_or("(no answer)")).or_default() += 1;
+            }
+            let tally = by.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
+            out.push(Failure {
+                what: format!("answers from {server}"),
+                detail: format!("expected at least {min} of {}, got {n} ({tally})", exchanges.len()),
+            });
+        }
+    }
     out
+}
+
+/// Check a probe's conntrack expectations against the entries of each netns after the run.
+pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>) -> Vec<Failure> {
+    let default_proto = match probe.kind {
+        ProbeKind::Icmp => "icmp",
+        ProbeKind::Udp => "udp",
+        ProbeKind::Tcp | ProbeKind::Frame => "tcp",
+    };
+    probe
+        .conntrack
+        .iter()
+        .filter_map(|c| {
+            let proto = c.proto.as_deref().unwrap_or(default_proto);
+            let list = entries.get(&c.netns).map(Vec::as_slice).unwrap_or_default();
+            if list.iter().any(|e| e.matches(Some(proto), &c.orig, &c.reply)) {
+                return None;
+            }
+            let lines: Vec<&str> = list.iter().filter(|e| e.proto == proto).map(|e| e.line.as_str()).collect();
+            Some(Failure {
+                what: format!("conntrack entry in netns {}", c.netns),
+                detail: format!(
+                    "no {proto} entry with orig {:?} and reply {:?}; entries:\n{}",
+                    c.orig,
+                    c.reply,
+                    if lines.is_empty() {
+                        "    (none)".to_string()
+                    } else {
+                        lines.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+                    }
+                ),
+            })
+        })
+        .collect()
 }
 
 fn observed(e: &PathExpect, ex: &Exchange) -> Vec<Hook> {
@@ -67,6 +118,18 @@ fn check_path(e: &PathExpect, ex: &Exchange) -> Vec<Failure> {
         out.push(Failure {
             what: what("includes, in order"),
             detail: format!("`{}` not found in order; observed:\n{}", want[missing], list(&seen)),
+        });
+    }
+    if let Some(want) = &e.last
+        && seen.last() != Some(want)
+    {
+        out.push(Failure {
+            what: what("last hook"),
+            detail: format!(
+                "expected the packet's last hook to be {want}, it was {}; observed:\n{}",
+                seen.last().map(|h| h.to_string()).unwrap_or_else(|| "none".into()),
+                list(&seen)
+            ),
         });
     }
     for pattern in &e.never {
@@ -226,7 +289,14 @@ mod tests {
         };
         let mut request = PacketEvidence::default();
         request.seen.insert(point.clone(), info);
-        let ex = Exchange { packet: 1, nonce: vec![], request, reply: PacketEvidence::default(), replied: true };
+        let ex = Exchange {
+            packet: 1,
+            nonce: vec![],
+            request,
+            reply: PacketEvidence::default(),
+            replied: true,
+            answer: None,
+        };
         let base = AddrExpect {
             packet: 1,
             direction: Direction::Request,

@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod caps;
 pub mod cidr;
+pub mod conntrack;
 pub mod error;
 pub mod evidence;
 pub mod expect;

@@ -57,10 +57,14 @@ pub enum L4 {
         id: Option<u16>,
         seq: Option<u16>,
     },
+    /// `seq`/`ack` survive NAT untouched, which is how a connection's packets are found at every
+    /// capture point and in every trace event.
     Tcp {
         sport: u16,
         dport: u16,
         flags: String,
+        seq: Option<u32>,
+        ack: Option<u32>,
     },
     Udp {
         sport: u16,
@@ -108,14 +112,19 @@ impl PacketInfo {
     pub fn from_ip_header(bytes: &[u8]) -> Option<PacketInfo> {
         let (h, rest) = etherparse::Ipv4Header::from_slice(bytes).ok()?;
         let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+        let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
         let l4 = match h.protocol.0 {
             1 if rest.len() >= 2 => {
                 let (id, seq) = if matches!(rest[0], 0 | 8) { (be16(rest, 4), be16(rest, 6)) } else { (None, None) };
                 L4::Icmp { kind: rest[0], code: rest[1], id, seq }
             }
-            6 if rest.len() >= 14 => {
-                L4::Tcp { sport: be16(rest, 0)?, dport: be16(rest, 2)?, flags: tcp_flag_letters(rest[13]) }
-            }
+            6 if rest.len() >= 14 => L4::Tcp {
+                sport: be16(rest, 0)?,
+                dport: be16(rest, 2)?,
+                flags: tcp_flag_letters(rest[13]),
+                seq: be32(rest, 4),
+                ack: be32(rest, 8),
+            },
             17 if rest.len() >= 4 => L4::Udp { sport: be16(rest, 0)?, dport: be16(rest, 2)? },
             _ => L4::Unknown,
         };
@@ -170,9 +179,13 @@ impl PacketInfo {
             Some(TransportSlice::Icmpv6(icmp)) => {
                 L4::Icmp { kind: icmp.type_u8(), code: icmp.code_u8(), id: None, seq: None }
             }
-            Some(TransportSlice::Tcp(tcp)) => {
-                L4::Tcp { sport: tcp.source_port(), dport: tcp.destination_port(), flags: tcp_flags(tcp) }
-            }
+            Some(TransportSlice::Tcp(tcp)) => L4::Tcp {
+                sport: tcp.source_port(),
+                dport: tcp.destination_port(),
+                flags: tcp_flags(tcp),
+                seq: Some(tcp.sequence_number()),
+                ack: Some(tcp.acknowledgment_number()),
+            },
             Some(TransportSlice::Udp(udp)) => L4::Udp { sport: udp.source_port(), dport: udp.destination_port() },
             _ => L4::Unknown,
         };

@@ -60,6 +60,7 @@ pub fn expectations(scenario: &Scenario, outcomes: &[Outcome]) -> Scenario {
                             exact: Some(hooks),
                             includes: None,
                             never: vec![],
+                            last: None,
                         });
                     }
                 }

@@ -1,6 +1,7 @@
 //! The engine: build a scenario's lab, observe, send its probes, judge, tear down.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,8 +11,10 @@ use crate::expect::{self, Failure};
 use crate::firewall::{Backend, ebtables};
 use crate::lab::{Lab, VethEnd};
 use crate::observe::{self, Observed, Observers, TraceChoice};
-use crate::scenario::{ProbeKind, RouteDst, Scenario};
-use crate::{probe, sysctl};
+use crate::probe::server::Server;
+use crate::probe::{Ident, Sent};
+use crate::scenario::{ProbeKind, ProbeSpec, RouteDst, Scenario};
+use crate::{conntrack, probe, sysctl};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -78,11 +81,16 @@ fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> 
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
+    let servers = sc
+        .server
+        .iter()
+        .map(|srv| Server::start(lab.netns(&srv.netns)?, srv.kind, srv.port, &srv.netns))
+        .collect::<Result<Vec<_>>>()?;
     let observers = Observers::start(lab, sc, trace)?;
     let mut probes = vec![];
     let mut probe_error = None;
     for p in &sc.probe {
-        match send(lab, p) {
+        match send(lab, sc, p) {
             Ok(sent) => probes.push(sent),
             Err(e) => {
                 probe_error = Some(e);
@@ -91,17 +99,22 @@ fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> 
         }
     }
     let Observed { frames, events, pcaps } = observers.stop(lab, &ifnames)?;
+    for srv in servers {
+        srv.stop().map_err(|message| Error::Probe { probe: "server".into(), message })?;
+    }
     if let Some(e) = probe_error {
         return Err(e);
     }
+    let conntrack = conntrack::snapshot(lab, sc)?;
 
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
         .zip(probes)
-        .map(|(spec, sent)| {
-            let exchanges = evidence::join(&sent, &frames, &events, probe::echo_direction);
-            let failures = expect::check(spec, backend, &exchanges);
+        .map(|(spec, mut sent)| {
+            let exchanges = evidence::join(&mut sent, &frames, &events);
+            let mut failures = expect::check(spec, backend, &exchanges);
+            failures.extend(expect::check_conntrack(spec, &conntrack));
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();
@@ -176,14 +189,67 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend, trace: TraceChoice) -> 
     Ok(())
 }
 
-/// Send one probe; returns each packet's nonce and whether it was answered.
-fn send(lab: &Lab, p: &crate::scenario::ProbeSpec) -> Result<Vec<(Vec<u8>, bool)>> {
+/// Send one probe: what each of its packets was and whether it was answered.
+fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec) -> Result<Vec<Sent>> {
     let ns = lab.netns(&p.from)?;
+    let timeout = Duration::from_millis(p.timeout_ms);
+    let dst = probe::ipv4(&p.name, p.to)?;
+    let port = || {
+        p.port.ok_or_else(|| Error::Probe { probe: p.name.clone(), message: "this kind of probe needs a port".into() })
+    };
     match p.kind {
-        ProbeKind::Icmp => {
-            let dst = probe::ipv4(&p.name, p.to)?;
-            let (_, echoes) = probe::icmp_echo(ns, dst, p.count, Duration::from_millis(p.timeout_ms))?;
-            Ok(echoes.into_iter().map(|e| (e.nonce, e.reply.is_some())).collect())
+        ProbeKind::Icmp => probe::icmp::icmp_echo(ns, dst, p.count, timeout).map(|(_, echoes)| {
+            echoes
+                .into_iter()
+                .map(|e| Sent { nonce: e.nonce, ident: Ident::Echo, replied: e.reply.is_some(), answer: None })
+                .collect()
+        }),
+        ProbeKind::Udp => probe::udp::send(ns, dst, port()?, p.count, timeout),
+        ProbeKind::Tcp => probe::tcp::connect(ns, dst, port()?, p.count, timeout),
+        ProbeKind::Frame => {
+            let seg = segment(lab, sc, p, dst, port()?)?;
+            (0..p.count).map(|_| probe::frame::inject(ns, &seg, timeout)).collect()
         }
     }
+}
+
+/// The crafted segment of a frame probe, with the defaults filled in from the lab: the
+/// interface's MAC and first address, and the MAC of whichever lab interface owns the next hop.
+fn segment(lab: &Lab, sc: &Scenario, p: &ProbeSpec, dst: Ipv4Addr, dport: u16) -> Result<probe::frame::Segment> {
+    let f = p.frame.as_ref().ok_or_else(|| Error::Probe {
+        probe: p.name.clone(),
+        message: "kind = \"frame\" needs a [probe.frame] table".into(),
+    })?;
+    let fail = |message: String| Error::Probe { probe: p.name.clone(), message };
+    let own = sc.interface_addresses(&p.from, &f.iface);
+    let src = match f.src.or_else(|| own.iter().map(|c| c.addr).find(IpAddr::is_ipv4)) {
+        Some(IpAddr::V4(a)) => a,
+        _ => return Err(fail(format!("{}/{} has no IPv4 address: give [probe.frame] src", p.from, f.iface))),
+    };
+    let mac_src = match f.mac_src {
+        Some(m) => m,
+        None => lab.link_mac(&p.from, &f.iface)?,
+    };
+    let mac_dst = match f.mac_dst {
+        Some(m) => m,
+        None => {
+            let hop = sc.next_hop(&p.from, &f.iface, IpAddr::V4(dst));
+            let (netns, iface) = sc.owner_of(hop).ok_or_else(|| {
+                fail(format!("no lab interface owns the next hop {hop} towards {dst}: give [probe.frame] mac_dst"))
+            })?;
+            lab.link_mac(&netns, &iface)?
+        }
+    };
+    let sport = f.sport.unwrap_or(32768 + (crate::random::u64() % 28000) as u16);
+    Ok(probe::frame::Segment {
+        iface: f.iface.clone(),
+        mac_src,
+        mac_dst,
+        src,
+        dst,
+        ttl: f.ttl,
+        sport,
+        dport,
+        flags: f.flags.clone(),
+    })
 }

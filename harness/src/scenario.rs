@@ -38,8 +38,22 @@ pub struct Scenario {
     pub veth: Vec<VethSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteSpec>,
+    /// TCP/UDP servers the probes talk to, started before any probe is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server: Vec<ServerSpec>,
     #[serde(default)]
     pub probe: Vec<ProbeSpec>,
+}
+
+/// A server inside a netns that answers every request with `reply <request> from <netns>`, so
+/// a probe learns which endpoint answered (a DNAT target, a load-balanced backend).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub netns: String,
+    /// `tcp` or `udp`.
+    pub kind: ProbeKind,
+    pub port: u16,
 }
 
 fn default_backends() -> Vec<Backend> {
@@ -153,6 +167,74 @@ pub enum ProbeKind {
     /// ICMP echo request; the target's kernel answers.
     #[default]
     Icmp,
+    /// A UDP datagram to `to:port`; a `[[server]]` answers.
+    Udp,
+    /// A TCP connection to `to:port` carrying one request; a `[[server]]` answers. Packet k of
+    /// the probe is connection k: its request is the SYN, its reply the SYN-ACK.
+    Tcp,
+    /// A crafted TCP segment injected on an interface with an AF_PACKET socket, as `[probe.frame]`
+    /// describes it; its reply is whatever answers it (SYN-ACK or RST).
+    Frame,
+}
+
+/// A crafted TCP segment (the probe's `to` and `port` are its destination).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSpec {
+    /// The interface of the probe's `from` netns it is injected on.
+    pub iface: String,
+    /// Default: the interface's own MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_src: Option<Mac>,
+    /// Default: the MAC of the lab interface that owns the next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_dst: Option<Mac>,
+    /// Default: the interface's first address (set it to spoof).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    #[serde(default = "default_ttl")]
+    pub ttl: u8,
+    /// TCP flags as letters: S syn, A ack, F fin, R rst, P push (`S`, `A` for a lone ACK).
+    #[serde(default = "default_flags")]
+    pub flags: String,
+}
+
+fn default_ttl() -> u8 {
+    64
+}
+
+fn default_flags() -> String {
+    "S".into()
+}
+
+/// One side of a conntrack entry; unset fields match anything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuple {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+}
+
+/// A conntrack entry that must exist in a netns after the probe (`conntrack -L`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackExpect {
+    pub netns: String,
+    /// `icmp`, `tcp` or `udp`; default: the probe's protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    #[serde(default)]
+    pub orig: Tuple,
+    #[serde(default)]
+    pub reply: Tuple,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,10 +255,41 @@ pub struct ProbeSpec {
     /// Whether replies must come back (false: the request must be dropped on its way).
     #[serde(default = "yes")]
     pub replies: bool,
+    /// Destination port (udp, tcp, frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<FrameSpec>,
+    /// Each server netns named here must have answered at least this many of the packets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answered_by: BTreeMap<String, u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conntrack: Vec<ConntrackExpect>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub path: Vec<PathExpect>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addr: Vec<AddrExpect>,
+}
+
+impl ProbeSpec {
+    /// A probe with the file format's defaults and no expectations yet.
+    pub fn new(name: &str, kind: ProbeKind, from: &str, to: IpAddr) -> ProbeSpec {
+        ProbeSpec {
+            name: name.into(),
+            kind,
+            from: from.into(),
+            to,
+            count: 1,
+            timeout_ms: default_timeout_ms(),
+            replies: true,
+            port: None,
+            frame: None,
+            answered_by: BTreeMap::new(),
+            conntrack: vec![],
+            path: vec![],
+            addr: vec![],
+        }
+    }
 }
 
 fn one() -> u16 {
@@ -305,6 +418,9 @@ pub struct PathExpect {
     /// No hook matching any of these patterns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub never: Vec<HookPattern>,
+    /// The last hook the packet met in this netns: where it was dropped, or where it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Hook>,
 }
 
 fn request() -> Direction {
@@ -364,6 +480,48 @@ impl Scenario {
 
     pub fn probe_mut(&mut self, name: &str) -> Option<&mut ProbeSpec> {
         self.probe.iter_mut().find(|p| p.name == name)
+    }
+
+    /// The addresses the scenario gives `netns/iface`.
+    pub fn interface_addresses(&self, netns: &str, iface: &str) -> Vec<Cidr> {
+        self.bridge
+            .iter()
+            .filter(|b| b.netns == netns && b.name == iface)
+            .flat_map(|b| b.addresses.clone())
+            .chain(
+                self.veth
+                    .iter()
+                    .flat_map(|v| [&v.a, &v.b])
+                    .filter(|e| e.netns == netns && e.name == iface)
+                    .flat_map(|e| e.addresses.clone()),
+            )
+            .collect()
+    }
+
+    /// The interface (netns, name) the scenario gives address `addr`.
+    pub fn owner_of(&self, addr: IpAddr) -> Option<(String, String)> {
+        let bridges = self.bridge.iter().map(|b| (&b.netns, &b.name, &b.addresses));
+        let ends = self.veth.iter().flat_map(|v| [&v.a, &v.b]).map(|e| (&e.netns, &e.name, &e.addresses));
+        bridges.chain(ends).find(|(_, _, a)| a.iter().any(|c| c.addr == addr)).map(|(n, i, _)| (n.clone(), i.clone()))
+    }
+
+    /// Where a packet from `netns` out of `iface` to `dst` goes first: `dst` itself when it is
+    /// on the interface's link, else the gateway of the most specific route that covers it.
+    pub fn next_hop(&self, netns: &str, iface: &str, dst: IpAddr) -> IpAddr {
+        if self.interface_addresses(netns, iface).iter().any(|c| c.contains(dst)) {
+            return dst;
+        }
+        self.route
+            .iter()
+            .filter(|r| r.netns == netns)
+            .filter_map(|r| match r.to {
+                RouteDst::Default => Some((0, r.via?)),
+                RouteDst::Prefix(c) if c.contains(dst) => Some((c.prefix, r.via?)),
+                RouteDst::Prefix(_) => None,
+            })
+            .max_by_key(|(prefix, _)| *prefix)
+            .map(|(_, via)| via)
+            .unwrap_or(dst)
     }
 
     /// Every capture point the topology has (each veth end, each bridge).
@@ -622,6 +780,16 @@ impl Scenario {
             }
         }
 
+        for (i, srv) in self.server.iter().enumerate() {
+            known(format!("server[{i}].netns"), &srv.netns, &mut ps);
+            if !matches!(srv.kind, ProbeKind::Tcp | ProbeKind::Udp) {
+                ps.add(format!("server[{i}].kind"), "a server is tcp or udp");
+            }
+            if srv.port == 0 {
+                ps.add(format!("server[{i}].port"), "port 0 is not a port to listen on");
+            }
+        }
+
         // Probes and their expectations.
         let mut probes: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, p) in self.probe.iter().enumerate() {
@@ -649,6 +817,45 @@ impl Scenario {
                     );
                 }
             }
+            let needs_port = matches!(p.kind, ProbeKind::Udp | ProbeKind::Tcp | ProbeKind::Frame);
+            if needs_port && p.port.is_none() {
+                ps.add(
+                    format!("probe[{i}].port"),
+                    format!("a {:?} probe needs a destination port", p.kind).to_lowercase(),
+                );
+            }
+            if !needs_port && p.port.is_some() {
+                ps.add(format!("probe[{i}].port"), "an icmp probe has no port");
+            }
+            match (&p.kind, &p.frame) {
+                (ProbeKind::Frame, None) => ps.add(format!("probe[{i}]"), "kind = \"frame\" needs a [probe.frame] table (iface, and optionally mac_src, mac_dst, src, sport, ttl, flags)"),
+                (ProbeKind::Frame, Some(f)) => {
+                    if !ifaces.contains_key(&(p.from.as_str(), f.iface.as_str())) {
+                        ps.add(format!("probe[{i}].frame.iface"), format!("netns {} has no interface `{}` ({})", p.from, f.iface, names_of(&p.from)));
+                    }
+                    if let Some(bad) = f.flags.chars().find(|c| !"SAFRP".contains(*c)) {
+                        ps.add(format!("probe[{i}].frame.flags"), format!("`{bad}` is not a TCP flag letter (want S, A, F, R, P)"));
+                    }
+                }
+                (_, Some(_)) => ps.add(format!("probe[{i}].frame"), "only kind = \"frame\" takes a [probe.frame] table"),
+                (_, None) => {}
+            }
+            for server in p.answered_by.keys() {
+                if !self.server.iter().any(|s| &s.netns == server) {
+                    ps.add(
+                        format!("probe[{i}].answered_by.{server}"),
+                        format!("no [[server]] runs in netns `{server}`"),
+                    );
+                }
+            }
+            for (j, c) in p.conntrack.iter().enumerate() {
+                known(format!("probe[{i}].conntrack[{j}].netns"), &c.netns, &mut ps);
+                if let Some(proto) = &c.proto
+                    && !["icmp", "tcp", "udp"].contains(&proto.as_str())
+                {
+                    ps.add(format!("probe[{i}].conntrack[{j}].proto"), format!("`{proto}` is not icmp, tcp or udp"));
+                }
+            }
             if p.count == 0 || p.count > MAX_COUNT {
                 ps.add(format!("probe[{i}].count"), format!("count {} is outside 1 to {MAX_COUNT}", p.count));
             }
@@ -668,8 +875,8 @@ impl Scenario {
             };
             for (j, e) in p.path.iter().enumerate() {
                 known(format!("probe[{i}].path[{j}].netns"), &e.netns, &mut ps);
-                if e.exact.is_none() && e.includes.is_none() && e.never.is_empty() {
-                    ps.add(format!("probe[{i}].path[{j}]"), "asserts nothing: give exact, includes or never");
+                if e.exact.is_none() && e.includes.is_none() && e.never.is_empty() && e.last.is_none() {
+                    ps.add(format!("probe[{i}].path[{j}]"), "asserts nothing: give exact, includes, never or last");
                 }
                 packet_ok(format!("probe[{i}].path[{j}].packet"), e.packet, &mut ps);
             }
@@ -1179,17 +1386,8 @@ mod tests {
             bridge: vec![],
             veth: vec![VethSpec { a: end("host", "veth0", "10.0.0.1/24"), b: end("c1", "eth0", "10.0.0.2/24") }],
             route: vec![],
-            probe: vec![ProbeSpec {
-                name: "ping".into(),
-                kind: ProbeKind::Icmp,
-                from: "c1".into(),
-                to: "10.0.0.1".parse().unwrap(),
-                count: 1,
-                timeout_ms: 1000,
-                replies: true,
-                path: vec![],
-                addr: vec![],
-            }],
+            server: vec![],
+            probe: vec![ProbeSpec::new("ping", ProbeKind::Icmp, "c1", "10.0.0.1".parse().unwrap())],
         }
     }
 

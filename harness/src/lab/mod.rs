@@ -190,6 +190,25 @@ impl Lab {
         })
     }
 
+    /// The MAC of an interface (`ip -n NS link show IFACE`).
+    pub fn link_mac(&self, netns: &str, iface: &str) -> Result<crate::packet::Mac> {
+        let name = iface.to_string();
+        let found = self.on(netns, &format!("read the MAC of {iface}"), |h| async move {
+            let mut links = h.link().get().match_name(name.clone()).execute();
+            let msg =
+                links.try_next().await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no interface `{name}`"))?;
+            Ok(msg.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
+                _ => None,
+            }))
+        })?;
+        found.map(crate::packet::Mac).ok_or_else(|| Error::Netlink {
+            netns: self.full_name(netns),
+            what: format!("read the MAC of {iface}"),
+            message: "it has no Ethernet address".into(),
+        })
+    }
+
     /// Remove every namespace now and report everything that failed (drop does the same quietly).
     pub fn teardown(mut self) -> Result<()> {
         let errors: Vec<Error> = std::mem::take(&mut self.nodes)

@@ -22,21 +22,23 @@ pub fn bridge_trace_ruleset() -> String {
 }
 
 /// What identifies a packet across hooks and NAT: the IPv4 id, protocol and the part of the
-/// L4 header NAT leaves alone (ICMP type and sequence; TCP/UDP are keyed by id alone).
+/// L4 header NAT leaves alone (ICMP type and sequence; TCP flags, sequence and ack numbers,
+/// which also tell apart SYN-ACKs, whose IP id Linux sets to 0).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HeaderKey {
     ip_id: u16,
     proto: u8,
-    icmp: Option<(u8, u16)>,
+    l4: Option<(String, u32, u32)>,
 }
 
 impl HeaderKey {
     pub fn of(info: &PacketInfo) -> Option<HeaderKey> {
-        let icmp = match info.l4 {
-            L4::Icmp { kind, seq, .. } => Some((kind, seq.unwrap_or(0))),
+        let l4 = match &info.l4 {
+            L4::Icmp { kind, seq, .. } => Some((kind.to_string(), seq.unwrap_or(0) as u32, 0)),
+            L4::Tcp { flags, seq, ack, .. } => Some((flags.clone(), seq.unwrap_or(0), ack.unwrap_or(0))),
             _ => None,
         };
-        Some(HeaderKey { ip_id: info.ip_id?, proto: info.proto?, icmp })
+        Some(HeaderKey { ip_id: info.ip_id?, proto: info.proto?, l4 })
     }
 }
 

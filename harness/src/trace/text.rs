@@ -397,7 +397,7 @@ fn tcp(fields: &Fields<'_>) -> Result<L4, String> {
     };
     let set = |letter: char| TCP_FLAGS.iter().any(|&(word, l)| l == letter && fields.has(word));
     let flags = TCP_FLAG_LETTERS.chars().filter(|&letter| set(letter)).collect();
-    Ok(L4::Tcp { sport, dport, flags })
+    Ok(L4::Tcp { sport, dport, flags, seq: None, ack: None })
 }
 
 fn udp(fields: &Fields<'_>) -> Result<L4, String> {
@@ -425,7 +425,7 @@ fn read_eb(body: &str) -> Result<(Ifaces, PacketInfo), String> {
     fields.hex("proto", u16::from_str_radix)?;
     let proto = fields.number("IP proto")?;
     let l4 = match (proto, ports(&fields)?) {
-        (Some(6), Some((sport, dport))) => L4::Tcp { sport, dport, flags: String::new() },
+        (Some(6), Some((sport, dport))) => L4::Tcp { sport, dport, flags: String::new(), seq: None, ack: None },
         (Some(17 | 136), Some((sport, dport))) => L4::Udp { sport, dport },
         _ => L4::Unknown,
     };
@@ -542,7 +542,7 @@ fn write_xt_transport(f: &mut fmt::Formatter<'_>, p: &PacketInfo) -> fmt::Result
     };
     write!(f, " PROTO={}", protocol_name(proto))?;
     match (shape_of(proto), &p.l4) {
-        (Shape::Tcp, L4::Tcp { sport, dport, flags }) => {
+        (Shape::Tcp, L4::Tcp { sport, dport, flags, .. }) => {
             write!(f, " SPT={sport} DPT={dport}")?;
             for (word, letter) in TCP_FLAGS {
                 if flags.contains(letter) {
@@ -732,9 +732,9 @@ mod tests {
         let tail = "MAC source = 02:42:c0:a8:00:02 MAC dest = 02:42:c0:a8:00:03 proto = 0x0800 \
                     IP SRC=192.168.0.2 IP DST=192.168.0.3, IP tos=0x00, IP proto=6";
         let event = only_record(&format!("TRACE: eb:filter:FORWARD IN=veth0 OUT=veth1 {tail} SPT=40000 DPT=80"));
-        assert_eq!(event.packet.l4, L4::Tcp { sport: 40000, dport: 80, flags: String::new() });
+        assert_eq!(event.packet.l4, L4::Tcp { sport: 40000, dport: 80, flags: String::new(), seq: None, ack: None });
         let event = only_record(&format!("TRACE: eb:filter:INPUT IN=veth0 OUT= {tail}, SPT=1 DPT=2"));
-        assert_eq!(event.packet.l4, L4::Tcp { sport: 1, dport: 2, flags: String::new() });
+        assert_eq!(event.packet.l4, L4::Tcp { sport: 1, dport: 2, flags: String::new(), seq: None, ack: None });
     }
 
     #[test]
@@ -864,7 +864,7 @@ mod tests {
                 len: Some(60),
                 tos: Some(0xB8),
                 dont_fragment: true,
-                l4: L4::Tcp { sport: 80, dport: 40000, flags: "S.".into() },
+                l4: L4::Tcp { sport: 80, dport: 40000, flags: "S.".into(), seq: None, ack: None },
             },
             payload: None,
             nonce: None,
@@ -884,7 +884,7 @@ mod tests {
         let tcp = "PROTO=TCP SPT=40000 DPT=80 SEQ=123 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 \
                    OPT (020405B40402080A) UID=0 GID=0 MARK=0x1";
         let event = only_record(&format!("{head} {tcp}"));
-        assert_eq!(event.packet.l4, L4::Tcp { sport: 40000, dport: 80, flags: "S".into() });
+        assert_eq!(event.packet.l4, L4::Tcp { sport: 40000, dport: 80, flags: "S".into(), seq: None, ack: None });
 
         let event = only_record(&format!("{head} PROTO=UDP SPT=5353 DPT=53 LEN=40"));
         assert_eq!((event.packet.proto, event.packet.l4), (Some(17), L4::Udp { sport: 5353, dport: 53 }));

@@ -1,21 +1,16 @@
-//! Probes: real packets sent from inside a netns, each carrying a nonce so the same packet is
-//! found at every capture point and in every trace event, even after NAT rewrote it.
+//! ICMP echo probes over a raw socket: the target's kernel answers, echoing the nonce.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::new_nonce;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 use crate::packet::{L4, PacketInfo, contains};
-
-/// The nonce of one packet: `netpath-` and 16 hex digits, unique per packet of a run.
-pub fn new_nonce() -> Vec<u8> {
-    format!("netpath-{:016x}", crate::random::u64()).into_bytes()
-}
 
 /// One echo request and what came back for it.
 #[derive(Debug, Clone)]
@@ -110,31 +105,4 @@ fn wait_reply(sock: &OwnedFd, nonce: &[u8], timeout: Duration) -> io::Result<Opt
             }
         }
     }
-}
-
-/// Whether a packet summary belongs to the request or the reply of an ICMP echo.
-pub fn echo_direction(info: &PacketInfo) -> Option<crate::scenario::Direction> {
-    match info.l4 {
-        L4::Icmp { kind: 8, .. } => Some(crate::scenario::Direction::Request),
-        L4::Icmp { kind: 0, .. } => Some(crate::scenario::Direction::Reply),
-        _ => None,
-    }
-}
-
-/// The IPv4 destination of a probe, or an error naming the probe.
-pub fn ipv4(probe: &str, addr: IpAddr) -> Result<Ipv4Addr> {
-    match addr {
-        IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => {
-            Err(Error::Probe { probe: probe.to_string(), message: "ICMPv6 probes are not supported yet".into() })
-        }
-    }
-}
-
-/// The nonce a packet carries, if it is a probe's.
-pub fn find_nonce(data: &[u8]) -> Option<Vec<u8>> {
-    const TAG: &[u8] = b"netpath-";
-    let at = data.windows(TAG.len()).position(|w| w == TAG)?;
-    let nonce = data.get(at..at + TAG.len() + 16)?;
-    nonce[TAG.len()..].iter().all(u8::is_ascii_hexdigit).then(|| nonce.to_vec())
 }

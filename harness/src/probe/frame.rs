@@ -1,0 +1,184 @@
+//! Crafted frames: an Ethernet/IPv4/TCP segment built field by field (spoofed sources, TTL,
+//! a lone ACK...) and injected on an interface with an AF_PACKET socket, still carrying a nonce.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use etherparse::PacketBuilder;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::{Ident, Sent, new_nonce};
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+use crate::packet::{L4, Mac, PacketInfo};
+
+/// Every field of the segment.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub iface: String,
+    pub mac_src: Mac,
+    pub mac_dst: Mac,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// Letters: S syn, A ack, F fin, R rst, P push.
+    pub flags: String,
+}
+
+/// Build the frame: the nonce is its payload, the sequence number random.
+pub fn build(seg: &Segment, seq: u32, nonce: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let mut b = PacketBuilder::ethernet2(seg.mac_src.0, seg.mac_dst.0)
+        .ipv4(seg.src.octets(), seg.dst.octets(), seg.ttl)
+        .tcp(seg.sport, seg.dport, seq, 64240);
+    for f in seg.flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(0),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            other => return Err(format!("unknown TCP flag `{other}` (want letters of S, A, F, R, P)")),
+        };
+    }
+    let mut frame = Vec::with_capacity(b.size(nonce.len()));
+    b.write(&mut frame, nonce).map_err(|e| e.to_string())?;
+    Ok(frame)
+}
+
+/// Inject `seg` from inside `ns` and wait up to `timeout` for a segment acknowledging it to come
+/// back on the same interface. Mirrors a scapy `sendp()` on that interface.
+pub fn inject(ns: &Netns, seg: &Segment, timeout: Duration) -> Result<Sent> {
+    let fail = |m: String| Error::Probe {
+        probe: format!("frame {}/{} -> {}:{}", ns.name(), seg.iface, seg.dst, seg.dport),
+        message: m,
+    };
+    ns.run(|| {
+        let nonce = new_nonce();
+        let seq = (crate::random::u64() & 0xffff_ffff) as u32;
+        let frame = build(seg, seq, &nonce).map_err(fail)?;
+        let ifindex = nix::net::if_::if_nametoindex(seg.iface.as_str())
+            .map_err(|e| fail(format!("no interface {}: {e}", seg.iface)))?;
+        let sock = packet_socket(ifindex)
+            .map_err(|e| fail(format!("AF_PACKET socket: {e} (needs CAP_NET_RAW: run as root)")))?;
+        send(&sock, ifindex, &seg.mac_dst, &frame).map_err(|e| fail(format!("send: {e}")))?;
+        let len = nonce.len() as u32;
+        let replied = wait_ack(&sock, seq, len, timeout).map_err(|e| fail(format!("read: {e}")))?;
+        Ok(Sent { nonce, ident: Ident::Segment { seq, len }, replied, answer: None })
+    })
+}
+
+fn packet_socket(ifindex: u32) -> std::io::Result<OwnedFd> {
+    let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+    // SAFETY: socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is fresh and valid.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let addr = sockaddr_ll(ifindex, &Mac([0; 6]), proto as u16);
+    // SAFETY: bind with a sockaddr_ll of the right size; receiving only this interface's frames.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+fn sockaddr_ll(ifindex: u32, mac: &Mac, proto: u16) -> libc::sockaddr_ll {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&mac.0);
+    addr
+}
+
+fn send(sock: &OwnedFd, ifindex: u32, dst: &Mac, frame: &[u8]) -> std::io::Result<()> {
+    let addr = sockaddr_ll(ifindex, dst, (libc::ETH_P_IP as u16).to_be());
+    // SAFETY: sendto with a valid buffer and a sockaddr_ll of the right size.
+    let n = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+fn wait_ack(sock: &OwnedFd, seq: u32, len: u32, timeout: Duration) -> std::io::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX);
+        if poll(&mut fds, ms)? == 0 {
+            continue;
+        }
+        loop {
+            // SAFETY: recv into an owned buffer of the given length.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    break;
+                }
+                return Err(e);
+            }
+            if let Some(PacketInfo { l4: L4::Tcp { ack: Some(a), .. }, .. }) =
+                PacketInfo::from_ethernet(&buf[..n as usize])
+                && (a == seq.wrapping_add(1) || a == seq.wrapping_add(1).wrapping_add(len))
+            {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_segment_it_is_told() {
+        let seg = Segment {
+            iface: "eth0".into(),
+            mac_src: "02:00:00:00:00:01".parse().unwrap(),
+            mac_dst: "02:00:00:00:00:02".parse().unwrap(),
+            src: "10.171.77.30".parse().unwrap(),
+            dst: "10.171.77.2".parse().unwrap(),
+            ttl: 17,
+            sport: 40000,
+            dport: 8080,
+            flags: "S".into(),
+        };
+        let frame = build(&seg, 1234, b"netpath-0011223344556677").unwrap();
+        let info = PacketInfo::from_ethernet(&frame).unwrap();
+        assert_eq!(info.ttl, Some(17));
+        assert_eq!(info.mac_dst, Some(seg.mac_dst));
+        assert_eq!(info.l4, L4::Tcp { sport: 40000, dport: 8080, flags: "S".into(), seq: Some(1234), ack: Some(0) });
+        assert!(crate::packet::contains(&frame, b"netpath-0011223344556677"));
+        let lone_ack = build(&Segment { flags: "A".into(), ..seg.clone() }, 1, b"").unwrap();
+        assert!(matches!(PacketInfo::from_ethernet(&lone_ack).unwrap().l4, L4::Tcp { ref flags, .. } if flags == "."));
+        assert!(build(&Segment { flags: "X".into(), ..seg }, 1, b"").is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! TCP and UDP servers inside a netns that answer every request with
+//! `reply <request> from <netns>`, read by a [`ReaderThread`] until the scenario ends.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use super::answer_for;
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+use crate::reader::{ReaderThread, Source};
+use crate::scenario::ProbeKind;
+
+/// A running server; `stop` returns the requests it answered.
+pub struct Server(ReaderThread<String>);
+
+impl Server {
+    /// Listen on 0.0.0.0:`port` inside `ns` and answer as `name`; returns once listening.
+    pub fn start(ns: &Netns, kind: ProbeKind, port: u16, name: &str) -> Result<Server> {
+        let who = name.to_string();
+        let fail =
+            |message: String| Error::Probe { probe: format!("{kind:?} server in {name} on port {port}"), message };
+        let reader = match kind {
+            ProbeKind::Tcp => ReaderThread::start(ns.entry()?, format!("tcp server {port}"), move || {
+                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(|e| format!("bind: {e}"))?;
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                Ok((Listener::Tcp(l, who), ()))
+            }),
+            ProbeKind::Udp => ReaderThread::start(ns.entry()?, format!("udp server {port}"), move || {
+                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(|e| format!("bind: {e}"))?;
+                s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                Ok((Listener::Udp(s, who), ()))
+            }),
+            other => return Err(fail(format!("a server is tcp or udp, not {other:?}"))),
+        }
+        .map_err(fail)?;
+        Ok(Server(reader.0))
+    }
+
+    pub fn stop(self) -> std::result::Result<Vec<String>, String> {
+        self.0.stop()
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener, String),
+    Udp(UdpSocket, String),
+}
+
+impl Source for Listener {
+    type Item = String;
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l, _) => l.as_raw_fd(),
+            Listener::Udp(s, _) => s.as_raw_fd(),
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<String>) -> std::result::Result<(), String> {
+        match self {
+            Listener::Tcp(l, who) => loop {
+                match l.accept() {
+                    Ok((conn, peer)) => {
+                        // A client that never sends must not stall the others for long.
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                        out.push(serve(conn, peer, who));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(format!("accept: {e}")),
+                }
+            },
+            Listener::Udp(s, who) => {
+                let mut buf = [0u8; 2048];
+                loop {
+                    match s.recv_from(&mut buf) {
+                        Ok((n, peer)) => {
+                            let _ = s.send_to(&answer_for(&buf[..n], who), peer);
+                            out.push(format!("{peer}: {}", String::from_utf8_lossy(&buf[..n])));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                        Err(e) => return Err(format!("recv: {e}")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn serve(mut conn: std::net::TcpStream, peer: SocketAddr, who: &str) -> String {
+    let mut buf = [0u8; 256];
+    match conn.read(&mut buf) {
+        Ok(n) if n > 0 => {
+            let _ = conn.write_all(&answer_for(&buf[..n], who));
+            format!("{peer}: {}", String::from_utf8_lossy(&buf[..n]))
+        }
+        _ => format!("{peer}: (no request)"),
+    }
+}
