@@ -7,7 +7,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc)
+# wireguard-tools gives `wg`, which configures every WireGuard interface; wireguard-go is the
+# userspace WireGuard netpath uses where the kernel has none (CONFIG_WIREGUARD unset).
+packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc
+  wireguard-tools wireguard-go)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

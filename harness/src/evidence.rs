@@ -16,8 +16,48 @@ use crate::trace::nft_events::HeaderKey;
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub point: CapturePoint,
+    /// The capture's link layer: Ethernet on veths and bridges, raw IP (no link-layer header,
+    /// so no MACs) on TUN and WireGuard interfaces.
+    pub linktype: pcap::Linktype,
     pub ts: Duration,
     pub data: Vec<u8>,
+}
+
+impl Frame {
+    /// The packet's header summary, read according to the capture's link layer.
+    pub fn info(&self) -> Option<PacketInfo> {
+        summarize(self.linktype, &self.data)
+    }
+
+    /// Whether `nonce` occurs anywhere in the frame's bytes, whatever the packet is (also inside
+    /// an encapsulation no [`PacketInfo`] looks into).
+    pub fn carries(&self, nonce: &[u8]) -> bool {
+        crate::packet::contains(&self.data, nonce)
+    }
+}
+
+/// DLT_RAW as libpcap reports it on Linux (12; 14 on OpenBSD), and LINKTYPE_RAW as pcap files
+/// store it (101): the packet starts at its IP header.
+const RAW_IP: [i32; 3] = [12, 14, 101];
+
+/// Summarise a captured frame of link type `linktype`: Ethernet (veth, bridge), raw IP (TUN,
+/// WireGuard: `link-type RAW (Raw IP)` in tcpdump's words), IPv4/IPv6, or Linux cooked capture.
+/// `None` for other link types and for frames that are not IP.
+pub fn summarize(linktype: pcap::Linktype, data: &[u8]) -> Option<PacketInfo> {
+    match linktype {
+        pcap::Linktype::ETHERNET => PacketInfo::from_ethernet(data),
+        pcap::Linktype::IPV4 | pcap::Linktype::IPV6 => PacketInfo::from_ip(data),
+        pcap::Linktype(t) if RAW_IP.contains(&t) => PacketInfo::from_ip(data),
+        // SLL: a 16-byte header ending in the protocol; SLL2: 20 bytes, protocol first.
+        pcap::Linktype::LINUX_SLL => data.get(16..).and_then(PacketInfo::from_ip),
+        pcap::Linktype::LINUX_SLL2 => data.get(20..).and_then(PacketInfo::from_ip),
+        _ => None,
+    }
+}
+
+/// The frames, among `frames`, that carry `nonce` anywhere in their bytes.
+pub fn frames_carrying<'a>(frames: &'a [Frame], nonce: &'a [u8]) -> impl Iterator<Item = &'a Frame> + 'a {
+    frames.iter().filter(move |f| f.carries(nonce))
 }
 
 /// A trace event with the time the collector got it.
@@ -77,11 +117,21 @@ impl Exchange {
 /// trace events that carry headers only (nf_tables, kernel log) are matched by the header
 /// fields NAT leaves alone, learnt from the frames.
 pub fn join(sent: &mut [Sent], frames: &[Frame], events: &BTreeMap<String, Vec<TimedEvent>>) -> Vec<Exchange> {
-    let infos: Vec<Option<PacketInfo>> = frames.iter().map(|f| PacketInfo::from_ethernet(&f.data)).collect();
-    for info in infos.iter().flatten() {
-        for s in sent.iter_mut() {
-            s.learn(info);
+    let infos: Vec<Option<PacketInfo>> = frames.iter().map(Frame::info).collect();
+    let mut candidates = vec![None; sent.len()];
+    for (f, info) in frames.iter().zip(&infos) {
+        let Some(info) = info else { continue };
+        if !matches!(info.l4, crate::packet::L4::Tcp { .. }) {
+            continue;
         }
+        // The server's answer quotes the nonce too; only the client's request names the ISN.
+        let nonce = if crate::packet::contains(&f.data, b"reply netpath-") { None } else { find_nonce(&f.data) };
+        for (s, c) in sent.iter_mut().zip(candidates.iter_mut()) {
+            s.learn(info, f.ts, nonce.as_deref(), c);
+        }
+    }
+    for (s, c) in sent.iter_mut().zip(candidates) {
+        s.settle(c);
     }
     let by_nonce: BTreeMap<&[u8], usize> = sent.iter().enumerate().map(|(i, s)| (s.nonce.as_slice(), i)).collect();
     let unnonced: Vec<usize> = sent
@@ -134,4 +184,56 @@ pub fn join(sent: &mut [Sent], frames: &[Frame], events: &BTreeMap<String, Vec<T
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ICMP echo request 10.0.0.1 > 10.0.0.2 carrying `nonce`, from its IPv4 header on.
+    fn echo(nonce: &[u8]) -> Vec<u8> {
+        let icmp = etherparse::Icmpv4Header::with_checksum(
+            etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id: 7, seq: 1 }),
+            nonce,
+        );
+        let builder = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).icmpv4(icmp.icmp_type);
+        let mut out = Vec::with_capacity(builder.size(nonce.len()));
+        builder.write(&mut out, nonce).unwrap();
+        out
+    }
+
+    #[test]
+    fn raw_ip_captures_are_read_as_ip_and_carry_no_macs() {
+        let nonce = crate::probe::new_nonce();
+        let ip = echo(&nonce);
+        // What a pcap on wg0 or a TUN gives: DLT_RAW (12 on Linux), LINKTYPE_RAW (101) in files.
+        for lt in [pcap::Linktype(12), pcap::Linktype::RAW, pcap::Linktype::IPV4] {
+            let info = summarize(lt, &ip).unwrap_or_else(|| panic!("{lt:?}"));
+            assert_eq!(info.to_string(), "10.0.0.1 > 10.0.0.2 icmp type 8 code 0 id 7 seq 1");
+            assert_eq!((info.mac_src, info.mac_dst), (None, None));
+        }
+        // Read as Ethernet, the same bytes are no such packet.
+        assert_ne!(summarize(pcap::Linktype::ETHERNET, &ip).and_then(|i| i.src), Some("10.0.0.1".parse().unwrap()));
+        // Linux cooked capture: 16 bytes of header before the packet.
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&0x0800u16.to_be_bytes());
+        sll.extend_from_slice(&ip);
+        assert_eq!(summarize(pcap::Linktype::LINUX_SLL, &sll).and_then(|i| i.dst), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(summarize(pcap::Linktype(147), &ip), None, "a link type it does not know");
+
+        // The evidence of a probe finds it at a wg0 capture point.
+        let frame = Frame {
+            point: "peer2/wg0".parse().unwrap(),
+            linktype: pcap::Linktype(12),
+            ts: Duration::ZERO,
+            data: ip.clone(),
+        };
+        assert!(frame.carries(&nonce));
+        assert_eq!(frames_carrying(std::slice::from_ref(&frame), &nonce).count(), 1);
+        let mut sent = [Sent { nonce: nonce.clone(), ident: Ident::Echo, replied: true, answer: None }];
+        let ex = join(&mut sent, &[frame], &BTreeMap::new());
+        let seen = &ex[0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];
+        assert_eq!(seen.src, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(seen.mac_src, None);
+    }
 }

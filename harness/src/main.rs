@@ -1,9 +1,17 @@
-//! The `netpath` command: run scenario files, sweep leftovers.
+//! The `netpath` command: run scenario files, record their expectations, show what the kernel
+//! offers, sweep leftovers.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use netpath::junit::{self, Case, Status};
+use netpath::observe::TraceChoice;
 use netpath::{Backend, RunOptions, Scenario};
 
 #[derive(Parser)]
@@ -16,19 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run scenario files (default: the bundled scenarios) and print each probe's verdict.
-    Run {
-        /// Scenario files or folders of them.
-        paths: Vec<PathBuf>,
-        /// Print the observed path and addresses of passing probes too.
-        #[arg(long)]
-        show_path: bool,
-        /// Write artifacts even when everything passes.
-        #[arg(long)]
-        keep: bool,
-        /// Which iptables backends to run: the scenario's own (default), legacy, nft or all.
-        #[arg(long)]
-        backend: Option<BackendChoice>,
-    },
+    Run(RunArgs),
     /// Run a scenario and write what it observed as its expectations (to OUT, or in place).
     Record {
         file: PathBuf,
@@ -44,6 +40,43 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files or folders of them.
+    paths: Vec<PathBuf>,
+    /// Print the observed path and addresses of passing probes too.
+    #[arg(long)]
+    show_path: bool,
+    /// Write artifacts even when everything passes.
+    #[arg(long)]
+    keep: bool,
+    /// Which iptables backends to run: the scenario's own (default), legacy, nft or all.
+    #[arg(long)]
+    backend: Option<BackendChoice>,
+    /// Count a scenario skipped for a missing kernel feature as failed (also NETPATH_STRICT=1).
+    #[arg(long)]
+    strict: bool,
+    /// Run this many scenario × backend runs at once, each in its own namespaces.
+    #[arg(long, short, value_name = "N", default_value = "1")]
+    jobs: NonZeroUsize,
+    /// Also write the results as a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Read the trace from this source instead of the backend's own: nflog (legacy), nftrace
+    /// (nft) or kmsg (legacy, through the kernel log; runs that use it take turns).
+    #[arg(long, value_parser = parse_trace)]
+    trace: Option<TraceChoice>,
+}
+
+fn parse_trace(s: &str) -> Result<TraceChoice, String> {
+    match s {
+        "nflog" => Ok(TraceChoice::Nflog),
+        "nftrace" => Ok(TraceChoice::Nftrace),
+        "kmsg" => Ok(TraceChoice::Kmsg),
+        _ => Err(format!("unknown trace source `{s}` (want nflog, nftrace or kmsg)")),
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -66,7 +99,8 @@ impl BackendChoice {
 
 /// The scenarios shipped in the repository, found from where this binary was built.
 fn bundled() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/scenarios")
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/scenarios");
+    dir.canonicalize().unwrap_or(dir)
 }
 
 fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
@@ -78,6 +112,9 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.extension().is_some_and(|x| x == "toml"))
                 .collect();
+            if files.is_empty() {
+                return Err(format!("{}: no scenario files (*.toml) in this folder", p.display()));
+            }
             files.sort();
             out.extend(files);
         } else if p.exists() {
@@ -89,7 +126,173 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn run(paths: Vec<PathBuf>, show_path: bool, keep: bool, backend: Option<BackendChoice>) -> ExitCode {
+/// The capabilities netpath needs that this process lacks: building namespaces and links needs
+/// them, and without them every kernel feature would look missing and every scenario skip.
+fn missing_capabilities() -> Vec<&'static str> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (21, "CAP_SYS_ADMIN")]
+        .into_iter()
+        .filter(|(bit, _)| eff & (1 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+fn check_capabilities(command: &str) -> Result<(), ExitCode> {
+    let missing = missing_capabilities();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("netpath {command}: needs {} to build namespaces: run it as root", missing.join(", "));
+    Err(ExitCode::from(2))
+}
+
+/// How `netpath run` runs and reports.
+struct Settings {
+    opts: RunOptions,
+    show_path: bool,
+    strict: bool,
+}
+
+/// A scenario file, loaded or not.
+struct Loaded {
+    file: PathBuf,
+    scenario: Result<Scenario, String>,
+}
+
+/// One unit of work: a scenario under a backend, or reporting a file that did not load.
+enum Job {
+    Run { file: usize, backend: Backend },
+    Unloaded { file: usize },
+}
+
+impl Job {
+    fn file(&self) -> usize {
+        match self {
+            Job::Run { file, .. } | Job::Unloaded { file } => *file,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// What a job printed and reported.
+struct Done {
+    verdict: Verdict,
+    text: String,
+    cases: Vec<Case>,
+}
+
+/// Run one scenario under one backend: skip it when the kernel lacks a feature it needs
+/// (a failure under strict mode), otherwise run it and judge it.
+fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
+    let head = format!("{} [{}]", sc.name, backend.name());
+    if let Err(skip) = netpath::requires::check(sc, backend, &s.opts) {
+        let why = format!("needs {}: {}", skip.feature.name(), skip.reason);
+        return if s.strict {
+            let message = format!("skipped under strict mode: {why}");
+            Done {
+                verdict: Verdict::Failed,
+                text: format!("FAIL {head}: {why} (a skip is a failure under --strict / NETPATH_STRICT=1)\n"),
+                cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Failed { message, text: why }),
+            }
+        } else {
+            Done {
+                verdict: Verdict::Skipped,
+                text: format!("SKIP {head}: {why}\n"),
+                cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why }),
+            }
+        };
+    }
+    let start = Instant::now();
+    match netpath::run(sc, backend, &s.opts) {
+        Ok(o) => Done {
+            verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
+            text: netpath::report::outcome(&o, s.show_path),
+            cases: junit::outcome_cases(&o, start.elapsed()),
+        },
+        Err(e) => errored(sc, backend, start.elapsed(), e.to_string()),
+    }
+}
+
+/// A scenario that did not run: the lab could not be built or observed, or the run panicked.
+fn errored(sc: &Scenario, backend: Backend, time: Duration, error: String) -> Done {
+    let head = format!("{} [{}]", sc.name, backend.name());
+    Done {
+        verdict: Verdict::Failed,
+        text: format!("ERROR {head}: {error}\n"),
+        cases: junit::unrun_cases(
+            sc,
+            backend,
+            time,
+            Status::Error { message: format!("did not run: {error}"), text: error },
+        ),
+    }
+}
+
+fn execute_job(job: &Job, loaded: &[Loaded], s: &Settings) -> Done {
+    let l = &loaded[job.file()];
+    match (job, &l.scenario) {
+        (Job::Run { backend, .. }, Ok(sc)) => {
+            let start = Instant::now();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(sc, *backend, s))).unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                errored(sc, *backend, start.elapsed(), format!("netpath panicked: {what}"))
+            })
+        }
+        (_, scenario) => {
+            let e = scenario.as_ref().err().cloned().unwrap_or_else(|| format!("{}: not loaded", l.file.display()));
+            let text: String = e.lines().map(|line| format!("ERROR {line}\n")).collect();
+            let case = Case {
+                name: "load".into(),
+                classname: l.file.display().to_string(),
+                time: Duration::ZERO,
+                status: Status::Error { message: format!("cannot load {}", l.file.display()), text: e },
+            };
+            Done { verdict: Verdict::Failed, text, cases: vec![case] }
+        }
+    }
+}
+
+/// The `running NAME [backend] ...` line on a terminal, replaced by the verdict when it is in.
+struct Progress {
+    on: bool,
+    shown: bool,
+}
+
+impl Progress {
+    fn show(&mut self, line: &str) {
+        if self.on {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[2K{line}");
+            let _ = out.flush();
+            self.shown = true;
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            print!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let RunArgs { paths, show_path, keep, backend, strict, jobs, junit: junit_file, trace } = args;
     let paths = if paths.is_empty() { vec![bundled()] } else { paths };
     let files = match scenario_files(&paths) {
         Ok(f) => f,
@@ -98,36 +301,107 @@ fn run(paths: Vec<PathBuf>, show_path: bool, keep: bool, backend: Option<Backend
             return ExitCode::from(2);
         }
     };
-    let opts = RunOptions { keep, ..RunOptions::default() };
-    let (mut passed, mut failed, skipped) = (0, 0, 0);
-    for file in files {
-        let sc = match Scenario::load(&file) {
-            Ok(sc) => sc,
-            Err(e) => {
-                println!("ERROR {e}");
-                failed += 1;
-                continue;
+    if let Err(code) = check_capabilities("run") {
+        return code;
+    }
+    let settings = Settings {
+        opts: RunOptions { keep, trace, ..RunOptions::default() },
+        show_path,
+        strict: strict || netpath::caps::strict(),
+    };
+    let loaded: Vec<Loaded> = files
+        .into_iter()
+        .map(|file| {
+            let scenario = Scenario::load(&file).map_err(|e| e.to_string());
+            Loaded { file, scenario }
+        })
+        .collect();
+    let work: Vec<Job> = loaded
+        .iter()
+        .enumerate()
+        .flat_map(|(file, l)| match &l.scenario {
+            Ok(sc) => BackendChoice::backends(backend, &sc.backends)
+                .into_iter()
+                .map(|backend| Job::Run { file, backend })
+                .collect::<Vec<_>>(),
+            Err(_) => vec![Job::Unloaded { file }],
+        })
+        .collect();
+
+    let label = |job: &Job| match (job, &loaded[job.file()].scenario) {
+        (Job::Run { backend, .. }, Ok(sc)) => Some(format!("running {} [{}] ...", sc.name, backend.name())),
+        _ => None,
+    };
+    let mut results: Vec<Option<Done>> = work.iter().map(|_| None).collect();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let terminal = std::io::stdout().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+    let mut progress = Progress { on: terminal, shown: false };
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, Done)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.get().min(work.len()) {
+            let tx = tx.clone();
+            let (next, work, loaded, settings) = (&next, &work, &loaded, &settings);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = work.get(i) else { break };
+                    if tx.send((i, execute_job(job, loaded, settings))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Print whole reports in input order, whatever order they finish in.
+        let mut printed = 0;
+        if let Some(l) = work.first().and_then(label) {
+            progress.show(&l);
+        }
+        for (i, done) in rx {
+            results[i] = Some(done);
+            while let Some(Some(done)) = results.get(printed) {
+                progress.clear();
+                print!("{}", done.text);
+                match done.verdict {
+                    Verdict::Passed => passed += 1,
+                    Verdict::Failed => failed += 1,
+                    Verdict::Skipped => skipped += 1,
+                }
+                printed += 1;
             }
-        };
-        let backends = BackendChoice::backends(backend, &sc.backends);
-        for backend in backends {
-            match netpath::run(&sc, backend, &opts) {
-                Ok(o) => {
-                    print!("{}", netpath::report::outcome(&o, show_path));
-                    if o.passed() { passed += 1 } else { failed += 1 }
-                }
-                Err(e) => {
-                    println!("ERROR {} [{}]: {e}", sc.name, backend.name());
-                    failed += 1;
-                }
+            if let Some(l) = work.get(printed).and_then(label) {
+                progress.show(&l);
             }
         }
-    }
+        progress.clear();
+    });
     println!("{passed} passed, {failed} failed, {skipped} skipped");
+
+    if let Some(path) = junit_file {
+        let mut report = junit::Report::default();
+        for (index, l) in loaded.iter().enumerate() {
+            let cases: Vec<Case> = work
+                .iter()
+                .zip(&mut results)
+                .filter(|(job, _)| job.file() == index)
+                .flat_map(|(_, done)| done.take().map(|d| d.cases).unwrap_or_default())
+                .collect();
+            let name = match &l.scenario {
+                Ok(sc) => sc.name.clone(),
+                Err(_) => l.file.display().to_string(),
+            };
+            report.suites.push(junit::Suite { name, file: l.file.display().to_string(), cases });
+        }
+        if let Err(e) = std::fs::write(&path, report.to_xml()) {
+            eprintln!("netpath: write the JUnit report {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-fn record(file: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
+fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     let sc = match Scenario::load(file) {
         Ok(sc) => sc,
         Err(e) => {
@@ -135,9 +409,23 @@ fn record(file: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(code) = check_capabilities("record") {
+        return code;
+    }
+    let opts = RunOptions::default();
     let mut outcomes = vec![];
     for backend in &sc.backends {
-        match netpath::run(&sc, *backend, &RunOptions::default()) {
+        if let Err(skip) = netpath::requires::check(&sc, *backend, &opts) {
+            eprintln!(
+                "netpath record: {} [{}] cannot run here: needs {}: {}",
+                sc.name,
+                backend.name(),
+                skip.feature.name(),
+                skip.reason
+            );
+            return ExitCode::FAILURE;
+        }
+        match netpath::run(&sc, *backend, &opts) {
             Ok(o) => outcomes.push(o),
             Err(e) => {
                 eprintln!("netpath record: {} [{}] did not run: {e}", sc.name, backend.name());
@@ -161,7 +449,7 @@ fn record(file: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { paths, show_path, keep, backend } => run(paths, show_path, keep, backend),
+        Command::Run(args) => run(args),
         Command::Record { file, out } => record(&file, out.as_deref()),
         Command::Caps => {
             print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
@@ -169,6 +457,12 @@ fn main() -> ExitCode {
         }
         Command::Sweep { all } => match netpath::netns::sweep(all) {
             Ok(removed) => {
+                // A run killed while it used the kernel log left nf_log_all_netns set.
+                match netpath::global_sysctl::recover_stale() {
+                    Ok(Some(v)) => println!("restored net.netfilter.nf_log_all_netns={v}"),
+                    Ok(None) => {}
+                    Err(e) => eprintln!("netpath sweep: {e}"),
+                }
                 for r in &removed {
                     println!("removed {r}");
                 }

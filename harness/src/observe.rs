@@ -1,18 +1,32 @@
 //! Observers that run while probes are sent: a pcap on every interface, and per traced netns
-//! the trace source its backend reports through.
+//! the trace source its backend reports through (or the one a run forces).
+//!
+//! | source | backend | setup in a traced netns | scope |
+//! |---|---|---|---|
+//! | [`TraceChoice::Nflog`] | legacy (default) | `nf_log.2 = nfnetlink_log`, ebtables `--nflog-group 1` rules | per netns |
+//! | [`TraceChoice::Nftrace`] | nft (default) | ebtables `--nflog-group 1` rules and a bridge `nftrace` table | per netns |
+//! | [`TraceChoice::Kmsg`] | legacy | `nf_log.2 = nf_log_ipv4`, ebtables `--log --log-level 6 --log-ip` rules | global: [`crate::global_sysctl`] |
+//!
+//! The kernel log is the one source that changes something outside the lab: while a run reads
+//! it, the init netns's `net.netfilter.nf_log_all_netns` is 1, under a lock that makes kernel-log
+//! runs take turns, and the previous value is restored when the run stops observing (also when
+//! it fails or panics). See [`crate::trace::kmsg`] for how a run keeps only its own lines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
 
 use crate::error::{Error, Result};
 use crate::evidence::{Frame, TimedEvent};
+use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, ebtables, iptables, run_tool};
+use crate::global_sysctl::KernelLogGuard;
 use crate::lab::Lab;
 use crate::netns::{Netns, NetnsEntry};
 use crate::packet::PacketInfo;
 use crate::pcap_thread::{PcapThread, Record};
 use crate::reader::{ReaderThread, Source};
 use crate::scenario::{CapturePoint, Scenario};
+use crate::trace::kmsg::{self, KmsgThread};
 use crate::trace::nft_events::{self, HeaderKey};
 use crate::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
 use crate::{sysctl, trace};
@@ -25,6 +39,9 @@ pub enum TraceChoice {
     Nflog,
     /// nf_tables trace events: iptables-nft, native nft, ebtables-nft's bridge chains.
     Nftrace,
+    /// The kernel log (`/dev/kmsg`): legacy TRACE through the netns's nf_log bound to the syslog
+    /// logger, ebtables `--log` rules; global, so it holds the kernel-log lock while it observes.
+    Kmsg,
 }
 
 impl TraceChoice {
@@ -35,6 +52,39 @@ impl TraceChoice {
             Backend::Nft => TraceChoice::Nftrace,
         }
     }
+
+    /// Whether this source sees the iptables TRACE of `backend`; `Err` says why not. (ebtables
+    /// chains report to every source under both backends.)
+    pub fn check_backend(self, backend: Backend) -> std::result::Result<(), String> {
+        match (backend, self) {
+            (Backend::Legacy, TraceChoice::Nflog | TraceChoice::Kmsg) | (Backend::Nft, TraceChoice::Nftrace) => Ok(()),
+            (Backend::Legacy, TraceChoice::Nftrace) => {
+                Err("iptables-legacy TRACE is never reported as nf_tables trace events: with backend legacy \
+                 trace with nflog (the default) or kmsg"
+                    .into())
+            }
+            (Backend::Nft, choice) => Err(format!(
+                "iptables-nft TRACE is reported only as nf_tables trace events, never through nf_log: \
+                 {} would miss every iptables hook; with backend nft trace with nftrace (the default)",
+                choice.name()
+            )),
+        }
+    }
+
+    /// The name a scenario or command line gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceChoice::Nflog => "nflog",
+            TraceChoice::Nftrace => "nftrace",
+            TraceChoice::Kmsg => "kmsg",
+        }
+    }
+}
+
+/// Whether netpath puts trace rules into this netns (what `run::build` does: ebtables trace rules
+/// where a traced netns has a bridge, iptables TRACE where it has a ruleset).
+fn has_trace_rules(sc: &Scenario, n: &crate::scenario::NetnsSpec) -> bool {
+    n.trace && (n.iptables.is_some() || sc.bridge.iter().any(|b| b.netns == n.name))
 }
 
 /// Make a bridge netns's ebtables chains report (before the user's ebtables rules, so the
@@ -42,7 +92,11 @@ impl TraceChoice {
 pub fn prepare_bridge(ns: &Netns, trace: TraceChoice) -> Result<()> {
     let tables: Vec<&str> =
         ebtables::CHAINS.iter().map(|(t, _)| *t).filter(|t| *t != "broute" || ebtables::has_table(ns, t)).collect();
-    ebtables::restore(ns, &ebtables::trace_rules(&tables))?;
+    let via = match trace {
+        TraceChoice::Kmsg => TraceVia::Log,
+        TraceChoice::Nflog | TraceChoice::Nftrace => TraceVia::Nflog,
+    };
+    ebtables::restore(ns, &ebtables::trace_rules_via(&tables, via))?;
     if trace == TraceChoice::Nftrace {
         // nf_tables reports the bridge chains only for frames with nftrace set.
         run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::bridge_trace_ruleset()))?;
@@ -52,6 +106,7 @@ pub fn prepare_bridge(ns: &Netns, trace: TraceChoice) -> Result<()> {
 
 /// Make a netns's iptables chains report, after the user's ruleset is in.
 pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, trace: TraceChoice) -> Result<()> {
+    trace.check_backend(backend).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
     if !iptables::has_trace_rule(rules) {
         // --noflush: keep the user's raw table.
         let program = match backend {
@@ -60,10 +115,14 @@ pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, trace: TraceC
         };
         run_tool(ns, program, &["-w", "--noflush"], Some(iptables::TRACE_RULESET))?;
     }
-    if trace == TraceChoice::Nflog {
+    match trace {
         // Legacy TRACE logs through the netns's nf_log; bind IPv4's to nfnetlink_log so the
         // records reach this netns's NFLOG socket instead of the global kernel log.
-        sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?;
+        TraceChoice::Nflog => sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?,
+        // ... or to the syslog logger, so they reach the kernel log (a new netns has it bound
+        // already when nf_log_syslog is built in; a loaded nfnetlink_log may have come first).
+        TraceChoice::Kmsg => sysctl::write(ns, "net.netfilter.nf_log.2", "nf_log_ipv4")?,
+        TraceChoice::Nftrace => {}
     }
     Ok(())
 }
@@ -86,11 +145,27 @@ enum TraceReader {
 pub struct Observers {
     captures: Vec<(CapturePoint, PcapThread)>,
     traces: Vec<(String, TraceReader)>,
+    kmsg: Option<KmsgObserver>,
+}
+
+/// The kernel log, read for every traced netns at once while the guard holds the lock.
+struct KmsgObserver {
+    reader: KmsgThread,
+    /// The traced netns (each gets an event list, as with the per-netns sources).
+    traced: Vec<String>,
+    /// Those netpath put trace rules in: the only ones a line may come from.
+    with_rules: Vec<String>,
+    guard: KernelLogGuard,
 }
 
 impl Observers {
     /// Start everything and return once every reader is live.
     pub fn start(lab: &Lab, sc: &Scenario, trace: TraceChoice) -> Result<Observers> {
+        // First, since it may wait for other kernel-log runs to finish.
+        let kmsg = match trace {
+            TraceChoice::Kmsg => KmsgObserver::start(lab, sc)?,
+            TraceChoice::Nflog | TraceChoice::Nftrace => None,
+        };
         let mut captures = vec![];
         for point in sc.capture_points() {
             let ns = lab.netns(&point.netns)?;
@@ -102,7 +177,7 @@ impl Observers {
             captures.push((point, t));
         }
         let mut traces = vec![];
-        for n in sc.netns.iter().filter(|n| n.trace) {
+        for n in sc.netns.iter().filter(|n| n.trace && trace != TraceChoice::Kmsg) {
             let ns = lab.netns(&n.name)?;
             let trace_err = |message: String| Error::Trace { netns: ns.name().to_string(), message };
             let reader = match trace {
@@ -111,10 +186,11 @@ impl Observers {
                     TraceReader::Nflog(PcapThread::start(ns.entry()?, &device).map_err(trace_err)?)
                 }
                 TraceChoice::Nftrace => TraceReader::NfTrace(NfTraceThread::start(ns.entry()?).map_err(trace_err)?),
+                TraceChoice::Kmsg => unreachable!("the kernel log is read once for all netns"),
             };
             traces.push((n.name.clone(), reader));
         }
-        Ok(Observers { captures, traces })
+        Ok(Observers { captures, traces, kmsg })
     }
 
     /// Stop everything after draining what the kernel queued, and turn it into evidence.
@@ -128,6 +204,7 @@ impl Observers {
                 Ok(records) => {
                     frames.extend(records.iter().map(|r| Frame {
                         point: point.clone(),
+                        linktype,
                         ts: r.ts,
                         data: r.data.clone(),
                     }));
@@ -174,11 +251,96 @@ impl Observers {
                 },
             }
         }
+        if let Some(k) = self.kmsg {
+            match k.stop(lab, ifnames, &frames, &nonces) {
+                Ok(evs) => events.extend(evs),
+                Err(e) => errors.push(e),
+            }
+        }
         if !errors.is_empty() {
             return Err(Error::Many(errors));
         }
         Ok(Observed { frames, events, pcaps })
     }
+}
+
+impl KmsgObserver {
+    /// Take the kernel-log lock, set `nf_log_all_netns`, and start reading the log from its end;
+    /// `None` when no netns has trace rules (nothing would be logged).
+    fn start(lab: &Lab, sc: &Scenario) -> Result<Option<KmsgObserver>> {
+        let traced: Vec<String> = sc.netns.iter().filter(|n| n.trace).map(|n| n.name.clone()).collect();
+        let with_rules: Vec<String> =
+            sc.netns.iter().filter(|n| has_trace_rules(sc, n)).map(|n| n.name.clone()).collect();
+        let Some(first) = with_rules.first() else { return Ok(None) };
+        let guard = KernelLogGuard::acquire()?;
+        let ns = lab.netns(first)?;
+        let reader =
+            KmsgThread::start(ns.entry()?).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
+        Ok(Some(KmsgObserver { reader, traced, with_rules, guard }))
+    }
+
+    /// Stop reading, restore the sysctl and release the lock, then turn the lines into events.
+    fn stop(
+        self,
+        lab: &Lab,
+        ifnames: &BTreeMap<String, BTreeMap<u32, String>>,
+        frames: &[Frame],
+        nonces: &NonceByHeader,
+    ) -> Result<BTreeMap<String, Vec<TimedEvent>>> {
+        let records = self.reader.stop();
+        let released = self.guard.release();
+        let trace_err = |message: String| Error::Trace { netns: "(kernel log)".into(), message };
+        let records = records.map_err(trace_err)?;
+        released?;
+        let scope = kmsg::Scope {
+            netns: self
+                .with_rules
+                .iter()
+                .map(|ns| (ns.clone(), ifnames.get(ns).map(|m| m.values().cloned().collect()).unwrap_or_default()))
+                .collect(),
+            facts: self
+                .with_rules
+                .iter()
+                .map(|ns| Ok((ns.clone(), netns_facts(lab, ns, frames)?)))
+                .collect::<Result<_>>()?,
+        };
+        let packets = kmsg::Packets { seen: &|p| nonces.seen(p), nonce_of: &|p| nonces.get(p) };
+        let mut by_netns = kmsg::to_events(&records, &scope, &packets).map_err(|e| trace_err(e.join("\n")))?;
+        Ok(self
+            .traced
+            .into_iter()
+            .map(|ns| {
+                let evs = by_netns.remove(&ns).unwrap_or_default();
+                (ns, evs.into_iter().map(|(ts, event)| TimedEvent { ts, event }).collect())
+            })
+            .collect())
+    }
+}
+
+/// The MACs and addresses of a netns's interfaces (`ip -j addr`), and what its captures saw.
+fn netns_facts(lab: &Lab, netns: &str, frames: &[Frame]) -> Result<kmsg::NetnsFacts> {
+    let ns = lab.netns(netns)?;
+    let json = run_tool(ns, "ip", &["-j", "addr", "show"], None)?;
+    let links: serde_json::Value = serde_json::from_str(&json)
+        .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("ip -j addr: {e}") })?;
+    let mut facts = kmsg::NetnsFacts::default();
+    for link in links.as_array().into_iter().flatten() {
+        let Some(name) = link["ifname"].as_str() else { continue };
+        if let Some(mac) = link["address"].as_str().and_then(|m| m.parse().ok()) {
+            facts.macs.insert(name.to_string(), mac);
+        }
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            if let Some(ip) = a["local"].as_str().and_then(|ip| ip.parse().ok()) {
+                facts.addrs.insert(ip);
+            }
+        }
+    }
+    for f in frames.iter().filter(|f| f.point.netns == netns) {
+        if let Some(info) = PacketInfo::from_ethernet(&f.data) {
+            facts.frames.entry(f.point.iface.clone()).or_default().push(info);
+        }
+    }
+    Ok(facts)
 }
 
 /// The rules of a netns by handle, with iptables-nft's own text for its tables.
@@ -191,23 +353,33 @@ fn rule_index(ns: &crate::netns::Netns) -> Result<RuleIndex> {
 }
 
 /// Probe nonces by the header fields that survive NAT, learnt from captured frames that carry
-/// the nonce in their payload.
-struct NonceByHeader(BTreeMap<HeaderKey, Vec<u8>>);
+/// the nonce in their payload; and the header keys of every captured frame, nonce or not.
+struct NonceByHeader {
+    nonces: BTreeMap<HeaderKey, Vec<u8>>,
+    seen: BTreeSet<HeaderKey>,
+}
 
 impl NonceByHeader {
     fn from_frames(frames: &[Frame]) -> NonceByHeader {
-        let mut map = BTreeMap::new();
+        let mut nonces = BTreeMap::new();
+        let mut seen = BTreeSet::new();
         for f in frames {
-            let Some(nonce) = crate::probe::find_nonce(&f.data) else { continue };
-            if let Some(key) = PacketInfo::from_ethernet(&f.data).as_ref().and_then(HeaderKey::of) {
-                map.insert(key, nonce);
+            let Some(key) = f.info().as_ref().and_then(HeaderKey::of) else { continue };
+            if let Some(nonce) = crate::probe::find_nonce(&f.data) {
+                nonces.insert(key.clone(), nonce);
             }
+            seen.insert(key);
         }
-        NonceByHeader(map)
+        NonceByHeader { nonces, seen }
     }
 
     fn get(&self, p: &PacketInfo) -> Option<Vec<u8>> {
-        self.0.get(&HeaderKey::of(p)?).cloned()
+        self.nonces.get(&HeaderKey::of(p)?).cloned()
+    }
+
+    /// Whether a frame with these headers was captured in the lab.
+    fn seen(&self, p: &PacketInfo) -> bool {
+        HeaderKey::of(p).is_some_and(|k| self.seen.contains(&k))
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Record {
 /// A pcap handle read by a thread inside a netns; `stop` returns every record.
 pub struct PcapThread {
     reader: ReaderThread<Record>,
+    /// The handle's link type: Ethernet on veths and bridges, DLT_RAW (raw IP, no MACs) on TUN
+    /// and WireGuard interfaces, NFLOG on `nflog:`; [`crate::evidence::summarize`] reads by it.
     pub linktype: pcap::Linktype,
 }
 
@@ -46,13 +48,26 @@ impl Source for Pcap {
         self.0.as_raw_fd()
     }
     fn drain(&mut self, out: &mut Vec<Record>) -> Result<(), String> {
-        drain(&mut self.0, out)
+        drain(&mut self.0, out)?;
+        // Evidence with holes would make a packet look absent where it was not: fail instead.
+        match self.0.stats() {
+            Ok(st) if st.dropped > 0 => {
+                Err(format!("the capture dropped {} frames (its ring of {BUFFER} bytes overflowed)", st.dropped))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
+/// Bytes kept of each frame: every header and the probe's nonce fit; the kernel's ring holds
+/// BUFFER / SNAPLEN frames, so a large snaplen (65535) leaves room for only ~60 and a burst of
+/// probes (200 TCP connections) overflows it.
+const SNAPLEN: i32 = 2048;
+const BUFFER: i32 = 32 << 20;
+
 fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
     let cap = pcap::Capture::from_device(device)
-        .and_then(|c| c.immediate_mode(true).snaplen(65535).buffer_size(4 << 20).open())
+        .and_then(|c| c.immediate_mode(true).snaplen(SNAPLEN).buffer_size(BUFFER).open())
         .map_err(|e| {
             let hint = if e.to_string().contains("permission") || e.to_string().contains("Operation not permitted") {
                 " (needs CAP_NET_RAW and CAP_NET_ADMIN: run as root)"

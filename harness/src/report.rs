@@ -96,6 +96,9 @@ pub fn outcome(o: &Outcome, show_path: bool) -> String {
     let mut out = String::new();
     let verdict = if o.passed() { "PASS" } else { "FAIL" };
     let _ = writeln!(out, "{verdict} {} [{}]", o.scenario, o.backend.name());
+    if let Some(wg) = &o.wireguard {
+        let _ = writeln!(out, "  wireguard: {wg}");
+    }
     for p in &o.probes {
         out.push_str(&probe(p, show_path));
     }

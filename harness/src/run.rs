@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::caps::{self, Feature};
 use crate::error::{Error, Result};
-use crate::evidence::{self, Exchange};
+use crate::evidence::{self, Exchange, Frame};
 use crate::expect::{self, Failure};
 use crate::firewall::{Backend, ebtables};
 use crate::lab::{Lab, VethEnd};
@@ -14,6 +15,7 @@ use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
 use crate::probe::{Ident, Sent};
 use crate::scenario::{ProbeKind, ProbeSpec, RouteDst, Scenario};
+use crate::wireguard::{self, Implementation, Tunnels};
 use crate::{conntrack, probe, sysctl};
 
 /// How to run.
@@ -52,6 +54,14 @@ pub struct Outcome {
     pub probes: Vec<ProbeOutcome>,
     /// Where the artifacts were written, if they were.
     pub artifacts: Option<PathBuf>,
+    /// The WireGuard implementation that made the scenario's `[[wireguard]]` interfaces
+    /// (`userspace (wireguard-go 0.0.20220316)`, `kernel (Linux 6.12.0)`); `None` without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<Implementation>,
+    /// Every frame captured, in capture order per interface: for tests that look past the
+    /// probes' own packets (a tunnel's encrypted datagrams, handshakes, ARP). Not serialized.
+    #[serde(skip)]
+    pub frames: Vec<Frame>,
 }
 
 impl Outcome {
@@ -67,17 +77,42 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     if !errs.is_empty() {
         return Err(Error::Scenario { scenario: scenario.name.clone(), message: errs.join("; ") });
     }
+    // Before anything is built: a missing feature must not leave half a lab behind.
+    let wireguard = wireguard_implementation(scenario)?;
     let mut lab = Lab::new()?;
-    let result = run_in(&mut lab, scenario, backend, opts);
+    let result = run_in(&mut lab, scenario, backend, opts, wireguard.as_ref());
     let teardown = lab.teardown();
     let outcome = result?;
     teardown?;
     Ok(outcome)
 }
 
-fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> Result<Outcome> {
+/// The WireGuard implementation a scenario with `[[wireguard]]` entries runs with: the kernel's
+/// where [`caps`] finds it, else wireguard-go (or what `NETPATH_WIREGUARD` forces); an error that
+/// names the missing features (`WireGuard (kernel)`, `WireGuard (userspace)`) and why otherwise.
+fn wireguard_implementation(sc: &Scenario) -> Result<Option<Implementation>> {
+    if sc.wireguard.is_empty() {
+        return Ok(None);
+    }
+    let fail = |message: String| Error::Scenario { scenario: sc.name.clone(), message };
+    let preference = wireguard::Preference::from_env().map_err(fail)?;
+    let kernel = caps::require(&[Feature::WireGuard]);
+    let userspace = caps::require(&[Feature::WireGuardUserspace]);
+    let kind = wireguard::choose(preference, kernel, userspace).map_err(fail)?;
+    Implementation::find(kind).map(Some).map_err(fail)
+}
+
+fn run_in(
+    lab: &mut Lab,
+    sc: &Scenario,
+    backend: Backend,
+    opts: &RunOptions,
+    wireguard: Option<&Implementation>,
+) -> Result<Outcome> {
     let trace = opts.trace.unwrap_or(TraceChoice::for_backend(backend));
-    build(lab, sc, backend, trace)?;
+    // Held to the end: dropped on an early return or a panic, it kills the wireguard-go
+    // processes before the lab's namespaces go.
+    let tunnels = build(lab, sc, backend, trace, wireguard)?;
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
@@ -118,14 +153,32 @@ fn run_in(lab: &mut Lab, sc: &Scenario, backend: Backend, opts: &RunOptions) -> 
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();
-    let mut outcome = Outcome { scenario: sc.name.clone(), backend, probes: outcomes, artifacts: None };
+    let mut outcome = Outcome {
+        scenario: sc.name.clone(),
+        backend,
+        probes: outcomes,
+        artifacts: None,
+        wireguard: tunnels.as_ref().map(|t| t.implementation().clone()),
+        frames,
+    };
     if opts.keep || !outcome.passed() {
         outcome.artifacts = Some(crate::artifacts::write(lab, sc, backend, &outcome, &events, &pcaps, opts)?);
+    }
+    if let Some(t) = tunnels {
+        t.stop()?;
     }
     Ok(outcome)
 }
 
-fn build(lab: &mut Lab, sc: &Scenario, backend: Backend, trace: TraceChoice) -> Result<()> {
+/// Build the lab; the WireGuard interfaces come up once the veths carry packets (an endpoint is
+/// on one) and before the routes (a route may lead through one).
+fn build(
+    lab: &mut Lab,
+    sc: &Scenario,
+    backend: Backend,
+    trace: TraceChoice,
+    wireguard: Option<&Implementation>,
+) -> Result<Option<Tunnels>> {
     for n in &sc.netns {
         lab.add_netns(&n.name)?;
     }
@@ -141,6 +194,9 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend, trace: TraceChoice) -> 
     for e in ends.clone() {
         if let Some(m) = &e.master {
             lab.set_master(&e.netns, &e.name, m)?;
+            if e.hairpin {
+                lab.set_hairpin(&e.netns, &e.name, true)?;
+            }
         }
     }
     for b in &sc.bridge {
@@ -160,6 +216,17 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend, trace: TraceChoice) -> 
         }
         lab.set_up(&e.netns, &e.name)?;
     }
+    // Links carry nothing until the kernel has them operationally up (see wait_until_up).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // A WireGuard interface is not there yet, and its state stays UNKNOWN (a TUN device, or the
+    // kernel's wireguard link, reports no carrier state): it is up once `Tunnels::up` returns.
+    for p in sc.capture_points().iter().filter(|p| sc.wireguard_at(&p.netns, &p.iface).is_none()) {
+        lab.wait_until_up(&p.netns, &p.iface, deadline)?;
+    }
+    let tunnels = match wireguard {
+        Some(imp) if !sc.wireguard.is_empty() => Some(Tunnels::up(lab, sc, imp)?),
+        _ => None,
+    };
     for r in &sc.route {
         let dst = match r.to {
             RouteDst::Default => None,
@@ -186,7 +253,7 @@ fn build(lab: &mut Lab, sc: &Scenario, backend: Backend, trace: TraceChoice) -> 
             }
         }
     }
-    Ok(())
+    Ok(tunnels)
 }
 
 /// Send one probe: what each of its packets was and whether it was answered.

@@ -36,6 +36,10 @@ pub struct Scenario {
     pub bridge: Vec<BridgeSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub veth: Vec<VethSpec>,
+    /// WireGuard interfaces, brought up after the veths have their addresses and before the
+    /// routes are added (a route may lead through one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wireguard: Vec<WireGuardSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteSpec>,
     /// TCP/UDP servers the probes talk to, started before any probe is sent.
@@ -119,8 +123,60 @@ pub struct VethEndSpec {
     /// The bridge (in the same netns) this end is a port of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
+    /// As a bridge port: send frames back out of this port too (`bridge link set dev X hairpin
+    /// on`), what a pod reaching itself through a Service needs (kubelet's hairpin-veth).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hairpin: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+}
+
+/// A WireGuard interface in a netns, as a `wg0.conf` describes it (seed 001): its keys are made
+/// at run time (`wg genkey`), each peer names another `[[wireguard]]` entry whose public key it
+/// takes. Made with the kernel's WireGuard where the kernel has it, else with `wireguard-go`
+/// over a TUN device (see [`crate::wireguard`]). Like `wg-quick`'s `Address =`, `addresses` go
+/// on the interface; unlike `wg-quick`, no route is added for `allowed_ips`: say it with a
+/// `[[route]]` with `dev` (what `wg-quick up` prints as `ip -4 route add 10.0.0.2/32 dev wg0`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireGuardSpec {
+    pub netns: String,
+    /// The interface name (`wg0`).
+    pub iface: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Cidr>,
+    /// The UDP port it listens on (`ListenPort`); default: one the implementation picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_port: Option<u16>,
+    /// Default: the implementation's (1420 for both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<WireGuardPeerSpec>,
+}
+
+impl WireGuardSpec {
+    /// How peers name it: `netns/iface`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.netns, self.iface)
+    }
+}
+
+/// One `[Peer]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireGuardPeerSpec {
+    /// The `[[wireguard]]` entry this peer is, as `netns/iface` (`peer2/wg0`): its public key.
+    pub peer: String,
+    /// Where its packets go before the peer has been heard from (`Endpoint = ip:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<std::net::SocketAddr>,
+    /// The inner addresses this peer may send from, and that are sent to it (`AllowedIPs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<Cidr>,
+    /// Seconds between keepalives (`PersistentKeepalive`); default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_keepalive: Option<u16>,
 }
 
 /// `default` or a prefix.
@@ -495,6 +551,12 @@ impl Scenario {
                     .filter(|e| e.netns == netns && e.name == iface)
                     .flat_map(|e| e.addresses.clone()),
             )
+            .chain(
+                self.wireguard
+                    .iter()
+                    .filter(|w| w.netns == netns && w.iface == iface)
+                    .flat_map(|w| w.addresses.clone()),
+            )
             .collect()
     }
 
@@ -502,7 +564,12 @@ impl Scenario {
     pub fn owner_of(&self, addr: IpAddr) -> Option<(String, String)> {
         let bridges = self.bridge.iter().map(|b| (&b.netns, &b.name, &b.addresses));
         let ends = self.veth.iter().flat_map(|v| [&v.a, &v.b]).map(|e| (&e.netns, &e.name, &e.addresses));
-        bridges.chain(ends).find(|(_, _, a)| a.iter().any(|c| c.addr == addr)).map(|(n, i, _)| (n.clone(), i.clone()))
+        let tunnels = self.wireguard.iter().map(|w| (&w.netns, &w.iface, &w.addresses));
+        bridges
+            .chain(ends)
+            .chain(tunnels)
+            .find(|(_, _, a)| a.iter().any(|c| c.addr == addr))
+            .map(|(n, i, _)| (n.clone(), i.clone()))
     }
 
     /// Where a packet from `netns` out of `iface` to `dst` goes first: `dst` itself when it is
@@ -524,7 +591,8 @@ impl Scenario {
             .unwrap_or(dst)
     }
 
-    /// Every capture point the topology has (each veth end, each bridge).
+    /// Every capture point the topology has (each veth end, each bridge, each WireGuard
+    /// interface: those capture raw IP packets, without a link-layer header).
     pub fn capture_points(&self) -> Vec<CapturePoint> {
         let mut v: Vec<CapturePoint> = self
             .bridge
@@ -535,6 +603,7 @@ impl Scenario {
                     .iter()
                     .flat_map(|v| [&v.a, &v.b].map(|e| CapturePoint { netns: e.netns.clone(), iface: e.name.clone() })),
             )
+            .chain(self.wireguard.iter().map(|w| CapturePoint { netns: w.netns.clone(), iface: w.iface.clone() }))
             .collect();
         v.sort();
         v
@@ -597,6 +666,7 @@ impl Scenario {
                 item: format!("bridge[{i}]"),
                 netns: &b.netns,
                 name: &b.name,
+                name_key: "name",
                 mac: b.mac,
                 addresses: &b.addresses,
                 mtu: b.mtu,
@@ -606,10 +676,17 @@ impl Scenario {
         }
         for (i, v) in self.veth.iter().enumerate() {
             for (side, e) in [("a", &v.a), ("b", &v.b)] {
+                if e.hairpin && e.master.is_none() {
+                    ps.add(
+                        format!("veth[{i}].{side}.hairpin"),
+                        "hairpin is a bridge port setting: give this end a master",
+                    );
+                }
                 decls.push(IfaceDecl {
                     item: format!("veth[{i}].{side}"),
                     netns: &e.netns,
                     name: &e.name,
+                    name_key: "name",
                     mac: e.mac,
                     addresses: &e.addresses,
                     mtu: e.mtu,
@@ -618,10 +695,23 @@ impl Scenario {
                 });
             }
         }
+        for (i, w) in self.wireguard.iter().enumerate() {
+            decls.push(IfaceDecl {
+                item: format!("wireguard[{i}]"),
+                netns: &w.netns,
+                name: &w.iface,
+                name_key: "iface",
+                mac: None,
+                addresses: &w.addresses,
+                mtu: w.mtu,
+                master: None,
+                bridge: false,
+            });
+        }
         let mut ifaces: BTreeMap<(&str, &str), &str> = BTreeMap::new();
         for d in &decls {
             known(format!("{}.netns", d.item), d.netns, &mut ps);
-            let item = format!("{}.name", d.item);
+            let item = format!("{}.{}", d.item, d.name_key);
             if d.name.is_empty() || d.name.len() > 15 || d.name.contains(['/', ' ', ':', '\t', '\n']) {
                 ps.add(
                     &item,
@@ -694,6 +784,8 @@ impl Scenario {
                 ps.add(format!("{}.master", d.item), format!("`{m}` is no bridge in netns {} ({have})", d.netns));
             }
         }
+
+        self.wireguard_problems(&mut ps);
 
         // Routes, in the order the lab adds them.
         for (i, r) in self.route.iter().enumerate() {
@@ -832,6 +924,8 @@ impl Scenario {
                 (ProbeKind::Frame, Some(f)) => {
                     if !ifaces.contains_key(&(p.from.as_str(), f.iface.as_str())) {
                         ps.add(format!("probe[{i}].frame.iface"), format!("netns {} has no interface `{}` ({})", p.from, f.iface, names_of(&p.from)));
+                    } else if let Some(w) = self.wireguard_at(&p.from, &f.iface) {
+                        ps.add(format!("probe[{i}].frame.iface"), format!("{} is a WireGuard interface: a frame probe injects an Ethernet frame, which it has no link layer for", w.id()));
                     }
                     if let Some(bad) = f.flags.chars().find(|c| !"SAFRP".contains(*c)) {
                         ps.add(format!("probe[{i}].frame.flags"), format!("`{bad}` is not a TCP flag letter (want S, A, F, R, P)"));
@@ -898,6 +992,19 @@ impl Scenario {
                         ),
                     );
                 }
+                if let Some(w) = self.wireguard_at(&a.at.netns, &a.at.iface) {
+                    for (key, set) in [("mac_src", a.mac_src.is_some()), ("mac_dst", a.mac_dst.is_some())] {
+                        if set {
+                            ps.add(
+                                format!("probe[{i}].addr[{j}].{key}"),
+                                format!(
+                                    "{} is a WireGuard interface: it carries raw IP packets, without MAC addresses",
+                                    w.id()
+                                ),
+                            );
+                        }
+                    }
+                }
                 if !a.asserts_something() {
                     ps.add(
                         format!("probe[{i}].addr[{j}]"),
@@ -908,6 +1015,94 @@ impl Scenario {
             }
         }
         ps.0
+    }
+}
+
+impl Scenario {
+    /// The `[[wireguard]]` entry that is `netns/iface`, if any.
+    pub fn wireguard_at(&self, netns: &str, iface: &str) -> Option<&WireGuardSpec> {
+        self.wireguard.iter().find(|w| w.netns == netns && w.iface == iface)
+    }
+
+    /// What only WireGuard entries can get wrong (their netns, names, addresses and MTU are
+    /// checked with the other interfaces): listen ports, peers, allowed IPs.
+    fn wireguard_problems(&self, ps: &mut Problems) {
+        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, w) in self.wireguard.iter().enumerate() {
+            ids.entry(w.id()).or_insert(i);
+        }
+        for (i, w) in self.wireguard.iter().enumerate() {
+            if let Some(port) = w.listen_port {
+                if port == 0 {
+                    ps.add(
+                        format!("wireguard[{i}].listen_port"),
+                        "port 0 is not a port to listen on: leave listen_port out and WireGuard picks one",
+                    );
+                } else if let Some(j) =
+                    self.wireguard[..i].iter().position(|o| o.netns == w.netns && o.listen_port == Some(port))
+                {
+                    ps.add(
+                        format!("wireguard[{i}].listen_port"),
+                        format!("netns {} already has wireguard[{j}] listening on UDP port {port}", w.netns),
+                    );
+                }
+            }
+            for (k, p) in w.peers.iter().enumerate() {
+                let item = format!("wireguard[{i}].peers[{k}]");
+                match ids.get(&p.peer) {
+                    Some(&j) if j == i => {
+                        ps.add(format!("{item}.peer"), format!("{} cannot be its own peer", w.id()));
+                    }
+                    Some(_) => {}
+                    None => {
+                        let have = if self.wireguard.len() < 2 {
+                            "there is no other [[wireguard]] entry".to_string()
+                        } else {
+                            format!("have: {}", list(ids.keys().filter(|id| **id != w.id())))
+                        };
+                        let form =
+                            if p.peer.contains('/') { "" } else { " (a peer is named netns/iface, e.g. peer2/wg0)" };
+                        ps.add(
+                            format!("{item}.peer"),
+                            format!("`{}` is no [[wireguard]] entry{form} ({have})", p.peer),
+                        );
+                    }
+                }
+                if let Some(m) = w.peers[..k].iter().position(|o| o.peer == p.peer) {
+                    ps.add(format!("{item}.peer"), format!("peer {} is listed twice (first as peers[{m}])", p.peer));
+                }
+                if let Some(e) = p.endpoint
+                    && e.port() == 0
+                {
+                    ps.add(format!("{item}.endpoint"), format!("endpoint {e} has port 0: give the peer's listen_port"));
+                }
+                for (a, c) in p.allowed_ips.iter().enumerate() {
+                    let at = format!("{item}.allowed_ips[{a}]");
+                    if !sane(c) {
+                        ps.add(at, format!("prefix length /{} is too long", c.prefix));
+                    } else if network(*c) != c.addr {
+                        ps.add(
+                            at,
+                            format!(
+                                "`{c}` has host bits set: WireGuard would silently take it as {}/{}; write that",
+                                network(*c),
+                                c.prefix
+                            ),
+                        );
+                    } else if p.allowed_ips[..a].contains(c) {
+                        ps.add(at, format!("{c} is given twice"));
+                    } else if let Some(m) = w.peers[..k].iter().position(|o| o.allowed_ips.contains(c)) {
+                        ps.add(
+                            at,
+                            format!(
+                                "{c} is also allowed for peers[{m}] ({}): WireGuard gives a prefix to one peer only, the last one set",
+                                w.peers[m].peer
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -945,6 +1140,8 @@ struct IfaceDecl<'a> {
     item: String,
     netns: &'a str,
     name: &'a str,
+    /// The field that holds the name: `name`, or `iface` for a WireGuard interface.
+    name_key: &'static str,
     mac: Option<Mac>,
     addresses: &'a [Cidr],
     mtu: Option<u32>,
@@ -1368,6 +1565,7 @@ mod tests {
             mac: None,
             addresses: vec![addr.parse().unwrap()],
             master: None,
+            hairpin: false,
             mtu: None,
         };
         let ns = |name: &str| NetnsSpec {
@@ -1385,6 +1583,7 @@ mod tests {
             netns: vec![ns("host"), ns("c1")],
             bridge: vec![],
             veth: vec![VethSpec { a: end("host", "veth0", "10.0.0.1/24"), b: end("c1", "eth0", "10.0.0.2/24") }],
+            wireguard: vec![],
             route: vec![],
             server: vec![],
             probe: vec![ProbeSpec::new("ping", ProbeKind::Icmp, "c1", "10.0.0.1".parse().unwrap())],
@@ -1528,7 +1727,7 @@ to = "10.0.0.1"
         assert_eq!(
             d,
             [
-                "t.toml:14:1: probe[0]: unknown field `nmae`, expected one of `name`, `kind`, `from`, `to`, `count`, `timeout_ms`, `replies`, `path`, `addr` (did you mean `name`?)"
+                "t.toml:14:1: probe[0]: unknown field `nmae`, expected one of `name`, `kind`, `from`, `to`, `count`, `timeout_ms`, `replies`, `port`, `frame`, `answered_by`, `conntrack`, `path`, `addr` (did you mean `name`?)"
             ]
         );
     }
@@ -1554,6 +1753,121 @@ to = "10.0.0.1"
         assert_eq!(lines.len(), 2, "{e}");
         assert!(lines[0].starts_with("dir/t.toml:11:15: veth[0].b.netns: "), "{e}");
         assert!(lines[1].starts_with("dir/t.toml:16:14: probe[0].timeout_ms: "), "{e}");
+    }
+
+    const WG: &str = r#"name = "wg"
+
+[[netns]]
+name = "p1"
+
+[[netns]]
+name = "p2"
+
+[[veth]]
+a = { netns = "p1", name = "eth0", addresses = ["172.21.0.5/24"] }
+b = { netns = "p2", name = "eth0", addresses = ["172.21.0.6/24"] }
+
+[[wireguard]]
+netns = "p1"
+iface = "wg0"
+addresses = ["10.0.0.1/32"]
+listen_port = 51820
+
+[[wireguard.peers]]
+peer = "p2/wg0"
+endpoint = "172.21.0.6:51820"
+allowed_ips = ["10.0.0.2/32"]
+
+[[wireguard]]
+netns = "p2"
+iface = "wg0"
+addresses = ["10.0.0.2/32"]
+listen_port = 51820
+peers = [{ peer = "p1/wg0", allowed_ips = ["10.0.0.1/32"], persistent_keepalive = 25 }]
+
+[[route]]
+netns = "p1"
+to = "10.0.0.2/32"
+dev = "wg0"
+
+[[probe]]
+name = "ping"
+from = "p1"
+to = "10.0.0.2"
+
+[[probe.addr]]
+at = "p2/wg0"
+src = "10.0.0.1"
+"#;
+
+    #[test]
+    fn wireguard_entries_parse_and_are_interfaces() {
+        let sc = Scenario::from_toml(WG, Path::new("wg.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sc.wireguard.len(), 2);
+        assert_eq!(sc.wireguard[0].id(), "p1/wg0");
+        assert_eq!(sc.wireguard[0].peers[0].endpoint, Some("172.21.0.6:51820".parse().unwrap()));
+        assert_eq!(sc.wireguard[1].peers[0].persistent_keepalive, Some(25));
+        // Capture points, addresses and owners know them.
+        let points: Vec<String> = sc.capture_points().iter().map(ToString::to_string).collect();
+        assert_eq!(points, ["p1/eth0", "p1/wg0", "p2/eth0", "p2/wg0"]);
+        assert_eq!(sc.interface_addresses("p2", "wg0"), vec!["10.0.0.2/32".parse().unwrap()]);
+        assert_eq!(sc.owner_of("10.0.0.2".parse().unwrap()), Some(("p2".into(), "wg0".into())));
+        let again = Scenario::from_toml(&sc.to_toml(), Path::new("again.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, sc);
+        // A netns whose only address is on its WireGuard interface can send.
+        let text = WG.replace(
+            r#"a = { netns = "p1", name = "eth0", addresses = ["172.21.0.5/24"] }"#,
+            r#"a = { netns = "p1", name = "eth0" }"#,
+        );
+        assert_eq!(diags(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn wireguard_problems_name_their_item() {
+        let text = WG
+            .replace(r#"peer = "p2/wg0""#, r#"peer = "p3/wg0""#)
+            .replace(
+                r#"allowed_ips = ["10.0.0.2/32"]"#,
+                r#"allowed_ips = ["10.0.0.2/24", "10.0.0.2/32", "10.0.0.2/32"]"#,
+            )
+            .replace("listen_port = 51820\npeers", "listen_port = 0\npeers")
+            .replace(
+                r#"iface = "wg0"
+addresses = ["10.0.0.2/32"]"#,
+                r#"iface = "wireguard-interface"
+addresses = ["10.0.0.2/32"]"#,
+            )
+            .replace("at = \"p2/wg0\"\nsrc = \"10.0.0.1\"", "at = \"p1/wg0\"\nmac_src = \"02:00:00:00:00:01\"");
+        assert_eq!(
+            diags(&text),
+            [
+                "t.toml:20:8: wireguard[0].peers[0].peer: `p3/wg0` is no [[wireguard]] entry (have: p2/wireguard-interface)",
+                "t.toml:22:16: wireguard[0].peers[0].allowed_ips[0]: `10.0.0.2/24` has host bits set: WireGuard would silently take it as 10.0.0.0/24; write that",
+                "t.toml:22:46: wireguard[0].peers[0].allowed_ips[2]: 10.0.0.2/32 is given twice",
+                "t.toml:26:9: wireguard[1].iface: interface name `wireguard-interface` must be 1 to 15 characters without `/`, `:` or spaces",
+                "t.toml:28:15: wireguard[1].listen_port: port 0 is not a port to listen on: leave listen_port out and WireGuard picks one",
+                "t.toml:43:11: probe[0].addr[0].mac_src: p1/wg0 is a WireGuard interface: it carries raw IP packets, without MAC addresses",
+            ]
+        );
+        // Two peers of one interface may not share a prefix; a peer is named netns/iface.
+        let text = WG.replacen(
+            "allowed_ips = [\"10.0.0.2/32\"]\n",
+            "allowed_ips = [\"10.0.0.2/32\"]\n\n[[wireguard.peers]]\npeer = \"p2\"\nallowed_ips = [\"10.0.0.2/32\"]\n",
+            1,
+        );
+        assert_eq!(
+            diags(&text),
+            [
+                "t.toml:25:8: wireguard[0].peers[1].peer: `p2` is no [[wireguard]] entry (a peer is named netns/iface, e.g. peer2/wg0) (have: p2/wg0)",
+                "t.toml:26:16: wireguard[0].peers[1].allowed_ips[0]: 10.0.0.2/32 is also allowed for peers[0] (p2/wg0): WireGuard gives a prefix to one peer only, the last one set",
+            ]
+        );
+        // A route through a WireGuard interface that does not exist is caught like any other.
+        let text = WG.replace("dev = \"wg0\"", "dev = \"wg1\"");
+        assert_eq!(
+            diags(&text),
+            ["t.toml:34:7: route[0].dev: netns p1 has no interface `wg1` (its interfaces: eth0, wg0)"]
+        );
     }
 
     #[test]

@@ -33,18 +33,65 @@ pub fn has_table(ns: &Netns, table: &str) -> bool {
     run_tool(ns, "ebtables-nft", &["-t", table, "-L"], None).is_ok()
 }
 
+/// The log level of the kernel-log trace rules (info), as in the seed article.
+pub const LOG_LEVEL: u8 = 6;
+
+/// How a trace rule reports the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceVia {
+    /// `--nflog-group TRACE_GROUP --nflog-prefix ...`: to an NFLOG socket of the netns.
+    Nflog,
+    /// `--log --log-level 6 --log-ip --log-prefix ...`: to the kernel log, the article's rules.
+    Log,
+}
+
 /// The `ebtables-save` text that logs every IPv4 frame at the top of each chain of `tables`
 /// with the seed article's prefix (`TRACE: eb:nat:PREROUTING`) and lets it CONTINUE, so the
 /// user's own ebtables rules still decide.
 pub fn trace_rules(tables: &[&str]) -> String {
+    trace_rules_via(tables, TraceVia::Nflog)
+}
+
+/// [`trace_rules`] reporting through `via`.
+pub fn trace_rules_via(tables: &[&str], via: TraceVia) -> String {
     let mut out = String::new();
     for (table, chains) in CHAINS.iter().filter(|(t, _)| tables.contains(t)) {
         out.push_str(&format!("*{table}\n"));
         for chain in chains.iter() {
-            out.push_str(&format!(
-                "-I {chain} 1 -p IPv4 --nflog-group {TRACE_GROUP} --nflog-prefix \"TRACE: eb:{table}:{chain}\" -j CONTINUE\n"
-            ));
+            let prefix = format!("\"TRACE: eb:{table}:{chain}\"");
+            let action = match via {
+                TraceVia::Nflog => format!("--nflog-group {TRACE_GROUP} --nflog-prefix {prefix}"),
+                TraceVia::Log => format!("--log --log-level {LOG_LEVEL} --log-ip --log-prefix {prefix}"),
+            };
+            out.push_str(&format!("-I {chain} 1 -p IPv4 {action} -j CONTINUE\n"));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_rules_log_as_the_article_or_to_nflog() {
+        let log = trace_rules_via(&["nat"], TraceVia::Log);
+        assert_eq!(
+            log.lines().nth(1),
+            Some(
+                "-I PREROUTING 1 -p IPv4 --log --log-level 6 --log-ip --log-prefix \"TRACE: eb:nat:PREROUTING\" -j CONTINUE"
+            )
+        );
+        assert_eq!(log.lines().count(), 4);
+        let nflog = trace_rules(&["filter"]);
+        assert!(
+            nflog.starts_with("*filter\n-I INPUT 1 -p IPv4 --nflog-group 1 --nflog-prefix \"TRACE: eb:filter:INPUT\"")
+        );
+        // ebtables keeps at most 29 bytes of a prefix.
+        for (table, chains) in CHAINS {
+            for chain in chains.iter() {
+                assert!(format!("TRACE: eb:{table}:{chain}").len() <= 29);
+            }
+        }
+    }
 }

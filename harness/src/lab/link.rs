@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, State};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::cidr::Cidr;
 use crate::packet::Mac;
@@ -49,6 +49,22 @@ pub async fn set_master(h: &Handle, port: u32, master: u32) -> R<()> {
     h.link().set(LinkUnspec::new_with_index(port).controller(master).build()).execute().await.map_err(text)
 }
 
+/// Mirrors `ip link set PORT type bridge_slave hairpin on`: the bridge may send a frame back
+/// out of the port it came in on (what a pod reaching itself through a Service needs).
+pub async fn set_hairpin(h: &Handle, port: u32, on: bool) -> R<()> {
+    h.link().set_port(LinkBridgePort::new(port).hairpin(on).build()).execute().await.map_err(text)
+}
+
+/// The operational state of an interface (`ip -br link` column 2).
+pub async fn oper_state(h: &Handle, index: u32) -> R<Option<State>> {
+    let mut links = h.link().get().match_index(index).execute();
+    let msg = links.try_next().await.map_err(text)?.ok_or_else(|| format!("no interface with index {index}"))?;
+    Ok(msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::OperState(s) => Some(*s),
+        _ => None,
+    }))
+}
+
 pub async fn add_bridge(h: Handle, name: String, mac: Option<Mac>) -> R<()> {
     let mut b = LinkBridge::new(&name).up();
     if let Some(mac) = mac {
@@ -83,6 +99,11 @@ pub async fn add_route(h: &Handle, dst: Option<Cidr>, via: Option<IpAddr>, oif: 
     }
     if let Some(i) = oif {
         b = b.output_interface(i);
+        if via.is_none() {
+            // `ip route add PREFIX dev X` is on-link: without scope link the kernel refuses a
+            // later gateway that only this route makes reachable (ENETUNREACH).
+            b = b.scope(rtnetlink::packet_route::route::RouteScope::Link);
+        }
     }
     h.route().add(b.build()).execute().await.map_err(text)
 }

@@ -126,6 +126,42 @@ impl Lab {
         })
     }
 
+    /// Mirrors `ip -n NS link set IFACE type bridge_slave hairpin on`.
+    pub fn set_hairpin(&self, netns: &str, iface: &str, on: bool) -> Result<()> {
+        self.on(netns, &format!("set hairpin {on} on bridge port {iface}"), |h| async move {
+            let index = link::index_of(&h, iface).await?;
+            link::set_hairpin(&h, index, on).await
+        })
+    }
+
+    /// Wait until the kernel reports `iface` operationally up, polling until `deadline`.
+    ///
+    /// A veth whose peer just came up carries nothing until the kernel's link watcher has run
+    /// (up to a second later): until then its queue discipline drops every packet, so a probe
+    /// sent right after `set up` can lose its first ARP request and wait a whole retransmit.
+    pub fn wait_until_up(&self, netns: &str, iface: &str, deadline: std::time::Instant) -> Result<()> {
+        loop {
+            let state = self.on(netns, &format!("read the state of {iface}"), |h| async move {
+                let index = link::index_of(&h, iface).await?;
+                link::oper_state(&h, index).await
+            })?;
+            if state == Some(rtnetlink::packet_route::link::State::Up) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Netlink {
+                    netns: self.full_name(netns),
+                    what: format!("wait for {iface} to come up"),
+                    message: format!(
+                        "still {state:?} after the deadline: is its peer up, or, for a bridge, has it a port that is up?"
+                    ),
+                });
+            }
+            // Polling: rtnetlink has no blocking wait for one link's state short of a monitor socket.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Mirrors `ip -n NS link set IFACE up`.
     pub fn set_up(&self, netns: &str, iface: &str) -> Result<()> {
         self.on(netns, &format!("set {iface} up"), |h| async move {

@@ -53,10 +53,12 @@ pub enum Ident {
     Echo,
     /// UDP: the nonce is in both; the reply is the server's answer.
     Datagram,
-    /// A TCP connection from local port `sport` to `dst:dport`: its SYN is found by that at the
-    /// sender, and everywhere by its sequence number (NAT leaves it alone); the reply is the
-    /// SYN-ACK acknowledging it. `isn` is learnt from the captures.
-    Connection { sport: u16, dst: IpAddr, dport: u16, isn: Option<u32> },
+    /// A TCP connection from local port `sport` to `dst:dport`, opened at `since` (wall clock):
+    /// found everywhere by its initial sequence number `isn` (NAT leaves it alone); the reply is
+    /// the SYN-ACK acknowledging it. `isn` is learnt from the captures: from the request segment
+    /// that carries the nonce (seq = isn + 1), or else from the first SYN with those ports sent
+    /// after `since` (a later connection may reuse the local port).
+    Connection { sport: u16, dst: IpAddr, dport: u16, since: std::time::Duration, isn: Option<u32> },
     /// A crafted segment with sequence number `seq` and the nonce as payload; the reply is
     /// whatever acknowledges it (SYN-ACK, or RST).
     Segment { seq: u32, len: u32 },
@@ -74,16 +76,35 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// Learn what the captures alone can tell (a connection's initial sequence number).
-    pub fn learn(&mut self, info: &PacketInfo) {
-        if let Ident::Connection { sport, dst, dport, isn: isn @ None } = &mut self.ident
-            && let L4::Tcp { sport: s, dport: d, flags, seq: Some(seq), .. } = &info.l4
+    /// Learn what the captures alone can tell (a connection's initial sequence number) from a
+    /// frame captured at `ts` that carries `nonce` (see [`find_nonce`]). `candidate` keeps the
+    /// earliest fitting SYN seen so far.
+    pub fn learn(
+        &mut self,
+        info: &PacketInfo,
+        ts: std::time::Duration,
+        nonce: Option<&[u8]>,
+        candidate: &mut Option<(std::time::Duration, u32)>,
+    ) {
+        let Ident::Connection { sport, dst, dport, since, isn } = &mut self.ident else { return };
+        let L4::Tcp { sport: s, dport: d, flags, seq: Some(seq), .. } = &info.l4 else { return };
+        if !flags.contains('S') && nonce == Some(self.nonce.as_slice()) {
+            *isn = Some(seq.wrapping_sub(1));
+        } else if flags == "S"
             && s == sport
             && d == dport
             && info.dst == Some(*dst)
-            && flags == "S"
+            && ts >= *since
+            && candidate.is_none_or(|(t, _)| ts < t)
         {
-            *isn = Some(*seq);
+            *candidate = Some((ts, *seq));
+        }
+    }
+
+    /// Settle what `learn` saw: the nonce-carrying segment wins over the SYN by ports.
+    pub fn settle(&mut self, candidate: Option<(std::time::Duration, u32)>) {
+        if let Ident::Connection { isn: isn @ None, .. } = &mut self.ident {
+            *isn = candidate.map(|(_, seq)| seq);
         }
     }
 
@@ -158,12 +179,24 @@ mod tests {
     fn a_connection_is_followed_by_sequence_numbers() {
         let mut s = Sent {
             nonce: vec![],
-            ident: Ident::Connection { sport: 40000, dst: "2.2.2.2".parse().unwrap(), dport: 88, isn: None },
+            ident: Ident::Connection {
+                sport: 40000,
+                dst: "2.2.2.2".parse().unwrap(),
+                dport: 88,
+                since: std::time::Duration::from_secs(10),
+                isn: None,
+            },
             replied: true,
             answer: None,
         };
         assert_eq!(s.classify(&tcp("S", 1000, 0), &[]), None, "nothing is known before the SYN is seen");
-        s.learn(&tcp("S", 1000, 0));
+        let mut candidate = None;
+        let t = std::time::Duration::from_secs;
+        // An older connection from the same port, before this one began, is not it.
+        s.learn(&tcp("S", 500, 0), t(9), None, &mut candidate);
+        s.learn(&tcp("S", 2000, 0), t(12), None, &mut candidate);
+        s.learn(&tcp("S", 1000, 0), t(11), None, &mut candidate);
+        s.settle(candidate);
         // After DNAT the SYN has other addresses and ports but the same sequence number.
         let mut natted = tcp("S", 1000, 0);
         natted.l4 = L4::Tcp { sport: 40000, dport: 12345, flags: "S".into(), seq: Some(1000), ack: Some(0) };
@@ -171,5 +204,16 @@ mod tests {
         assert_eq!(s.classify(&tcp("S.", 777, 1001), &[]), Some(Direction::Reply));
         assert_eq!(s.classify(&tcp("S.", 777, 2001), &[]), None);
         assert_eq!(s.classify(&tcp(".", 1001, 778), &[]), None, "the handshake's ACK is neither");
+
+        // The segment carrying the nonce names the connection even when ports say otherwise.
+        let mut s2 = Sent { nonce: b"netpath-00000000000000aa".to_vec(), ..s.clone() };
+        if let Ident::Connection { isn, .. } = &mut s2.ident {
+            *isn = None;
+        }
+        let mut candidate = None;
+        s2.learn(&tcp("P.", 4001, 9), t(20), find_nonce(b"..netpath-00000000000000aa..").as_deref(), &mut candidate);
+        s2.learn(&tcp("S", 1000, 0), t(11), None, &mut candidate);
+        s2.settle(candidate);
+        assert_eq!(s2.classify(&tcp("S", 4000, 0), &[]), Some(Direction::Request));
     }
 }

@@ -25,13 +25,14 @@ pub fn connect(ns: &Netns, dst: Ipv4Addr, port: u16, count: u16, timeout: Durati
 fn one(dst: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
     let nonce = new_nonce();
     let deadline = Instant::now() + timeout;
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     // Bind first so the local port is known even when the connection fails: it is how the
     // SYN is found in the captures.
     let fd: OwnedFd =
         socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
     socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))?;
     let local: SockaddrIn = socket::getsockname(fd.as_raw_fd())?;
-    let ident = Ident::Connection { sport: local.port(), dst: IpAddr::V4(dst), dport: port, isn: None };
+    let ident = Ident::Connection { sport: local.port(), dst: IpAddr::V4(dst), dport: port, since, isn: None };
     let not_answered = |ident: Ident| Sent { nonce: nonce.clone(), ident, replied: false, answer: None };
     match socket::connect(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(dst, port))) {
         Ok(()) | Err(nix::Error::EINPROGRESS) => {}

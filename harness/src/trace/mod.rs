@@ -1,6 +1,7 @@
 //! Trace collection: every source turns what the kernel reports into [`event::TraceEvent`]s.
 
 pub mod event;
+pub mod kmsg;
 pub mod nflog;
 pub mod nftrace;
 pub mod text;

@@ -552,7 +552,7 @@ pub struct NfTraceSocket {
 }
 
 /// Receive buffer asked for (SO_RCVBUFFORCE as root, else SO_RCVBUF, capped by rmem_max).
-const RCVBUF: libc::c_int = 8 << 20;
+const RCVBUF: libc::c_int = 64 << 20;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
