@@ -1,5 +1,12 @@
 //! Helpers shared by the scenario tests.
+//!
+//! A case may be skipped only when the kernel lacks a feature the scenario needs (derived by
+//! [`netpath::requires::required_features`], probed by [`netpath::caps`]): [`run_or_skip`] and
+//! [`assert_passes`] then print `SKIP NAME [BACKEND]: needs FEATURE: REASON` and return `None`,
+//! and under `NETPATH_STRICT=1` fail instead. A test that needs the outcome to go on uses
+//! [`run_or_return!`], which returns from the test on a skip.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use netpath::{Backend, Outcome, RunOptions, Scenario};
@@ -29,16 +36,102 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Run a scenario under one backend; an `Err` of the engine fails the test with its message.
-pub fn run(sc: &Scenario, backend: Backend) -> Outcome {
+/// Whether skips are failures: `NETPATH_STRICT=1`.
+pub fn strict() -> bool {
+    netpath::caps::strict()
+}
+
+/// `Err` with the skip line (`SKIP NAME [BACKEND]: needs FEATURE: REASON`) when this machine
+/// lacks a feature `sc` needs under `backend`.
+pub fn check(sc: &Scenario, backend: Backend) -> Result<(), String> {
+    netpath::requires::check(sc, backend, &RunOptions::default()).map_err(|skip| {
+        format!("SKIP {} [{}]: needs {}: {}", sc.name, backend.name(), skip.feature.name(), skip.reason)
+    })
+}
+
+/// Run `sc` under `backend`, or skip it: `None` after printing why when the kernel lacks a
+/// feature it needs; under strict mode that panics instead. An `Err` of the engine fails the test
+/// with its message.
+pub fn run_or_skip(sc: &Scenario, backend: Backend) -> Option<Outcome> {
     require_root();
+    if let Err(line) = check(sc, backend) {
+        if strict() {
+            panic!("{line} (NETPATH_STRICT=1 makes a skip a failure)");
+        }
+        // Straight to stderr, past the test harness's capture: a skip must be seen.
+        let _ = writeln!(std::io::stderr(), "{line}");
+        return None;
+    }
+    Some(run_checked(sc, backend))
+}
+
+fn run_checked(sc: &Scenario, backend: Backend) -> Outcome {
     netpath::run(sc, backend, &RunOptions::default())
         .unwrap_or_else(|e| panic!("{} [{}] did not run: {e}", sc.name, backend.name()))
 }
 
-/// Run and require every expectation to hold, showing the report otherwise.
-pub fn assert_passes(sc: &Scenario, backend: Backend) -> Outcome {
-    let o = run(sc, backend);
+/// Run a scenario under one backend, for a test that needs its outcome to go on. It cannot skip:
+/// when the kernel lacks a feature the scenario needs, it fails the test naming the feature and
+/// why. Tests that can skip use [`run_or_skip`] or [`run_or_return!`].
+pub fn run(sc: &Scenario, backend: Backend) -> Outcome {
+    require_root();
+    if let Err(line) = check(sc, backend) {
+        panic!("{line}: this test needs the outcome (use netpath_cases::run_or_return! to skip instead)");
+    }
+    run_checked(sc, backend)
+}
+
+/// Run and require every expectation to hold, showing the report otherwise; `None` when skipped
+/// (see [`run_or_skip`]).
+pub fn assert_passes(sc: &Scenario, backend: Backend) -> Option<Outcome> {
+    let o = run_or_skip(sc, backend)?;
     assert!(o.passed(), "\n{}", netpath::report::outcome(&o, true));
-    o
+    Some(o)
+}
+
+/// `let o = run_or_return!(&sc, backend);`: the outcome, or return from the test when the
+/// kernel lacks a feature the scenario needs (a failure under `NETPATH_STRICT=1`).
+#[macro_export]
+macro_rules! run_or_return {
+    ($sc:expr, $backend:expr) => {
+        match $crate::run_or_skip($sc, $backend) {
+            Some(outcome) => outcome,
+            None => return,
+        }
+    };
+}
+
+/// The `netpath` command as built from this workspace, for tests of the command line. It is
+/// built once per test process with `cargo build -p netpath --bin netpath` into the target
+/// folder this test runs from, so it is never stale.
+pub fn netpath_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BIN.get_or_init(build_netpath).clone().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_netpath() -> Result<PathBuf, String> {
+    // This test runs as TARGET/PROFILE/deps/NAME-HASH.
+    let exe = std::env::current_exe().map_err(|e| format!("where is this test: {e}"))?;
+    let profile_dir = exe.parent().and_then(Path::parent).ok_or("the test is not in a target folder")?;
+    let target_dir = profile_dir.parent().ok_or("the test is not in a target folder")?;
+    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", "netpath", "--bin", "netpath", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let out = cmd.output().map_err(|e| format!("run cargo to build netpath: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo build -p netpath failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let bin = profile_dir.join("netpath");
+    if bin.exists() { Ok(bin) } else { Err(format!("cargo built netpath, but {} is not there", bin.display())) }
 }

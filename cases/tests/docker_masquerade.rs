@@ -2,7 +2,7 @@
 //! file holds the expectations; these tests prove they can fail.
 
 use netpath::Backend;
-use netpath_cases::{load, run};
+use netpath_cases::load;
 use rstest::rstest;
 
 /// Without the MASQUERADE rule the request leaves the host with the container's address, so the
@@ -16,7 +16,7 @@ fn without_masquerade_the_uplink_address_assertion_fails(#[values(Backend::Legac
     assert_ne!(rules, without, "the MASQUERADE rule was not found to remove");
     host.iptables = Some(without);
 
-    let o = run(&sc, backend);
+    let o = netpath_cases::run_or_return!(&sc, backend);
     assert!(!o.passed(), "expected a failure without MASQUERADE");
     let failures = &o.probes[0].failures;
     let uplink = failures
@@ -45,7 +45,7 @@ fn established_flow_skips_nat_and_the_check_sees_it(#[values(Backend::Legacy, Ba
     let probe = sc.probe_mut("c1-to-external").expect("probe");
     let second = probe.path.iter_mut().find(|p| p.packet == 2).expect("packet 2 expectation");
     second.includes = Some(vec!["nat:POSTROUTING:rule:1".parse().unwrap()]);
-    let o = run(&sc, backend);
+    let o = netpath_cases::run_or_return!(&sc, backend);
     let failures = &o.probes[0].failures;
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert!(failures[0].detail.contains("`nat:POSTROUTING:rule:1` not found in order"), "{failures:#?}");

@@ -3,7 +3,7 @@
 //! published port.
 
 use netpath::Backend;
-use netpath_cases::{load, run};
+use netpath_cases::load;
 use rstest::rstest;
 
 #[rstest]
@@ -14,7 +14,7 @@ fn without_the_dnat_rule_nothing_reaches_the_container(#[values(Backend::Legacy,
     let without: String = rules.lines().filter(|l| !l.contains("-j DNAT")).map(|l| format!("{l}\n")).collect();
     assert_ne!(rules, without);
     host.iptables = Some(without);
-    let o = run(&sc, backend);
+    let o = netpath_cases::run_or_return!(&sc, backend);
     let tcp = &o.probes[0].failures;
     let whats: Vec<&str> = tcp.iter().map(|f| f.what.as_str()).collect();
     assert!(whats.contains(&"addresses of packet 1 request at host/veth0594f4b"), "{whats:#?}");
@@ -28,7 +28,7 @@ fn without_the_dnat_rule_nothing_reaches_the_container(#[values(Backend::Legacy,
 fn a_crafted_syn_to_another_port_takes_another_path(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("docker-port-mapping");
     sc.probe_mut("crafted-syn").unwrap().port = Some(8081);
-    let o = run(&sc, backend);
+    let o = netpath_cases::run_or_return!(&sc, backend);
     assert!(o.probes[0].failures.is_empty(), "the kernel-sent SYN is unchanged: {:#?}", o.probes[0].failures);
     let f = &o.probes[1].failures;
     let path = f

@@ -40,6 +40,10 @@ fn netpath_namespaces_of(run_pid: u32) -> Vec<String> {
 #[test]
 fn a_run_changes_nothing_in_the_init_netns_and_leaves_no_namespace() {
     netpath_cases::require_root();
+    // A kernel-log run elsewhere sets nf_log_all_netns while it observes: take its turn so the
+    // snapshots compare this run alone.
+    let _turn = netpath::global_sysctl::KernelLogLock::acquire_within(std::time::Duration::from_secs(120))
+        .expect("the kernel-log lock");
     let before = init_netns_state();
     let sc = netpath_cases::load("docker-masquerade");
     // Passing and failing runs both clean up: run the negative twin's shape too.

@@ -2,7 +2,7 @@
 
 use netpath::scenario::{ProbeKind, ProbeSpec, ServerSpec};
 use netpath::{Backend, Scenario};
-use netpath_cases::run;
+
 use std::path::Path;
 
 const LINK: &str = r#"
@@ -34,7 +34,7 @@ fn udp_datagrams_are_answered_by_the_server_and_followed_everywhere() {
     p.count = 3;
     p.answered_by.insert("b".into(), 3);
     sc.probe.push(p);
-    let o = run(&sc, Backend::Legacy);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
     assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
     for ex in &o.probes[0].exchanges {
         let at_b = &ex.request.seen[&"b/eth0".parse().unwrap()];
@@ -48,7 +48,7 @@ fn udp_datagrams_are_answered_by_the_server_and_followed_everywhere() {
     let mut dropped = sc.clone();
     dropped.netns_mut("b").unwrap().iptables =
         Some("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p udp -j DROP\nCOMMIT\n".into());
-    let o = run(&dropped, Backend::Legacy);
+    let o = netpath_cases::run_or_return!(&dropped, Backend::Legacy);
     let f = &o.probes[0].failures;
     assert!(f.iter().any(|f| f.what == "answers from b" && f.detail.contains("got 0")), "{f:#?}");
 }
@@ -63,7 +63,7 @@ fn tcp_connections_are_followed_by_sequence_numbers() {
     p.answered_by.insert("b".into(), 2);
     sc.probe.push(p);
     for backend in [Backend::Legacy, Backend::Nft] {
-        let o = run(&sc, backend);
+        let o = netpath_cases::run_or_return!(&sc, backend);
         assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
         for ex in &o.probes[0].exchanges {
             // Request = SYN, reply = SYN-ACK, at both ends and in b's trace.
@@ -80,7 +80,7 @@ fn tcp_connections_are_followed_by_sequence_numbers() {
     refused.netns_mut("b").unwrap().iptables = Some(
         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 8000 -j REJECT --reject-with tcp-reset\nCOMMIT\n".into(),
     );
-    let o = run(&refused, Backend::Legacy);
+    let o = netpath_cases::run_or_return!(&refused, Backend::Legacy);
     let f = &o.probes[0].failures;
     assert!(f.iter().any(|f| f.what == "packet 1: a reply"), "{f:#?}");
     assert!(o.probes[0].exchanges[0].reply.seen.is_empty());
