@@ -135,3 +135,41 @@ fn build_netpath() -> Result<PathBuf, String> {
     let bin = profile_dir.join("netpath");
     if bin.exists() { Ok(bin) } else { Err(format!("cargo built netpath, but {} is not there", bin.display())) }
 }
+
+/// The failure whose `what` is exactly `what`, or a panic listing them all.
+pub fn named<'a>(failures: &'a [netpath::expect::Failure], what: &str) -> &'a netpath::expect::Failure {
+    failures.iter().find(|f| f.what == what).unwrap_or_else(|| panic!("no failure `{what}` in {failures:#?}"))
+}
+
+/// Replace the iptables ruleset of `netns`, checking the edit changed something (a twin whose
+/// edit missed would pass for the wrong reason).
+pub fn edit_iptables(sc: &mut Scenario, netns: &str, edit: impl Fn(&str) -> String) {
+    let ns = sc.netns_mut(netns).unwrap_or_else(|| panic!("no netns {netns}"));
+    let rules = ns.iptables.take().unwrap_or_else(|| panic!("netns {netns} has no iptables ruleset"));
+    let edited = edit(&rules);
+    assert_ne!(rules, edited, "the edit changed nothing");
+    ns.iptables = Some(edited);
+}
+
+/// The ruleset without the lines that contain `needle`.
+pub fn without_lines(rules: &str, needle: &str) -> String {
+    rules.lines().filter(|l| !l.contains(needle)).map(|l| format!("{l}\n")).collect()
+}
+
+/// What docker-masquerade without its MASQUERADE rule must report, whichever trace source saw
+/// it: the uplink address names the hop, and the exact path misses the rule.
+pub fn assert_masquerade_missing(o: &Outcome) {
+    assert!(!o.passed(), "expected a failure without MASQUERADE");
+    let failures = &o.probes[0].failures;
+    let uplink = named(failures, "addresses of packet 1 request at host/eth0");
+    assert!(
+        uplink.detail.contains("expected 10.171.77.2 > 10.171.77.30, observed 192.168.0.2 > 10.171.77.30"),
+        "{}",
+        uplink.detail
+    );
+    assert!(
+        failures.iter().any(|f| f.what.starts_with("path of packet 1 request in netns host (exact)")
+            && f.detail.contains("- nat:POSTROUTING:rule:1")),
+        "{failures:#?}"
+    );
+}

@@ -3,23 +3,8 @@
 //! break one thing each and check that the expectation it matters to fails, naming the hop.
 
 use netpath::Backend;
-use netpath::expect::Failure;
-use netpath_cases::load;
+use netpath_cases::{edit_iptables, load, named};
 use rstest::rstest;
-
-/// The failure whose `what` is exactly `what`, or a panic listing them all.
-fn named<'a>(failures: &'a [Failure], what: &str) -> &'a Failure {
-    failures.iter().find(|f| f.what == what).unwrap_or_else(|| panic!("no failure `{what}` in {failures:#?}"))
-}
-
-/// Replace the iptables ruleset of `netns`, checking the edit changed something.
-fn edit_iptables(sc: &mut netpath::Scenario, netns: &str, edit: impl Fn(&str) -> String) {
-    let ns = sc.netns_mut(netns).unwrap_or_else(|| panic!("no netns {netns}"));
-    let rules = ns.iptables.take().unwrap_or_else(|| panic!("netns {netns} has no iptables ruleset"));
-    let edited = edit(&rules);
-    assert_ne!(rules, edited, "the edit changed nothing");
-    ns.iptables = Some(edited);
-}
 
 fn without_line(rules: &str, line: &str) -> String {
     rules.lines().filter(|l| *l != line).map(|l| format!("{l}\n")).collect()

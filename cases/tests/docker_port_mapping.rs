@@ -9,11 +9,7 @@ use rstest::rstest;
 #[rstest]
 fn without_the_dnat_rule_nothing_reaches_the_container(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("docker-port-mapping");
-    let host = sc.netns_mut("host").unwrap();
-    let rules = host.iptables.take().unwrap();
-    let without: String = rules.lines().filter(|l| !l.contains("-j DNAT")).map(|l| format!("{l}\n")).collect();
-    assert_ne!(rules, without);
-    host.iptables = Some(without);
+    netpath_cases::edit_iptables(&mut sc, "host", |r| netpath_cases::without_lines(r, "-j DNAT"));
     let o = netpath_cases::run_or_return!(&sc, backend);
     let tcp = &o.probes[0].failures;
     let whats: Vec<&str> = tcp.iter().map(|f| f.what.as_str()).collect();

@@ -4,14 +4,9 @@
 //! files' key expectations fail, naming the hop.
 
 use netpath::Backend;
-use netpath::expect::Failure;
 use netpath::scenario::RouteDst;
-use netpath_cases::load;
+use netpath_cases::{load, named};
 use rstest::rstest;
-
-fn named<'a>(failures: &'a [Failure], what: &str) -> &'a Failure {
-    failures.iter().find(|f| f.what == what).unwrap_or_else(|| panic!("no failure `{what}` in {failures:#?}"))
-}
 
 fn set_forward(sc: &mut netpath::Scenario, netns: &str, on: bool) {
     let ns = sc.netns_mut(netns).unwrap_or_else(|| panic!("no netns {netns}"));

@@ -3,22 +3,9 @@
 //! setting it is about and check the expectations fail for that reason.
 
 use netpath::Backend;
-use netpath::expect::Failure;
 use netpath::scenario::{RouteDst, RouteSpec};
-use netpath_cases::load;
+use netpath_cases::{edit_iptables, load, named};
 use rstest::rstest;
-
-fn named<'a>(failures: &'a [Failure], what: &str) -> &'a Failure {
-    failures.iter().find(|f| f.what == what).unwrap_or_else(|| panic!("no failure `{what}` in {failures:#?}"))
-}
-
-fn edit_iptables(sc: &mut netpath::Scenario, netns: &str, edit: impl Fn(&str) -> String) {
-    let ns = sc.netns_mut(netns).unwrap_or_else(|| panic!("no netns {netns}"));
-    let rules = ns.iptables.take().unwrap_or_else(|| panic!("netns {netns} has no iptables ruleset"));
-    let edited = edit(&rules);
-    assert_ne!(rules, edited, "the edit changed nothing");
-    ns.iptables = Some(edited);
-}
 
 /// snat-reverse-forward-drop with the policy set to ACCEPT: the reply gets through, and every
 /// expectation that says it dies at the FORWARD policy fails.
