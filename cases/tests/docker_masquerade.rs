@@ -31,3 +31,20 @@ fn established_flow_skips_nat_and_the_check_sees_it(#[values(Backend::Legacy, Ba
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert!(failures[0].detail.contains("`nat:POSTROUTING:rule:1` not found in order"), "{failures:#?}");
 }
+
+/// The native nftables version fails the same way without its masquerade statement.
+#[test]
+fn native_nft_without_masquerade_fails_at_the_uplink() {
+    let mut sc = load("docker-masquerade-native-nft");
+    let host = sc.netns_mut("host").unwrap();
+    let rules = host.nft.take().unwrap();
+    let without = netpath_cases::without_lines(&rules, "masquerade");
+    assert_ne!(rules, without);
+    host.nft = Some(without);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Nft);
+    let failures = &o.probes[0].failures;
+    let uplink = netpath_cases::named(failures, "addresses of packet 1 request at host/eth0");
+    assert!(uplink.detail.ends_with("observed 192.168.0.2 > 10.171.77.30"), "{}", uplink.detail);
+    let path = netpath_cases::named(failures, "path of packet 1 request in netns host (exact)");
+    assert!(path.detail.contains("- nat:postrouting:rule:1"), "{}", path.detail);
+}

@@ -49,6 +49,7 @@ pub fn write(
         let dump = |file: &str, r: Result<String>| put(file, &r.unwrap_or_else(|e| format!("unavailable: {e}\n")));
         dump(&format!("{}.iptables-save", n.name), backend.iptables().save(ns))?;
         dump(&format!("{}.ebtables-save", n.name), ebtables::save(ns))?;
+        dump(&format!("{}.nft.json", n.name), run_tool(ns, "nft", &["-j", "list", "ruleset"], None))?;
         dump(&format!("{}.conntrack", n.name), run_tool(ns, "conntrack", &["-L"], None))?;
         dump(&format!("{}.addr.json", n.name), run_tool(ns, "ip", &["-j", "addr"], None))?;
         dump(&format!("{}.route.json", n.name), run_tool(ns, "ip", &["-j", "route"], None))?;

@@ -104,6 +104,19 @@ pub fn prepare_bridge(ns: &Netns, trace: TraceChoice) -> Result<()> {
     Ok(())
 }
 
+/// Make a netns's native nft chains report: a `netpath_trace` table sets nftrace on every
+/// packet before any other chain sees it (its own events are left out of paths).
+pub fn prepare_nft(ns: &Netns, trace: TraceChoice) -> Result<()> {
+    if trace != TraceChoice::Nftrace {
+        return Err(Error::Trace {
+            netns: ns.name().to_string(),
+            message: "a native nft ruleset reports only through nf_tables trace events (trace source nftrace)".into(),
+        });
+    }
+    run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::inet_trace_ruleset()))?;
+    Ok(())
+}
+
 /// Make a netns's iptables chains report, after the user's ruleset is in.
 pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, trace: TraceChoice) -> Result<()> {
     trace.check_backend(backend).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;

@@ -252,6 +252,12 @@ fn build(
                 observe::prepare_iptables(ns, rules, backend, trace)?;
             }
         }
+        if let Some(rules) = &n.nft {
+            crate::firewall::nft::apply(ns, rules)?;
+            if n.trace {
+                observe::prepare_nft(ns, trace)?;
+            }
+        }
     }
     Ok(tunnels)
 }

@@ -85,6 +85,10 @@ pub struct NetnsSpec {
     /// ebtables rules in `ebtables-save` format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebtables: Option<String>,
+    /// A native nftables ruleset (`nft -f` syntax). Its chains report through nf_tables trace
+    /// events, so a scenario with one runs under backend `nft`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft: Option<String>,
     /// Collect the netfilter trace of this netns (iptables TRACE where it has a ruleset,
     /// ebtables trace rules where it has a bridge).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
@@ -882,6 +886,15 @@ impl Scenario {
             }
         }
 
+        for (i, n) in self.netns.iter().enumerate() {
+            if n.nft.is_some() && self.backends.iter().any(|b| *b != Backend::Nft) {
+                ps.add(
+                    format!("netns[{i}].nft"),
+                    "a native nft ruleset is traced through nf_tables trace events: give the scenario backends = [\"nft\"]",
+                );
+            }
+        }
+
         // Probes and their expectations.
         let mut probes: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, p) in self.probe.iter().enumerate() {
@@ -1573,6 +1586,7 @@ mod tests {
             sysctls: BTreeMap::new(),
             iptables: None,
             ebtables: None,
+            nft: None,
             trace: true,
         };
         Scenario {

@@ -3,6 +3,7 @@
 
 pub mod ebtables;
 pub mod iptables;
+pub mod nft;
 
 use std::io::Write;
 use std::process::Stdio;

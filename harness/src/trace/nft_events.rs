@@ -21,6 +21,17 @@ pub fn bridge_trace_ruleset() -> String {
     )
 }
 
+/// The nft script that sets nftrace on every packet of a netns with a native nft ruleset, at
+/// a priority before raw (-300) and conntrack (-200).
+pub fn inet_trace_ruleset() -> String {
+    format!(
+        "table inet {BRIDGE_TRACE_TABLE} {{\n\
+         \tchain pre {{ type filter hook prerouting priority -400; meta nftrace set 1; }}\n\
+         \tchain out {{ type filter hook output priority -400; meta nftrace set 1; }}\n\
+         }}\n"
+    )
+}
+
 /// What identifies a packet across hooks and NAT: the IPv4 id, protocol and the part of the
 /// L4 header NAT leaves alone (ICMP type and sequence; TCP flags, sequence and ack numbers,
 /// which also tell apart SYN-ACKs, whose IP id Linux sets to 0).
