@@ -65,7 +65,16 @@ impl Source for Pcap {
 const SNAPLEN: i32 = 2048;
 const BUFFER: i32 = 32 << 20;
 
+/// Held while an `nflog:` handle is activated. libpcap's netfilter_send_config_msg numbers its
+/// requests from one unsynchronized `static seq_id` and waits, in a blocking recvfrom without a
+/// timeout, for the ack whose sequence equals that static's *current* value: when two threads
+/// configure NFLOG handles at once, one sees its ack carry an older number, skips it, and blocks
+/// forever (seen: a CI run hung 90 min in pcap_activate, reproduced here once in ~15 runs of
+/// two labs in parallel). Sequence numbers are per process, so a process-wide lock suffices.
+static NFLOG_ACTIVATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
+    let _serial = device.starts_with("nflog").then(|| NFLOG_ACTIVATION.lock().unwrap_or_else(|e| e.into_inner()));
     let cap = pcap::Capture::from_device(device)
         .and_then(|c| c.immediate_mode(true).snaplen(SNAPLEN).buffer_size(BUFFER).open())
         .map_err(|e| {

@@ -6,10 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::netns::NetnsEntry;
+
+/// How long opening a source may take: it is a handful of syscalls, so anything near this is a
+/// hang, which must fail the run rather than block it forever.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Something a reader thread drains: a non-blocking fd and a way to take what is queued.
 pub trait Source {
@@ -54,13 +59,19 @@ impl<T: Send + 'static> ReaderThread<T> {
                 read_until_stopped(&mut source, &flag)
             })
             .map_err(|e| format!("spawn {name} thread: {e}"))?;
-        match ready_rx.recv() {
+        match ready_rx.recv_timeout(OPEN_TIMEOUT) {
             Ok(Ok(info)) => Ok((ReaderThread { stop, thread: Some(thread) }, info)),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(format!("{name} thread ended before it was ready")),
+            // The thread is stuck in a call that cannot be interrupted from here; it is left
+            // behind (with its socket) so the run fails with a reason instead of hanging.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                stop.store(true, Ordering::SeqCst);
+                Err(format!("opening {name} did not finish within {OPEN_TIMEOUT:?} (blocked in the kernel or libpcap)"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!("{name} thread ended before it was ready")),
         }
     }
 
