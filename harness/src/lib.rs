@@ -26,6 +26,7 @@ pub mod requires;
 pub mod run;
 pub mod scenario;
 pub mod sysctl;
+pub mod tool;
 pub mod trace;
 pub mod wireguard;
 

@@ -5,13 +5,11 @@ pub mod ebtables;
 pub mod iptables;
 pub mod nft;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::netns::Netns;
+use crate::tool;
 
 /// Which iptables implementation applies an `iptables-save` ruleset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -61,53 +59,47 @@ pub trait Iptables {
 }
 
 /// Run a firewall tool inside `ns`, feeding `stdin`, and return its stdout; a failure names the
-/// netns, the command line and the tool's stderr.
+/// netns, the command line and the tool's stderr. A tool still running after [`tool::TIMEOUT`]
+/// is killed and reported.
 pub fn run_tool(ns: &Netns, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let command_line = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
     let mut cmd = ns.command(program);
-    cmd.args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| Error::Spawn {
+    cmd.args(args);
+    let command = tool::command_line(program, args);
+    let failed = |status: String, stderr: &str, hint: String| Error::Command {
         netns: ns.name().to_string(),
-        program: program.to_string(),
-        hint: install_hint(program, &e),
-        source: e,
-    })?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A tool that exits early closes the pipe; its stderr says why, so a write error here is not the story.
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| Error::netns(ns.name(), format!("wait for `{command_line}`"), e))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        let hint = if stderr.contains("Permission denied") || stderr.contains("Operation not permitted") {
-            " (needs CAP_NET_ADMIN: run as root)".to_string()
-        } else {
-            String::new()
-        };
-        return Err(Error::Command {
-            netns: ns.name().to_string(),
-            command: command_line,
-            status: out.status.to_string(),
-            stderr,
-            hint,
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn install_hint(program: &str, e: &std::io::Error) -> String {
-    if e.kind() != std::io::ErrorKind::NotFound {
-        return String::new();
-    }
-    let package = match program {
-        p if p.starts_with("iptables") || p.starts_with("xtables") => "iptables",
-        p if p.starts_with("ebtables") => "ebtables",
-        "nft" => "nftables",
-        "conntrack" => "conntrack",
-        _ => return String::new(),
+        command: command.clone(),
+        status,
+        stderr: stderr.trim().to_string(),
+        hint,
     };
-    format!(" (not installed: apt-get install {package})")
+    match tool::run(cmd, stdin, tool::TIMEOUT) {
+        Ok(out) if out.status.success() => Ok(out.stdout),
+        Ok(out) => {
+            let hint = if out.stderr.contains("Permission denied") || out.stderr.contains("Operation not permitted") {
+                " (needs CAP_NET_ADMIN: run as root)".to_string()
+            } else {
+                String::new()
+            };
+            Err(failed(out.status.to_string(), &out.stderr, hint))
+        }
+        Err(tool::Failure::TimedOut { after, stderr }) => {
+            let hint = if program.starts_with("iptables") {
+                " (is another process holding /run/xtables.lock? `fuser -v /run/xtables.lock` names it)"
+            } else {
+                ""
+            };
+            Err(failed(format!("killed after {after:?} without finishing"), &stderr, hint.into()))
+        }
+        Err(tool::Failure::Spawn(source)) => Err(Error::Spawn {
+            netns: ns.name().to_string(),
+            program: program.to_string(),
+            hint: if source.kind() == std::io::ErrorKind::NotFound {
+                tool::install_hint(program).to_string()
+            } else {
+                String::new()
+            },
+            source,
+        }),
+        Err(tool::Failure::Wait(e)) => Err(Error::netns(ns.name(), format!("wait for `{command}`"), e)),
+    }
 }

@@ -15,6 +15,10 @@ use crate::netns::{self, Netns};
 
 pub use link::VethEnd;
 
+/// How long one rtnetlink request (or a wait built of them) may take: the kernel answers in
+/// microseconds, so a request still open after this was lost and must fail the run, not hang it.
+const NETLINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One namespace of the lab and its rtnetlink handle (a socket bound to that namespace).
 struct Node {
     ns: Netns,
@@ -90,7 +94,15 @@ impl Lab {
         what: &str,
         fut: impl std::future::Future<Output = link::R<T>>,
     ) -> Result<T> {
-        self.rt.block_on(fut).map_err(|e| netlink_error(node.ns.name(), what, e))
+        let bounded = async { tokio::time::timeout(NETLINK_TIMEOUT, fut).await };
+        match self.rt.block_on(bounded) {
+            Ok(answer) => answer.map_err(|e| netlink_error(node.ns.name(), what, e)),
+            Err(_) => Err(netlink_error(
+                node.ns.name(),
+                what,
+                format!("no answer from the kernel within {NETLINK_TIMEOUT:?}"),
+            )),
+        }
     }
 
     fn on<T, F, Fut>(&self, netns: &str, what: &str, f: F) -> Result<T>

@@ -1,0 +1,155 @@
+//! Running the userspace tools netpath drives (iptables-restore, nft, conntrack, wg, ...):
+//! never longer than a deadline, with stdin written and stdout/stderr read on their own threads
+//! so a chatty tool cannot block on a full pipe while it is waited for.
+
+use std::io::{self, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a firewall, conntrack or WireGuard tool may run in a lab: each does a few netlink or
+/// setsockopt calls, so one still running after this is stuck (a held xtables lock, a kernel
+/// call that never returns) and must fail the run, not hang it.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a finished tool left.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Why a tool has no [`Output`].
+#[derive(Debug)]
+pub enum Failure {
+    /// It could not be started (not installed, not executable, the pre-exec setns failed).
+    Spawn(io::Error),
+    /// Waiting for it failed.
+    Wait(io::Error),
+    /// It was killed at the deadline; what it had written to stderr by then.
+    TimedOut { after: Duration, stderr: String },
+}
+
+/// Run `cmd` (its args set, stdio left to this function), feed it `stdin`, and wait at most
+/// `timeout` for it to exit.
+pub fn run(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(Failure::Spawn)?;
+    let feeder = match (stdin, child.stdin.take()) {
+        (Some(text), Some(mut pipe)) => {
+            let text = text.to_string();
+            // A tool that exits early closes the pipe; its stderr says why, so the write error
+            // is not the story.
+            Some(std::thread::spawn(move || drop(pipe.write_all(text.as_bytes()))))
+        }
+        _ => None,
+    };
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = wait_until(&mut child, Instant::now() + timeout).map_err(Failure::Wait)?;
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let text = |h: JoinHandle<Vec<u8>>| String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned();
+    match status {
+        Some(status) => Ok(Output { status, stdout: text(stdout), stderr: text(stderr) }),
+        None => Err(Failure::TimedOut { after: timeout, stderr: text(stderr) }),
+    }
+}
+
+/// `PROGRAM ARG...` as a user would type it, for messages.
+pub fn command_line(program: &str, args: &[&str]) -> String {
+    std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ")
+}
+
+/// Where a missing tool comes from: ` (not installed: apt-get install PACKAGE)`, or "".
+pub fn install_hint(program: &str) -> &'static str {
+    match program {
+        p if p.starts_with("iptables") || p.starts_with("xtables") => " (not installed: apt-get install iptables)",
+        p if p.starts_with("ebtables") => " (not installed: apt-get install ebtables)",
+        "nft" => " (not installed: apt-get install nftables)",
+        "conntrack" => " (not installed: apt-get install conntrack)",
+        "ip" => " (not installed: apt-get install iproute2)",
+        "wg" => " (not installed: apt-get install wireguard-tools)",
+        "wireguard-go" => " (not installed: apt-get install wireguard-go)",
+        "boringtun-cli" => " (not installed: cargo install boringtun-cli)",
+        "zcat" => " (not installed: apt-get install gzip)",
+        _ => "",
+    }
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut out);
+        }
+        out
+    })
+}
+
+/// The exit status, or None after killing a child that outlived `deadline`. Polls instead of
+/// killing by pid from another thread, which could hit a reused pid.
+fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn feeds_stdin_and_collects_both_streams() {
+        let out = run(sh("cat; echo oops >&2; exit 3"), Some("rules\n"), TIMEOUT).unwrap();
+        assert_eq!(out.stdout, "rules\n");
+        assert_eq!(out.stderr, "oops\n");
+        assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[test]
+    fn a_tool_past_its_deadline_is_killed_with_its_stderr_so_far() {
+        match run(sh("echo waiting for the lock >&2; exec sleep 600"), None, Duration::from_millis(300)) {
+            Err(Failure::TimedOut { after, stderr }) => {
+                assert_eq!(after, Duration::from_millis(300));
+                assert_eq!(stderr, "waiting for the lock\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn large_input_and_output_do_not_deadlock() {
+        // More than a pipe holds in each direction, written before anything is read.
+        let big = "x".repeat(1 << 20) + "\n";
+        let out = run(sh("cat; cat /dev/null"), Some(&big), TIMEOUT).unwrap();
+        assert_eq!(out.stdout.len(), big.len());
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_failure_with_a_hint() {
+        assert!(
+            matches!(run(Command::new("iptables-surely-missing"), None, TIMEOUT), Err(Failure::Spawn(e)) if e.kind() == io::ErrorKind::NotFound)
+        );
+        assert_eq!(install_hint("iptables-legacy-restore"), " (not installed: apt-get install iptables)");
+        assert_eq!(install_hint("frobnicate"), "");
+    }
+}
