@@ -18,8 +18,12 @@ pub fn scenarios_dir() -> PathBuf {
 
 /// Load a bundled scenario by file stem, failing the test with the loader's message.
 pub fn load(stem: &str) -> Scenario {
-    let path = scenarios_dir().join(format!("{stem}.toml"));
-    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    Scenario::load(&scenario_path(stem)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The bundled scenario file `cases/scenarios/STEM.toml`.
+pub fn scenario_path(stem: &str) -> PathBuf {
+    scenarios_dir().join(format!("{stem}.toml"))
 }
 
 /// netpath needs root: say so once, clearly, instead of a wall of EPERMs.

@@ -298,3 +298,35 @@ fn caps_prints_the_table_and_exits_zero() {
     let last = summary(&stdout);
     assert!(last.ends_with(&format!(" of {} available", Feature::ALL.len())), "{stdout}");
 }
+
+/// The snapshot workflow on a real file: `netpath record` rewrites the expectations in place,
+/// keeps every comment and the rulesets as written, the result passes, and recording it again
+/// (the datapath unchanged) leaves it byte for byte as it was: an empty diff to review.
+#[test]
+fn record_in_place_keeps_the_comments_and_rerecording_changes_nothing() {
+    netpath_cases::require_root();
+    let scratch = Scratch::new("record");
+    let original = std::fs::read_to_string(netpath_cases::scenario_path("docker-masquerade")).unwrap();
+    let file = scratch.file("docker-masquerade.toml", &original);
+    let path = file.to_str().unwrap();
+    let record = |what: &str| {
+        let out = netpath(&scratch, &["record", path], None);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{what}:\n{stdout}{stderr}");
+        assert!(stdout.starts_with("recorded "), "{stdout}");
+        std::fs::read_to_string(&file).unwrap()
+    };
+    let first = record("first recording");
+    assert_ne!(first, original, "the hand-written file has `includes`/`never` where a recording writes `exact`");
+    for line in original.lines().filter(|l| l.trim_start().starts_with('#')) {
+        assert!(first.contains(line), "the recording lost the comment {line:?}:\n{first}");
+    }
+    let sc = Scenario::from_toml(&first, &file).unwrap_or_else(|e| panic!("{e}"));
+    let before = Scenario::from_toml(&original, &file).unwrap();
+    assert_eq!(sc.netns, before.netns, "the recording changed the topology or the rules");
+    let out = netpath(&scratch, &["run", path], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "the recorded file fails:\n{stdout}{stderr}");
+    assert_eq!(summary(&stdout), "2 passed, 0 failed, 0 skipped");
+    assert_eq!(record("second recording"), first, "re-recording an unchanged datapath changed the file");
+}

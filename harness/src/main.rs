@@ -435,10 +435,13 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     }
     let recorded = netpath::record::expectations(&sc, &outcomes);
     let target = out.unwrap_or(file);
-    let header =
-        format!("# Recorded by `netpath record` from {}; review the diff before committing.\n", file.display());
-    if let Err(e) = std::fs::write(target, header + &recorded.to_toml()) {
-        eprintln!("netpath record: write {}: {e}", target.display());
+    // Rewritten from the file's own text, so its comments and layout survive the recording.
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("read {}: {e}", file.display()))
+        .and_then(|original| netpath::record::rewrite(&original, &recorded));
+    if let Err(e) = text.and_then(|t| std::fs::write(target, t).map_err(|e| format!("write {}: {e}", target.display())))
+    {
+        eprintln!("netpath record: {e}");
         return ExitCode::FAILURE;
     }
     let count: usize = recorded.probe.iter().map(|p| p.path.len() + p.addr.len()).sum();
