@@ -145,6 +145,19 @@ pub fn named<'a>(failures: &'a [netpath::expect::Failure], what: &str) -> &'a ne
     failures.iter().find(|f| f.what == what).unwrap_or_else(|| panic!("no failure `{what}` in {failures:#?}"))
 }
 
+/// The failure named `what`, which must exist and say each of `fragments` in its detail.
+pub fn named_saying<'a>(
+    failures: &'a [netpath::expect::Failure],
+    what: &str,
+    fragments: &[&str],
+) -> &'a netpath::expect::Failure {
+    let f = named(failures, what);
+    for fragment in fragments {
+        assert!(f.detail.contains(fragment), "`{what}` does not say {fragment:?}: {}", f.detail);
+    }
+    f
+}
+
 /// Replace the iptables ruleset of `netns`, checking the edit changed something (a twin whose
 /// edit missed would pass for the wrong reason).
 pub fn edit_iptables(sc: &mut Scenario, netns: &str, edit: impl Fn(&str) -> String) {
@@ -165,11 +178,10 @@ pub fn without_lines(rules: &str, needle: &str) -> String {
 pub fn assert_masquerade_missing(o: &Outcome) {
     assert!(!o.passed(), "expected a failure without MASQUERADE");
     let failures = &o.probes[0].failures;
-    let uplink = named(failures, "addresses of packet 1 request at host/eth0");
-    assert!(
-        uplink.detail.contains("expected 10.171.77.2 > 10.171.77.30, observed 192.168.0.2 > 10.171.77.30"),
-        "{}",
-        uplink.detail
+    named_saying(
+        failures,
+        "addresses of packet 1 request at host/eth0",
+        &["expected 10.171.77.2 > 10.171.77.30, observed 192.168.0.2 > 10.171.77.30"],
     );
     assert!(
         failures.iter().any(|f| f.what.starts_with("path of packet 1 request in netns host (exact)")

@@ -5,7 +5,7 @@
 
 use netpath::Backend;
 use netpath::scenario::RouteDst;
-use netpath_cases::{load, named};
+use netpath_cases::{load, named, named_saying};
 use rstest::rstest;
 
 fn set_forward(sc: &mut netpath::Scenario, netns: &str, on: bool) {
@@ -30,9 +30,11 @@ fn handmade_docker_without_ip_forward_nothing_leaves(#[values(Backend::Legacy, B
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     named(f, "packet 1: a reply");
-    let path = named(f, "path of packet 1 request in netns node (exact)");
-    assert!(path.detail.contains("    eb:filter:INPUT"), "{}", path.detail);
-    assert!(path.detail.contains("  - nat:POSTROUTING:rule:2"), "{}", path.detail);
+    named_saying(
+        f,
+        "path of packet 1 request in netns node (exact)",
+        &["    eb:filter:INPUT", "  - nat:POSTROUTING:rule:2"],
+    );
     let ens3 = named(f, "addresses of packet 1 request at node/ens3");
     assert!(ens3.detail.ends_with("observed not seen"), "{}", ens3.detail);
     // It did reach mydocker.
@@ -52,11 +54,12 @@ fn handmade_docker_without_masquerade_the_container_address_leaves(
     without_rule(&mut sc, "node", "-A POSTROUTING -s 10.10.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE");
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    let ens3 = named(f, "addresses of packet 1 request at node/ens3");
-    assert!(ens3.detail.contains("observed 10.10.14.2 > 192.168.122.1 ttl 63"), "{}", ens3.detail);
-    let path = named(f, "path of packet 1 request in netns node (exact)");
-    assert!(path.detail.contains("  - nat:PREROUTING:policy:1"), "{}", path.detail);
-    assert!(path.detail.contains("  - nat:POSTROUTING:rule:2"), "{}", path.detail);
+    named_saying(f, "addresses of packet 1 request at node/ens3", &["observed 10.10.14.2 > 192.168.122.1 ttl 63"]);
+    let path = named_saying(
+        f,
+        "path of packet 1 request in netns node (exact)",
+        &["  - nat:PREROUTING:policy:1", "  - nat:POSTROUTING:rule:2"],
+    );
     assert!(!path.detail.contains("  + nat"), "{}", path.detail);
     named(f, "packet 1: a reply");
 }
@@ -80,8 +83,11 @@ fn handmade_docker_no_forward_with_ip_forward_the_request_leaves(
         "{}",
         last.detail
     );
-    let ens3 = named(f, "addresses of packet 1 request at node/ens3");
-    assert!(ens3.detail.contains("expected not seen, observed 192.168.122.197 > 192.168.122.1"), "{}", ens3.detail);
+    named_saying(
+        f,
+        "addresses of packet 1 request at node/ens3",
+        &["expected not seen, observed 192.168.122.197 > 192.168.122.1"],
+    );
 }
 
 /// host-gw without node1's RETURN rule: container traffic to the other node is masqueraded to
@@ -94,13 +100,14 @@ fn host_gw_without_return_container_traffic_is_masqueraded(#[values(Backend::Leg
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     assert!(!f.iter().any(|f| f.what.contains("a reply")), "{f:#?}");
-    let ens3 = named(f, "addresses of packet 1 request at node1/ens3");
-    assert!(ens3.detail.contains("observed 192.168.122.183 > 10.10.14.2 ttl 63"), "{}", ens3.detail);
-    let c2 = named(f, "addresses of packet 1 request at container2/eth0");
-    assert!(c2.detail.contains("observed 192.168.122.183 > 10.10.14.2 ttl 62"), "{}", c2.detail);
+    named_saying(f, "addresses of packet 1 request at node1/ens3", &["observed 192.168.122.183 > 10.10.14.2 ttl 63"]);
+    named_saying(
+        f,
+        "addresses of packet 1 request at container2/eth0",
+        &["observed 192.168.122.183 > 10.10.14.2 ttl 62"],
+    );
     // MASQUERADE is rule 1 now: the RETURN's fall to the policy is what is missing.
-    let path = named(f, "path of packet 1 request in netns node1 (exact)");
-    assert!(path.detail.contains("  - nat:POSTROUTING:policy:3"), "{}", path.detail);
+    named_saying(f, "path of packet 1 request in netns node1 (exact)", &["  - nat:POSTROUTING:policy:3"]);
 }
 
 /// host-gw without node1's route to 10.10.14.0/24 via 197: the request goes to the default
@@ -115,15 +122,16 @@ fn host_gw_without_the_route_the_next_hop_is_the_gateway(#[values(Backend::Legac
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     named(f, "packet 1: a reply");
-    let ens3 = named(f, "addresses of packet 1 request at node1/ens3");
-    assert!(
-        ens3.detail.contains("observed 10.10.15.2 > 10.10.14.2 ttl 63 mac 52:54:00:1e:45:e1 > fe:54:00:1e:45:e1"),
-        "{}",
-        ens3.detail
+    named_saying(
+        f,
+        "addresses of packet 1 request at node1/ens3",
+        &["observed 10.10.15.2 > 10.10.14.2 ttl 63 mac 52:54:00:1e:45:e1 > fe:54:00:1e:45:e1"],
     );
-    let switch = named(f, "path of packet 1 request in netns switch (exact)");
-    assert!(switch.detail.contains("  - eb:filter:FORWARD"), "{}", switch.detail);
-    assert!(switch.detail.contains("  + eb:filter:INPUT"), "{}", switch.detail);
+    named_saying(
+        f,
+        "path of packet 1 request in netns switch (exact)",
+        &["  - eb:filter:FORWARD", "  + eb:filter:INPUT"],
+    );
     let c2 = named(f, "addresses of packet 1 request at container2/eth0");
     assert!(c2.detail.ends_with("observed not seen"), "{}", c2.detail);
     // The internet probe does not use that route.

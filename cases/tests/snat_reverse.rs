@@ -4,7 +4,7 @@
 
 use netpath::Backend;
 use netpath::scenario::{RouteDst, RouteSpec};
-use netpath_cases::{edit_iptables, load, named};
+use netpath_cases::{edit_iptables, load, named, named_saying};
 use rstest::rstest;
 
 /// snat-reverse-forward-drop with the policy set to ACCEPT: the reply gets through, and every
@@ -23,11 +23,13 @@ fn forward_drop_with_policy_accept_lets_the_reply_through(#[values(Backend::Lega
         "{}",
         last.detail
     );
-    let exact = named(f, "path of packet 1 reply in netns host (exact)");
-    assert!(exact.detail.contains("  + eb:nat:POSTROUTING"), "{}", exact.detail);
+    named_saying(f, "path of packet 1 reply in netns host (exact)", &["  + eb:nat:POSTROUTING"]);
     for at in ["host/veth0594f4b", "c1/eth0"] {
-        let seen = named(f, &format!("addresses of packet 1 reply at {at}"));
-        assert!(seen.detail.contains("expected not seen, observed 10.171.77.30 > 192.168.0.2"), "{}", seen.detail);
+        named_saying(
+            f,
+            &format!("addresses of packet 1 reply at {at}"),
+            &["expected not seen, observed 10.171.77.30 > 192.168.0.2"],
+        );
     }
     // The request is the same either way.
     assert!(!f.iter().any(|f| f.what.starts_with("path of packet 1 request")), "{f:#?}");
@@ -43,9 +45,11 @@ fn forward_accept_with_policy_drop_loses_the_reply(#[values(Backend::Legacy, Bac
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     named(f, "packet 1: a reply");
-    let exact = named(f, "path of packet 1 reply in netns host (exact)");
-    assert!(exact.detail.contains("    filter:FORWARD:policy:6"), "{}", exact.detail);
-    assert!(exact.detail.contains("  - eb:filter:OUTPUT"), "{}", exact.detail);
+    named_saying(
+        f,
+        "path of packet 1 reply in netns host (exact)",
+        &["    filter:FORWARD:policy:6", "  - eb:filter:OUTPUT"],
+    );
     let c1 = named(f, "addresses of packet 1 reply at c1/eth0");
     assert!(c1.detail.ends_with("observed not seen"), "{}", c1.detail);
     // It had already been translated back when it died: the uplink side still holds.
@@ -73,14 +77,12 @@ fn only_snat_without_the_snat_the_uplink_sees_the_container_address(
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     assert!(!f.iter().any(|f| f.what.contains("a reply")), "{f:#?}");
-    let uplink = named(f, "addresses of packet 1 reply at host/eth0");
-    assert!(
-        uplink.detail.contains("expected 10.171.77.30 > 10.171.77.2, observed 10.171.77.30 > 192.168.0.2"),
-        "{}",
-        uplink.detail
+    named_saying(
+        f,
+        "addresses of packet 1 reply at host/eth0",
+        &["expected 10.171.77.30 > 10.171.77.2, observed 10.171.77.30 > 192.168.0.2"],
     );
-    let request = named(f, "addresses of packet 1 request at host/eth0");
-    assert!(request.detail.contains("observed 192.168.0.2 > 10.171.77.30"), "{}", request.detail);
+    named_saying(f, "addresses of packet 1 request at host/eth0", &["observed 192.168.0.2 > 10.171.77.30"]);
     assert!(!f.iter().any(|f| f.what.starts_with("addresses of packet 1 reply at host/veth")), "{f:#?}");
     assert!(!f.iter().any(|f| f.what.starts_with("addresses of packet 1 reply at c1/")), "{f:#?}");
 }
@@ -114,8 +116,11 @@ fn dnat_prerouting_without_the_rule_only_c1_to_c2_changes(#[values(Backend::Lega
     assert_eq!(ext.len(), 1, "{ext:#?}");
     assert!(ext[0].detail.contains("`nat:PREROUTING:policy:3` not found in order"), "{ext:#?}");
     let f = &o.probes[1].failures;
-    let path = named(f, "path of packet 1 request in netns host (includes, in order)");
-    assert!(path.detail.contains("`nat:PREROUTING:rule:2` not found in order"), "{}", path.detail);
+    named_saying(
+        f,
+        "path of packet 1 request in netns host (includes, in order)",
+        &["`nat:PREROUTING:rule:2` not found in order"],
+    );
     let c2 = named(f, "addresses of packet 1 request at c2/eth0");
     assert!(
         c2.detail.starts_with("at c2/eth0: expected not seen, observed 192.168.0.2 > 192.168.0.3"),
