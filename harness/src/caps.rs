@@ -250,7 +250,7 @@ pub fn probe_all() -> Vec<Capability> {
                 }
                 _ => probe_outside(feature),
             }))
-            .unwrap_or_else(|panic| Err(format!("the probe panicked: {}", panic_text(&panic))));
+            .unwrap_or_else(|panic| Err(format!("the probe panicked: {}", crate::error::panic_text(&panic))));
             match outcome {
                 Ok(detail) => Capability { feature, available: true, detail },
                 Err(why) => Capability { feature, available: false, detail: explain(feature, &why, kernel_config()) },
@@ -339,14 +339,6 @@ fn kernel_version() -> String {
 
 fn needs_netns(feature: Feature) -> bool {
     !matches!(feature, Feature::KernelLog | Feature::WireGuardUserspace)
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 // ---- the kernel config, for explanations ----
@@ -528,14 +520,10 @@ fn probe_outside(feature: Feature) -> Result<String, String> {
     }
 }
 
-fn sysctl_path(key: &str) -> String {
-    format!("/proc/sys/{}", key.replace('.', "/"))
-}
-
 /// A sysctl as the scratch netns sees it; missing means the kernel lacks it or its module is
 /// not loaded.
 fn read_in(ns: &Netns, key: &str) -> Result<String, String> {
-    let path = sysctl_path(key);
+    let path = crate::sysctl::path_of(key);
     ns.run(|| Ok(fs::read_to_string(&path))).map_err(|e| e.to_string())?.map(|v| v.trim().to_string()).map_err(|e| {
         match e.kind() {
             io::ErrorKind::NotFound => format!("no {path} in a new netns"),
@@ -559,7 +547,7 @@ fn version(ns: &Netns, program: &str) -> String {
 }
 
 fn nflog(ns: &Netns) -> Result<String, String> {
-    let path = sysctl_path("net.netfilter.nf_log.2");
+    let path = crate::sysctl::path_of("net.netfilter.nf_log.2");
     ns.run(|| Ok(fs::write(&path, "nfnetlink_log\n"))).map_err(|e| e.to_string())?.map_err(|e| {
         match (e.kind(), Path::new(&path).exists()) {
             // The kernel answers ENOENT for a logger name nobody registered.
@@ -608,7 +596,7 @@ fn kernel_log() -> Result<String, String> {
     // Only the init netns has this sysctl: read from here, which is the init netns unless the
     // whole process runs in another one (a container), where the host's log is out of reach anyway.
     let key = "net.netfilter.nf_log_all_netns";
-    let path = sysctl_path(key);
+    let path = crate::sysctl::path_of(key);
     let all = fs::read_to_string(&path)
         .map(|v| v.trim().to_string())
         .map_err(|e| format!("read {path}: {e} (it exists only in the init netns)"))?;
@@ -627,7 +615,7 @@ fn kernel_log() -> Result<String, String> {
 
 fn wireguard_userspace() -> Result<String, String> {
     let found: Vec<(&str, PathBuf)> =
-        ["wireguard-go", "boringtun-cli"].into_iter().filter_map(|p| on_path(p).map(|path| (p, path))).collect();
+        ["wireguard-go", "boringtun-cli"].into_iter().filter_map(|p| tool::on_path(p).map(|path| (p, path))).collect();
     if found.is_empty() {
         return Err(
             "neither wireguard-go nor boringtun-cli is on PATH (apt-get install wireguard-go, or cargo install \
@@ -647,14 +635,6 @@ fn wireguard_userspace() -> Result<String, String> {
         })
         .collect();
     Ok(format!("{}; /dev/net/tun opens", names.join(", ")))
-}
-
-fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
-        fs::metadata(p)
-            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
-    })
 }
 
 /// Make a TUN device in the calling thread's netns; it goes away when the fd closes.
@@ -866,7 +846,7 @@ mod tests {
             return Some(false);
         }
         let built_in = clauses.iter().all(|c| c.iter().any(|s| cfg.value(s) == Some("y")));
-        let tools = feature.tools().is_empty() || feature.tools().iter().any(|t| on_path(t).is_some());
+        let tools = feature.tools().is_empty() || feature.tools().iter().any(|t| tool::on_path(t).is_some());
         (built_in && tools && feature != Feature::EbtablesBroute).then_some(true)
     }
 

@@ -63,3 +63,12 @@ impl Error {
         }
     }
 }
+
+/// What a caught panic said (its `String` or `&str` payload).
+pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into())
+}

@@ -55,11 +55,6 @@ pub fn summarize(linktype: pcap::Linktype, data: &[u8]) -> Option<PacketInfo> {
     }
 }
 
-/// The frames, among `frames`, that carry `nonce` anywhere in their bytes.
-pub fn frames_carrying<'a>(frames: &'a [Frame], nonce: &'a [u8]) -> impl Iterator<Item = &'a Frame> + 'a {
-    frames.iter().filter(move |f| f.carries(nonce))
-}
-
 /// A trace event with the time the collector got it.
 #[derive(Debug, Clone)]
 pub struct TimedEvent {
@@ -229,7 +224,6 @@ mod tests {
             data: ip.clone(),
         };
         assert!(frame.carries(&nonce));
-        assert_eq!(frames_carrying(std::slice::from_ref(&frame), &nonce).count(), 1);
         let mut sent = [Sent { nonce: nonce.clone(), ident: Ident::Echo, replied: true, answer: None }];
         let ex = join(&mut sent, &[frame], &BTreeMap::new());
         let seen = &ex[0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];

@@ -26,8 +26,6 @@ use crate::error::{Error, Result};
 
 /// The global sysctl the kernel-log source needs.
 pub const KEY: &str = "net.netfilter.nf_log_all_netns";
-/// Its file; resolved in the netns of the calling thread, which must be the init netns.
-const PATH: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
 /// The folder of the lock file.
 pub const LOCK_DIR: &str = "/run/netpath";
 /// The lock every netpath run that reads the kernel log holds while it observes; while held, it
@@ -128,11 +126,12 @@ pub fn recover_stale() -> Result<Option<String>> {
 
 /// The current value (`0` or `1`).
 pub fn read() -> Result<String> {
-    fs::read_to_string(PATH).map(|s| s.trim().to_string()).map_err(|e| sysctl_error(e, "read"))
+    // Resolved in the netns of the calling thread, which must be the init netns.
+    fs::read_to_string(crate::sysctl::path_of(KEY)).map(|s| s.trim().to_string()).map_err(|e| sysctl_error(e, "read"))
 }
 
 fn write(value: &str) -> Result<()> {
-    fs::write(PATH, format!("{value}\n")).map_err(|e| sysctl_error(e, "write"))
+    fs::write(crate::sysctl::path_of(KEY), format!("{value}\n")).map_err(|e| sysctl_error(e, "write"))
 }
 
 fn sysctl_error(source: io::Error, what: &str) -> Error {
@@ -161,29 +160,23 @@ fn open_lock_file() -> Result<File> {
 /// inside one process, so parallel test threads queue like separate processes do.
 fn lock(wait: Duration) -> Result<Flock<File>> {
     let deadline = Instant::now() + wait;
-    let mut file = open_lock_file()?;
     loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((f, nix::Error::EWOULDBLOCK)) if Instant::now() < deadline => {
-                file = f;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err((mut f, nix::Error::EWOULDBLOCK)) => {
-                let mut holder = String::new();
-                let _ = f.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() { String::new() } else { format!(" (holder: {holder})") };
-                return Err(Error::io(
-                    format!("wait for the kernel-log lock {LOCK_FILE}{holder}"),
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("another netpath run has read the kernel log for more than {wait:?}"),
-                    ),
-                ));
-            }
-            Err((_, e)) => return Err(Error::io(format!("flock {LOCK_FILE}"), e.into())),
+        if let Some(lock) = try_lock()? {
+            return Ok(lock);
         }
+        if Instant::now() >= deadline {
+            let holder = fs::read_to_string(LOCK_FILE).unwrap_or_default();
+            let holder = holder.trim();
+            let holder = if holder.is_empty() { String::new() } else { format!(" (holder: {holder})") };
+            return Err(Error::io(
+                format!("wait for the kernel-log lock {LOCK_FILE}{holder}"),
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("another netpath run has read the kernel log for more than {wait:?}"),
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -66,17 +66,8 @@ struct RunArgs {
     junit: Option<PathBuf>,
     /// Read the trace from this source instead of the backend's own: nflog (legacy), nftrace
     /// (nft) or kmsg (legacy, through the kernel log; runs that use it take turns).
-    #[arg(long, value_parser = parse_trace)]
+    #[arg(long)]
     trace: Option<TraceChoice>,
-}
-
-fn parse_trace(s: &str) -> Result<TraceChoice, String> {
-    match s {
-        "nflog" => Ok(TraceChoice::Nflog),
-        "nftrace" => Ok(TraceChoice::Nftrace),
-        "kmsg" => Ok(TraceChoice::Kmsg),
-        _ => Err(format!("unknown trace source `{s}` (want nflog, nftrace or kmsg)")),
-    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -245,11 +236,7 @@ fn execute_job(job: &Job, loaded: &[Loaded], s: &Settings) -> Done {
         (Job::Run { backend, .. }, Ok(sc)) => {
             let start = Instant::now();
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(sc, *backend, s))).unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let what = netpath::error::panic_text(&p);
                 errored(sc, *backend, start.elapsed(), format!("netpath panicked: {what}"))
             })
         }
@@ -402,8 +389,12 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn record(file: &Path, out: Option<&Path>) -> ExitCode {
-    let sc = match Scenario::load(file) {
-        Ok(sc) => sc,
+    // Read once: the text is parsed here and rewritten with the recording below.
+    let loaded = std::fs::read_to_string(file)
+        .map_err(|e| netpath::Error::File { path: file.to_path_buf(), message: e.to_string() })
+        .and_then(|text| Ok((Scenario::from_toml(&text, file)?, text)));
+    let (sc, original) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("netpath record: {e}");
             return ExitCode::from(2);
@@ -436,9 +427,7 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     let recorded = netpath::record::expectations(&sc, &outcomes);
     let target = out.unwrap_or(file);
     // Rewritten from the file's own text, so its comments and layout survive the recording.
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("read {}: {e}", file.display()))
-        .and_then(|original| netpath::record::rewrite(&original, &recorded));
+    let text = netpath::record::rewrite(&original, &recorded);
     if let Err(e) = text.and_then(|t| std::fs::write(target, t).map_err(|e| format!("write {}: {e}", target.display())))
     {
         eprintln!("netpath record: {e}");

@@ -81,10 +81,14 @@ impl TraceChoice {
     }
 }
 
-/// Whether netpath puts trace rules into this netns (what `run::build` does: ebtables trace rules
-/// where a traced netns has a bridge, iptables TRACE where it has a ruleset).
-fn has_trace_rules(sc: &Scenario, n: &crate::scenario::NetnsSpec) -> bool {
-    n.trace && (n.iptables.is_some() || sc.bridge.iter().any(|b| b.netns == n.name))
+impl std::str::FromStr for TraceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [TraceChoice::Nflog, TraceChoice::Nftrace, TraceChoice::Kmsg]
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown trace source `{s}` (want nflog, nftrace or kmsg)"))
+    }
 }
 
 /// Make a bridge netns's ebtables chains report (before the user's ebtables rules, so the
@@ -96,10 +100,10 @@ pub fn prepare_bridge(ns: &Netns, trace: TraceChoice) -> Result<()> {
         TraceChoice::Kmsg => TraceVia::Log,
         TraceChoice::Nflog | TraceChoice::Nftrace => TraceVia::Nflog,
     };
-    ebtables::restore(ns, &ebtables::trace_rules_via(&tables, via))?;
+    ebtables::restore(ns, &ebtables::trace_rules(&tables, via))?;
     if trace == TraceChoice::Nftrace {
         // nf_tables reports the bridge chains only for frames with nftrace set.
-        run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::bridge_trace_ruleset()))?;
+        run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::trace_ruleset("bridge")))?;
     }
     Ok(())
 }
@@ -113,7 +117,7 @@ pub fn prepare_nft(ns: &Netns, trace: TraceChoice) -> Result<()> {
             message: "a native nft ruleset reports only through nf_tables trace events (trace source nftrace)".into(),
         });
     }
-    run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::inet_trace_ruleset()))?;
+    run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::trace_ruleset("inet")))?;
     Ok(())
 }
 
@@ -283,7 +287,7 @@ impl KmsgObserver {
     fn start(lab: &Lab, sc: &Scenario) -> Result<Option<KmsgObserver>> {
         let traced: Vec<String> = sc.netns.iter().filter(|n| n.trace).map(|n| n.name.clone()).collect();
         let with_rules: Vec<String> =
-            sc.netns.iter().filter(|n| has_trace_rules(sc, n)).map(|n| n.name.clone()).collect();
+            sc.netns.iter().filter(|n| sc.has_trace_rules(n)).map(|n| n.name.clone()).collect();
         let Some(first) = with_rules.first() else { return Ok(None) };
         let guard = KernelLogGuard::acquire()?;
         let ns = lab.netns(first)?;
@@ -330,26 +334,12 @@ impl KmsgObserver {
     }
 }
 
-/// The MACs and addresses of a netns's interfaces (`ip -j addr`), and what its captures saw.
+/// The MACs and addresses of a netns's interfaces, and what its captures saw.
 fn netns_facts(lab: &Lab, netns: &str, frames: &[Frame]) -> Result<kmsg::NetnsFacts> {
-    let ns = lab.netns(netns)?;
-    let json = run_tool(ns, "ip", &["-j", "addr", "show"], None)?;
-    let links: serde_json::Value = serde_json::from_str(&json)
-        .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("ip -j addr: {e}") })?;
-    let mut facts = kmsg::NetnsFacts::default();
-    for link in links.as_array().into_iter().flatten() {
-        let Some(name) = link["ifname"].as_str() else { continue };
-        if let Some(mac) = link["address"].as_str().and_then(|m| m.parse().ok()) {
-            facts.macs.insert(name.to_string(), mac);
-        }
-        for a in link["addr_info"].as_array().into_iter().flatten() {
-            if let Some(ip) = a["local"].as_str().and_then(|ip| ip.parse().ok()) {
-                facts.addrs.insert(ip);
-            }
-        }
-    }
+    let mut facts =
+        kmsg::NetnsFacts { macs: lab.macs(netns)?, addrs: lab.local_addresses(netns)?, ..Default::default() };
     for f in frames.iter().filter(|f| f.point.netns == netns) {
-        if let Some(info) = PacketInfo::from_ethernet(&f.data) {
+        if let Some(info) = f.info() {
             facts.frames.entry(f.point.iface.clone()).or_default().push(info);
         }
     }

@@ -137,8 +137,7 @@ pub fn rewrite(original: &str, recorded: &Scenario) -> Result<String, String> {
             // of the old ones (a table without a position follows the one before it).
             let place = old.as_ref().and_then(|o| o.iter().find_map(toml_edit::Table::position));
             for t in entries.iter_mut() {
-                t.set_position(place);
-                t.iter_mut().for_each(|(_, v)| unposition(v));
+                place_table(t, place);
             }
             match probe.get_mut(key) {
                 Some(slot) => *slot = toml_edit::Item::ArrayOfTables(entries),
@@ -219,19 +218,17 @@ fn typed<T: serde::de::DeserializeOwned>(t: &toml_edit::Table) -> Option<T> {
     toml::from_str(&doc.to_string()).ok()
 }
 
-/// Tables copied from another document keep that document's positions, which would scatter them
-/// among this one's tables: without a position a table is written right after its parent.
-fn unposition(item: &mut toml_edit::Item) {
-    match item {
-        toml_edit::Item::Table(t) => {
-            t.set_position(None);
-            t.iter_mut().for_each(|(_, v)| unposition(v));
+/// Put `table` at `position`, and the tables inside it right after it: tables copied from
+/// another document keep that document's positions, which would scatter them among this one's
+/// (a table without a position is written right after the one before it).
+fn place_table(table: &mut toml_edit::Table, position: Option<isize>) {
+    table.set_position(position);
+    for (_, item) in table.iter_mut() {
+        match item {
+            toml_edit::Item::Table(t) => place_table(t, None),
+            toml_edit::Item::ArrayOfTables(a) => a.iter_mut().for_each(|t| place_table(t, None)),
+            _ => {}
         }
-        toml_edit::Item::ArrayOfTables(a) => a.iter_mut().for_each(|t| {
-            t.set_position(None);
-            t.iter_mut().for_each(|(_, v)| unposition(v));
-        }),
-        _ => {}
     }
 }
 

@@ -21,12 +21,11 @@
 //! | conntrack | an `iptables` ruleset with a `*nat` table, `-m conntrack`/`--ctstate`, `-m state`/`--state`, `-m connmark`, `-j CONNMARK`, `-j CT` or `-j NOTRACK`; a probe with `[[probe.conntrack]]` expectations |
 //! | iptables nat table | an `iptables` ruleset with a `*nat` table |
 //!
-//! Not derivable yet: TUN devices and WireGuard (kernel or userspace) have no place in a scenario
-//! file today. When the scenario format grows interfaces of those kinds, or an explicit
-//! `requires = ["tun", "wireguard"]` list (keys as [`Feature::key`], parsed with
-//! `Feature::from_str`) for what the topology cannot show (a probe that runs a userspace
-//! WireGuard, a feature a later hook needs), [`required_features`] adds those to what it derives
-//! here: the derived set stays the floor, a declared list can only add to it.
+//! `[[wireguard]]` interfaces need one of two implementations, the kernel's or wireguard-go:
+//! [`check`] skips only when neither is there (which one a run uses is
+//! [`crate::wireguard::choose`]'s decision, and a forced one that is missing is an error, not a
+//! skip). A feature the topology cannot show would come as an explicit `requires = [...]` list
+//! (keys as [`Feature::key`]) that can only add to what is derived here.
 
 use std::collections::BTreeSet;
 
@@ -50,12 +49,11 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
         need.insert(Feature::Bridge);
     }
     for n in &sc.netns {
-        let has_bridge = sc.bridge.iter().any(|b| b.netns == n.name);
+        let has_bridge = sc.has_bridge(&n.name);
         if n.sysctls.keys().any(|k| k.replace('/', ".").starts_with("net.bridge.")) {
             need.insert(Feature::BrNetfilter);
         }
         if n.trace {
-            let has_rules = has_bridge || n.iptables.is_some();
             match trace {
                 // A reader per traced netns.
                 TraceChoice::Nflog => {
@@ -69,7 +67,7 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
                     }
                 }
                 // One reader of the kernel log, for the netns netpath puts trace rules into.
-                TraceChoice::Kmsg if has_rules => {
+                TraceChoice::Kmsg if sc.has_trace_rules(n) => {
                     need.insert(Feature::KernelLog);
                 }
                 TraceChoice::Kmsg => {}

@@ -158,7 +158,7 @@ fn run_in(
         backend,
         probes: outcomes,
         artifacts: None,
-        wireguard: tunnels.as_ref().map(|t| t.implementation().clone()),
+        wireguard: wireguard.cloned(),
         frames,
     };
     if opts.keep || !outcome.passed() {
@@ -223,10 +223,8 @@ fn build(
     for p in sc.capture_points().iter().filter(|p| sc.wireguard_at(&p.netns, &p.iface).is_none()) {
         lab.wait_until_up(&p.netns, &p.iface, deadline)?;
     }
-    let tunnels = match wireguard {
-        Some(imp) if !sc.wireguard.is_empty() => Some(Tunnels::up(lab, sc, imp)?),
-        _ => None,
-    };
+    // `wireguard` is Some exactly when the scenario has `[[wireguard]]` entries.
+    let tunnels = wireguard.map(|imp| Tunnels::up(lab, sc, imp)).transpose()?;
     for r in &sc.route {
         let dst = match r.to {
             RouteDst::Default => None,
@@ -239,8 +237,7 @@ fn build(
         for (k, v) in &n.sysctls {
             sysctl::write(ns, k, v)?;
         }
-        let has_bridge = sc.bridge.iter().any(|b| b.netns == n.name);
-        if n.trace && has_bridge {
+        if n.trace && sc.has_bridge(&n.name) {
             observe::prepare_bridge(ns, trace)?;
         }
         if let Some(rules) = &n.ebtables {

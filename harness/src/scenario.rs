@@ -1032,6 +1032,17 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// Whether `netns` has a bridge (and so, when traced, ebtables trace rules).
+    pub fn has_bridge(&self, netns: &str) -> bool {
+        self.bridge.iter().any(|b| b.netns == netns)
+    }
+
+    /// Whether netpath puts trace rules into `n`: ebtables trace rules where a traced netns has a
+    /// bridge, iptables TRACE where it has a ruleset (what `run::build` does).
+    pub fn has_trace_rules(&self, n: &NetnsSpec) -> bool {
+        n.trace && (n.iptables.is_some() || self.has_bridge(&n.name))
+    }
+
     /// The `[[wireguard]]` entry that is `netns/iface`, if any.
     pub fn wireguard_at(&self, netns: &str, iface: &str) -> Option<&WireGuardSpec> {
         self.wireguard.iter().find(|w| w.netns == netns && w.iface == iface)

@@ -6,7 +6,8 @@ use std::fs;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 
-fn path_of(key: &str) -> String {
+/// The /proc/sys file of `key`, resolved in the netns of the thread that opens it.
+pub fn path_of(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
 }
 

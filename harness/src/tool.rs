@@ -60,6 +60,52 @@ pub fn run(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<O
     }
 }
 
+/// Where `program` is on PATH, as the shell would find it (an executable file).
+pub fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
+        std::fs::metadata(p)
+            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+    })
+}
+
+/// [`run`] `cmd` (the command `program` as `command` shows it, inside `netns`) and return its
+/// stdout, or an [`Error`](crate::Error) that names the netns, the command and what the tool said,
+/// with a hint where one helps (not installed, not root, the xtables lock).
+pub fn checked(cmd: Command, netns: &str, program: &str, command: &str, stdin: Option<&str>) -> crate::Result<String> {
+    use crate::Error;
+    let failed = |status: String, stderr: &str, hint: &str| Error::Command {
+        netns: netns.to_string(),
+        command: command.to_string(),
+        status,
+        stderr: stderr.trim().to_string(),
+        hint: hint.to_string(),
+    };
+    match run(cmd, stdin, TIMEOUT) {
+        Ok(out) if out.status.success() => Ok(out.stdout),
+        Ok(out) => {
+            let denied = out.stderr.contains("Permission denied") || out.stderr.contains("Operation not permitted");
+            let hint = if denied { " (needs CAP_NET_ADMIN: run as root)" } else { "" };
+            Err(failed(out.status.to_string(), &out.stderr, hint))
+        }
+        Err(Failure::TimedOut { after, stderr }) => {
+            let hint = if program.starts_with("iptables") {
+                " (is another process holding /run/xtables.lock? `fuser -v /run/xtables.lock` names it)"
+            } else {
+                ""
+            };
+            Err(failed(format!("killed after {after:?} without finishing"), &stderr, hint))
+        }
+        Err(Failure::Spawn(source)) => Err(Error::Spawn {
+            netns: netns.to_string(),
+            program: program.to_string(),
+            hint: if source.kind() == io::ErrorKind::NotFound { install_hint(program) } else { "" }.to_string(),
+            source,
+        }),
+        Err(Failure::Wait(e)) => Err(Error::netns(netns, format!("wait for `{command}`"), e)),
+    }
+}
+
 /// `PROGRAM ARG...` as a user would type it, for messages.
 pub fn command_line(program: &str, args: &[&str]) -> String {
     std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ")

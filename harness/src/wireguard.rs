@@ -96,7 +96,7 @@ impl Implementation {
     /// Find the programs `kind` needs (`wg` always, `wireguard-go` for userspace) and their
     /// versions; `Err` says what is missing and how to install it.
     pub fn find(kind: Kind) -> std::result::Result<Implementation, String> {
-        on_path("wg").ok_or_else(|| {
+        tool::on_path("wg").ok_or_else(|| {
             "`wg` is not on PATH: it configures the interfaces (apt-get install wireguard-tools)".to_string()
         })?;
         match kind {
@@ -106,7 +106,7 @@ impl Implementation {
                     .unwrap_or_else(|e| format!("unknown (uname: {e})")),
             }),
             Kind::Userspace => {
-                let program = on_path("wireguard-go").ok_or_else(|| {
+                let program = tool::on_path("wireguard-go").ok_or_else(|| {
                     "`wireguard-go` is not on PATH: netpath's userspace WireGuard is wireguard-go \
                      (apt-get install wireguard-go)"
                         .to_string()
@@ -220,7 +220,7 @@ pub fn set_args(
 /// The WireGuard interfaces of one run, and the wireguard-go processes behind them: stopped by
 /// [`Tunnels::stop`], or killed on drop (a failure or a panic).
 pub struct Tunnels {
-    implementation: Implementation,
+    kind: Kind,
     /// Keys and each userspace interface's run directory; removed at the end.
     dir: PathBuf,
     daemons: Vec<Daemon>,
@@ -241,7 +241,7 @@ impl Tunnels {
             .create(&dir)
             .map_err(|e| Error::io(format!("create {} for the WireGuard keys", dir.display()), e))?;
         // From here on, drop removes the directory and stops what was started.
-        let mut t = Tunnels { implementation: implementation.clone(), dir, daemons: vec![] };
+        let mut t = Tunnels { kind: implementation.kind(), dir, daemons: vec![] };
         let mut keys = vec![];
         for i in 0..sc.wireguard.len() {
             keys.push(t.keys(i)?);
@@ -252,7 +252,7 @@ impl Tunnels {
         match implementation {
             Implementation::Kernel { .. } => {
                 for w in &sc.wireguard {
-                    add_kernel_link(lab.netns(&w.netns)?, &w.iface)?;
+                    lab.add_wireguard(&w.netns, &w.iface)?;
                 }
             }
             Implementation::Userspace { program, .. } => {
@@ -284,18 +284,10 @@ impl Tunnels {
         Ok(t)
     }
 
-    pub fn implementation(&self) -> &Implementation {
-        &self.implementation
-    }
-
     /// The pids of the running wireguard-go processes.
-    pub fn pids(&self) -> Vec<u32> {
+    #[cfg(test)]
+    fn pids(&self) -> Vec<u32> {
         self.daemons.iter().map(|d| d.child.id()).collect()
-    }
-
-    /// The directory of the keys and run directories (gone once stopped).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Stop every wireguard-go (SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]), wait for it, and
@@ -340,7 +332,7 @@ impl Tunnels {
             Some(ns) => ns.command("wg"),
             None => Command::new("wg"),
         };
-        if let (Some(i), Kind::Userspace) = (iface, self.implementation.kind()) {
+        if let (Some(i), Kind::Userspace) = (iface, self.kind) {
             private_run_dir(&mut cmd, &self.run_dir(i))
                 .map_err(|e| Error::io(format!("prepare the run directory of `wg {}`", args.join(" ")), e))?;
         }
@@ -348,41 +340,7 @@ impl Tunnels {
         // The private key is a secret: show `genkey`/`pubkey`, never their input or output.
         let command = format!("wg {}", args.join(" "));
         cmd.args(args);
-        let out = match tool::run(cmd, stdin, tool::TIMEOUT) {
-            Ok(out) => out,
-            Err(tool::Failure::Spawn(source)) => {
-                return Err(Error::Spawn {
-                    netns: netns.to_string(),
-                    program: "wg".into(),
-                    hint: if source.kind() == io::ErrorKind::NotFound {
-                        tool::install_hint("wg").to_string()
-                    } else {
-                        String::new()
-                    },
-                    source,
-                });
-            }
-            Err(tool::Failure::Wait(e)) => return Err(Error::io(format!("wait for `{command}`"), e)),
-            Err(tool::Failure::TimedOut { after, stderr }) => {
-                return Err(Error::Command {
-                    netns: netns.to_string(),
-                    command,
-                    status: format!("killed after {after:?} without finishing"),
-                    stderr: stderr.trim().to_string(),
-                    hint: String::new(),
-                });
-            }
-        };
-        if !out.status.success() {
-            return Err(Error::Command {
-                netns: netns.to_string(),
-                command,
-                status: out.status.to_string(),
-                stderr: out.stderr.trim().to_string(),
-                hint: String::new(),
-            });
-        }
-        Ok(out.stdout)
+        tool::checked(cmd, netns, "wg", &command, stdin)
     }
 }
 
@@ -434,11 +392,7 @@ impl Daemon {
         let child = cmd.spawn().map_err(|e| Error::Spawn {
             netns: ns.name().to_string(),
             program: program.display().to_string(),
-            hint: if e.kind() == io::ErrorKind::NotFound {
-                " (not installed: apt-get install wireguard-go)".into()
-            } else {
-                String::new()
-            },
+            hint: if e.kind() == io::ErrorKind::NotFound { tool::install_hint("wireguard-go") } else { "" }.to_string(),
             source: e,
         })?;
         Ok(Daemon {
@@ -683,39 +637,6 @@ fn wait_exit(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStat
     }
 }
 
-/// Mirrors `ip -n NS link add IFACE type wireguard`, over rtnetlink from inside the netns.
-fn add_kernel_link(ns: &Netns, iface: &str) -> Result<()> {
-    let what = format!("add link {iface} type wireguard");
-    ns.run(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("start a netlink runtime", e))?;
-        rt.block_on(async {
-            let (conn, handle, _) =
-                rtnetlink::new_connection().map_err(|e| Error::netns(ns.name(), "open rtnetlink socket", e))?;
-            tokio::spawn(conn);
-            handle.link().add(rtnetlink::LinkWireguard::new(iface).build()).execute().await.map_err(|e| {
-                let message = e.to_string();
-                let hint = if message.contains("Operation not supported") || message.contains("EOPNOTSUPP") {
-                    " (the kernel lacks WireGuard: CONFIG_WIREGUARD)"
-                } else {
-                    ""
-                };
-                Error::Netlink { netns: ns.name().to_string(), what: what.clone(), message: format!("{message}{hint}") }
-            })
-        })
-    })
-}
-
-fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
-        fs::metadata(p)
-            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -801,11 +722,7 @@ mod tests {
             log: dir.join("log"),
             reaped: false,
         };
-        let t = Tunnels {
-            implementation: Implementation::Kernel { release: "x".into() },
-            dir: dir.clone(),
-            daemons: vec![daemon],
-        };
+        let t = Tunnels { kind: Kind::Kernel, dir: dir.clone(), daemons: vec![daemon] };
         assert_eq!(t.pids(), vec![pid]);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let _t = t;
@@ -836,11 +753,7 @@ mod tests {
         // wait_exit reaped it through try_wait; stop must still say it had exited.
         let running = daemon("sleep", &["600"]);
         let running_pid = running.child.id();
-        let t = Tunnels {
-            implementation: Implementation::Kernel { release: "x".into() },
-            dir: dir.clone(),
-            daemons: vec![dead, running],
-        };
+        let t = Tunnels { kind: Kind::Kernel, dir: dir.clone(), daemons: vec![dead, running] };
         let e = t.stop().unwrap_err().to_string();
         assert!(e.contains("exited during the run"), "{e}");
         assert!(e.contains("fatal: boom"), "{e}");

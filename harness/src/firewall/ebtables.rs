@@ -47,13 +47,8 @@ pub enum TraceVia {
 
 /// The `ebtables-save` text that logs every IPv4 frame at the top of each chain of `tables`
 /// with the seed article's prefix (`TRACE: eb:nat:PREROUTING`) and lets it CONTINUE, so the
-/// user's own ebtables rules still decide.
-pub fn trace_rules(tables: &[&str]) -> String {
-    trace_rules_via(tables, TraceVia::Nflog)
-}
-
-/// [`trace_rules`] reporting through `via`.
-pub fn trace_rules_via(tables: &[&str], via: TraceVia) -> String {
+/// user's own ebtables rules still decide; reported through `via`.
+pub fn trace_rules(tables: &[&str], via: TraceVia) -> String {
     let mut out = String::new();
     for (table, chains) in CHAINS.iter().filter(|(t, _)| tables.contains(t)) {
         out.push_str(&format!("*{table}\n"));
@@ -75,7 +70,7 @@ mod tests {
 
     #[test]
     fn trace_rules_log_as_the_article_or_to_nflog() {
-        let log = trace_rules_via(&["nat"], TraceVia::Log);
+        let log = trace_rules(&["nat"], TraceVia::Log);
         assert_eq!(
             log.lines().nth(1),
             Some(
@@ -83,7 +78,7 @@ mod tests {
             )
         );
         assert_eq!(log.lines().count(), 4);
-        let nflog = trace_rules(&["filter"]);
+        let nflog = trace_rules(&["filter"], TraceVia::Nflog);
         assert!(
             nflog.starts_with("*filter\n-I INPUT 1 -p IPv4 --nflog-group 1 --nflog-prefix \"TRACE: eb:filter:INPUT\"")
         );

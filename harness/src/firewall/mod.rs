@@ -7,7 +7,7 @@ pub mod nft;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::netns::Netns;
 use crate::tool;
 
@@ -64,42 +64,5 @@ pub trait Iptables {
 pub fn run_tool(ns: &Netns, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
     let mut cmd = ns.command(program);
     cmd.args(args);
-    let command = tool::command_line(program, args);
-    let failed = |status: String, stderr: &str, hint: String| Error::Command {
-        netns: ns.name().to_string(),
-        command: command.clone(),
-        status,
-        stderr: stderr.trim().to_string(),
-        hint,
-    };
-    match tool::run(cmd, stdin, tool::TIMEOUT) {
-        Ok(out) if out.status.success() => Ok(out.stdout),
-        Ok(out) => {
-            let hint = if out.stderr.contains("Permission denied") || out.stderr.contains("Operation not permitted") {
-                " (needs CAP_NET_ADMIN: run as root)".to_string()
-            } else {
-                String::new()
-            };
-            Err(failed(out.status.to_string(), &out.stderr, hint))
-        }
-        Err(tool::Failure::TimedOut { after, stderr }) => {
-            let hint = if program.starts_with("iptables") {
-                " (is another process holding /run/xtables.lock? `fuser -v /run/xtables.lock` names it)"
-            } else {
-                ""
-            };
-            Err(failed(format!("killed after {after:?} without finishing"), &stderr, hint.into()))
-        }
-        Err(tool::Failure::Spawn(source)) => Err(Error::Spawn {
-            netns: ns.name().to_string(),
-            program: program.to_string(),
-            hint: if source.kind() == std::io::ErrorKind::NotFound {
-                tool::install_hint(program).to_string()
-            } else {
-                String::new()
-            },
-            source,
-        }),
-        Err(tool::Failure::Wait(e)) => Err(Error::netns(ns.name(), format!("wait for `{command}`"), e)),
-    }
+    tool::checked(cmd, ns.name(), program, &tool::command_line(program, args), stdin)
 }

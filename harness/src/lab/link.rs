@@ -73,6 +73,10 @@ pub async fn add_bridge(h: Handle, name: String, mac: Option<Mac>) -> R<()> {
     h.link().add(b.build()).execute().await.map_err(text)
 }
 
+pub async fn add_wireguard(h: Handle, name: String) -> R<()> {
+    h.link().add(rtnetlink::LinkWireguard::new(&name).build()).execute().await.map_err(text)
+}
+
 pub async fn add_veth(h: Handle, a: VethEnd, b: VethEnd, peer_ns: RawFd) -> R<()> {
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(b.name.clone()).setns_by_fd(peer_ns);
     if let Some(mac) = b.mac {

@@ -119,6 +119,13 @@ impl Lab {
         self.on(netns, &format!("add bridge {name}"), |h| link::add_bridge(h, name.to_string(), mac))
     }
 
+    /// Mirrors `ip -n NS link add NAME type wireguard` (the kernel's WireGuard).
+    pub fn add_wireguard(&self, netns: &str, name: &str) -> Result<()> {
+        self.on(netns, &format!("add link {name} type wireguard (needs CONFIG_WIREGUARD)"), |h| {
+            link::add_wireguard(h, name.to_string())
+        })
+    }
+
     /// Mirrors `ip -n A link add A_NAME type veth peer name B_NAME netns B`: each end is made in
     /// its own netns directly, so its name never has to be free in the init netns.
     pub fn add_veth(&self, a: &VethEnd, b: &VethEnd) -> Result<()> {
@@ -152,11 +159,14 @@ impl Lab {
     /// (up to a second later): until then its queue discipline drops every packet, so a probe
     /// sent right after `set up` can lose its first ARP request and wait a whole retransmit.
     pub fn wait_until_up(&self, netns: &str, iface: &str, deadline: std::time::Instant) -> Result<()> {
+        let index = self.on(netns, &format!("find {iface}"), |h| async move { link::index_of(&h, iface).await })?;
         loop {
-            let state = self.on(netns, &format!("read the state of {iface}"), |h| async move {
-                let index = link::index_of(&h, iface).await?;
-                link::oper_state(&h, index).await
-            })?;
+            let state =
+                self.on(
+                    netns,
+                    &format!("read the state of {iface}"),
+                    |h| async move { link::oper_state(&h, index).await },
+                )?;
             if state == Some(rtnetlink::packet_route::link::State::Up) {
                 return Ok(());
             }
@@ -233,6 +243,53 @@ impl Lab {
                         _ => None,
                     })?;
                     Some((m.header.index, name))
+                })
+                .collect())
+        })
+    }
+
+    /// The MAC of every interface that has one, by name (`ip -n NS link`).
+    pub fn macs(&self, netns: &str) -> Result<BTreeMap<String, crate::packet::Mac>> {
+        self.on(netns, "list links", |h| async move {
+            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            Ok(msgs
+                .iter()
+                .filter_map(|m| {
+                    let name = m.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })?;
+                    let mac = m.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
+                        _ => None,
+                    })?;
+                    Some((name, crate::packet::Mac(mac)))
+                })
+                .collect())
+        })
+    }
+
+    /// Every address of the netns's interfaces (`ip -n NS addr`).
+    pub fn local_addresses(&self, netns: &str) -> Result<std::collections::BTreeSet<IpAddr>> {
+        use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+        self.on(netns, "list addresses", |h| async move {
+            let msgs: Vec<AddressMessage> =
+                h.address().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            // IFA_LOCAL is the interface's own address where it differs from IFA_ADDRESS (the
+            // peer's, on point-to-point links); IPv6 carries only IFA_ADDRESS.
+            Ok(msgs
+                .iter()
+                .filter_map(|m| {
+                    let local = m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Local(ip) => Some(*ip),
+                        _ => None,
+                    });
+                    local.or_else(|| {
+                        m.attributes.iter().find_map(|a| match a {
+                            AddressAttribute::Address(ip) => Some(*ip),
+                            _ => None,
+                        })
+                    })
                 })
                 .collect())
         })

@@ -130,6 +130,14 @@ pub fn parse_record(raw: &[u8]) -> Result<KmsgRecord, String> {
     })
 }
 
+/// Whether a raw record can be a trace line or the continuation of one: its text has the
+/// marker, or its header's flags have `c`. Cheaper than [`parse_record`], which it precedes.
+fn may_be_trace(raw: &[u8]) -> bool {
+    let header = raw.split(|b| *b == b';').next().unwrap_or_default();
+    let continued = header.split(|b| *b == b',').nth(3).is_some_and(|flags| flags.contains(&b'c'));
+    continued || crate::packet::contains(raw, MARKER.as_bytes())
+}
+
 /// The kernel writes bytes that are not printable, and `\` itself, as `\xNN`.
 fn unescape(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -242,13 +250,15 @@ impl Source for KmsgFile {
         loop {
             match self.file.read(&mut self.buf) {
                 Ok(0) => return Ok(()),
-                Ok(n) => {
+                // Everything else on the machine logs too: only what may be a trace line is parsed
+                // (this thread must keep up with the whole log), and kept if it is the kernel's.
+                Ok(n) if may_be_trace(&self.buf[..n]) => {
                     let record = parse_record(&self.buf[..n])?;
-                    // Everything else on the machine logs too: keep what may be a trace line.
                     if record.from_kernel() && (record.continuation || record.message.contains(MARKER)) {
                         out.push(record);
                     }
                 }
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // EPIPE: the kernel overwrote records before they were read. A lost line would
@@ -672,6 +682,17 @@ mod tests {
     }
 
     const PACKETS: Packets<'static> = Packets { seen: &seen, nonce_of: &nonces };
+
+    #[test]
+    fn only_records_that_may_be_trace_lines_are_parsed() {
+        assert!(may_be_trace(b"4,10,20,-;TRACE: raw:PREROUTING:policy:2 IN=eth0\n"));
+        assert!(may_be_trace(b"4,11,21,c;IN=eth0 OUT= MAC=...\n"));
+        assert!(may_be_trace(b"4,12,22,c,caller=T1;tail\n"));
+        assert!(!may_be_trace(b"6,13,23,-;usb 1-1: new device\n"));
+        // A `c` in another header field is not the continuation flag.
+        assert!(!may_be_trace(b"6,14,24,-,caller=C1;eth0: link up\n"));
+        assert!(!may_be_trace(b"garbage"));
+    }
 
     #[test]
     fn parses_a_record() {

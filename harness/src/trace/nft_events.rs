@@ -7,25 +7,16 @@ use super::event::{Hook, Ifaces, RuleKind, TraceEvent, TraceSource};
 use super::nftrace::{NfTraceMsg, RuleIndex, TraceType, family};
 use crate::packet::{L4, PacketInfo};
 
-/// The table netpath adds in bridge netns to set `nftrace` on every frame, so the bridge
+/// The table netpath adds to set `nftrace` on every packet of a traced netns, so the bridge
 /// family's chains (ebtables-nft's) report too; its own events are not part of any path.
-pub const BRIDGE_TRACE_TABLE: &str = "netpath_trace";
+pub const TRACE_TABLE: &str = "netpath_trace";
 
-/// The nft script that makes that table.
-pub fn bridge_trace_ruleset() -> String {
+/// The nft script that makes that table in `family`: `bridge` in a netns with a bridge (so
+/// ebtables-nft's chains report), `inet` in one with a native nft ruleset; at a priority before
+/// raw (-300) and conntrack (-200).
+pub fn trace_ruleset(family: &str) -> String {
     format!(
-        "table bridge {BRIDGE_TRACE_TABLE} {{\n\
-         \tchain pre {{ type filter hook prerouting priority -400; meta nftrace set 1; }}\n\
-         \tchain out {{ type filter hook output priority -400; meta nftrace set 1; }}\n\
-         }}\n"
-    )
-}
-
-/// The nft script that sets nftrace on every packet of a netns with a native nft ruleset, at
-/// a priority before raw (-300) and conntrack (-200).
-pub fn inet_trace_ruleset() -> String {
-    format!(
-        "table inet {BRIDGE_TRACE_TABLE} {{\n\
+        "table {family} {TRACE_TABLE} {{\n\
          \tchain pre {{ type filter hook prerouting priority -400; meta nftrace set 1; }}\n\
          \tchain out {{ type filter hook output priority -400; meta nftrace set 1; }}\n\
          }}\n"
@@ -99,7 +90,7 @@ pub fn to_events(
 /// The legacy-style name of a message: iptables-nft chains as `table:chain:kind:N`; in the
 /// bridge family, the first rule of an ebtables chain (netpath's trace rule) as `eb:table:chain`.
 fn hook_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Hook> {
-    if msg.table == BRIDGE_TRACE_TABLE {
+    if msg.table == TRACE_TABLE {
         return None;
     }
     match msg.family {
