@@ -15,6 +15,17 @@ use crate::netns::{self, Netns};
 
 pub use link::VethEnd;
 
+/// One link as [`Lab::link_infos`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    /// IFLA_LINK: for a veth, its peer's index in the peer's netns.
+    pub peer_index: Option<u32>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+}
+
 /// How long one rtnetlink request (or a wait built of them) may take: the kernel answers in
 /// microseconds, so a request still open after this was lost and must fail the run, not hang it.
 const NETLINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -243,6 +254,54 @@ impl Lab {
                         _ => None,
                     })?;
                     Some((m.header.index, name))
+                })
+                .collect())
+        })
+    }
+
+    /// Every link of a netns with what the lab needs to find tools' interfaces (`ip -n NS -d link`).
+    pub fn link_infos(&self, netns: &str) -> Result<Vec<LinkInfo>> {
+        use rtnetlink::packet_route::link::LinkFlags;
+        self.on(netns, "list links", |h| async move {
+            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            Ok(msgs
+                .iter()
+                .filter_map(|m| {
+                    let name = m.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })?;
+                    let peer_index = m.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Link(i) => Some(*i),
+                        _ => None,
+                    });
+                    let up = m.header.flags.contains(LinkFlags::Up);
+                    Some(LinkInfo { index: m.header.index, name, peer_index, up })
+                })
+                .collect())
+        })
+    }
+
+    /// The addresses of one interface, by index (`ip -n NS addr show dev IFACE`).
+    pub fn addresses_of(&self, netns: &str, index: u32) -> Result<Vec<IpAddr>> {
+        use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+        self.on(netns, "list addresses", |h| async move {
+            let msgs: Vec<AddressMessage> = h
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(msgs
+                .iter()
+                .filter(|m| m.header.index == index)
+                .filter_map(|m| {
+                    m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })
                 })
                 .collect())
         })
