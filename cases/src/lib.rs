@@ -189,3 +189,45 @@ pub fn assert_masquerade_missing(o: &Outcome) {
         "{failures:#?}"
     );
 }
+
+/// What the step `name` wrote to stdout in run `o` (teardown steps included).
+pub fn step_stdout<'a>(o: &'a Outcome, name: &str) -> &'a str {
+    let steps = &o.setup.steps;
+    steps.iter().find(|r| r.name == name).map(|r| r.stdout.as_str()).unwrap_or_else(|| {
+        panic!("no step `{name}` ran (ran: {:?})", steps.iter().map(|r| &r.name).collect::<Vec<_>>())
+    })
+}
+
+/// The step `name` of `sc`, to edit for a twin.
+pub fn step_mut<'a>(sc: &'a mut Scenario, name: &str) -> &'a mut netpath::step::StepSpec {
+    sc.step.iter_mut().find(|s| s.name == name).unwrap_or_else(|| panic!("no step `{name}`"))
+}
+
+/// Drop the step `name` of `sc`, checking it was there.
+pub fn without_step(sc: &mut Scenario, name: &str) {
+    let before = sc.step.len();
+    sc.step.retain(|s| s.name != name);
+    assert_eq!(sc.step.len() + 1, before, "no step `{name}` to drop");
+}
+
+/// Give the step `name` its stdin file's text, edited, inline (checking the edit changed it).
+pub fn edit_step_stdin(sc: &mut Scenario, name: &str, edit: impl Fn(&str) -> String) {
+    let step = step_mut(sc, name);
+    let text = match (step.stdin.take(), step.stdin_file.take()) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())),
+        (None, None) => panic!("step `{name}` has no stdin"),
+    };
+    let edited = edit(&text);
+    assert_ne!(text, edited, "the edit changed nothing");
+    step.stdin = Some(edited);
+}
+
+/// The 1-based line of the file `path` that is exactly `line` (trimmed), for checks that an
+/// error points at it.
+pub fn line_of(path: &Path, line: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let found: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.trim() == line).map(|(i, _)| i + 1).collect();
+    assert_eq!(found.len(), 1, "`{line}` is on lines {found:?} of {}", path.display());
+    found[0]
+}

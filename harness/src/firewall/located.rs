@@ -85,8 +85,16 @@ pub fn apply(ns: &Netns, source: &Source, netns: &str, kind: Kind, rules: &str) 
         (_, Kind::Iptables(_)) => culprit(ns, kind, &lines, said),
         (n, _) => n,
     };
-    let message =
-        stderr.lines().filter(|l| !l.starts_with("Try `") && !l.trim().is_empty()).collect::<Vec<_>>().join(" / ");
+    let mut message = stderr
+        .lines()
+        .filter(|l| !l.starts_with("Try `"))
+        .map(|l| without_banner(l).trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if let Some(n) = rule {
+        message.push_str(&object_hint(lines[n - 1]));
+    }
     let (at, rejected) = match rule {
         Some(n) => (
             source.at(netns, kind.field(), n),
@@ -95,6 +103,30 @@ pub fn apply(ns: &Netns, source: &Source, netns: &str, kind: Kind, rules: &str) 
         None => (source.at(netns, kind.field(), 1), format!("{tool} rejected the ruleset")),
     };
     Err(Error::Ruleset { at, netns: netns.to_string(), rejected, message })
+}
+
+/// `line 7: ...` for `iptables-nft-restore v1.8.9 (nf_tables): line 7: ...`.
+fn without_banner(line: &str) -> &str {
+    match line.split_once("): ") {
+        Some((banner, rest)) if banner.contains(" v") && banner.contains(" (") => rest,
+        _ => line.trim_end().strip_suffix("):").filter(|b| b.contains(" v")).map_or(line, |_| ""),
+    }
+}
+
+/// How to make the object a rule matches on, which no restore creates: an nfacct counter or
+/// an ipset (what kube-proxy >= 1.29's `-m nfacct` rules need first).
+fn object_hint(rule: &str) -> String {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    let after = |flag: &str| words.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
+    match (after("--nfacct-name"), after("--match-set")) {
+        (Some(name), _) => format!(
+            " (the rule matches the nfacct counter `{name}`, which must exist first: a [[step]] running `nfacct add {name}` in this netns creates it)"
+        ),
+        (None, Some(set)) => format!(
+            " (the rule matches the ipset `{set}`, which must exist first: a [[step]] running `ipset create {set} TYPE` in this netns creates it)"
+        ),
+        _ => String::new(),
+    }
 }
 
 /// A line that adds something (not a table header, chain declaration, comment or COMMIT).
@@ -180,6 +212,16 @@ mod tests {
             Some(2)
         );
         assert_eq!(tool_line("Permission denied\n"), None);
+    }
+
+    #[test]
+    fn banners_go_and_missing_objects_get_a_hint() {
+        assert_eq!(without_banner("iptables-nft-restore v1.8.9 (nf_tables): line 7: x"), "line 7: x");
+        assert_eq!(without_banner("iptables-nft-restore v1.8.9 (nf_tables): "), "");
+        assert_eq!(without_banner("iptables-restore: line 10 failed"), "iptables-restore: line 10 failed");
+        assert!(object_hint("-A F -m nfacct --nfacct-name kp -j DROP").contains("`nfacct add kp`"));
+        assert!(object_hint("-A F -m set --match-set S dst -j ACCEPT").contains("`ipset create S TYPE`"));
+        assert_eq!(object_hint("-A F -j ACCEPT"), "");
     }
 
     #[test]
