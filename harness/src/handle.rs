@@ -294,7 +294,7 @@ fn peer_name(
     )
 }
 
-/// The first IPv4 address (else any) of `at` now.
+/// The first IPv4 address of `at` now (probes are IPv4).
 fn address_of(
     lab: &Lab,
     links: &BTreeMap<String, Vec<LinkInfo>>,
@@ -302,12 +302,7 @@ fn address_of(
 ) -> std::result::Result<IpAddr, String> {
     let l = find(links, at)?;
     let addrs = lab.addresses_of(&at.netns, l.index).map_err(|e| e.to_string())?;
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("{at} has no address after the steps"))
+    addrs.into_iter().find(IpAddr::is_ipv4).ok_or_else(|| format!("{at} has no IPv4 address after the steps"))
 }
 
 #[cfg(test)]

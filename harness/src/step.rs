@@ -197,7 +197,8 @@ pub fn expand(text: &str, cx: &Context<'_>) -> std::result::Result<String, Strin
 
 /// The problems of the scenario's steps, as `(item, message)` for [`Scenario::problems`].
 pub fn problems(sc: &Scenario) -> Vec<(String, String)> {
-    let netns: Vec<&str> = sc.netns.iter().map(|n| n.name.as_str()).collect();
+    let mut netns: Vec<&str> = sc.netns.iter().map(|n| n.name.as_str()).collect();
+    netns.sort_unstable();
     let mut out: Vec<(String, String)> = vec![];
     let mut add = |item: String, message: String| out.push((item, message));
     for (i, s) in sc.step.iter().enumerate() {
@@ -485,6 +486,20 @@ mod tests {
             ["`{netns:c2}`: netns `c2` is not declared (have: c1)"]
         );
         assert!(placeholder_problems("{run_dir:x}", &["c1"])[0].starts_with("unknown placeholder `{run_dir:x}`"));
+    }
+
+    #[test]
+    fn steps_load_resolve_their_stdin_file_and_round_trip() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/scenarios/cni-bridge-portmap.toml");
+        let sc = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let add = &sc.step[0];
+        assert_eq!((add.name.as_str(), add.netns.as_str(), add.phase), ("cni-add", "host", Phase::BeforeRules));
+        assert_eq!(add.env["CNI_NETNS"], "{netns:c1}");
+        let file = add.stdin_file.as_ref().unwrap();
+        assert!(file.is_absolute() && file.is_file(), "{}", file.display());
+        assert_eq!(sc.step[1].phase, Phase::Teardown);
+        let again = Scenario::from_toml(&sc.to_toml(), Path::new("again.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, sc);
     }
 
     #[test]

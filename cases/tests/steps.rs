@@ -1,0 +1,188 @@
+//! `[[step]]` entries on the real kernel: where they run, what placeholders become, what a
+//! failing or hanging step reports, and that teardown steps run after a failure too.
+
+use std::path::Path;
+
+use netpath::step::{Phase, StepSpec};
+use netpath::{Backend, RunOptions, Scenario};
+use netpath_cases::step_stdout;
+
+/// Two namespaces on a link, a ping between them, and `steps`.
+fn with_steps(steps: Vec<StepSpec>) -> Scenario {
+    let mut sc = Scenario::from_toml(
+        r#"
+name = "steps"
+[[netns]]
+name = "a"
+[[netns]]
+name = "b"
+[[veth]]
+a = { netns = "a", name = "eth0", addresses = ["10.9.0.1/24"] }
+b = { netns = "b", name = "eth0", addresses = ["10.9.0.2/24"] }
+[[probe]]
+name = "ping"
+from = "a"
+to = "10.9.0.2"
+"#,
+        Path::new("steps.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    sc.step = steps;
+    assert_eq!(sc.validate(), Vec::<String>::new());
+    sc
+}
+
+fn sh(name: &str, netns: &str, script: &str) -> StepSpec {
+    StepSpec::new(name, netns, "sh", &["-c", script])
+}
+
+/// The tests that count what a run left take turns: the others' labs would be counted too.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn namespaces_of_this_process() -> Vec<String> {
+    let prefix = format!("netpath-{}x", std::process::id());
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run_dirs_of_this_process() -> Vec<String> {
+    let prefix = format!("netpath-run-{}x", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_step_runs_in_its_netns_with_placeholders_env_and_stdin() {
+    let _turn = turn();
+    let mut step = sh(
+        "look",
+        "b",
+        "cat; echo \"$GREETING\"; echo {netns:a} {run_id}; test -d {run_dir} && echo {run_dir}; ip -br link | cut -d' ' -f1 | cut -d@ -f1 | sort | tr '\\n' ' '",
+    );
+    step.env.insert("GREETING".into(), "hello from {netns:b}".into());
+    step.stdin = Some("stdin of {run_id}\n".into());
+    let sc = with_steps(vec![step]);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    let r = &o.setup.steps[0];
+    assert_eq!((r.name.as_str(), r.netns.as_str(), r.phase, r.exit), ("look", "b", Phase::BeforeRules, Some(0)));
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    let run_id = lines[0].strip_prefix("stdin of ").expect("stdin expanded");
+    assert_eq!(lines[1], format!("hello from /run/netns/netpath-{run_id}-b"));
+    assert_eq!(lines[2], format!("/run/netns/netpath-{run_id}-a {run_id}"));
+    assert_eq!(lines[3], std::env::temp_dir().join(format!("netpath-run-{run_id}")).display().to_string());
+    // Inside netns b: its own links, none of the init netns's.
+    assert_eq!(lines[4].trim(), "eth0 lo");
+    // The run folder went with the lab.
+    assert!(!Path::new(lines[3]).exists());
+}
+
+#[test]
+fn a_failing_step_is_an_error_naming_it_and_the_lab_is_torn_down() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    let marker = std::env::temp_dir().join(format!("netpath-teardown-ran-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let mut teardown = sh("mark", "a", &format!("echo ran > {}", marker.display()));
+    teardown.phase = Phase::Teardown;
+    let sc = with_steps(vec![
+        sh(
+            "fails",
+            "a",
+            "echo starting; for i in 1 2 3; do echo noise $i >&2; done; echo 'plugin: no such bridge' >&2; exit 3",
+        ),
+        teardown,
+    ]);
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("the step fails").to_string();
+    assert!(e.starts_with("step `fails` (netns a): `sh -c '"), "{e}");
+    assert!(e.contains("exit status: 3"), "{e}");
+    assert!(e.ends_with("noise 3\nplugin: no such bridge"), "{e}");
+    assert!(marker.exists(), "the teardown step did not run after the failure");
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(namespaces_of_this_process(), Vec::<String>::new());
+    assert_eq!(run_dirs_of_this_process(), Vec::<String>::new());
+}
+
+#[test]
+fn a_hanging_step_is_killed_at_its_deadline_with_everything_it_started() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    // A unique argument finds the background sleep if it survived.
+    let tag = format!("6{}.25", std::process::id());
+    let mut step = sh("hangs", "b", &format!("sleep {tag} & echo waiting >&2; wait"));
+    step.timeout_ms = 300;
+    let sc = with_steps(vec![step]);
+    let started = std::time::Instant::now();
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("the step hangs").to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(e.starts_with("step `hangs` (netns b): "), "{e}");
+    assert!(e.contains("killed after 300ms without finishing (timeout_ms = 300)"), "{e}");
+    assert!(e.ends_with("waiting"), "{e}");
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&tag))
+        .collect();
+    assert_eq!(survivors, Vec::<String>::new());
+    assert_eq!(namespaces_of_this_process(), Vec::<String>::new());
+}
+
+#[test]
+fn a_missing_program_says_so() {
+    let _turn = turn();
+    netpath_cases::require_root();
+    let sc = with_steps(vec![StepSpec::new("plugin", "a", "/usr/lib/cni/no-such-plugin", &["x"])]);
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("no such program").to_string();
+    assert!(e.starts_with("step `plugin` (netns a): `/usr/lib/cni/no-such-plugin x`: could not start: "), "{e}");
+}
+
+#[test]
+fn teardown_steps_run_after_a_failed_probe_and_their_output_is_kept() {
+    let _turn = turn();
+    let mut sc = with_steps(vec![]);
+    let mut t = StepSpec::new("links-at-teardown", "a", "ip", &["-br", "link"]);
+    t.phase = Phase::Teardown;
+    sc.step.push(t);
+    sc.probe[0].to = "10.9.0.3".parse().unwrap();
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(!o.passed());
+    assert!(step_stdout(&o, "links-at-teardown").contains("eth0@"), "{:?}", o.setup.steps);
+    let dir = o.artifacts.as_ref().expect("a failed run keeps artifacts");
+    assert!(dir.join("steps.json").exists() && dir.join("step-0-links-at-teardown.stdout").exists());
+}
+
+#[test]
+fn a_probe_may_go_to_the_address_a_step_gave_an_interface() {
+    let _turn = turn();
+    let mut sc =
+        with_steps(vec![sh("readdress", "b", "ip addr del 10.9.0.2/24 dev eth0 && ip addr add 10.9.0.77/24 dev eth0")]);
+    sc.probe[0].to = "@b/eth0".parse().unwrap();
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    let at_b = &o.probes[0].exchanges[0].request.seen[&"b/eth0".parse().unwrap()];
+    assert_eq!(at_b.dst, Some("10.9.0.77".parse().unwrap()));
+    // A target that has no address after the steps is an error naming it.
+    let mut sc = with_steps(vec![sh("unaddress", "b", "ip addr flush dev eth0")]);
+    sc.probe[0].to = "@b/eth0".parse().unwrap();
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("no address").to_string();
+    assert!(e.contains("probe ping: to = \"@b/eth0\": b/eth0 has no IPv4 address after the steps"), "{e}");
+}
