@@ -9,8 +9,13 @@ use netpath_cases::step_stdout;
 
 /// Two namespaces on a link, a ping between them, and `steps`.
 fn with_steps(steps: Vec<StepSpec>) -> Scenario {
+    with_steps_and(steps, "")
+}
+
+/// [`with_steps`], the ping's tables followed by `more`.
+fn with_steps_and(steps: Vec<StepSpec>, more: &str) -> Scenario {
     let mut sc = Scenario::from_toml(
-        r#"
+        &(r#"
 name = "steps"
 [[netns]]
 name = "a"
@@ -23,7 +28,9 @@ b = { netns = "b", name = "eth0", addresses = ["10.9.0.2/24"] }
 name = "ping"
 from = "a"
 to = "10.9.0.2"
-"#,
+"#
+        .to_string()
+            + more),
         Path::new("steps.toml"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -185,4 +192,46 @@ fn a_probe_may_go_to_the_address_a_step_gave_an_interface() {
     sc.probe[0].to = "@b/eth0".parse().unwrap();
     let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("no address").to_string();
     assert!(e.contains("probe ping: to = \"@b/eth0\": b/eth0 has no IPv4 address after the steps"), "{e}");
+}
+
+/// `with_steps` plus an expectation on the ping's path in netns b.
+fn with_path_in_b(steps: Vec<StepSpec>, exact: &[&str]) -> Scenario {
+    with_steps_and(steps, &format!("[[probe.path]]\nnetns = \"b\"\nexact = {exact:?}\n"))
+}
+
+/// Rules a step wrote with iptables-legacy are traced through NFLOG even in a run whose own
+/// backend is nft (whose TRACE rule would show as `raw:PREROUTING:rule:1`), and the other way
+/// round: the trace source follows the backend the tool wrote to.
+#[test]
+fn the_trace_source_follows_the_backend_a_step_wrote_to() {
+    let _turn = turn();
+    let legacy = StepSpec::new("legacy-rule", "b", "iptables-legacy", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]);
+    let sc = with_path_in_b(vec![legacy], &["raw:PREROUTING:policy:2", "filter:INPUT:rule:1"]);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Nft);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert_eq!((o.setup.backends["b"].legacy, o.setup.backends["b"].nft), (1, 0));
+    let nft = StepSpec::new("nft-rule", "b", "iptables-nft", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]);
+    let sc = with_path_in_b(vec![nft], &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:rule:1"]);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert_eq!((o.setup.backends["b"].legacy, o.setup.backends["b"].nft), (0, 1));
+}
+
+/// Rules in both backends are reported as such, unless the scenario pins which one to trace.
+#[test]
+fn rules_in_both_backends_are_reported_unless_pinned() {
+    let _turn = turn();
+    let steps = vec![
+        StepSpec::new("legacy-rule", "b", "iptables-legacy", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]),
+        StepSpec::new("nft-rule", "b", "iptables-nft", &["-A", "INPUT", "-p", "udp", "-j", "ACCEPT"]),
+    ];
+    let sc = with_path_in_b(steps, &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:policy:2"]);
+    netpath_cases::require_root();
+    let e = netpath::run(&sc, Backend::Nft, &RunOptions::default()).expect_err("both backends").to_string();
+    assert!(e.contains("netns b has iptables rules in both backends (x_tables: 1 rules in iptables-legacy-save, nf_tables: 1 rules in iptables-nft-save)"), "{e}");
+    assert!(e.contains("traced_backend"), "{e}");
+    let mut pinned = sc.clone();
+    pinned.netns_mut("b").unwrap().traced_backend = Some(Backend::Nft);
+    let o = netpath_cases::run_or_return!(&pinned, Backend::Nft);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
 }
