@@ -231,3 +231,58 @@ pub fn line_of(path: &Path, line: &str) -> usize {
     assert_eq!(found.len(), 1, "`{line}` is on lines {found:?} of {}", path.display());
     found[0]
 }
+
+/// The entries of folder `dir` whose names start with `prefix`.
+pub fn entries_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The namespaces of the runs of process `pid` that are still there.
+pub fn namespaces_of(pid: u32) -> Vec<String> {
+    entries_starting(Path::new("/run/netns"), &format!("netpath-{pid}x"))
+}
+
+/// The `{run_dir}` folders of the runs of process `pid` that are still there.
+pub fn run_dirs_of(pid: u32) -> Vec<String> {
+    entries_starting(&std::env::temp_dir(), &format!("netpath-run-{pid}x"))
+}
+
+/// The output of the teardown step `step` has none of `gone` (`true`) or all of them (`false`):
+/// what a DEL or teardown step must remove, checked both ways by a test and its twin.
+pub fn assert_step_output(o: &Outcome, step: &str, needles: &[&str], absent: bool) {
+    let out = step_stdout(o, step);
+    for n in needles {
+        assert_eq!(
+            out.contains(n),
+            !absent,
+            "`{n}` {} the output of {step}:\n{out}",
+            if absent { "is in" } else { "is not in" }
+        );
+    }
+}
+
+/// The probe was not answered by `server`, and its request's path in `netns` misses `hook`.
+pub fn assert_unanswered_without(failures: &[netpath::expect::Failure], server: &str, netns: &str, hook: &str) {
+    named_saying(failures, &format!("answers from {server}"), &["got 0"]);
+    named_saying(
+        failures,
+        &format!("path of packet 1 request in netns {netns} (includes, in order)"),
+        &[&format!("`{hook}` not found")],
+    );
+}
+
+/// The failure whose `what` starts with `prefix` (a handle's failure carries the real name
+/// after it), or a panic listing them all.
+pub fn starting<'a>(failures: &'a [netpath::expect::Failure], prefix: &str) -> &'a netpath::expect::Failure {
+    failures
+        .iter()
+        .find(|f| f.what.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no failure `{prefix}...` in {failures:#?}"))
+}

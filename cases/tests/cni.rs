@@ -2,7 +2,10 @@
 //! namespaces: masquerade out, the published port in, and DEL removing what ADD wrote.
 
 use netpath::Backend;
-use netpath_cases::{edit_step_stdin, load, named_saying, run_or_return, step_mut, step_stdout, without_step};
+use netpath_cases::{
+    assert_step_output, assert_unanswered_without, edit_step_stdin, load, named_saying, run_or_return, starting,
+    step_mut, without_step,
+};
 
 const SCENARIO: &str = "cni-bridge-portmap";
 /// The bridge plugin's ipMasq chain and portmap's per-container DNAT chain: their names hash
@@ -20,11 +23,8 @@ fn cni_plugins_masquerade_publish_and_del_removes_their_rules() {
     assert!(real.as_deref().is_some_and(|r| r.starts_with("host/veth")), "{:?}", o.setup.handles);
     // The plugins' rules were in nf_tables, and traced there.
     assert!(o.setup.backends["host"].nft > 0 && o.setup.backends["host"].legacy == 0, "{:?}", o.setup.backends);
-    let after_del = step_stdout(&o, "nat-after-del");
-    assert!(after_del.contains("*nat"), "{after_del}");
-    for gone in [MASQ_CHAIN, DNAT_CHAIN, "id: \\\"netpath-c1\\\"", "10.88.0.2"] {
-        assert!(!after_del.contains(gone), "DEL left `{gone}`:\n{after_del}");
-    }
+    assert_step_output(&o, "nat-after-del", &["*nat", "CNI-HOSTPORT-DNAT"], false);
+    assert_step_output(&o, "nat-after-del", &[MASQ_CHAIN, DNAT_CHAIN, "id: \\\"netpath-c1\\\"", "10.88.0.2"], true);
 }
 
 /// The twin of the DEL check: without DEL the plugins' chains are still there when the check
@@ -34,10 +34,7 @@ fn without_del_the_plugins_chains_stay() {
     let mut sc = load(SCENARIO);
     without_step(&mut sc, "cni-del");
     let o = run_or_return!(&sc, Backend::Nft);
-    let left = step_stdout(&o, "nat-after-del");
-    for stays in [MASQ_CHAIN, DNAT_CHAIN] {
-        assert!(left.contains(stays), "`{stays}` is gone without DEL:\n{left}");
-    }
+    assert_step_output(&o, "nat-after-del", &[MASQ_CHAIN, DNAT_CHAIN], false);
 }
 
 #[test]
@@ -82,17 +79,9 @@ fn without_portmap_the_host_port_leads_nowhere() {
         &["`nat:CNI-HOSTPORT-MASQ:return:2` not found"],
     );
     let failures = &o.probes[1].failures;
-    named_saying(failures, "answers from c1", &["expected at least 1 of 1, got 0"]);
-    named_saying(
-        failures,
-        "path of packet 1 request in netns host (includes, in order)",
-        &["`nat:PREROUTING:rule:1` not found"],
-    );
+    assert_unanswered_without(failures, "c1", "host", "nat:PREROUTING:rule:1");
     // No nat chain at all: the SYN is for the host itself, which has no listener. Reports name
     // the handle beside the plugin's name for the interface.
-    let at_handle = failures
-        .iter()
-        .find(|f| f.what.starts_with("addresses of packet 1 request at host/peer:c1/eth0 (veth"))
-        .unwrap_or_else(|| panic!("no failure at the handle: {failures:#?}"));
+    let at_handle = starting(failures, "addresses of packet 1 request at host/peer:c1/eth0 (veth");
     assert!(at_handle.detail.contains("observed not seen"), "{}", at_handle.detail);
 }

@@ -28,18 +28,6 @@ fn init_netns_state() -> String {
     .collect()
 }
 
-fn netpath_namespaces_of(run_pid: u32) -> Vec<String> {
-    let prefix = format!("netpath-{run_pid}x");
-    std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_run_changes_nothing_in_the_init_netns_and_leaves_no_namespace() {
     netpath_cases::require_root();
@@ -54,25 +42,13 @@ fn a_run_changes_nothing_in_the_init_netns_and_leaves_no_namespace() {
     let mut broken = sc.clone();
     broken.netns_mut("host").unwrap().iptables = Some("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n".into());
     assert!(!netpath_cases::run(&broken, netpath::Backend::Legacy).passed());
-    let scenario_ns: Vec<String> = netpath_namespaces_of(std::process::id())
+    let scenario_ns: Vec<String> = netpath_cases::namespaces_of(std::process::id())
         .into_iter()
         .filter(|n| sc.netns.iter().any(|s| n.ends_with(&format!("-{}", s.name))))
         .collect();
     assert_eq!(scenario_ns, Vec::<String>::new());
     let after = init_netns_state();
     assert_eq!(before, after, "the init netns changed");
-}
-
-fn run_dirs_of(run_pid: u32) -> Vec<String> {
-    let prefix = format!("netpath-run-{run_pid}x");
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The scenarios whose steps run real tools (CNI plugins, netavark, nfacct, ipset) leave the
@@ -107,12 +83,12 @@ fn tool_steps_change_nothing_in_the_init_netns_and_leave_nothing() {
         hanging.step[0].timeout_ms = 200;
         assert!(netpath::run(&hanging, sc.backends[0], &netpath::RunOptions::default()).is_err());
     }
-    let left: Vec<String> = netpath_namespaces_of(std::process::id())
+    let left: Vec<String> = netpath_cases::namespaces_of(std::process::id())
         .into_iter()
         .filter(|n| names.iter().any(|s| n.ends_with(&format!("-{s}"))))
         .collect();
     assert_eq!(left, Vec::<String>::new());
-    assert_eq!(run_dirs_of(std::process::id()), Vec::<String>::new());
+    assert_eq!(netpath_cases::run_dirs_of(std::process::id()), Vec::<String>::new());
     let after = init_netns_state();
     assert_eq!(before, after, "the init netns changed");
 }
@@ -129,6 +105,6 @@ fn a_panic_inside_a_lab_still_removes_its_namespaces() {
     });
     assert!(result.is_err());
     let left: Vec<String> =
-        netpath_namespaces_of(std::process::id()).into_iter().filter(|n| n.contains("-panic-")).collect();
+        netpath_cases::namespaces_of(std::process::id()).into_iter().filter(|n| n.contains("-panic-")).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -3,7 +3,9 @@
 //! its line in the scenario file, under both backends.
 
 use netpath::{Backend, RunOptions};
-use netpath_cases::{check, line_of, load, named_saying, run_or_return, scenario_path, step_mut, without_step};
+use netpath_cases::{
+    assert_unanswered_without, check, line_of, load, run_or_return, scenario_path, step_mut, without_step,
+};
 use rstest::rstest;
 
 const SCENARIO: &str = "kube-proxy-nfacct-ipset";
@@ -20,40 +22,37 @@ fn error_of(sc: &netpath::Scenario, backend: Backend) -> Option<String> {
     }
 }
 
+/// The error of `sc` without `steps`: at the file line of `rule`, naming it and saying `says`.
+fn assert_rejected_at(backend: Backend, steps: &[&str], rule: &str, says: &[&str]) {
+    netpath_cases::require_root();
+    let mut sc = load(SCENARIO);
+    for step in steps {
+        without_step(&mut sc, step);
+    }
+    let Some(e) = error_of(&sc, backend) else { return };
+    let path = scenario_path(SCENARIO);
+    let at = format!("{}:{}: netns node: ", path.display(), line_of(&path, rule));
+    assert!(e.starts_with(&at), "want `{at}...`, got:\n{e}");
+    let tool = if backend == Backend::Legacy { "iptables-legacy-restore" } else { "iptables-nft-restore" };
+    assert!(e.contains(&format!("{tool} rejected `{rule}`")), "{e}");
+    for s in says {
+        assert!(e.contains(s), "no `{s}` in:\n{e}");
+    }
+}
+
 #[rstest]
 fn without_the_counter_the_error_names_the_nfacct_rule_and_its_line(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
-    netpath_cases::require_root();
-    let mut sc = load(SCENARIO);
-    without_step(&mut sc, "nfacct-counter");
-    let Some(e) = error_of(&sc, backend) else { return };
-    let at = format!(
-        "{}:{}: netns node: ",
-        scenario_path(SCENARIO).display(),
-        line_of(&scenario_path(SCENARIO), NFACCT_RULE)
-    );
-    assert!(e.starts_with(&at), "want `{at}...`, got:\n{e}");
-    assert!(e.contains(&format!("`{NFACCT_RULE}`")), "{e}");
-    assert!(e.contains("`nfacct add ct_state_invalid_dropped_pkts`"), "{e}");
-    let tool = if backend == Backend::Legacy { "iptables-legacy-restore" } else { "iptables-nft-restore" };
-    assert!(e.contains(&format!("{tool} rejected")), "{e}");
+    assert_rejected_at(backend, &["nfacct-counter"], NFACCT_RULE, &["`nfacct add ct_state_invalid_dropped_pkts`"]);
 }
 
 #[rstest]
 fn without_the_set_the_error_names_the_set_rule_and_its_line(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
-    netpath_cases::require_root();
-    let mut sc = load(SCENARIO);
-    without_step(&mut sc, "endpoints-set-member");
-    without_step(&mut sc, "endpoints-set");
-    let Some(e) = error_of(&sc, backend) else { return };
-    let at =
-        format!("{}:{}: netns node: ", scenario_path(SCENARIO).display(), line_of(&scenario_path(SCENARIO), SET_RULE));
-    assert!(e.starts_with(&at), "want `{at}...`, got:\n{e}");
-    assert!(e.contains("Set KUBE-ENDPOINTS doesn't exist"), "{e}");
-    assert!(e.contains("`ipset create KUBE-ENDPOINTS TYPE`"), "{e}");
+    let says = ["Set KUBE-ENDPOINTS doesn't exist", "`ipset create KUBE-ENDPOINTS TYPE`"];
+    assert_rejected_at(backend, &["endpoints-set-member", "endpoints-set"], SET_RULE, &says);
 }
 
 /// The set's content decides: with another endpoint in it, the SYN falls to FORWARD's DROP.
@@ -63,11 +62,5 @@ fn an_endpoint_missing_from_the_set_is_dropped(#[values(Backend::Legacy, Backend
     let member = step_mut(&mut sc, "endpoints-set-member");
     member.args[2] = "192.168.5.9".into();
     let o = run_or_return!(&sc, backend);
-    let failures = &o.probes[0].failures;
-    named_saying(failures, "answers from ep", &["got 0"]);
-    named_saying(
-        failures,
-        "path of packet 1 request in netns node (includes, in order)",
-        &["`filter:KUBE-FORWARD:rule:2` not found"],
-    );
+    assert_unanswered_without(&o.probes[0].failures, "ep", "node", "filter:KUBE-FORWARD:rule:2");
 }

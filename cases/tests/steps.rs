@@ -50,30 +50,6 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn namespaces_of_this_process() -> Vec<String> {
-    let prefix = format!("netpath-{}x", std::process::id());
-    std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn run_dirs_of_this_process() -> Vec<String> {
-    let prefix = format!("netpath-run-{}x", std::process::id());
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_step_runs_in_its_netns_with_placeholders_env_and_stdin() {
     let _turn = turn();
@@ -123,8 +99,8 @@ fn a_failing_step_is_an_error_naming_it_and_the_lab_is_torn_down() {
     assert!(e.ends_with("noise 3\nplugin: no such bridge"), "{e}");
     assert!(marker.exists(), "the teardown step did not run after the failure");
     let _ = std::fs::remove_file(&marker);
-    assert_eq!(namespaces_of_this_process(), Vec::<String>::new());
-    assert_eq!(run_dirs_of_this_process(), Vec::<String>::new());
+    assert_eq!(netpath_cases::namespaces_of(std::process::id()), Vec::<String>::new());
+    assert_eq!(netpath_cases::run_dirs_of(std::process::id()), Vec::<String>::new());
 }
 
 #[test]
@@ -150,7 +126,7 @@ fn a_hanging_step_is_killed_at_its_deadline_with_everything_it_started() {
         .filter(|c| c.contains(&tag))
         .collect();
     assert_eq!(survivors, Vec::<String>::new());
-    assert_eq!(namespaces_of_this_process(), Vec::<String>::new());
+    assert_eq!(netpath_cases::namespaces_of(std::process::id()), Vec::<String>::new());
 }
 
 #[test]

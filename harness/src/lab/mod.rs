@@ -246,16 +246,7 @@ impl Lab {
     pub fn links(&self, netns: &str) -> Result<BTreeMap<u32, String>> {
         self.on(netns, "list links", |h| async move {
             let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
-            Ok(msgs
-                .into_iter()
-                .filter_map(|m| {
-                    let name = m.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::IfName(n) => Some(n.clone()),
-                        _ => None,
-                    })?;
-                    Some((m.header.index, name))
-                })
-                .collect())
+            Ok(msgs.iter().filter_map(|m| Some((m.header.index, name_of(m)?))).collect())
         })
     }
 
@@ -267,10 +258,7 @@ impl Lab {
             Ok(msgs
                 .iter()
                 .filter_map(|m| {
-                    let name = m.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::IfName(n) => Some(n.clone()),
-                        _ => None,
-                    })?;
+                    let name = name_of(m)?;
                     let peer_index = m.attributes.iter().find_map(|a| match a {
                         LinkAttribute::Link(i) => Some(*i),
                         _ => None,
@@ -314,10 +302,7 @@ impl Lab {
             Ok(msgs
                 .iter()
                 .filter_map(|m| {
-                    let name = m.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::IfName(n) => Some(n.clone()),
-                        _ => None,
-                    })?;
+                    let name = name_of(m)?;
                     let mac = m.attributes.iter().find_map(|a| match a {
                         LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
                         _ => None,
@@ -384,6 +369,14 @@ impl Lab {
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(Error::Many(errors)) }
     }
+}
+
+/// IFLA_IFNAME of a link.
+fn name_of(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
 }
 
 fn netlink_error(netns: &str, what: &str, message: String) -> Error {
