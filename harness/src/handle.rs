@@ -202,12 +202,15 @@ pub fn after_steps(lab: &Lab, sc: &Scenario, backend: Backend, trace: TraceChoic
                 }
             };
             let Some(b) = traced.filter(|_| n.trace) else { continue };
+            // The run's own source where the tools wrote to the run's backend (it may be the
+            // kernel log), else the one the other backend reports through.
+            let source = if b == backend { trace } else { TraceChoice::for_backend(b) };
             // The scenario's own ruleset under this run's backend has its TRACE rules already.
             if !(b == backend && n.iptables.is_some()) {
-                observe::prepare_iptables(lab.netns(&n.name)?, "", b, TraceChoice::for_backend(b))?;
+                observe::prepare_iptables(lab.netns(&n.name)?, "", b, source)?;
             }
-            if TraceChoice::for_backend(b) != trace {
-                setup.traces.insert(n.name.clone(), TraceChoice::for_backend(b));
+            if source != trace {
+                setup.traces.insert(n.name.clone(), source);
             }
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
