@@ -68,6 +68,10 @@ struct RunArgs {
     /// (nft) or kmsg (legacy, through the kernel log; runs that use it take turns).
     #[arg(long)]
     trace: Option<TraceChoice>,
+    /// Print where each run spent its time: netns, links, rules, observers, each probe, drain,
+    /// verdict, teardown.
+    #[arg(long)]
+    timings: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -147,6 +151,7 @@ struct Settings {
     opts: RunOptions,
     show_path: bool,
     strict: bool,
+    timings: bool,
 }
 
 /// A scenario file, loaded or not.
@@ -208,7 +213,8 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     match netpath::run(sc, backend, &s.opts) {
         Ok(o) => Done {
             verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
-            text: netpath::report::outcome(&o, s.show_path),
+            text: netpath::report::outcome(&o, s.show_path)
+                + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
             cases: junit::outcome_cases(&o, start.elapsed()),
         },
         Err(e) => errored(sc, backend, start.elapsed(), e.to_string()),
@@ -279,7 +285,7 @@ impl Progress {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { paths, show_path, keep, backend, strict, jobs, junit: junit_file, trace } = args;
+    let RunArgs { paths, show_path, keep, backend, strict, jobs, junit: junit_file, trace, timings } = args;
     let paths = if paths.is_empty() { vec![bundled()] } else { paths };
     let files = match scenario_files(&paths) {
         Ok(f) => f,
@@ -295,6 +301,7 @@ fn run(args: RunArgs) -> ExitCode {
         opts: RunOptions { keep, trace, ..RunOptions::default() },
         show_path,
         strict: strict || netpath::caps::strict(),
+        timings,
     };
     let loaded: Vec<Loaded> = files
         .into_iter()
