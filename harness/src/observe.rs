@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use crate::drops::{DropPoints, Drops};
 use crate::error::{Error, Result};
@@ -273,12 +274,24 @@ impl Observers {
                     let linktype = t.linktype;
                     match t.stop() {
                         Ok(records) => {
-                            let evs = records
+                            let parsed: Vec<(Duration, trace::nflog::NflogRecord)> = records
                                 .iter()
-                                .filter_map(|r| {
-                                    let rec = trace::nflog::parse_record(&r.data).ok()?;
-                                    let event = trace::nflog::to_event(&rec, &netns, names)?;
-                                    Some(TimedEvent { ts: r.ts, event })
+                                .filter_map(|r| Some((r.ts, trace::nflog::parse_record(&r.data).ok()?)))
+                                .collect();
+                            for (group, n) in trace::nflog::lost_records(parsed.iter().map(|(_, r)| r)) {
+                                errors.push(Error::Trace {
+                                    netns: netns.clone(),
+                                    message: format!(
+                                        "{}{n} NFLOG records of group {group} (sequence gaps)",
+                                        crate::reader::LOST
+                                    ),
+                                });
+                            }
+                            let evs = parsed
+                                .iter()
+                                .filter_map(|(ts, rec)| {
+                                    let event = trace::nflog::to_event(rec, &netns, names)?;
+                                    Some(TimedEvent { ts: *ts, event })
                                 })
                                 .collect();
                             events.insert(netns.clone(), evs);
@@ -308,10 +321,26 @@ impl Observers {
             }
         }
         if !errors.is_empty() {
-            return Err(Error::Many(errors));
+            return Err(incomplete_or_many(errors));
         }
         Ok(Observed { frames, events, pcaps })
     }
+}
+
+/// Losses reported by the kernel make the whole evidence incomplete (named where each was);
+/// anything else is the error it is.
+fn incomplete_or_many(errors: Vec<Error>) -> Error {
+    let lost = |e: &Error| match e {
+        Error::Capture { netns, iface, message } if crate::reader::is_loss(message) => {
+            Some(format!("capture {netns}/{iface} {message}"))
+        }
+        Error::Trace { netns, message } if crate::reader::is_loss(message) => {
+            Some(format!("trace of netns {netns} {message}"))
+        }
+        _ => None,
+    };
+    let losses: Vec<String> = errors.iter().filter_map(lost).collect();
+    if losses.len() == errors.len() { Error::EvidenceIncomplete { losses } } else { Error::Many(errors) }
 }
 
 impl KmsgObserver {
@@ -448,7 +477,35 @@ impl Source for TraceSocket {
         match self.0.overruns() {
             // A lost event would make a path look shorter than it was: fail, never guess.
             0 => Ok(()),
-            n => Err(format!("the kernel dropped trace events ({n} overruns)")),
+            n => Err(format!("{}{n} trace events (ENOBUFS: the socket buffer was full)", crate::reader::LOST)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_make_the_evidence_incomplete_and_other_errors_stay_what_they_are() {
+        let capture = Error::Capture {
+            netns: "host".into(),
+            iface: "eth0".into(),
+            message: format!("{}12 frames (ps_drop 12, ps_ifdrop 0: the buffer was full)", crate::reader::LOST),
+        };
+        let trace = Error::Trace {
+            netns: "host".into(),
+            message: format!("{}3 NFLOG records of group 0 (sequence gaps)", crate::reader::LOST),
+        };
+        let e = incomplete_or_many(vec![capture, trace]);
+        assert!(matches!(&e, Error::EvidenceIncomplete { losses } if losses.len() == 2), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("evidence incomplete, no verdict: capture host/eth0 lost 12 frames (ps_drop 12"),
+            "{text}"
+        );
+        assert!(text.contains("trace of netns host lost 3 NFLOG records of group 0 (sequence gaps)"), "{text}");
+        let other = Error::Trace { netns: "host".into(), message: "read: socket closed".into() };
+        assert!(matches!(incomplete_or_many(vec![other]), Error::Many(_)));
     }
 }

@@ -4,7 +4,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::netns::NetnsEntry;
-use crate::reader::{ReaderThread, Source, Starting, Watch};
+use crate::reader::{LOST, ReaderThread, Source, Starting, Watch};
 
 /// One record libpcap delivered, with its kernel timestamp.
 #[derive(Debug, Clone)]
@@ -78,9 +78,12 @@ impl Source for Pcap {
         drain(&mut self.0, out)?;
         // Evidence with holes would make a packet look absent where it was not: fail instead.
         match self.0.stats() {
-            Ok(st) if st.dropped > 0 => {
-                Err(format!("the capture dropped {} frames (its buffer overflowed)", st.dropped))
-            }
+            Ok(st) if st.dropped > 0 || st.if_dropped > 0 => Err(format!(
+                "{LOST}{} frames (ps_drop {}, ps_ifdrop {}: the buffer was full)",
+                st.dropped + st.if_dropped,
+                st.dropped,
+                st.if_dropped
+            )),
             _ => Ok(()),
         }
     }
@@ -124,6 +127,17 @@ fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
             format!("open {device}: {e}{hint}")
         })?;
     let cap = cap.setnonblock().map_err(|e| format!("set {device} non-blocking: {e}"))?;
+    if let Some(groups) = device.strip_prefix("nflog:") {
+        // Numbered records, so that records the kernel could not queue show as gaps.
+        for group in groups.split(',').filter_map(|g| g.parse::<u16>().ok()) {
+            let msg = crate::trace::nflog::sequence_config(group);
+            // SAFETY: send(2) of an owned buffer on the handle's own netlink socket.
+            let n = unsafe { libc::send(cap.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+            if n < 0 {
+                return Err(format!("number the records of {device}: {}", std::io::Error::last_os_error()));
+            }
+        }
+    }
     // A reader that blocks in recv() cannot see the stop flag. libpcap's nflog reader was seen
     // blocked in recv() despite non-blocking mode (it retries internally), so bound every recv.
     let timeout = libc::timeval { tv_sec: 0, tv_usec: 50_000 };

@@ -16,6 +16,16 @@ use crate::netns::NetnsEntry;
 /// hang, which must fail the run rather than block it forever.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How a [`Source::drain`] error starts when the kernel reported a loss (a full ring or socket
+/// buffer) rather than a failure: the observers turn these into
+/// [`crate::Error::EvidenceIncomplete`].
+pub const LOST: &str = "lost ";
+
+/// Whether a reader's error is a loss (see [`LOST`]).
+pub fn is_loss(message: &str) -> bool {
+    message.starts_with(LOST)
+}
+
 /// Something a reader thread drains: a non-blocking fd and a way to take what is queued.
 pub trait Source {
     type Item: Send + 'static;

@@ -160,17 +160,19 @@ fn run_in(
     let conntrack = conntrack::snapshot(lab, sc)?;
     clock.lap("conntrack");
 
+    let parsed = evidence::Parsed::new(&frames);
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
         .zip(probes)
         .map(|(spec, mut sent)| {
-            let exchanges = evidence::join(&mut sent, &frames, &events);
+            let exchanges = evidence::join(&mut sent, &parsed, &events);
             let mut failures = expect::check(spec, backend, &exchanges);
             failures.extend(expect::check_conntrack(spec, &conntrack));
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();
+    drop(parsed);
     let mut outcome = Outcome {
         scenario: sc.name.clone(),
         backend,
