@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::caps::{self, Feature};
+use crate::drops::Drops;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Exchange, Frame};
 use crate::expect::{self, Failure};
@@ -17,6 +18,7 @@ use crate::probe::server::Server;
 use crate::probe::{Ident, Sent};
 use crate::scenario::{ProbeKind, ProbeSpec, RouteDst, Scenario};
 use crate::step::{Phase, Steps};
+use crate::timings::{Stopwatch, Timings};
 use crate::wireguard::{self, Implementation, Tunnels};
 use crate::{conntrack, probe, sysctl};
 
@@ -67,6 +69,8 @@ pub struct Outcome {
     /// probes' own packets (a tunnel's encrypted datagrams, handshakes, ARP). Not serialized.
     #[serde(skip)]
     pub frames: Vec<Frame>,
+    /// Where the run spent its time, stage by stage, teardown included.
+    pub timings: Timings,
 }
 
 impl Outcome {
@@ -84,21 +88,29 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     }
     // Before anything is built: a missing feature must not leave half a lab behind.
     let wireguard = wireguard_implementation(scenario)?;
+    let mut clock = Stopwatch::default();
     let mut lab = Lab::new()?;
     // Dropped last: `{run_dir}` outlives the teardown steps, and goes also after a panic.
     let mut steps = Steps::new(&lab)?;
-    let result = run_in(&mut lab, &mut steps, scenario, backend, opts, wireguard.as_ref());
+    let result = run_in(&mut lab, &mut steps, scenario, backend, opts, wireguard.as_ref(), &mut clock);
     // Before the namespaces go, whatever happened: each undoes what its ADD step made.
     let teardown_steps = steps.teardown(&lab, scenario);
+    if !scenario.step.is_empty() {
+        clock.lap("teardown steps");
+    }
     let teardown = lab.teardown();
+    clock.lap("teardown");
     let mut outcome = match (result, teardown_steps) {
         (Ok(o), Ok(())) => o,
         (Err(e), Ok(())) | (Ok(_), Err(e)) => return Err(e),
         (Err(e), Err(t)) => return Err(Error::Many(vec![e, t])),
     };
     teardown?;
+    outcome.timings = clock.finish();
     outcome.setup.steps = std::mem::take(&mut steps.records);
     if let Some(dir) = &outcome.artifacts {
+        // Written before the namespaces went (they dump the live rulesets): add the teardown.
+        crate::artifacts::write_outcome(dir, &outcome)?;
         steps.records.clone_from(&outcome.setup.steps);
         steps.write_artifacts(dir)?;
     }
@@ -127,15 +139,19 @@ fn run_in(
     backend: Backend,
     opts: &RunOptions,
     wireguard: Option<&Implementation>,
+    clock: &mut Stopwatch,
 ) -> Result<Outcome> {
     let trace = opts.trace.unwrap_or(TraceChoice::for_backend(backend));
     // Held to the end: dropped on an early return or a panic, it kills the wireguard-go
     // processes before the lab's namespaces go.
-    let tunnels = build(lab, steps, sc, backend, trace, wireguard)?;
+    let tunnels = build(lab, steps, sc, backend, trace, wireguard, clock)?;
     steps.run_phase(lab, sc, Phase::AfterRules)?;
     // From here on the scenario speaks of what the tools made by its real names.
     let (sc, setup) = crate::handle::after_steps(lab, sc, backend, trace)?;
     let sc = &sc;
+    if !sc.step.is_empty() {
+        clock.lap("steps after rules, tool-made links");
+    }
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
@@ -144,11 +160,15 @@ fn run_in(
         .iter()
         .map(|srv| Server::start(lab.netns(&srv.netns)?, srv.kind, srv.port, &srv.netns))
         .collect::<Result<Vec<_>>>()?;
+    clock.lap("servers");
     let observers = Observers::start_at(lab, sc, trace, &setup.points, &setup.traces)?;
+    clock.lap("observers");
     let mut probes = vec![];
     let mut probe_error = None;
     for p in &sc.probe {
-        match send(lab, sc, p) {
+        let sent = send(lab, sc, p, observers.drops());
+        clock.lap(format!("probe {}", p.name));
+        match sent {
             Ok(sent) => probes.push(sent),
             Err(e) => {
                 probe_error = Some(e);
@@ -160,23 +180,27 @@ fn run_in(
     for srv in servers {
         srv.stop().map_err(|message| Error::Probe { probe: "server".into(), message })?;
     }
+    clock.lap("drain");
     if let Some(e) = probe_error {
         return Err(e);
     }
     let conntrack = conntrack::snapshot(lab, sc)?;
+    clock.lap("conntrack");
 
+    let parsed = evidence::Parsed::new(&frames);
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
         .zip(probes)
         .map(|(spec, mut sent)| {
-            let exchanges = evidence::join(&mut sent, &frames, &events);
+            let exchanges = evidence::join(&mut sent, &parsed, &events);
             let mut failures = expect::check(spec, backend, &exchanges);
             failures.extend(expect::check_conntrack(spec, &conntrack));
             setup.decorate(&mut failures);
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();
+    drop(parsed);
     let mut outcome = Outcome {
         scenario: sc.name.clone(),
         backend,
@@ -185,9 +209,13 @@ fn run_in(
         wireguard: wireguard.cloned(),
         setup,
         frames,
+        timings: Timings::default(),
     };
+    clock.lap("verdict");
     if opts.keep || !outcome.passed() {
+        outcome.timings = clock.timings().clone();
         outcome.artifacts = Some(crate::artifacts::write(lab, sc, backend, &outcome, &events, &pcaps, opts)?);
+        clock.lap("artifacts");
     }
     if let Some(t) = tunnels {
         t.stop()?;
@@ -204,10 +232,12 @@ fn build(
     backend: Backend,
     trace: TraceChoice,
     wireguard: Option<&Implementation>,
+    clock: &mut Stopwatch,
 ) -> Result<Option<Tunnels>> {
     for n in &sc.netns {
         lab.add_netns(&n.name)?;
     }
+    clock.lap("netns");
     for b in &sc.bridge {
         lab.add_bridge(&b.netns, &b.name, b.mac)?;
     }
@@ -249,8 +279,12 @@ fn build(
     for p in sc.capture_points().iter().filter(|p| sc.wireguard_at(&p.netns, &p.iface).is_none()) {
         lab.wait_until_up(&p.netns, &p.iface, deadline)?;
     }
+    clock.lap("links");
     // `wireguard` is Some exactly when the scenario has `[[wireguard]]` entries.
     let tunnels = wireguard.map(|imp| Tunnels::up(lab, sc, imp)).transpose()?;
+    if tunnels.is_some() {
+        clock.lap("wireguard");
+    }
     for r in &sc.route {
         let dst = match r.to {
             RouteDst::Default => None,
@@ -258,7 +292,11 @@ fn build(
         };
         lab.add_route(&r.netns, dst, r.via, r.dev.as_deref())?;
     }
+    clock.lap("routes");
     steps.run_phase(lab, sc, Phase::BeforeRules)?;
+    if !sc.step.is_empty() {
+        clock.lap("steps before rules");
+    }
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
         for (k, v) in &n.sysctls {
@@ -283,11 +321,12 @@ fn build(
             }
         }
     }
+    clock.lap("rules");
     Ok(tunnels)
 }
 
 /// Send one probe: what each of its packets was and whether it was answered.
-fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec) -> Result<Vec<Sent>> {
+fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec, drops: &Drops) -> Result<Vec<Sent>> {
     let ns = lab.netns(&p.from)?;
     let timeout = Duration::from_millis(p.timeout_ms);
     let to = p.to.addr().ok_or_else(|| Error::Probe {
@@ -299,17 +338,17 @@ fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec) -> Result<Vec<Sent>> {
         p.port.ok_or_else(|| Error::Probe { probe: p.name.clone(), message: "this kind of probe needs a port".into() })
     };
     match p.kind {
-        ProbeKind::Icmp => probe::icmp::icmp_echo(ns, dst, p.count, timeout).map(|(_, echoes)| {
+        ProbeKind::Icmp => probe::icmp::icmp_echo(ns, dst, p.count, timeout, drops).map(|(_, echoes)| {
             echoes
                 .into_iter()
                 .map(|e| Sent { nonce: e.nonce, ident: Ident::Echo, replied: e.reply.is_some(), answer: None })
                 .collect()
         }),
-        ProbeKind::Udp => probe::udp::send(ns, dst, port()?, p.count, timeout),
+        ProbeKind::Udp => probe::udp::send(ns, dst, port()?, p.count, timeout, drops),
         ProbeKind::Tcp => probe::tcp::connect(ns, dst, port()?, p.count, timeout),
         ProbeKind::Frame => {
             let seg = segment(lab, sc, p, dst, port()?)?;
-            (0..p.count).map(|_| probe::frame::inject(ns, &seg, timeout)).collect()
+            (0..p.count).map(|_| probe::frame::inject(ns, &seg, timeout, drops)).collect()
         }
     }
 }

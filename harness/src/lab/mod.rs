@@ -30,6 +30,8 @@ pub struct LinkInfo {
 /// microseconds, so a request still open after this was lost and must fail the run, not hang it.
 const NETLINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+const LOOPBACK_IFINDEX: u32 = 1;
+
 /// One namespace of the lab and its rtnetlink handle (a socket bound to that namespace).
 struct Node {
     ns: Netns,
@@ -78,8 +80,8 @@ impl Lab {
         })?;
         self.rt.spawn(conn);
         let node = Node { ns, handle };
-        let lo = self.block_on_node(&node, "find lo", link::index_of(&node.handle, "lo"))?;
-        self.block_on_node(&node, "set lo up", link::set_up(&node.handle, lo))?;
+        // Every netns's loopback is ifindex 1 (the kernel's LOOPBACK_IFINDEX): no lookup needed.
+        self.block_on_node(&node, "set lo up", link::set_up(&node.handle, LOOPBACK_IFINDEX))?;
         self.nodes.insert(name.to_string(), node);
         Ok(&self.nodes[name].ns)
     }
