@@ -76,12 +76,8 @@ impl Drops {
         let mut headers: BTreeMap<u32, PacketInfo> = BTreeMap::new();
         move |msgs| {
             for m in msgs {
-                if let Some(net) = &m.network_header {
-                    let mut bytes = net.clone();
-                    bytes.extend_from_slice(m.transport_header.as_deref().unwrap_or_default());
-                    if let Some(info) = PacketInfo::from_ip_header(&bytes) {
-                        headers.insert(m.id, info);
-                    }
+                if let Some(info) = m.headers() {
+                    headers.insert(m.id, info);
                 }
                 let dropped = match m.trace_type {
                     TraceType::Rule => m.verdict.as_ref().is_some_and(|v| v.base() == verdict::DROP),

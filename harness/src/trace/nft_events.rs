@@ -60,12 +60,8 @@ pub fn to_events(
     let name = |i: Option<u32>| i.map(|i| ifnames.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
     let mut out = vec![];
     for msg in msgs {
-        if let Some(net) = &msg.network_header {
-            let mut bytes = net.clone();
-            bytes.extend_from_slice(msg.transport_header.as_deref().unwrap_or_default());
-            if let Some(info) = PacketInfo::from_ip_header(&bytes) {
-                headers.insert(msg.id, info);
-            }
+        if let Some(info) = msg.headers() {
+            headers.insert(msg.id, info);
         }
         if msg.iif.is_some() || msg.oif.is_some() {
             ifaces.insert(msg.id, (msg.iif, msg.oif));

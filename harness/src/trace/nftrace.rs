@@ -36,6 +36,8 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::packet::PacketInfo;
+
 /// `NFNL_SUBSYS_NFTABLES`.
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// `NFT_MSG_TRACE` (enum nf_tables_msg_types).
@@ -111,6 +113,16 @@ pub fn family_from_name(name: &str) -> Option<u8> {
         "ip6" => family::IPV6,
         _ => return None,
     })
+}
+
+impl NfTraceMsg {
+    /// The packet's network and transport headers, where this message carries them (the
+    /// kernel sends them with a packet's first event in each hook only).
+    pub fn headers(&self) -> Option<PacketInfo> {
+        let mut bytes = self.network_header.clone()?;
+        bytes.extend_from_slice(self.transport_header.as_deref().unwrap_or_default());
+        PacketInfo::from_ip_header(&bytes)
+    }
 }
 
 /// `NFTA_TRACE_TYPE` (enum nft_trace_types).
