@@ -46,9 +46,13 @@ enum Command {
 struct RunArgs {
     /// Scenario files or folders of them.
     paths: Vec<PathBuf>,
-    /// Print the observed path and addresses of passing probes too.
+    /// Print the observed path and addresses of passing probes too, once per class of packets
+    /// that took the same path.
     #[arg(long)]
     show_path: bool,
+    /// With --show-path, and for failures: every packet in full, not one per class.
+    #[arg(long, short)]
+    verbose: bool,
     /// Write artifacts even when everything passes.
     #[arg(long)]
     keep: bool,
@@ -78,12 +82,15 @@ enum BackendChoice {
 }
 
 impl BackendChoice {
-    fn backends(choice: Option<BackendChoice>, scenario: &[Backend]) -> Vec<Backend> {
+    /// The backends to run `sc` under: its own, or those asked for. One it cannot run under
+    /// at all is still listed, and reported as not applicable (see [`Scenario::not_applicable`]);
+    /// `all` means every backend it allows.
+    fn backends(choice: Option<BackendChoice>, sc: &Scenario) -> Vec<Backend> {
         match choice {
-            None => scenario.to_vec(),
+            None => sc.backends.clone(),
             Some(BackendChoice::Legacy) => vec![Backend::Legacy],
             Some(BackendChoice::Nft) => vec![Backend::Nft],
-            Some(BackendChoice::All) => vec![Backend::Legacy, Backend::Nft],
+            Some(BackendChoice::All) => sc.allowed_backends(),
         }
     }
 }
@@ -145,7 +152,7 @@ fn check_capabilities(command: &str) -> Result<(), ExitCode> {
 /// How `netpath run` runs and reports.
 struct Settings {
     opts: RunOptions,
-    show_path: bool,
+    detail: netpath::report::Detail,
     strict: bool,
 }
 
@@ -174,6 +181,8 @@ enum Verdict {
     Passed,
     Failed,
     Skipped,
+    /// The scenario cannot run under this backend at all (a native nft ruleset under legacy).
+    NotApplicable,
 }
 
 /// What a job printed and reported.
@@ -187,6 +196,13 @@ struct Done {
 /// (a failure under strict mode), otherwise run it and judge it.
 fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     let head = format!("{} [{}]", sc.name, backend.name());
+    if let Some(why) = sc.not_applicable(backend) {
+        return Done {
+            verdict: Verdict::NotApplicable,
+            text: format!("N/A {head}: {why}\n"),
+            cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why.to_string() }),
+        };
+    }
     if let Err(skip) = netpath::requires::check(sc, backend, &s.opts) {
         let why = format!("needs {}: {}", skip.feature.name(), skip.reason);
         return if s.strict {
@@ -208,7 +224,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     match netpath::run(sc, backend, &s.opts) {
         Ok(o) => Done {
             verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
-            text: netpath::report::outcome(&o, s.show_path),
+            text: netpath::report::outcome_in(&o, s.detail),
             cases: junit::outcome_cases(&o, start.elapsed()),
         },
         Err(e) => errored(sc, backend, start.elapsed(), e.to_string()),
@@ -279,7 +295,7 @@ impl Progress {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { paths, show_path, keep, backend, strict, jobs, junit: junit_file, trace } = args;
+    let RunArgs { paths, show_path, verbose, keep, backend, strict, jobs, junit: junit_file, trace } = args;
     let paths = if paths.is_empty() { vec![bundled()] } else { paths };
     let files = match scenario_files(&paths) {
         Ok(f) => f,
@@ -293,7 +309,7 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let settings = Settings {
         opts: RunOptions { keep, trace, ..RunOptions::default() },
-        show_path,
+        detail: netpath::report::Detail::of(show_path, verbose),
         strict: strict || netpath::caps::strict(),
     };
     let loaded: Vec<Loaded> = files
@@ -307,7 +323,7 @@ fn run(args: RunArgs) -> ExitCode {
         .iter()
         .enumerate()
         .flat_map(|(file, l)| match &l.scenario {
-            Ok(sc) => BackendChoice::backends(backend, &sc.backends)
+            Ok(sc) => BackendChoice::backends(backend, sc)
                 .into_iter()
                 .map(|backend| Job::Run { file, backend })
                 .collect::<Vec<_>>(),
@@ -320,7 +336,7 @@ fn run(args: RunArgs) -> ExitCode {
         _ => None,
     };
     let mut results: Vec<Option<Done>> = work.iter().map(|_| None).collect();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut passed, mut failed, mut skipped, mut not_applicable) = (0, 0, 0, 0);
     let terminal = std::io::stdout().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
     let mut progress = Progress { on: terminal, shown: false };
     let next = AtomicUsize::new(0);
@@ -354,6 +370,7 @@ fn run(args: RunArgs) -> ExitCode {
                     Verdict::Passed => passed += 1,
                     Verdict::Failed => failed += 1,
                     Verdict::Skipped => skipped += 1,
+                    Verdict::NotApplicable => not_applicable += 1,
                 }
                 printed += 1;
             }
@@ -363,7 +380,8 @@ fn run(args: RunArgs) -> ExitCode {
         }
         progress.clear();
     });
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
+    // Test-runner summaries are read by their leading `N passed, N failed`: keep that first.
+    println!("{passed} passed, {failed} failed, {skipped} skipped, {not_applicable} not applicable");
 
     if let Some(path) = junit_file {
         let mut report = junit::Report::default();
@@ -424,7 +442,10 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
             }
         }
     }
-    let recorded = netpath::record::expectations(&sc, &outcomes);
+    let netpath::record::Recording { scenario: recorded, warnings } = netpath::record::expectations(&sc, &outcomes);
+    for w in &warnings {
+        eprintln!("netpath record: warning: {w}");
+    }
     let target = out.unwrap_or(file);
     // Rewritten from the file's own text, so its comments and layout survive the recording.
     let text = netpath::record::rewrite(&original, &recorded);
