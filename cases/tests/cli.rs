@@ -108,9 +108,15 @@ fn run_bundled_scenarios_in_parallel_with_a_junit_report() {
     netpath_cases::require_root();
     let scratch = Scratch::new("bundled");
     let report = scratch.0.join("report.xml");
-    let out = netpath(&scratch, &["run", "--jobs", "2", "--junit", report.to_str().unwrap()], None);
+    let out = netpath(&scratch, &["run", "--jobs", "2", "--show-path", "--junit", report.to_str().unwrap()], None);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "exit {}\n{stdout}{stderr}", out.status);
+    // One path per class of packets, not one per packet: k8s-service's 200 connections to the
+    // ClusterIP are a few classes, named by the endpoint that answered them.
+    let lines = stdout.lines().count();
+    assert!(lines < 3000, "--show-path printed {lines} lines");
+    assert!(stdout.contains("\n    200 connections: "), "{stdout}");
+    assert!(stdout.contains("\n    3 packets: packet 1 ×1, packets 2-3 ×2\n"), "{stdout}");
 
     // Every scenario × backend of the bundled files, in file order, each report whole.
     let mut files: Vec<PathBuf> = std::fs::read_dir(netpath_cases::scenarios_dir())
@@ -287,6 +293,41 @@ to = "10.98.0.2"
         assert!(stdout.starts_with("FAIL broute-bridge [legacy]: needs ebtables broute table: "), "{stdout}");
         assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped, 0 not applicable");
     }
+}
+
+/// A scenario that cannot run under a backend at all (a native nft ruleset under legacy) is
+/// not applicable there: listed and counted apart, never a failure or a skip (so not one under
+/// --strict either), and skipped in JUnit with the reason. `--backend all` means every backend
+/// it allows.
+#[test]
+fn a_backend_a_scenario_cannot_run_under_is_not_applicable() {
+    netpath_cases::require_root();
+    let scratch = Scratch::new("na");
+    let file = netpath_cases::scenario_path("docker-masquerade-native-nft");
+    let path = file.to_str().unwrap();
+    let report = scratch.0.join("report.xml");
+    for strict in [None, Some("1")] {
+        let out = netpath(&scratch, &["run", path, "--backend", "legacy", "--junit", report.to_str().unwrap()], strict);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "NETPATH_STRICT={strict:?}:\n{stdout}{stderr}");
+        assert_eq!(
+            stdout,
+            "N/A docker-masquerade-native-nft [legacy]: native nft ruleset\n0 passed, 0 failed, 0 skipped, 1 not applicable\n"
+        );
+    }
+    let root = junit_report(&report);
+    assert_eq!(
+        testcases(&root),
+        [("docker-masquerade-native-nft".into(), "c1-to-external [legacy]".into(), "skipped".into())]
+    );
+    let skipped = &root.all("testsuite").next().unwrap().all("testcase").next().unwrap().children[0];
+    assert_eq!(skipped.attr("message"), Some("native nft ruleset"));
+
+    let out = netpath(&scratch, &["run", path, "--backend", "all", "--strict"], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "\n{stdout}{stderr}");
+    assert!(stdout.starts_with("PASS docker-masquerade-native-nft [nft]\n"), "{stdout}");
+    assert_eq!(summary(&stdout), "1 passed, 0 failed, 0 skipped, 0 not applicable");
 }
 
 #[test]

@@ -449,16 +449,12 @@ pub fn rewrite(original: &str, recorded: &Scenario) -> Result<String, String> {
                 let old = old.as_ref().unwrap_or(&none);
                 match key {
                     "path" => keep_what_holds::<PathExpect>(old, &mut entries, |p| {
-                        (
-                            format!("{:?} {:?} {} {}", p.packet, p.answered_by, p.direction, p.netns),
-                            p.backend.map(Backend::name),
-                        )
+                        let place = format!("{} {}", p.direction, p.netns);
+                        (place, format!("{:?} {:?}", p.packet, p.answered_by), p.backend.map(Backend::name))
                     }),
                     _ => keep_what_holds::<AddrExpect>(old, &mut entries, |a| {
-                        (
-                            format!("{:?} {:?} {} {}", a.packet, a.answered_by, a.direction, a.at),
-                            a.backend.map(Backend::name),
-                        )
+                        let place = format!("{} {}", a.direction, a.at);
+                        (place, format!("{:?} {:?}", a.packet, a.answered_by), a.backend.map(Backend::name))
                     }),
                 }
             }
@@ -516,14 +512,15 @@ fn set_value(
 
 /// Keep each old expectation the recording confirms as it was written (layout, defaults left
 /// unsaid, comment), so an unchanged file records to no diff; give the others the comment of
-/// their old counterpart: the one for the same packet, direction and place (`netns` of a path,
-/// `at` of an address) under the same backend, else the first not yet taken for that packet,
-/// direction and place (a path that now splits into backend variants keeps its explanation on
-/// the first). Comments of expectations that are gone go with them.
+/// their old counterpart: the one for the same packets (`packet`, `answered_by`), direction and
+/// place (`netns` of a path, `at` of an address) under the same backend, else the first not yet
+/// taken for those packets, direction and place (a path that now splits into backend variants
+/// keeps its explanation on the first), else for that direction and place (an entry about
+/// packet 1 that now holds for every packet). Comments of expectations that are gone go with them.
 fn keep_what_holds<T: serde::de::DeserializeOwned + PartialEq>(
     old: &toml_edit::ArrayOfTables,
     new: &mut toml_edit::ArrayOfTables,
-    key: impl Fn(&T) -> (String, Option<&'static str>),
+    key: impl Fn(&T) -> (String, String, Option<&'static str>),
 ) {
     let old: Vec<(&toml_edit::Table, Option<T>)> = old.iter().map(|t| (t, typed(t))).collect();
     let mut taken = vec![false; old.len()];
@@ -537,12 +534,16 @@ fn keep_what_holds<T: serde::de::DeserializeOwned + PartialEq>(
         indent_lists(entry);
         let Some(fresh) = typed::<T>(entry) else { continue };
         let k = key(&fresh);
-        let matches = |i: usize, whole: bool| {
-            !taken[i] && old[i].1.as_ref().map(&key).is_some_and(|o| o.0 == k.0 && (!whole || o.1 == k.1))
+        // The same place, packets and backend; else the same place and packets; else the place.
+        let matches = |i: usize, tier: u8| {
+            !taken[i]
+                && old[i]
+                    .1
+                    .as_ref()
+                    .map(&key)
+                    .is_some_and(|o| o.0 == k.0 && (tier < 2 || o.1 == k.1) && (tier < 3 || o.2 == k.2))
         };
-        let Some(i) =
-            (0..old.len()).find(|&i| matches(i, true)).or_else(|| (0..old.len()).find(|&i| matches(i, false)))
-        else {
+        let Some(i) = [3, 2, 1].into_iter().find_map(|tier| (0..old.len()).find(|&i| matches(i, tier))) else {
             continue;
         };
         taken[i] = true;
