@@ -226,3 +226,48 @@ pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expect::Failure;
+
+    fn exchange(packet: u16, answer: &str, dst: &str) -> Exchange {
+        let mut request = PacketEvidence::default();
+        let info = crate::packet::PacketInfo { dst: Some(dst.parse().unwrap()), ..Default::default() };
+        request.seen.insert("node1/eth0".parse().unwrap(), info);
+        Exchange {
+            packet,
+            nonce: vec![],
+            request,
+            reply: PacketEvidence::default(),
+            replied: true,
+            answer: Some(answer.into()),
+        }
+    }
+
+    #[test]
+    fn packets_that_share_a_path_are_shown_once_and_failing_ones_in_full() {
+        let exchanges = vec![
+            exchange(1, "ep1", "10.0.0.1"),
+            exchange(2, "ep2", "10.0.0.2"),
+            exchange(3, "ep1", "10.0.0.1"),
+            exchange(4, "ep1", "10.0.0.1"),
+        ];
+        let mut p = ProbeOutcome { name: "svc".into(), exchanges, failures: vec![] };
+        let grouped = probe(&p, Detail::of(true, false));
+        assert!(grouped.contains("    4 packets: ep1 ×3, ep2 ×1\n    ep1 ×3: as packet 1\n"), "{grouped}");
+        assert_eq!(grouped.matches(": path").count(), 4, "one request and one reply per class:\n{grouped}");
+        assert_eq!(probe(&p, Detail::of(false, false)), "  probe svc: ok\n");
+        assert_eq!(probe(&p, Detail::of(true, true)).matches(": path").count(), 8);
+        assert_eq!(ranges(&[1, 2, 3, 5, 8, 9]), "1-3, 5, 8-9");
+
+        p.failures.push(Failure { what: "w".into(), detail: "d".into(), packet: Some(3) });
+        let failed = probe(&p, Detail::default());
+        assert!(
+            failed.starts_with("  probe svc: FAILED\n    ✗ w\n        d\n    packet 3 request: path\n"),
+            "{failed}"
+        );
+        assert!(failed.contains("    3 more packets: ep1 ×2, ep2 ×1\n"), "{failed}");
+    }
+}
