@@ -556,26 +556,40 @@ impl Serialize for Packets {
 
 impl<'de> Deserialize<'de> for Packets {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Packets, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Packets;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a packet number (2) or a packet and every later one (\"2-\")")
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Packets, E> {
-                u16::try_from(v).map(Packets::One).map_err(|_| E::custom(format!("packet {v} does not exist")))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Packets, E> {
-                u16::try_from(v).map(Packets::One).map_err(|_| E::custom(format!("packet {v} does not exist")))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Packets, E> {
-                v.strip_suffix('-').and_then(|n| n.parse().ok()).map(Packets::From).ok_or_else(|| {
-                    E::custom(format!("`{v}` is not a packet number (2) or a packet and every later one (\"2-\")"))
-                })
-            }
-        }
-        d.deserialize_any(V)
+        let from = |w: &str| w.strip_suffix('-').and_then(|n| n.parse().ok()).map(Packets::From);
+        number_or_word(d, "a packet number (2) or a packet and every later one (\"2-\")", Packets::One, from)
     }
+}
+
+/// A value written as a number from 0 to 65535 or as a word (`packet = 2` or `"2-"`, `sport =
+/// 80` or `"kept"`), `expecting` saying which.
+fn number_or_word<'de, D: Deserializer<'de>, T>(
+    d: D,
+    expecting: &'static str,
+    number: fn(u16) -> T,
+    word: fn(&str) -> Option<T>,
+) -> Result<T, D::Error> {
+    struct V<T> {
+        expecting: &'static str,
+        number: fn(u16) -> T,
+        word: fn(&str) -> Option<T>,
+    }
+    impl<T> serde::de::Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            u16::try_from(v).map(self.number).map_err(|_| E::custom(format!("{v} is not {}", self.expecting)))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            u16::try_from(v).map(self.number).map_err(|_| E::custom(format!("{v} is not {}", self.expecting)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.word)(v).ok_or_else(|| E::custom(format!("`{v}` is not {}", self.expecting)))
+        }
+    }
+    d.deserialize_any(V { expecting, number, word })
 }
 
 /// What a TCP/UDP port must be at a capture point: a number the scenario fixes (`dport = 80`),
@@ -619,27 +633,12 @@ impl Serialize for PortExpect {
 
 impl<'de> Deserialize<'de> for PortExpect {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PortExpect, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = PortExpect;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port (0 to 65535), \"kept\" or \"changed\"")
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortExpect, E> {
-                u16::try_from(v).map(PortExpect::Is).map_err(|_| E::custom(format!("port {v} is outside 0 to 65535")))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortExpect, E> {
-                u16::try_from(v).map(PortExpect::Is).map_err(|_| E::custom(format!("port {v} is outside 0 to 65535")))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortExpect, E> {
-                match v {
-                    "kept" => Ok(PortExpect::Kept),
-                    "changed" => Ok(PortExpect::Changed),
-                    _ => Err(E::custom(format!("`{v}` is not a port, \"kept\" or \"changed\""))),
-                }
-            }
-        }
-        d.deserialize_any(V)
+        let word = |w: &str| match w {
+            "kept" => Some(PortExpect::Kept),
+            "changed" => Some(PortExpect::Changed),
+            _ => None,
+        };
+        number_or_word(d, "a port (0 to 65535), \"kept\" or \"changed\"", PortExpect::Is, word)
     }
 }
 
