@@ -329,3 +329,27 @@ pub fn load_scenario(icmp: usize, udp: usize, containers: usize) -> Scenario {
     }
     sc
 }
+
+/// `sc` with every expectation removed (paths, addresses, conntrack entries, answered_by
+/// floors; replies back to the default): what a user writes before `netpath record`.
+pub fn without_expectations(sc: &Scenario) -> Scenario {
+    let mut bare = sc.clone();
+    for p in &mut bare.probe {
+        p.path.clear();
+        p.addr.clear();
+        p.conntrack.clear();
+        p.answered_by.clear();
+        p.replies = true;
+    }
+    bare
+}
+
+/// Record `sc` under its backends as `netpath record` does, read back through the file
+/// format; with the recorder's warnings.
+pub fn record(sc: &Scenario) -> (Scenario, Vec<String>) {
+    let outcomes: Vec<Outcome> = sc.backends.iter().map(|b| run(sc, *b)).collect();
+    let rec = netpath::record::expectations(sc, &outcomes);
+    let text = rec.scenario.to_toml();
+    let read = Scenario::from_toml(&text, Path::new("recorded.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (read, rec.warnings)
+}

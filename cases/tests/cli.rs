@@ -108,9 +108,15 @@ fn run_bundled_scenarios_in_parallel_with_a_junit_report() {
     netpath_cases::require_root();
     let scratch = Scratch::new("bundled");
     let report = scratch.0.join("report.xml");
-    let out = netpath(&scratch, &["run", "--jobs", "2", "--junit", report.to_str().unwrap()], None);
+    let out = netpath(&scratch, &["run", "--jobs", "2", "--show-path", "--junit", report.to_str().unwrap()], None);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "exit {}\n{stdout}{stderr}", out.status);
+    // One path per class of packets, not one per packet: k8s-service's 200 connections to the
+    // ClusterIP are a few classes, named by the endpoint that answered them.
+    let lines = stdout.lines().count();
+    assert!(lines < 3000, "--show-path printed {lines} lines");
+    assert!(stdout.contains("\n    200 connections: "), "{stdout}");
+    assert!(stdout.contains("\n    3 packets: packet 1 ×1, packets 2-3 ×2\n"), "{stdout}");
 
     // Every scenario × backend of the bundled files, in file order, each report whole.
     let mut files: Vec<PathBuf> = std::fs::read_dir(netpath_cases::scenarios_dir())
@@ -127,7 +133,10 @@ fn run_bundled_scenarios_in_parallel_with_a_junit_report() {
     let want: Vec<String> = runs.iter().map(|(sc, b)| format!("{} [{}]", sc.name, b.name())).collect();
     assert_eq!(heads, want, "\n{stdout}");
     let skipped = verdicts.iter().filter(|l| l.starts_with("SKIP ")).count();
-    assert_eq!(summary(&stdout), format!("{} passed, 0 failed, {skipped} skipped", runs.len() - skipped));
+    assert_eq!(
+        summary(&stdout),
+        format!("{} passed, 0 failed, {skipped} skipped, 0 not applicable", runs.len() - skipped)
+    );
     assert!(!stdout.contains("running "), "progress lines are for terminals only:\n{stdout}");
 
     let root = junit_report(&report);
@@ -166,7 +175,7 @@ fn run_with_a_wrong_expectation_fails_and_reports_it() {
     assert!(stdout.starts_with("FAIL wrong-source [legacy]\n"), "{stdout}");
     assert!(stdout.contains("  probe a-to-b: FAILED\n"), "{stdout}");
     assert!(stdout.contains("b/eth0"), "the failure names the hop:\n{stdout}");
-    assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped");
+    assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped, 0 not applicable");
 
     let root = junit_report(&report);
     assert_eq!(testcases(&root), [("wrong-source".into(), "a-to-b [legacy]".into(), "failure".into())]);
@@ -181,7 +190,7 @@ fn run_with_a_wrong_expectation_fails_and_reports_it() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "\n{stdout}{stderr}");
     assert!(stdout.starts_with("PASS right-source [legacy]\n  probe a-to-b: ok\n"), "{stdout}");
-    assert_eq!(summary(&stdout), "1 passed, 0 failed, 0 skipped");
+    assert_eq!(summary(&stdout), "1 passed, 0 failed, 0 skipped, 0 not applicable");
 }
 
 #[test]
@@ -196,7 +205,7 @@ fn run_with_a_malformed_file_is_a_clear_error() {
     let first = stdout.lines().next().unwrap_or_default();
     assert!(first.starts_with(&format!("ERROR {}:4:1: ", bad.display())), "{stdout}");
     assert!(first.contains("flavour"), "{stdout}");
-    assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped");
+    assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped, 0 not applicable");
     let root = junit_report(&report);
     let suite = root.all("testsuite").next().unwrap();
     assert_eq!(suite.attr("file"), bad.to_str());
@@ -265,12 +274,12 @@ to = "10.98.0.2"
     if broute.available {
         eprintln!("this kernel has the broute table: the scenario runs instead of skipping");
         assert!(out.status.success(), "\n{stdout}{stderr}");
-        assert_eq!(summary(&stdout), "1 passed, 0 failed, 0 skipped");
+        assert_eq!(summary(&stdout), "1 passed, 0 failed, 0 skipped, 0 not applicable");
         return;
     }
     assert!(out.status.success(), "a skip is no failure:\n{stdout}{stderr}");
     let skip_line = format!("SKIP broute-bridge [legacy]: needs ebtables broute table: {}", broute.detail);
-    assert_eq!(stdout, format!("{skip_line}\n0 passed, 0 failed, 1 skipped\n"));
+    assert_eq!(stdout, format!("{skip_line}\n0 passed, 0 failed, 1 skipped, 0 not applicable\n"));
     let root = junit_report(&report);
     assert_eq!(testcases(&root), [("broute-bridge".into(), "a-to-b [legacy]".into(), "skipped".into())]);
     let skipped = &root.all("testsuite").next().unwrap().all("testcase").next().unwrap().children[0];
@@ -282,8 +291,43 @@ to = "10.98.0.2"
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?} NETPATH_STRICT={strict:?}:\n{stdout}{stderr}");
         assert!(stdout.starts_with("FAIL broute-bridge [legacy]: needs ebtables broute table: "), "{stdout}");
-        assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped");
+        assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped, 0 not applicable");
     }
+}
+
+/// A scenario that cannot run under a backend at all (a native nft ruleset under legacy) is
+/// not applicable there: listed and counted apart, never a failure or a skip (so not one under
+/// --strict either), and skipped in JUnit with the reason. `--backend all` means every backend
+/// it allows.
+#[test]
+fn a_backend_a_scenario_cannot_run_under_is_not_applicable() {
+    netpath_cases::require_root();
+    let scratch = Scratch::new("na");
+    let file = netpath_cases::scenario_path("docker-masquerade-native-nft");
+    let path = file.to_str().unwrap();
+    let report = scratch.0.join("report.xml");
+    for strict in [None, Some("1")] {
+        let out = netpath(&scratch, &["run", path, "--backend", "legacy", "--junit", report.to_str().unwrap()], strict);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "NETPATH_STRICT={strict:?}:\n{stdout}{stderr}");
+        assert_eq!(
+            stdout,
+            "N/A docker-masquerade-native-nft [legacy]: native nft ruleset\n0 passed, 0 failed, 0 skipped, 1 not applicable\n"
+        );
+    }
+    let root = junit_report(&report);
+    assert_eq!(
+        testcases(&root),
+        [("docker-masquerade-native-nft".into(), "c1-to-external [legacy]".into(), "skipped".into())]
+    );
+    let skipped = &root.all("testsuite").next().unwrap().all("testcase").next().unwrap().children[0];
+    assert_eq!(skipped.attr("message"), Some("native nft ruleset"));
+
+    let out = netpath(&scratch, &["run", path, "--backend", "all", "--strict"], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "\n{stdout}{stderr}");
+    assert!(stdout.starts_with("PASS docker-masquerade-native-nft [nft]\n"), "{stdout}");
+    assert_eq!(summary(&stdout), "1 passed, 0 failed, 0 skipped, 0 not applicable");
 }
 
 #[test]
@@ -327,6 +371,6 @@ fn record_in_place_keeps_the_comments_and_rerecording_changes_nothing() {
     let out = netpath(&scratch, &["run", path], None);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "the recorded file fails:\n{stdout}{stderr}");
-    assert_eq!(summary(&stdout), "2 passed, 0 failed, 0 skipped");
+    assert_eq!(summary(&stdout), "2 passed, 0 failed, 0 skipped, 0 not applicable");
     assert_eq!(record("second recording"), first, "re-recording an unchanged datapath changed the file");
 }

@@ -24,7 +24,11 @@ fn without_masquerade_the_uplink_address_assertion_fails(#[values(Backend::Legac
 fn established_flow_skips_nat_and_the_check_sees_it(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("docker-masquerade");
     let probe = sc.probe_mut("c1-to-external").expect("probe");
-    let second = probe.path.iter_mut().find(|p| p.packet == 2).expect("packet 2 expectation");
+    let second = probe
+        .path
+        .iter_mut()
+        .find(|p| p.packet == Some(netpath::scenario::Packets::One(2)))
+        .expect("packet 2 expectation");
     second.includes = Some(vec!["nat:POSTROUTING:rule:1".parse().unwrap()]);
     let o = netpath_cases::run_or_return!(&sc, backend);
     let failures = &o.probes[0].failures;

@@ -1,61 +1,56 @@
-//! Seed 002 §7, a Kubernetes Service in nat chains: per-connection checks the scenario file
-//! cannot state (which endpoint a random split picked), and twins that break the Service.
+//! Seed 002 §7, a Kubernetes Service in nat chains: twins that break the Service, and that
+//! prove the file's per-connection entries (`answered_by`) fail when a connection goes wrong.
 
-use netpath::scenario::{CapturePoint, Direction};
 use netpath::{Backend, Outcome, Scenario};
-use netpath_cases::load;
+use netpath_cases::{edit_iptables, load, named_saying};
 use rstest::rstest;
 
-fn point(s: &str) -> CapturePoint {
-    s.parse().unwrap()
-}
-
-fn hooks(o: &Outcome, probe: usize, packet: usize, d: Direction, netns: &str) -> Vec<String> {
-    let ex = &o.probes[probe].exchanges[packet];
-    ex.of(d).path.get(netns).map(|evs| evs.iter().map(|e| e.hook.to_string()).collect()).unwrap_or_default()
-}
-
+/// k8s-service.toml states per endpoint (`answered_by`) what each connection must show: the
+/// DNAT of the SEP chain that chose it, its endpoint's address. Here: that those entries fail
+/// when a connection reaches another endpoint than its chain's.
 #[rstest]
-fn every_connection_reaches_the_endpoint_the_split_chose(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
-    let sc = load("k8s-service");
+fn a_sep_chain_that_dnats_to_the_wrong_endpoint_fails_per_connection(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let mut sc = load("k8s-service");
+    sc.probe.truncate(1);
+    edit_iptables(&mut sc, "node1", |r| {
+        r.replace("--to-destination 10.10.63.2:12345", "--to-destination 10.10.14.2:12345")
+    });
     let o = netpath_cases::run_or_return!(&sc, backend);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, false));
-    let cluster_ip = &o.probes[0];
-    for (i, ex) in cluster_ip.exchanges.iter().enumerate() {
-        let (at, addr, sep) = match ex.answer.as_deref() {
-            Some("ep1") => ("ep1/eth0", "10.10.63.2", "nat:Test-SEP-1:rule:2"),
-            Some("ep2") => ("ep2/eth0", "10.10.14.2", "nat:Test-SEP-2:rule:2"),
-            other => panic!("connection {} answered by {other:?}", i + 1),
-        };
-        let syn = ex.request.seen.get(&point(at)).unwrap_or_else(|| {
-            panic!(
-                "connection {} ({at}): SYN not seen there; seen at {:?}",
-                i + 1,
-                ex.request.seen.keys().collect::<Vec<_>>()
-            )
-        });
-        assert_eq!(syn.dst.unwrap().to_string(), addr, "connection {}", i + 1);
-        assert_eq!(syn.ports().1, Some(12345));
-        // The DNAT that chose it is in node1's trace of that very SYN.
-        assert!(hooks(&o, 0, i, Direction::Request, "node1").contains(&sep.to_string()), "connection {}", i + 1);
-    }
-    // Hairpin: when ep1 lands on itself, its server answers the node's bridge address, because
-    // Test-SEP-1 marked the connection and Test-PostRouting masqueraded it.
-    let hairpin = &o.probes[2];
-    let mut landed_home = 0;
-    for (i, ex) in hairpin.exchanges.iter().enumerate() {
-        if ex.answer.as_deref() != Some("ep1") {
-            continue;
-        }
-        landed_home += 1;
-        let synack = &ex.reply.seen[&point("ep1/eth0")];
-        assert_eq!(synack.dst.unwrap().to_string(), "10.10.63.1", "hairpin connection {}", i + 1);
-        let path = hooks(&o, 2, i, Direction::Request, "node1");
-        for h in ["nat:Test-SEP-1:rule:1", "nat:Test-PostRouting:rule:1"] {
-            assert!(path.contains(&h.to_string()), "hairpin connection {}: {h} missing from {path:?}", i + 1);
-        }
-    }
-    assert!(landed_home > 0);
+    let f = &o.probes[0].failures;
+    named_saying(f, "answers from ep1", &["got 0"]);
+    let wrong = f
+        .iter()
+        .find(|f| f.what.ends_with(" request in netns node1, answered by ep2 (includes, in order)"))
+        .unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(wrong.detail.contains("`nat:Test-SVC-1:rule:2` not found in order"), "{}", wrong.detail);
+    assert!(wrong.detail.contains("nat:Test-SEP-1:rule:2"), "{}", wrong.detail);
+}
+
+/// The hairpin entries of the file: a connection ep1 makes to itself is answered to the node's
+/// bridge address. SNAT to the node's other address still completes it, and fails that entry.
+#[rstest]
+fn a_hairpin_masqueraded_to_another_address_fails_per_connection(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let mut sc = quick_hairpin();
+    edit_iptables(&mut sc, "node1", |r| {
+        r.replace(
+            "-A Test-PostRouting -m mark --mark 0x1/0x1 -j MASQUERADE",
+            "-A Test-PostRouting -m mark --mark 0x1/0x1 -j SNAT --to-source 192.168.122.183",
+        )
+    });
+    let o = netpath_cases::run_or_return!(&sc, backend);
+    let f = &o.probes[2].failures;
+    let wrong =
+        f.iter().find(|f| f.what.ends_with(" reply at ep1/eth0, answered by ep1")).unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(
+        wrong.detail.contains("expected any > 10.10.63.1, observed 10.10.63.2 > 192.168.122.183"),
+        "{}",
+        wrong.detail
+    );
+    assert!(!f.iter().any(|f| f.what.starts_with("answers from")), "the hairpin still completes: {f:#?}");
 }
 
 #[rstest]

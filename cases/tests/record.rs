@@ -1,47 +1,49 @@
 //! `netpath record` regenerates a scenario's expectations from a run: the recorded file parses,
-//! passes, agrees with the hand-written expectations, and fails when the datapath changes.
+//! passes run after run (nothing the kernel chooses is pinned; a load split is recorded per
+//! endpoint with a floor from its count), agrees with the hand-written expectations, and fails
+//! naming the hop when a load-bearing rule goes.
 
-use std::path::Path;
-
-use netpath::scenario::Direction;
-use netpath::{Backend, Scenario};
-use netpath_cases::{load, run};
-
-fn record(sc: &Scenario) -> Scenario {
-    let outcomes: Vec<_> = sc.backends.iter().map(|b| run(sc, *b)).collect();
-    let recorded = netpath::record::expectations(sc, &outcomes);
-    // Through the file format, as `netpath record` writes it.
-    Scenario::from_toml(&recorded.to_toml(), Path::new("recorded.toml")).unwrap_or_else(|e| panic!("{e}"))
-}
+use netpath::Backend;
+use netpath::scenario::{Direction, PortExpect};
+use netpath_cases::{edit_iptables, load, named_saying, record, run, without_expectations, without_lines};
+use rstest::rstest;
 
 #[test]
 fn recorded_docker_masquerade_matches_the_hand_written_one_and_passes() {
     let sc = load("docker-masquerade");
-    let recorded = record(&sc);
+    let (recorded, warnings) = record(&sc);
+    assert_eq!(warnings, Vec::<String>::new());
     let (hand, rec) = (&sc.probe[0], &recorded.probe[0]);
+    // A recorded entry covers the packet a hand-written one names.
+    let covers = |got: Option<netpath::scenario::Packets>, want: Option<netpath::scenario::Packets>| {
+        let want = want.map_or(1, |w| w.first());
+        got.is_none_or(|g| g.contains(want))
+    };
     for want in hand.path.iter().filter(|p| p.exact.is_some()) {
         let got = rec
             .path
             .iter()
             .find(|p| {
-                p.packet == want.packet
+                covers(p.packet, want.packet)
                     && p.direction == want.direction
                     && p.netns == want.netns
                     && (p.backend.is_none() || p.backend == want.backend)
             })
             .unwrap_or_else(|| panic!("no recorded path for {want:?}"));
-        assert_eq!(got.exact, want.exact, "packet {} {}", want.packet, want.direction);
+        assert_eq!(got.exact, want.exact, "{:?} {}", want.packet, want.direction);
     }
     for want in &hand.addr {
         let got = rec
             .addr
             .iter()
-            .find(|a| a.packet == want.packet && a.direction == want.direction && a.at == want.at)
+            .find(|a| covers(a.packet, want.packet) && a.direction == want.direction && a.at == want.at)
             .unwrap_or_else(|| panic!("nothing recorded at {}", want.at));
-        assert_eq!((got.src, got.dst), (want.src, want.dst), "{} {} at {}", want.packet, want.direction, want.at);
+        assert_eq!((got.src, got.dst), (want.src, want.dst), "{:?} {} at {}", want.packet, want.direction, want.at);
     }
-    // c2 is on the bridge but never sees this flow: recorded as absent.
-    assert!(rec.addr.iter().any(|a| a.at.to_string() == "c2/eth0" && a.direction == Direction::Request && a.absent));
+    // c2 is on the bridge but never sees this flow: recorded as absent, once for every packet.
+    let c2: Vec<_> =
+        rec.addr.iter().filter(|a| a.at.to_string() == "c2/eth0" && a.direction == Direction::Request).collect();
+    assert!(c2.len() == 1 && c2[0].absent && c2[0].packet.is_none(), "{c2:#?}");
     for b in &recorded.backends {
         netpath_cases::assert_passes(&recorded, *b);
     }
@@ -49,11 +51,139 @@ fn recorded_docker_masquerade_matches_the_hand_written_one_and_passes() {
 
 #[test]
 fn recorded_expectations_catch_a_removed_masquerade() {
-    let recorded = record(&load("docker-masquerade"));
+    let (recorded, _) = record(&without_expectations(&load("docker-masquerade")));
     let mut broken = recorded.clone();
-    let host = broken.netns_mut("host").unwrap();
-    let rules = host.iptables.take().unwrap();
-    host.iptables = Some(rules.lines().filter(|l| !l.contains("MASQUERADE")).map(|l| format!("{l}\n")).collect());
+    edit_iptables(&mut broken, "host", |r| without_lines(r, "MASQUERADE"));
     let o = run(&broken, Backend::Legacy);
-    assert!(o.probes[0].failures.iter().any(|f| f.what == "addresses of packet 1 request at host/eth0"));
+    named_saying(
+        &o.probes[0].failures,
+        "addresses of packet 1 request at host/eth0",
+        &["observed 192.168.0.2 > 10.171.77.30"],
+    );
+}
+
+/// Topology, rules and probes only, recorded, then run again and again under every backend it
+/// allows: each run must pass. The load split of k8s-service lands differently every run, the
+/// client ports change every run; cases/record-loop.sh does this for every bundled scenario.
+#[rstest]
+fn a_recording_of_a_bare_scenario_passes_every_later_run(
+    #[values("docker-port-mapping", "k8s-service", "snat-reverse-only-snat", "wireguard-peer-to-lan")] name: &str,
+) {
+    let bare = without_expectations(&load(name));
+    let (recorded, warnings) = record(&bare);
+    assert_eq!(warnings, Vec::<String>::new(), "{name}");
+    assert!(recorded.probe.iter().all(|p| !p.addr.is_empty()), "{name}: nothing recorded");
+    for backend in recorded.allowed_backends() {
+        for i in 0..3 {
+            let o = run(&recorded, backend);
+            assert!(o.passed(), "{name} [{}] run {i}:\n{}", backend.name(), netpath::report::outcome(&o, false));
+        }
+    }
+}
+
+#[test]
+fn a_recording_pins_no_port_the_kernel_chose() {
+    let (recorded, _) = record(&without_expectations(&load("docker-port-mapping")));
+    let p = &recorded.probe[0];
+    let at = |point: &str, d: Direction| {
+        p.addr.iter().find(|a| a.at.to_string() == point && a.direction == d).unwrap_or_else(|| panic!("{point}"))
+    };
+    // The ports the scenario fixes are numbers: the published port and the container's.
+    assert_eq!(at("host/eth0", Direction::Request).dport, Some(PortExpect::Is(8080)));
+    assert_eq!(at("c1/eth0", Direction::Request).dport, Some(PortExpect::Is(80)));
+    assert_eq!(at("host/eth0", Direction::Reply).sport, Some(PortExpect::Is(8080)));
+    // The client's ephemeral port is the relation: kept all the way, and back.
+    assert_eq!(at("c1/eth0", Direction::Request).sport, Some(PortExpect::Kept));
+    assert_eq!(at("ext/eth0", Direction::Reply).dport, Some(PortExpect::Kept));
+    // Where ext sent it, its own port is the reference: nothing to say.
+    assert_eq!(at("ext/eth0", Direction::Request).sport, None);
+}
+
+/// A port translation that appears where none should be, and one that is missing: the rule
+/// SNATs what enters docker0 to ext's own address, from ports 20000-20010.
+#[test]
+fn port_relations_fail_when_a_translation_appears_or_goes() {
+    const SNAT: &str = "-A POSTROUTING -o docker0 -p tcp -j SNAT --to-source 10.171.77.30:20000-20010\n";
+    let with_snat =
+        |r: &str| r.replace("-A DOCKER -i docker0 -j RETURN\n", &format!("{SNAT}-A DOCKER -i docker0 -j RETURN\n"));
+    let mut bare = without_expectations(&load("docker-port-mapping"));
+    bare.probe.truncate(1);
+
+    // Recorded without it: a stray SNAT changes the port the client's connection had.
+    let (plain, _) = record(&bare);
+    let mut stray = plain.clone();
+    edit_iptables(&mut stray, "host", with_snat);
+    let o = run(&stray, Backend::Legacy);
+    let at_c1 = "addresses of packet 1 request at c1/eth0";
+    named_saying(&o.probes[0].failures, at_c1, &["expected 10.171.77.30:kept > 192.168.0.2:80", "(changed from "]);
+
+    // Recorded with it: the port is `changed` there; without the rule the translation is missing.
+    let mut translated = bare.clone();
+    edit_iptables(&mut translated, "host", with_snat);
+    let (rec, _) = record(&translated);
+    let c1 =
+        rec.probe[0].addr.iter().find(|a| a.at.to_string() == "c1/eth0" && a.direction == Direction::Request).unwrap();
+    assert_eq!(c1.sport, Some(PortExpect::Changed));
+    let mut missing = rec.clone();
+    edit_iptables(&mut missing, "host", |r| without_lines(r, "SNAT"));
+    let o = run(&missing, Backend::Legacy);
+    named_saying(&o.probes[0].failures, at_c1, &["expected 10.171.77.30:changed > 192.168.0.2:80", " (kept)"]);
+}
+
+#[rstest]
+fn a_recording_without_the_dnat_fails_at_the_hop(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let (recorded, _) = record(&without_expectations(&load("docker-port-mapping")));
+    let mut broken = recorded.clone();
+    edit_iptables(&mut broken, "host", |r| without_lines(r, "-j DNAT"));
+    let o = run(&broken, backend);
+    let f = &o.probes[0].failures;
+    named_saying(f, "path of packet 1 request in netns host (exact)", &["- nat:DOCKER:rule:2"]);
+    named_saying(f, "addresses of packet 1 request at host/veth0594f4b", &["observed not seen"]);
+}
+
+#[rstest]
+fn a_recording_without_one_sep_chain_fails_at_the_hop(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let mut bare = without_expectations(&load("k8s-service"));
+    bare.probe.truncate(1);
+    bare.probe[0].count = 40;
+    let (recorded, _) = record(&bare);
+    let mut broken = recorded.clone();
+    edit_iptables(&mut broken, "node1", |r| without_lines(r, "Test-SEP-2"));
+    // About half the connections are lost: each waits this long, not the default second.
+    broken.probe[0].timeout_ms = 300;
+    let o = run(&broken, backend);
+    let f = &o.probes[0].failures;
+    named_saying(f, "answers from ep2", &["got 0"]);
+    // Each connection the missing chain would have taken is lost in node1, and says so.
+    let lost = f.iter().find(|f| f.what.ends_with(": a reply")).unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(
+        lost.detail.contains("seen at client/eth0, node1/mydocker") && lost.detail.contains("in netns node1"),
+        "{}",
+        lost.detail
+    );
+}
+
+/// A recording grows with the distinct paths, not with the packets: recorded with count = 20
+/// and count = 200, the file differs only in count and in the floor derived from it (none for
+/// 20: an endpoint gets no connection with probability 2 × 2^-20, above the bound).
+#[test]
+fn a_recording_grows_with_the_paths_not_with_the_count() {
+    let mut bare = without_expectations(&load("k8s-service"));
+    bare.probe.truncate(1);
+    let recorded = |count: u16| {
+        let mut sc = bare.clone();
+        sc.probe[0].count = count;
+        record(&sc)
+    };
+    let ((small, warn_small), (large, warn_large)) = (recorded(20), recorded(200));
+    assert_eq!(warn_large, Vec::<String>::new());
+    assert!(warn_small.len() == 1 && warn_small[0].contains("too few"), "{warn_small:?}");
+    assert!(small.probe[0].answered_by.is_empty());
+    assert_eq!(large.probe[0].answered_by.values().copied().collect::<Vec<_>>(), [66, 66]);
+    // Apart from count and the floor, the same file.
+    let mut same = small.clone();
+    same.probe[0].count = 200;
+    same.probe[0].answered_by = large.probe[0].answered_by.clone();
+    assert_eq!(same.to_toml(), large.to_toml());
+    assert!(large.probe[0].path.len() + large.probe[0].addr.len() < 100, "{}", large.to_toml());
 }

@@ -9,7 +9,7 @@ use crate::packet::{Mac, PacketInfo};
 use std::collections::BTreeMap;
 
 use crate::conntrack::Entry;
-use crate::scenario::{AddrExpect, PathExpect, ProbeKind, ProbeSpec};
+use crate::scenario::{AddrExpect, Direction, Packets, PathExpect, PortExpect, ProbeKind, ProbeSpec};
 use crate::trace::Hook;
 
 /// One expectation that did not hold.
@@ -19,6 +19,62 @@ pub struct Failure {
     pub what: String,
     /// Expected against observed.
     pub detail: String,
+    /// The packet it is about, when it is about one (a report shows that packet in full).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet: Option<u16>,
+}
+
+impl Failure {
+    fn new(what: String, detail: String) -> Failure {
+        Failure { what, detail, packet: None }
+    }
+
+    fn of_packet(packet: u16, what: String, detail: String) -> Failure {
+        Failure { what, detail, packet: Some(packet) }
+    }
+}
+
+/// What an expectation's conditions are held against: the run, one packet of the probe, and
+/// all of them (`packet` counts among the packets the other conditions select).
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub backend: Backend,
+    pub exchange: &'a Exchange,
+    pub exchanges: &'a [Exchange],
+}
+
+/// Whether the packet of `ctx` is one that `packet` and `answered_by` select. `packet` counts
+/// among the packets answered by `answered_by` where it is given (`packet = 1` with
+/// `answered_by = "ep1"`: the first connection ep1 answered), else among all of them.
+fn selects(packet: Option<Packets>, answered_by: Option<&str>, ctx: &Context<'_>) -> bool {
+    let ex = ctx.exchange;
+    let Some(server) = answered_by else { return packet.is_none_or(|p| p.contains(ex.packet)) };
+    if ex.answer.as_deref() != Some(server) {
+        return false;
+    }
+    let before = ctx.exchanges.iter().take_while(|x| x.packet != ex.packet);
+    let nth = before.filter(|x| x.answer.as_deref() == Some(server)).count() + 1;
+    packet.is_none_or(|p| u16::try_from(nth).is_ok_and(|n| p.contains(n)))
+}
+
+impl PathExpect {
+    /// Whether this entry is about the packet and run of `ctx`: its packets, the endpoint that
+    /// answered, its backend variant. Every condition an entry can have is decided here.
+    pub fn applies(&self, ctx: &Context<'_>) -> bool {
+        self.backend.is_none_or(|b| b == ctx.backend) && selects(self.packet, self.answered_by.as_deref(), ctx)
+    }
+}
+
+impl AddrExpect {
+    /// Whether this entry is about the packet and run of `ctx` (see [`PathExpect::applies`]).
+    pub fn applies(&self, ctx: &Context<'_>) -> bool {
+        self.backend.is_none_or(|b| b == ctx.backend) && selects(self.packet, self.answered_by.as_deref(), ctx)
+    }
+}
+
+/// `, answered by ep1` for an entry with that condition: failures say which class they are of.
+fn condition_text(answered_by: Option<&str>) -> String {
+    answered_by.map(|a| format!(", answered by {a}")).unwrap_or_default()
 }
 
 /// Check every expectation of `probe` that applies under `backend`.
@@ -26,26 +82,28 @@ pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec
     let mut out = vec![];
     for ex in exchanges {
         if probe.replies && !ex.replied {
-            out.push(Failure {
-                what: format!("packet {}: a reply", ex.packet),
-                detail: format!("no reply reached {} within {} ms", probe.from, probe.timeout_ms),
-            });
+            out.push(Failure::of_packet(
+                ex.packet,
+                format!("packet {}: a reply", ex.packet),
+                format!("no reply reached {} within {} ms; {}", probe.from, probe.timeout_ms, whereabouts(ex)),
+            ));
         }
         if !probe.replies && ex.replied {
-            out.push(Failure {
-                what: format!("packet {}: no reply (the request is dropped)", ex.packet),
-                detail: format!("a reply reached {}", probe.from),
-            });
+            out.push(Failure::of_packet(
+                ex.packet,
+                format!("packet {}: no reply (the request is dropped)", ex.packet),
+                format!("a reply reached {}", probe.from),
+            ));
         }
     }
-    for e in probe.path.iter().filter(|e| e.backend.is_none_or(|b| b == backend)) {
-        if let Some(ex) = exchanges.iter().find(|x| x.packet == e.packet) {
+    for ex in exchanges {
+        let ctx = Context { backend, exchange: ex, exchanges };
+        for e in probe.path.iter().filter(|e| e.applies(&ctx)) {
             out.extend(check_path(e, ex));
         }
-    }
-    for e in &probe.addr {
-        if let Some(ex) = exchanges.iter().find(|x| x.packet == e.packet) {
-            out.extend(check_addr(e, ex));
+        let reference = reference_ports(probe, ex);
+        for e in probe.addr.iter().filter(|e| e.applies(&ctx)) {
+            out.extend(check_addr(e, ex, reference));
         }
     }
     for (server, min) in &probe.answered_by {
@@ -56,13 +114,25 @@ pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec
                 *by.entry(x.answer.as_deref().unwrap_or("(no answer)")).or_default() += 1;
             }
             let tally = by.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
-            out.push(Failure {
-                what: format!("answers from {server}"),
-                detail: format!("expected at least {min} of {}, got {n} ({tally})", exchanges.len()),
-            });
+            out.push(Failure::new(
+                format!("answers from {server}"),
+                format!("expected at least {min} of {}, got {n} ({tally})", exchanges.len()),
+            ));
         }
     }
     out
+}
+
+/// Where a request that got no reply went: the capture points that saw it and the last hook
+/// it met in each netns, so the failure names the hop where it was lost.
+fn whereabouts(ex: &Exchange) -> String {
+    let pe = &ex.request;
+    let seen: Vec<String> = pe.seen.keys().map(ToString::to_string).collect();
+    let last: Vec<String> =
+        pe.path.iter().filter_map(|(ns, evs)| evs.last().map(|e| format!("{} in netns {ns}", e.hook))).collect();
+    let seen = if seen.is_empty() { "captured nowhere".to_string() } else { format!("seen at {}", seen.join(", ")) };
+    let last = if last.is_empty() { "no trace event".to_string() } else { format!("last hooks {}", last.join(", ")) };
+    format!("the request was {seen}; {last}")
 }
 
 /// Check a probe's conntrack expectations against the entries of each netns after the run.
@@ -82,9 +152,9 @@ pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>
                 return None;
             }
             let lines: Vec<&str> = list.iter().filter(|e| e.proto == proto).map(|e| e.line.as_str()).collect();
-            Some(Failure {
-                what: format!("conntrack entry in netns {}", c.netns),
-                detail: format!(
+            Some(Failure::new(
+                format!("conntrack entry in netns {}", c.netns),
+                format!(
                     "no {proto} entry with orig {:?} and reply {:?}; entries:\n{}",
                     c.orig,
                     c.reply,
@@ -94,7 +164,7 @@ pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>
                         lines.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
                     }
                 ),
-            })
+            ))
         })
         .collect()
 }
@@ -105,44 +175,46 @@ fn observed(e: &PathExpect, ex: &Exchange) -> Vec<Hook> {
 
 fn check_path(e: &PathExpect, ex: &Exchange) -> Vec<Failure> {
     let seen = observed(e, ex);
-    let what = |kind: &str| format!("path of packet {} {} in netns {} ({kind})", e.packet, e.direction, e.netns);
+    let cond = condition_text(e.answered_by.as_deref());
+    let what = |kind: &str| format!("path of packet {} {} in netns {}{cond} ({kind})", ex.packet, e.direction, e.netns);
+    let fail = |what: String, detail: String| Failure::of_packet(ex.packet, what, detail);
     let mut out = vec![];
     if let Some(want) = &e.exact
         && want != &seen
     {
-        out.push(Failure { what: what("exact"), detail: diff(want, &seen) });
+        out.push(fail(what("exact"), diff(want, &seen)));
     }
     if let Some(want) = &e.includes
         && let Some(missing) = first_missing_in_order(want, &seen)
     {
-        out.push(Failure {
-            what: what("includes, in order"),
-            detail: format!("`{}` not found in order; observed:\n{}", want[missing], list(&seen)),
-        });
+        out.push(fail(
+            what("includes, in order"),
+            format!("`{}` not found in order; observed:\n{}", want[missing], list(&seen)),
+        ));
     }
     if let Some(want) = &e.last
         && seen.last() != Some(want)
     {
-        out.push(Failure {
-            what: what("last hook"),
-            detail: format!(
+        out.push(fail(
+            what("last hook"),
+            format!(
                 "expected the packet's last hook to be {want}, it was {}; observed:\n{}",
                 seen.last().map(|h| h.to_string()).unwrap_or_else(|| "none".into()),
                 list(&seen)
             ),
-        });
+        ));
     }
     for pattern in &e.never {
         let hits: Vec<&Hook> = seen.iter().filter(|h| pattern.matches(h)).collect();
         if !hits.is_empty() {
-            out.push(Failure {
-                what: what(&format!("never {pattern}")),
-                detail: format!(
+            out.push(fail(
+                what(&format!("never {pattern}")),
+                format!(
                     "visited {}; observed:\n{}",
                     hits.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
                     list(&seen)
                 ),
-            });
+            ));
         }
     }
     out
@@ -187,27 +259,58 @@ pub fn diff(want: &[Hook], seen: &[Hook]) -> String {
     out.trim_end().to_string()
 }
 
-fn check_addr(e: &AddrExpect, ex: &Exchange) -> Vec<Failure> {
-    let what = format!("addresses of packet {} {} at {}", e.packet, e.direction, e.at);
+/// The ports of the probe's connection where its sender put it on the wire, as `(sport,
+/// dport)` of the request: its first capture point in the probe's `from` netns. `"kept"` and
+/// `"changed"` are held against these (reversed for the reply).
+pub fn reference_ports(probe: &ProbeSpec, ex: &Exchange) -> Option<(u16, u16)> {
+    ex.request.seen.iter().filter(|(point, _)| point.netns == probe.from).find_map(|(_, p)| match p.ports() {
+        (Some(s), Some(d)) => Some((s, d)),
+        _ => None,
+    })
+}
+
+/// The reference ports of a packet of `direction`, as its own `(sport, dport)`.
+pub fn oriented(reference: Option<(u16, u16)>, direction: Direction) -> (Option<u16>, Option<u16>) {
+    match (reference, direction) {
+        (Some((s, d)), Direction::Request) => (Some(s), Some(d)),
+        (Some((s, d)), Direction::Reply) => (Some(d), Some(s)),
+        (None, _) => (None, None),
+    }
+}
+
+/// Whether port `got` is what `want` says, `reference` being the connection's own port on that side.
+pub fn port_holds(want: PortExpect, got: Option<u16>, reference: Option<u16>) -> bool {
+    match (want, got, reference) {
+        (PortExpect::Is(p), g, _) => g == Some(p),
+        (PortExpect::Kept, Some(g), Some(r)) => g == r,
+        (PortExpect::Changed, Some(g), Some(r)) => g != r,
+        _ => false,
+    }
+}
+
+fn check_addr(e: &AddrExpect, ex: &Exchange, reference: Option<(u16, u16)>) -> Vec<Failure> {
+    let cond = condition_text(e.answered_by.as_deref());
+    let what = format!("addresses of packet {} {} at {}{cond}", ex.packet, e.direction, e.at);
     let seen = ex.of(e.direction).seen.get(&e.at);
+    let reference = oriented(reference, e.direction);
     let (ok, expected, observed) = match (e.absent, seen) {
         (true, None) => return vec![],
-        (true, Some(p)) => (false, "not seen".to_string(), describe(e, p)),
+        (true, Some(p)) => (false, "not seen".to_string(), describe(e, p, reference)),
         (false, None) => (false, expected_text(e), "not seen".to_string()),
-        (false, Some(p)) => (header_matches(e, p), expected_text(e), describe(e, p)),
+        (false, Some(p)) => (header_matches(e, p, reference), expected_text(e), describe(e, p, reference)),
     };
     if ok {
         return vec![];
     }
-    vec![Failure { what, detail: format!("at {}: expected {expected}, observed {observed}", e.at) }]
+    vec![Failure::of_packet(ex.packet, what, format!("at {}: expected {expected}, observed {observed}", e.at))]
 }
 
-fn header_matches(e: &AddrExpect, p: &PacketInfo) -> bool {
+fn header_matches(e: &AddrExpect, p: &PacketInfo, reference: (Option<u16>, Option<u16>)) -> bool {
     let (sport, dport) = p.ports();
     e.src.is_none_or(|s| p.src == Some(s))
         && e.dst.is_none_or(|d| p.dst == Some(d))
-        && e.sport.is_none_or(|s| sport == Some(s))
-        && e.dport.is_none_or(|d| dport == Some(d))
+        && e.sport.is_none_or(|s| port_holds(s, sport, reference.0))
+        && e.dport.is_none_or(|d| port_holds(d, dport, reference.1))
         && e.ttl.is_none_or(|t| p.ttl == Some(t))
         && e.mac_src.is_none_or(|m| p.mac_src == Some(m))
         && e.mac_dst.is_none_or(|m| p.mac_dst == Some(m))
@@ -217,7 +320,7 @@ fn header_matches(e: &AddrExpect, p: &PacketInfo) -> bool {
 /// names nothing), so expected and observed print side by side.
 fn expected_text(e: &AddrExpect) -> String {
     let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "any".into());
-    let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
+    let port = |p: Option<PortExpect>| p.map(|p| format!(":{p}")).unwrap_or_default();
     let mut s = format!("{}{} > {}{}", ip(e.src), port(e.sport), ip(e.dst), port(e.dport));
     if let Some(t) = e.ttl {
         s.push_str(&format!(" ttl {t}"));
@@ -229,14 +332,25 @@ fn expected_text(e: &AddrExpect) -> String {
     s
 }
 
-fn describe(e: &AddrExpect, p: &PacketInfo) -> String {
+/// The observed header in the shape of [`expected_text`]; a port held against a relation says
+/// how it relates (`:40312 (kept)`, `:1024 (changed from 40312)`).
+fn describe(e: &AddrExpect, p: &PacketInfo, reference: (Option<u16>, Option<u16>)) -> String {
     let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
     let (sport, dport) = p.ports();
-    let port = |want: Option<u16>, got: Option<u16>| match (want, got) {
-        (Some(_), Some(g)) => format!(":{g}"),
+    let port = |want: Option<PortExpect>, got: Option<u16>, r: Option<u16>| match (want, got, r) {
+        (Some(PortExpect::Is(_)), Some(g), _) => format!(":{g}"),
+        (Some(_), Some(g), Some(r)) if g == r => format!(":{g} (kept)"),
+        (Some(_), Some(g), Some(r)) => format!(":{g} (changed from {r})"),
+        (Some(_), Some(g), None) => format!(":{g} (the probe's own port was not captured in its netns)"),
         _ => String::new(),
     };
-    let mut s = format!("{}{} > {}{}", ip(p.src), port(e.sport, sport), ip(p.dst), port(e.dport, dport));
+    let mut s = format!(
+        "{}{} > {}{}",
+        ip(p.src),
+        port(e.sport, sport, reference.0),
+        ip(p.dst),
+        port(e.dport, dport, reference.1)
+    );
     if e.ttl.is_some() {
         s.push_str(&format!(" ttl {}", p.ttl.map(|t| t.to_string()).unwrap_or_else(|| "?".into())));
     }
@@ -298,30 +412,122 @@ mod tests {
             answer: None,
         };
         let base = AddrExpect {
-            packet: 1,
-            direction: Direction::Request,
-            at: point,
             src: Some("10.10.15.2".parse().unwrap()),
-            dst: None,
-            sport: Some(4000),
-            dport: Some(53),
+            sport: Some(4000.into()),
+            dport: Some(53.into()),
             ttl: Some(63),
             mac_src: Some("02:00:00:00:00:01".parse().unwrap()),
-            mac_dst: None,
-            absent: false,
+            ..AddrExpect::new(Direction::Request, point.clone())
         };
-        assert!(check_addr(&base, &ex).is_empty());
+        assert!(check_addr(&base, &ex, None).is_empty());
         let wrong_ttl = AddrExpect { ttl: Some(62), ..base.clone() };
-        let f = check_addr(&wrong_ttl, &ex);
+        let f = check_addr(&wrong_ttl, &ex, None);
         assert_eq!(
             f[0].detail,
             "at node2/eth0: expected 10.10.15.2:4000 > any:53 ttl 62 mac 02:00:00:00:00:01 > any, observed 10.10.15.2:4000 > 10.10.14.2:53 ttl 63 mac 02:00:00:00:00:01 > 02:00:00:00:00:02"
         );
-        assert_eq!(check_addr(&AddrExpect { dport: Some(54), ..base.clone() }, &ex).len(), 1);
+        assert_eq!(f[0].packet, Some(1));
+        assert_eq!(check_addr(&AddrExpect { dport: Some(54.into()), ..base.clone() }, &ex, None).len(), 1);
         assert_eq!(
-            check_addr(&AddrExpect { mac_dst: Some("02:00:00:00:00:03".parse().unwrap()), ..base.clone() }, &ex).len(),
+            check_addr(&AddrExpect { mac_dst: Some("02:00:00:00:00:03".parse().unwrap()), ..base.clone() }, &ex, None)
+                .len(),
             1
         );
-        assert_eq!(check_addr(&AddrExpect { absent: true, ..base }, &ex).len(), 1);
+        assert_eq!(check_addr(&AddrExpect { absent: true, ..base }, &ex, None).len(), 1);
+    }
+
+    /// A TCP exchange whose request left `client/eth0` with sport 40312 and was seen at
+    /// `host/eth0` with `uplink_sport`; its reply came back to 40312 at client/eth0.
+    fn connection(packet: u16, uplink_sport: u16, answer: Option<&str>) -> Exchange {
+        use crate::evidence::PacketEvidence;
+        let tcp = |sport, dport| crate::packet::L4::Tcp { sport, dport, flags: "S".into(), seq: None, ack: None };
+        let info = |src: &str, l4| PacketInfo { src: Some(src.parse().unwrap()), l4, ..Default::default() };
+        let mut request = PacketEvidence::default();
+        request.seen.insert("client/eth0".parse().unwrap(), info("10.0.0.2", tcp(40312, 80)));
+        request.seen.insert("host/eth0".parse().unwrap(), info("10.9.0.1", tcp(uplink_sport, 80)));
+        let mut reply = PacketEvidence::default();
+        reply.seen.insert("client/eth0".parse().unwrap(), info("10.9.0.30", tcp(80, 40312)));
+        Exchange { packet, nonce: vec![], request, reply, replied: true, answer: answer.map(Into::into) }
+    }
+
+    fn probe_with(addr: Vec<AddrExpect>, path: Vec<PathExpect>) -> ProbeSpec {
+        let mut p = ProbeSpec::new("p", ProbeKind::Tcp, "client", "10.9.0.30".parse().unwrap());
+        p.port = Some(80);
+        p.addr = addr;
+        p.path = path;
+        p
+    }
+
+    #[test]
+    fn kept_and_changed_hold_against_the_probes_own_port() {
+        let uplink = |sport: PortExpect| AddrExpect {
+            sport: Some(sport),
+            dport: Some(PortExpect::Kept),
+            ..AddrExpect::new(Direction::Request, "host/eth0".parse().unwrap())
+        };
+        let kept = probe_with(vec![uplink(PortExpect::Kept)], vec![]);
+        let changed = probe_with(vec![uplink(PortExpect::Changed)], vec![]);
+        let untranslated = [connection(1, 40312, None)];
+        let translated = [connection(1, 1024, None)];
+        assert_eq!(check(&kept, Backend::Legacy, &untranslated), vec![]);
+        assert_eq!(check(&changed, Backend::Legacy, &translated), vec![]);
+        // A translation that is missing, and one that appears where none should be.
+        let f = check(&changed, Backend::Legacy, &untranslated);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].what, "addresses of packet 1 request at host/eth0");
+        assert!(
+            f[0].detail.ends_with("expected any:changed > any:kept, observed 10.9.0.1:40312 (kept) > ?:80 (kept)"),
+            "{}",
+            f[0].detail
+        );
+        let f = check(&kept, Backend::Legacy, &translated);
+        assert!(f[0].detail.contains(":1024 (changed from 40312)"), "{f:#?}");
+        // The reply's dport is held against the client's port too.
+        let reply = AddrExpect {
+            dport: Some(PortExpect::Kept),
+            ..AddrExpect::new(Direction::Reply, "client/eth0".parse().unwrap())
+        };
+        assert_eq!(check(&probe_with(vec![reply.clone()], vec![]), Backend::Legacy, &translated), vec![]);
+        let changed_reply = AddrExpect { dport: Some(PortExpect::Changed), ..reply };
+        assert_eq!(check(&probe_with(vec![changed_reply], vec![]), Backend::Legacy, &translated).len(), 1);
+        // Without the probe's own port captured in its netns, a relation cannot hold.
+        let mut blind = connection(1, 40312, None);
+        blind.request.seen.remove(&"client/eth0".parse().unwrap());
+        assert_eq!(check(&kept, Backend::Legacy, &[blind]).len(), 1);
+    }
+
+    #[test]
+    fn entries_apply_to_every_packet_or_to_those_their_conditions_select() {
+        let at_uplink = |packet: Option<Packets>, answered_by: Option<&str>| AddrExpect {
+            packet,
+            answered_by: answered_by.map(Into::into),
+            src: Some("10.9.0.99".parse().unwrap()),
+            ..AddrExpect::new(Direction::Request, "host/eth0".parse().unwrap())
+        };
+        let flow =
+            [connection(1, 40312, Some("ep1")), connection(2, 40312, Some("ep2")), connection(3, 40312, Some("ep1"))];
+        let failing = |e: AddrExpect| -> Vec<Option<u16>> {
+            check(&probe_with(vec![e], vec![]), Backend::Nft, &flow).iter().map(|f| f.packet).collect()
+        };
+        assert_eq!(failing(at_uplink(None, None)), [Some(1), Some(2), Some(3)]);
+        assert_eq!(failing(at_uplink(Some(Packets::One(2)), None)), [Some(2)]);
+        assert_eq!(failing(at_uplink(Some(Packets::From(2)), None)), [Some(2), Some(3)]);
+        assert_eq!(failing(at_uplink(None, Some("ep1"))), [Some(1), Some(3)]);
+        // With answered_by, packets count among those that endpoint answered.
+        assert_eq!(failing(at_uplink(Some(Packets::From(2)), Some("ep1"))), [Some(3)]);
+        assert_eq!(failing(at_uplink(Some(Packets::One(1)), Some("ep1"))), [Some(1)]);
+        assert_eq!(failing(at_uplink(Some(Packets::One(1)), Some("ep2"))), [Some(2)]);
+        assert_eq!(failing(at_uplink(Some(Packets::One(2)), Some("ep2"))), Vec::<Option<u16>>::new());
+        assert_eq!(failing(at_uplink(None, Some("ep9"))), Vec::<Option<u16>>::new());
+        let f = check(&probe_with(vec![at_uplink(None, Some("ep2"))], vec![]), Backend::Nft, &flow);
+        assert_eq!(f[0].what, "addresses of packet 2 request at host/eth0, answered by ep2");
+        // A backend variant applies under its backend only.
+        let mut path = PathExpect::new(Direction::Request, "host");
+        path.exact = Some(hooks(&["nat:POSTROUTING:rule:1"]));
+        path.backend = Some(Backend::Legacy);
+        assert_eq!(check(&probe_with(vec![], vec![path.clone()]), Backend::Nft, &flow), vec![]);
+        let f = check(&probe_with(vec![], vec![path]), Backend::Legacy, &flow);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].what, "path of packet 1 request in netns host (exact)");
     }
 }

@@ -356,6 +356,7 @@ mod tests {
         let mut f = vec![Failure {
             what: "addresses of packet 1 reply at host/veth1".into(),
             detail: "at host/veth1: x; host/veth12".into(),
+            packet: Some(1),
         }];
         setup.decorate(&mut f);
         assert_eq!(f[0].what, "addresses of packet 1 reply at host/peer:c1/eth0 (veth1)");

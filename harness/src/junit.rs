@@ -212,7 +212,7 @@ pub fn outcome_cases(o: &Outcome, time: Duration) -> Vec<Case> {
                         [first, rest @ ..] => format!("{} (and {} more)", first.what, rest.len()),
                         [] => unreachable!(),
                     };
-                    let mut text = crate::report::probe(p, true);
+                    let mut text = crate::report::probe(p, crate::report::Detail::of(true, false));
                     if let Some(a) = &o.artifacts {
                         let _ = writeln!(text, "  artifacts: {}", a.display());
                     }

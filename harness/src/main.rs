@@ -46,9 +46,13 @@ enum Command {
 struct RunArgs {
     /// Scenario files or folders of them.
     paths: Vec<PathBuf>,
-    /// Print the observed path and addresses of passing probes too.
+    /// Print the observed path and addresses of passing probes too, once per class of packets
+    /// that took the same path.
     #[arg(long)]
     show_path: bool,
+    /// With --show-path, and for failures: every packet in full, not one per class.
+    #[arg(long, short)]
+    verbose: bool,
     /// Write artifacts even when everything passes.
     #[arg(long)]
     keep: bool,
@@ -86,12 +90,15 @@ enum BackendChoice {
 }
 
 impl BackendChoice {
-    fn backends(choice: Option<BackendChoice>, scenario: &[Backend]) -> Vec<Backend> {
+    /// The backends to run `sc` under: its own, or those asked for. One it cannot run under
+    /// at all is still listed, and reported as not applicable (see [`Scenario::not_applicable`]);
+    /// `all` means every backend it allows.
+    fn backends(choice: Option<BackendChoice>, sc: &Scenario) -> Vec<Backend> {
         match choice {
-            None => scenario.to_vec(),
+            None => sc.backends.clone(),
             Some(BackendChoice::Legacy) => vec![Backend::Legacy],
             Some(BackendChoice::Nft) => vec![Backend::Nft],
-            Some(BackendChoice::All) => vec![Backend::Legacy, Backend::Nft],
+            Some(BackendChoice::All) => sc.allowed_backends(),
         }
     }
 }
@@ -153,7 +160,7 @@ fn check_capabilities(command: &str) -> Result<(), ExitCode> {
 /// How `netpath run` runs and reports.
 struct Settings {
     opts: RunOptions,
-    show_path: bool,
+    detail: netpath::report::Detail,
     strict: bool,
     timings: bool,
 }
@@ -183,6 +190,8 @@ enum Verdict {
     Passed,
     Failed,
     Skipped,
+    /// The scenario cannot run under this backend at all (a native nft ruleset under legacy).
+    NotApplicable,
 }
 
 /// What a job printed and reported.
@@ -196,6 +205,13 @@ struct Done {
 /// (a failure under strict mode), otherwise run it and judge it.
 fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     let head = format!("{} [{}]", sc.name, backend.name());
+    if let Some(why) = sc.not_applicable(backend) {
+        return Done {
+            verdict: Verdict::NotApplicable,
+            text: format!("N/A {head}: {why}\n"),
+            cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why.to_string() }),
+        };
+    }
     if let Err(skip) = netpath::requires::check(sc, backend, &s.opts) {
         let why = format!("needs {}: {}", skip.feature.name(), skip.reason);
         return if s.strict {
@@ -217,7 +233,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     match netpath::run(sc, backend, &s.opts) {
         Ok(o) => Done {
             verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
-            text: netpath::report::outcome(&o, s.show_path)
+            text: netpath::report::outcome_in(&o, s.detail)
                 + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
             cases: junit::outcome_cases(&o, start.elapsed()),
         },
@@ -380,7 +396,8 @@ impl Flips {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { paths, show_path, keep, backend, strict, jobs, junit: junit_file, trace, timings, repeat } = args;
+    let RunArgs { paths, show_path, verbose, keep, backend, strict, jobs, junit: junit_file, trace, timings, repeat } =
+        args;
     let paths = if paths.is_empty() { vec![bundled()] } else { paths };
     let files = match scenario_files(&paths) {
         Ok(f) => f,
@@ -394,7 +411,7 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let settings = Settings {
         opts: RunOptions { keep, trace, ..RunOptions::default() },
-        show_path,
+        detail: netpath::report::Detail::of(show_path, verbose),
         strict: strict || netpath::caps::strict(),
         timings,
     };
@@ -409,7 +426,7 @@ fn run(args: RunArgs) -> ExitCode {
         .iter()
         .enumerate()
         .flat_map(|(file, l)| match &l.scenario {
-            Ok(sc) => BackendChoice::backends(backend, &sc.backends)
+            Ok(sc) => BackendChoice::backends(backend, sc)
                 .into_iter()
                 .map(|backend| Job::Run { file, backend })
                 .collect::<Vec<_>>(),
@@ -419,30 +436,32 @@ fn run(args: RunArgs) -> ExitCode {
 
     let repeats = repeat.get();
     let mut flips = Flips::default();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut passed, mut failed, mut skipped, mut not_applicable) = (0, 0, 0, 0);
     let mut results = vec![];
     for round in 1..=repeats {
         // Under --repeat only what did not pass is printed whole; every round gets a line.
         let quiet = repeats > 1;
         results = run_round(&work, &loaded, &settings, jobs, quiet);
-        let (mut p, mut f, mut s) = (0, 0, 0);
+        let (mut p, mut f, mut s, mut n) = (0, 0, 0, 0);
         for done in results.iter().flatten() {
             match done.verdict {
                 Verdict::Passed => p += 1,
                 Verdict::Failed => f += 1,
                 Verdict::Skipped => s += 1,
+                Verdict::NotApplicable => n += 1,
             }
             flips.add(&done.cases);
         }
         if quiet {
-            println!("repeat {round}/{repeats}: {p} passed, {f} failed, {s} skipped");
+            println!("repeat {round}/{repeats}: {p} passed, {f} failed, {s} skipped, {n} not applicable");
         }
-        (passed, failed, skipped) = (passed + p, failed + f, skipped + s);
+        (passed, failed, skipped, not_applicable) = (passed + p, failed + f, skipped + s, not_applicable + n);
     }
     if repeats > 1 {
         print!("{}", flips.report(repeats));
     }
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
+    // Test-runner summaries are read by their leading `N passed, N failed`: keep that first.
+    println!("{passed} passed, {failed} failed, {skipped} skipped, {not_applicable} not applicable");
 
     if let Some(path) = junit_file {
         let mut report = junit::Report::default();
@@ -504,7 +523,10 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
             }
         }
     }
-    let recorded = netpath::record::expectations(&sc, &outcomes);
+    let netpath::record::Recording { scenario: recorded, warnings } = netpath::record::expectations(&sc, &outcomes);
+    for w in &warnings {
+        eprintln!("netpath record: warning: {w}");
+    }
     let target = out.unwrap_or(file);
     // Rewritten from the file's own text, so its comments and layout survive the recording.
     let text = netpath::record::rewrite(&original, &recorded);

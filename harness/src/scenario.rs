@@ -474,14 +474,18 @@ impl<'de> Deserialize<'de> for HookPattern {
     }
 }
 
-/// What the hooks of one packet in one netns must be.
+/// What the hooks of a probe's packets in one netns must be. Without `packet` and
+/// `answered_by` it holds for every packet of the probe; see [`PathExpect::applies`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathExpect {
-    /// Which packet of the flow (1 = the first).
-    #[serde(default = "one")]
-    pub packet: u16,
-    #[serde(default = "request")]
+    /// Which packets of the flow (1 = the first); every packet when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<Packets>,
+    /// Only the packets this server netns answered: one entry per endpoint of a load split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    #[serde(default = "request", skip_serializing_if = "is_request")]
     pub direction: Direction,
     pub netns: String,
     /// Only under this backend: paths that really differ by backend are written as variants.
@@ -501,29 +505,188 @@ pub struct PathExpect {
     pub last: Option<Hook>,
 }
 
+impl PathExpect {
+    /// An entry about every packet of the probe in `netns`, asserting nothing yet.
+    pub fn new(direction: Direction, netns: &str) -> PathExpect {
+        PathExpect {
+            packet: None,
+            answered_by: None,
+            direction,
+            netns: netns.into(),
+            backend: None,
+            exact: None,
+            includes: None,
+            never: vec![],
+            last: None,
+        }
+    }
+}
+
 fn request() -> Direction {
     Direction::Request
 }
 
-/// What addresses one packet carried at one capture point.
+fn is_request(d: &Direction) -> bool {
+    *d == Direction::Request
+}
+
+/// Which packets of a probe an expectation is about: one (`packet = 2`), or one and every later
+/// one (`packet = "2-"`: the packets after the first of a flow, which conntrack already knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Packets {
+    One(u16),
+    From(u16),
+}
+
+impl Packets {
+    pub fn contains(&self, packet: u16) -> bool {
+        match *self {
+            Packets::One(n) => packet == n,
+            Packets::From(n) => packet >= n,
+        }
+    }
+
+    /// The lowest packet it names.
+    pub fn first(&self) -> u16 {
+        match *self {
+            Packets::One(n) | Packets::From(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Packets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Packets::One(n) => write!(f, "packet {n}"),
+            Packets::From(n) => write!(f, "packets {n}-"),
+        }
+    }
+}
+
+impl Serialize for Packets {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Packets::One(n) => s.serialize_u16(n),
+            Packets::From(n) => s.collect_str(&format_args!("{n}-")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Packets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Packets, D::Error> {
+        let from = |w: &str| w.strip_suffix('-').and_then(|n| n.parse().ok()).map(Packets::From);
+        number_or_word(d, "a packet number (2) or a packet and every later one (\"2-\")", Packets::One, from)
+    }
+}
+
+/// A value written as a number from 0 to 65535 or as a word (`packet = 2` or `"2-"`, `sport =
+/// 80` or `"kept"`), `expecting` saying which.
+fn number_or_word<'de, D: Deserializer<'de>, T>(
+    d: D,
+    expecting: &'static str,
+    number: fn(u16) -> T,
+    word: fn(&str) -> Option<T>,
+) -> Result<T, D::Error> {
+    struct V<T> {
+        expecting: &'static str,
+        number: fn(u16) -> T,
+        word: fn(&str) -> Option<T>,
+    }
+    impl<T> serde::de::Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            u16::try_from(v).map(self.number).map_err(|_| E::custom(format!("{v} is not {}", self.expecting)))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            u16::try_from(v).map(self.number).map_err(|_| E::custom(format!("{v} is not {}", self.expecting)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.word)(v).ok_or_else(|| E::custom(format!("`{v}` is not {}", self.expecting)))
+        }
+    }
+    d.deserialize_any(V { expecting, number, word })
+}
+
+/// What a TCP/UDP port must be at a capture point: a number the scenario fixes (`dport = 80`),
+/// or its relation to the port of the probe's own connection (see [`PortExpect::Kept`]), for
+/// ports the kernel chooses (a client's ephemeral port, a port MASQUERADE picks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortExpect {
+    Is(u16),
+    /// `"kept"`: the same port the probe's connection has where its sender put it on the wire,
+    /// for this side of the connection (a request's sport and a reply's dport: the client's
+    /// port; a request's dport and a reply's sport: the port the probe sent to).
+    Kept,
+    /// `"changed"`: another port than that one: NAT translated it.
+    Changed,
+}
+
+impl From<u16> for PortExpect {
+    fn from(p: u16) -> PortExpect {
+        PortExpect::Is(p)
+    }
+}
+
+impl fmt::Display for PortExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortExpect::Is(p) => write!(f, "{p}"),
+            PortExpect::Kept => f.write_str("kept"),
+            PortExpect::Changed => f.write_str("changed"),
+        }
+    }
+}
+
+impl Serialize for PortExpect {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PortExpect::Is(p) => s.serialize_u16(*p),
+            other => s.collect_str(other),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortExpect {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PortExpect, D::Error> {
+        let word = |w: &str| match w {
+            "kept" => Some(PortExpect::Kept),
+            "changed" => Some(PortExpect::Changed),
+            _ => None,
+        };
+        number_or_word(d, "a port (0 to 65535), \"kept\" or \"changed\"", PortExpect::Is, word)
+    }
+}
+
+/// What addresses a probe's packets carried at one capture point. Without `packet` and
+/// `answered_by` it holds for every packet of the probe; see [`AddrExpect::applies`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddrExpect {
-    #[serde(default = "one")]
-    pub packet: u16,
-    #[serde(default = "request")]
+    /// Which packets of the flow (1 = the first); every packet when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<Packets>,
+    /// Only the packets this server netns answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    #[serde(default = "request", skip_serializing_if = "is_request")]
     pub direction: Direction,
     pub at: CapturePoint,
+    /// Only under this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<IpAddr>,
-    /// TCP/UDP source port.
+    /// TCP/UDP source port: a number, `"kept"` or `"changed"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sport: Option<u16>,
-    /// TCP/UDP destination port.
+    pub sport: Option<PortExpect>,
+    /// TCP/UDP destination port: a number, `"kept"` or `"changed"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dport: Option<u16>,
+    pub dport: Option<PortExpect>,
     /// IPv4 TTL / IPv6 hop limit: how many routers it crossed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u8>,
@@ -537,6 +700,25 @@ pub struct AddrExpect {
 }
 
 impl AddrExpect {
+    /// An entry about every packet of the probe at `at`, asserting nothing yet.
+    pub fn new(direction: Direction, at: CapturePoint) -> AddrExpect {
+        AddrExpect {
+            packet: None,
+            answered_by: None,
+            direction,
+            at,
+            backend: None,
+            src: None,
+            dst: None,
+            sport: None,
+            dport: None,
+            ttl: None,
+            mac_src: None,
+            mac_dst: None,
+            absent: false,
+        }
+    }
+
     /// Whether it says anything about the packet.
     pub fn asserts_something(&self) -> bool {
         self.absent
@@ -1002,20 +1184,33 @@ impl Scenario {
                     format!("timeout_ms {} is outside 1 to {MAX_TIMEOUT_MS} (one minute)", p.timeout_ms),
                 );
             }
-            let packet_ok = |item: String, packet: u16, ps: &mut Problems| {
-                if packet == 0 || packet > p.count {
-                    ps.add(
-                        item,
-                        format!("packet {packet} does not exist: the probe sends {} (packets count from 1)", p.count),
-                    );
-                }
-            };
+            // The conditions of an entry: the packets it names exist, its endpoint has a server.
+            let conditions_ok =
+                |item: String, packet: Option<Packets>, answered_by: Option<&String>, ps: &mut Problems| {
+                    if let Some(sel) = packet
+                        && (sel.first() == 0 || sel.first() > p.count)
+                    {
+                        ps.add(
+                            format!("{item}.packet"),
+                            format!(
+                                "packet {} does not exist: the probe sends {} (packets count from 1)",
+                                sel.first(),
+                                p.count
+                            ),
+                        );
+                    }
+                    if let Some(server) = answered_by
+                        && !self.server.iter().any(|s| &s.netns == server)
+                    {
+                        ps.add(format!("{item}.answered_by"), format!("no [[server]] runs in netns `{server}`"));
+                    }
+                };
             for (j, e) in p.path.iter().enumerate() {
                 known(format!("probe[{i}].path[{j}].netns"), &e.netns, &mut ps);
                 if e.exact.is_none() && e.includes.is_none() && e.never.is_empty() && e.last.is_none() {
                     ps.add(format!("probe[{i}].path[{j}]"), "asserts nothing: give exact, includes, never or last");
                 }
-                packet_ok(format!("probe[{i}].path[{j}].packet"), e.packet, &mut ps);
+                conditions_ok(format!("probe[{i}].path[{j}]"), e.packet, e.answered_by.as_ref(), &mut ps);
             }
             for (j, a) in p.addr.iter().enumerate() {
                 let item = format!("probe[{i}].addr[{j}].at");
@@ -1057,7 +1252,7 @@ impl Scenario {
                         "asserts nothing: give src, dst, sport, dport, ttl, mac_src, mac_dst or absent",
                     );
                 }
-                packet_ok(format!("probe[{i}].addr[{j}].packet"), a.packet, &mut ps);
+                conditions_ok(format!("probe[{i}].addr[{j}]"), a.packet, a.answered_by.as_ref(), &mut ps);
             }
         }
         ps.0
@@ -1065,6 +1260,17 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// Why the scenario cannot run under `backend` at all, if it cannot: a native nft ruleset
+    /// is only ever traced through nf_tables. Not a failure nor a skip: not applicable.
+    pub fn not_applicable(&self, backend: Backend) -> Option<&'static str> {
+        (backend != Backend::Nft && self.netns.iter().any(|n| n.nft.is_some())).then_some("native nft ruleset")
+    }
+
+    /// The backends it can run under, in the order `netpath run --backend all` takes them.
+    pub fn allowed_backends(&self) -> Vec<Backend> {
+        [Backend::Legacy, Backend::Nft].into_iter().filter(|b| self.not_applicable(*b).is_none()).collect()
+    }
+
     /// Whether `netns` has a bridge (and so, when traced, ebtables trace rules).
     pub fn has_bridge(&self, netns: &str) -> bool {
         self.bridge.iter().any(|b| b.netns == netns)
@@ -1687,17 +1893,8 @@ mod tests {
             dev: None,
         });
         sc.probe[0].addr.push(AddrExpect {
-            packet: 1,
-            direction: Direction::Request,
-            at: "host/eth9".parse().unwrap(),
-            src: None,
             dst: Some("10.0.0.1".parse().unwrap()),
-            sport: None,
-            dport: None,
-            ttl: None,
-            mac_src: None,
-            mac_dst: None,
-            absent: false,
+            ..AddrExpect::new(Direction::Request, "host/eth9".parse().unwrap())
         });
         let errs = sc.validate();
         // c1 lost its only interface to the undeclared c9: that c1 has no address to send from
