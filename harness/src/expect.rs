@@ -38,12 +38,13 @@ pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec
             });
         }
     }
-    for e in probe.path.iter().filter(|e| e.backend.is_none_or(|b| b == backend)) {
+    let kernel = crate::kernel::running();
+    for e in probe.path.iter().filter(|e| e.applies(backend, kernel)) {
         if let Some(ex) = exchanges.iter().find(|x| x.packet == e.packet) {
             out.extend(check_path(e, ex));
         }
     }
-    for e in &probe.addr {
+    for e in probe.addr.iter().filter(|e| e.applies(kernel)) {
         if let Some(ex) = exchanges.iter().find(|x| x.packet == e.packet) {
             out.extend(check_addr(e, ex));
         }
@@ -301,6 +302,7 @@ mod tests {
             packet: 1,
             direction: Direction::Request,
             at: point,
+            kernel: None,
             src: Some("10.10.15.2".parse().unwrap()),
             dst: None,
             sport: Some(4000),

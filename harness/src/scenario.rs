@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::cidr::Cidr;
 use crate::firewall::Backend;
+use crate::kernel::{KernelRange, KernelVersion};
 use crate::packet::Mac;
 use crate::trace::Hook;
 
@@ -469,6 +470,9 @@ pub struct PathExpect {
     /// Only under this backend: paths that really differ by backend are written as variants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// Only on kernels in this range (`">=6.1"`): paths that really differ by kernel are variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelRange>,
     /// The whole sequence, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact: Option<Vec<Hook>>,
@@ -487,6 +491,14 @@ fn request() -> Direction {
     Direction::Request
 }
 
+impl PathExpect {
+    /// Whether this expectation is the variant for `backend` on kernel `kernel` (the running
+    /// one, [`crate::kernel::running`]).
+    pub fn applies(&self, backend: Backend, kernel: Option<KernelVersion>) -> bool {
+        self.backend.is_none_or(|b| b == backend) && KernelRange::applies(self.kernel.as_ref(), kernel)
+    }
+}
+
 /// What addresses one packet carried at one capture point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -496,6 +508,9 @@ pub struct AddrExpect {
     #[serde(default = "request")]
     pub direction: Direction,
     pub at: CapturePoint,
+    /// Only on kernels in this range (`"<6.1"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelRange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -519,6 +534,11 @@ pub struct AddrExpect {
 }
 
 impl AddrExpect {
+    /// Whether this expectation is the variant for kernel `kernel`.
+    pub fn applies(&self, kernel: Option<KernelVersion>) -> bool {
+        KernelRange::applies(self.kernel.as_ref(), kernel)
+    }
+
     /// Whether it says anything about the packet.
     pub fn asserts_something(&self) -> bool {
         self.absent
@@ -1632,6 +1652,7 @@ mod tests {
             packet: 1,
             direction: Direction::Request,
             at: "host/eth9".parse().unwrap(),
+            kernel: None,
             src: None,
             dst: Some("10.0.0.1".parse().unwrap()),
             sport: None,
@@ -1744,6 +1765,35 @@ to = "10.0.0.1"
         assert_eq!(d.len(), 2, "{d:#?}");
         assert!(d[0].starts_with("t.toml:1:8: name: invalid type: integer `3`"), "{d:#?}");
         assert!(d[1].starts_with("t.toml:2:23: backends[1]: unknown variant `nftables`"), "{d:#?}");
+    }
+
+    #[test]
+    fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
+        let text = format!(
+            "{SMALL}\n[[probe.path]]\nnetns = \"host\"\nkernel = \"<6.1\"\nexact = [\"raw:PREROUTING:policy:1\"]\n\n\
+             [[probe.path]]\nnetns = \"host\"\nkernel = \">=6.1\"\nbackend = \"nft\"\nexact = [\"raw:PREROUTING:policy:2\"]\n\n\
+             [[probe.addr]]\nat = \"host/veth0\"\nkernel = \">=5.10,<6.12\"\nsrc = \"10.0.0.2\"\n"
+        );
+        let sc = Scenario::parse(&text, Path::new("t.toml")).unwrap();
+        let p = &sc.probe[0];
+        let chosen = |backend, release: &str| -> Vec<usize> {
+            let k = Some(release.parse().unwrap());
+            (0..p.path.len()).filter(|&i| p.path[i].applies(backend, k)).collect()
+        };
+        assert_eq!(chosen(Backend::Nft, "5.10.0-46-amd64"), [0]);
+        assert_eq!(chosen(Backend::Nft, "6.1.0-57-amd64"), [1]);
+        assert_eq!(chosen(Backend::Legacy, "6.12.118+deb13-amd64"), Vec::<usize>::new());
+        assert!(p.addr[0].applies(Some("6.1.0".parse().unwrap())));
+        assert!(!p.addr[0].applies(Some("6.12.1".parse().unwrap())));
+        // An unknown kernel takes no ranged variant, never a wrong one.
+        assert!(!p.path[0].applies(Backend::Legacy, None));
+
+        let d = diags(&text.replace("kernel = \">=6.1\"", "kernel = \"6.1\""));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(
+            d[0].starts_with("t.toml:25:10: probe[0].path[1].kernel: kernel range `6.1`: `6.1` needs a comparison"),
+            "{d:#?}"
+        );
     }
 
     #[test]
