@@ -7,9 +7,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# tcpdump is the shell baseline of `cargo bench` (cases/benches/seed000-experiment.sh).
 # wireguard-tools gives `wg`, which configures every WireGuard interface; wireguard-go is the
 # userspace WireGuard netpath uses where the kernel has none (CONFIG_WIREGUARD unset).
-packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc
+packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc tcpdump
   wireguard-tools wireguard-go)
 missing=()
 for p in "${packages[@]}"; do

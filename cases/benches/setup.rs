@@ -2,10 +2,18 @@
 //! addresses, routes) built over rtnetlink by netpath's Lab, the same built with one `ip` process
 //! per step as a shell script would, and whole scenario runs per backend.
 //!
-//! `cargo bench -p netpath-cases` (as root). Prints min / median / max of each over ROUNDS runs.
-//! Speed is measured here and never asserted in tests.
+//! `cargo bench -p netpath-cases` (as root). Prints min / median / max of each over ROUNDS runs,
+//! each netpath figure beside its baseline measured in the same run, and the ratio of medians;
+//! then the peak resident memory of one run in a child process. Speed is measured here and never
+//! asserted in tests.
+//!
+//! Baselines: one `ip` process per step for the topology, and `seed000-experiment.sh` (beside
+//! this file; needs tcpdump) for a whole run: seed 000's container -> external experiment done
+//! by hand in shell as careful selftests do it (topology, rules, a tcpdump per interface and on
+//! nflog, two pings, teardown), with no verdicts at all.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,34 +24,99 @@ const ROUNDS: usize = 15;
 
 fn main() {
     netpath_cases::require_root();
-    measure("docker topology, rtnetlink (netpath Lab)", || {
+    let opts = RunOptions { artifacts_root: std::env::temp_dir().join("netpath-bench"), ..RunOptions::default() };
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--one-run") {
+        // A child of `peak_rss`: one run and nothing else, so its peak is the run's.
+        let sc = scenario(&args[i + 1]);
+        let o = netpath::run(&sc, Backend::Legacy, &opts).unwrap();
+        assert!(o.passed(), "{}", netpath::report::outcome(&o, false));
+        return;
+    }
+    let lab = measure("docker topology build + teardown, rtnetlink (netpath Lab)", || {
         let mut lab = Lab::new().unwrap();
         build_with_lab(&mut lab);
         lab.teardown().unwrap();
     });
-    measure("docker topology, one `ip` process per step", || {
+    let ip = measure("docker topology build + teardown, one `ip` process per step", || {
         let run = netpath::netns::new_run_id();
         let names = build_with_ip(&run);
         for n in names {
             ip(&["netns", "del", &n]);
         }
     });
+    ratio("netpath Lab", lab, "`ip` per step", ip);
     let sc = netpath_cases::load("docker-masquerade");
-    let opts = RunOptions { artifacts_root: std::env::temp_dir().join("netpath-bench"), ..RunOptions::default() };
+    let mut runs = vec![];
     for backend in [Backend::Legacy, Backend::Nft] {
-        measure(&format!("docker-masquerade run, {} backend", backend.name()), || {
+        runs.push(measure(&format!("docker-masquerade run, {} backend, all asserted", backend.name()), || {
             let o = netpath::run(&sc, backend, &opts).unwrap();
             assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
-        });
+        }));
     }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/seed000-experiment.sh");
+    let shell = measure("the same experiment by hand in shell, no verdicts", || {
+        let out = Command::new("bash").arg(&script).output().unwrap();
+        assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    });
+    ratio("docker-masquerade run (legacy)", runs[0], "shell experiment", shell);
     let sc: Scenario = netpath_cases::load("k8s-service");
     measure("k8s-service run (280 TCP connections), legacy backend", || {
         let o = netpath::run(&sc, Backend::Legacy, &opts).unwrap();
         assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
     });
+    for backend in [Backend::Legacy, Backend::Nft] {
+        let sc = netpath_cases::load_scenario(5, 5, 2);
+        let took = measure(&format!("10,000 traced packets (5,000 ICMP + 5,000 UDP), {}", backend.name()), || {
+            let o = netpath::run(&sc, backend, &opts).unwrap();
+            assert!(o.passed(), "{}", netpath::report::outcome(&o, false));
+        });
+        println!("{:<58} {:>9.0} packets/s, 0 frames or trace events lost", "", 10_000.0 / took.as_secs_f64());
+    }
+    for which in ["docker-masquerade", "20-interfaces"] {
+        println!("{:<58} {:>6.1} MiB", format!("peak RSS of one run: {which} (legacy)"), peak_rss(which));
+    }
 }
 
-fn measure(what: &str, mut f: impl FnMut()) {
+/// The scenario a `--one-run` child runs.
+fn scenario(which: &str) -> Scenario {
+    match which {
+        // 9 containers: 9 veth pairs captured at both ends, docker0, the uplink and ext: 21.
+        "20-interfaces" => {
+            let mut sc = netpath_cases::load_scenario(1, 0, 9);
+            sc.probe[0].count = 2;
+            sc
+        }
+        stem => netpath_cases::load(stem),
+    }
+}
+
+/// The peak resident set of a child process that does one run of `which`, in MiB.
+fn peak_rss(which: &str) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe).args(["--one-run", which]).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for the child spawned above, with valid pointers.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the {which} run failed");
+    let _ = child.try_wait();
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+fn ratio(what: &str, took: Duration, baseline: &str, base: Duration) {
+    println!(
+        "{:<58} {:>6.1}x faster than {baseline} (medians)",
+        format!("  {what}"),
+        base.as_secs_f64() / took.as_secs_f64()
+    );
+}
+
+/// Time `f` over ROUNDS runs after a warm-up; prints and returns the median.
+fn measure(what: &str, mut f: impl FnMut()) -> Duration {
     f(); // warm-up: modules, page cache, the nft ruleset cache
     let mut took: Vec<Duration> = (0..ROUNDS)
         .map(|_| {
@@ -59,6 +132,7 @@ fn measure(what: &str, mut f: impl FnMut()) {
         took[ROUNDS / 2],
         took[ROUNDS - 1]
     );
+    took[ROUNDS / 2]
 }
 
 const NETNS: [&str; 4] = ["host", "c1", "c2", "ext"];

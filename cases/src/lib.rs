@@ -189,3 +189,46 @@ pub fn assert_masquerade_missing(o: &Outcome) {
         "{failures:#?}"
     );
 }
+
+/// Traffic for measuring netpath itself: docker-masquerade's topology and rules with its
+/// probes replaced by `icmp` + `udp` probes of 1,000 packets each from c1 to the external host
+/// (a UDP server answers on port 9000) and, with `containers` above 2, that many containers on
+/// docker0 (each adds a netns and two captured veth ends). Every packet is traced and captured.
+pub fn load_scenario(icmp: usize, udp: usize, containers: usize) -> Scenario {
+    use netpath::scenario::{NetnsSpec, ProbeKind, ProbeSpec, RouteDst, RouteSpec, ServerSpec, VethEndSpec, VethSpec};
+    let mut sc = load("docker-masquerade");
+    sc.name = format!("load-{icmp}icmp-{udp}udp-{containers}c");
+    sc.probe.clear();
+    let ext = "10.171.77.30".parse().expect("an address");
+    for i in 0..icmp + udp {
+        let kind = if i < icmp { ProbeKind::Icmp } else { ProbeKind::Udp };
+        let mut p = ProbeSpec::new(&format!("load-{i}"), kind, "c1", ext);
+        p.count = 1000;
+        if kind == ProbeKind::Udp {
+            p.port = Some(9000);
+        }
+        sc.probe.push(p);
+    }
+    if udp > 0 {
+        sc.server.push(ServerSpec { netns: "ext".into(), kind: ProbeKind::Udp, port: 9000 });
+    }
+    for c in 3..=containers {
+        let name = format!("c{c}");
+        let like_c2 = sc.netns_mut("c2").expect("c2").clone();
+        sc.netns.push(NetnsSpec { name: name.clone(), ..like_c2 });
+        let end =
+            |netns: &str, iface: &str| VethEndSpec { netns: netns.into(), name: iface.into(), ..sc.veth[1].a.clone() };
+        let mut b = end(&name, "eth0");
+        b.master = None;
+        b.mac = None;
+        b.addresses = vec![format!("192.168.0.{}/20", c + 1).parse().expect("a prefix")];
+        sc.veth.push(VethSpec { a: end("host", &format!("veth{c}")), b });
+        sc.route.push(RouteSpec {
+            netns: name,
+            to: RouteDst::Default,
+            via: Some("192.168.0.1".parse().expect("an address")),
+            dev: None,
+        });
+    }
+    sc
+}

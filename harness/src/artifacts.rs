@@ -42,7 +42,7 @@ pub fn write(
     let all: Vec<&TimedEvent> = events.values().flatten().collect();
     let json = serde_json::to_string_pretty(&all.iter().map(|t| &t.event).collect::<Vec<_>>()).unwrap_or_default();
     put("trace.json", &json)?;
-    put("outcome.json", &serde_json::to_string_pretty(outcome).unwrap_or_default())?;
+    write_outcome(&dir, outcome)?;
     put("report.txt", &crate::report::outcome(outcome, true))?;
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
@@ -55,4 +55,11 @@ pub fn write(
         dump(&format!("{}.route.json", n.name), run_tool(ns, "ip", &["-j", "route"], None))?;
     }
     Ok(dir)
+}
+
+/// (Re)write `outcome.json` in an artifact folder: once with the run, again with its teardown's time.
+pub fn write_outcome(dir: &std::path::Path, outcome: &Outcome) -> Result<()> {
+    let p = dir.join("outcome.json");
+    fs::write(&p, serde_json::to_string_pretty(outcome).unwrap_or_default())
+        .map_err(|e| Error::io(format!("write {}", p.display()), e))
 }

@@ -44,6 +44,14 @@ pub enum Error {
     Io { context: String, source: io::Error },
 
     /// Several things failed (teardown keeps going and reports them all).
+    /// The kernel reported losing frames or trace events: no verdict is built from what is left.
+    #[error(
+        "evidence incomplete, no verdict: {}; the kernel dropped what the readers could not take in time \
+         (fewer packets per probe, or fewer runs at once with -j, leave the readers more room)",
+        .losses.join("; ")
+    )]
+    EvidenceIncomplete { losses: Vec<String> },
+
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
 }

@@ -107,22 +107,46 @@ impl Exchange {
     }
 }
 
+/// The frames of a run, each parsed once for every probe's [`join`]: its summary and the nonce
+/// it carries.
+pub struct Parsed<'a> {
+    frames: &'a [Frame],
+    infos: Vec<Option<PacketInfo>>,
+    nonces: Vec<Option<Vec<u8>>>,
+}
+
+impl<'a> Parsed<'a> {
+    pub fn new(frames: &'a [Frame]) -> Parsed<'a> {
+        Parsed {
+            frames,
+            infos: frames.iter().map(Frame::info).collect(),
+            nonces: frames.iter().map(|f| find_nonce(&f.data)).collect(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'a Frame, &PacketInfo, Option<&[u8]>)> {
+        self.frames
+            .iter()
+            .zip(&self.infos)
+            .zip(&self.nonces)
+            .filter_map(|((f, info), nonce)| Some((f, info.as_ref()?, nonce.as_deref())))
+    }
+}
+
 /// Gather the evidence of each packet a probe sent from everything observed: frames and trace
 /// events that carry the packet's nonce or its TCP sequence numbers are classified directly;
 /// trace events that carry headers only (nf_tables, kernel log) are matched by the header
 /// fields NAT leaves alone, learnt from the frames.
-pub fn join(sent: &mut [Sent], frames: &[Frame], events: &BTreeMap<String, Vec<TimedEvent>>) -> Vec<Exchange> {
-    let infos: Vec<Option<PacketInfo>> = frames.iter().map(Frame::info).collect();
+pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Vec<TimedEvent>>) -> Vec<Exchange> {
     let mut candidates = vec![None; sent.len()];
-    for (f, info) in frames.iter().zip(&infos) {
-        let Some(info) = info else { continue };
+    for (f, info, nonce) in frames.iter() {
         if !matches!(info.l4, crate::packet::L4::Tcp { .. }) {
             continue;
         }
         // The server's answer quotes the nonce too; only the client's request names the ISN.
-        let nonce = if crate::packet::contains(&f.data, b"reply netpath-") { None } else { find_nonce(&f.data) };
+        let nonce = if crate::packet::contains(&f.data, b"reply netpath-") { None } else { nonce };
         for (s, c) in sent.iter_mut().zip(candidates.iter_mut()) {
-            s.learn(info, f.ts, nonce.as_deref(), c);
+            s.learn(info, f.ts, nonce, c);
         }
     }
     for (s, c) in sent.iter_mut().zip(candidates) {
@@ -135,12 +159,11 @@ pub fn join(sent: &mut [Sent], frames: &[Frame], events: &BTreeMap<String, Vec<T
         .filter(|(_, s)| matches!(s.ident, Ident::Connection { .. } | Ident::Segment { .. }))
         .map(|(i, _)| i)
         .collect();
-    let classify = |info: &PacketInfo, bytes: &[u8]| -> Option<(usize, Direction)> {
-        let candidates: Vec<usize> = match find_nonce(bytes).and_then(|n| by_nonce.get(n.as_slice()).copied()) {
-            Some(i) => vec![i],
-            None => unnonced.clone(),
-        };
-        candidates.into_iter().find_map(|i| sent[i].classify(info, bytes).map(|d| (i, d)))
+    let classify = |info: &PacketInfo, bytes: &[u8], nonce: Option<&[u8]>| -> Option<(usize, Direction)> {
+        match nonce.and_then(|n| by_nonce.get(n).copied()) {
+            Some(i) => sent[i].classify(info, bytes).map(|d| (i, d)),
+            None => unnonced.iter().find_map(|&i| sent[i].classify(info, bytes).map(|d| (i, d))),
+        }
     };
 
     let mut out: Vec<Exchange> = sent
@@ -156,9 +179,8 @@ pub fn join(sent: &mut [Sent], frames: &[Frame], events: &BTreeMap<String, Vec<T
         })
         .collect();
     let mut by_header: BTreeMap<HeaderKey, (usize, Direction)> = BTreeMap::new();
-    for (f, info) in frames.iter().zip(&infos) {
-        let Some(info) = info else { continue };
-        let Some((i, d)) = classify(info, &f.data) else { continue };
+    for (f, info, nonce) in frames.iter() {
+        let Some((i, d)) = classify(info, &f.data, nonce) else { continue };
         if let Some(key) = HeaderKey::of(info) {
             by_header.insert(key, (i, d));
         }
@@ -169,8 +191,8 @@ pub fn join(sent: &mut [Sent], frames: &[Frame], events: &BTreeMap<String, Vec<T
         for te in evs {
             let ev = &te.event;
             let hit = match &ev.payload {
-                Some(bytes) => classify(&ev.packet, bytes),
-                None => classify(&ev.packet, &[])
+                Some(bytes) => classify(&ev.packet, bytes, find_nonce(bytes).as_deref()),
+                None => classify(&ev.packet, &[], None)
                     .or_else(|| HeaderKey::of(&ev.packet).and_then(|k| by_header.get(&k).copied())),
             };
             if let Some((i, d)) = hit {
@@ -225,7 +247,8 @@ mod tests {
         };
         assert!(frame.carries(&nonce));
         let mut sent = [Sent { nonce: nonce.clone(), ident: Ident::Echo, replied: true, answer: None }];
-        let ex = join(&mut sent, &[frame], &BTreeMap::new());
+        let frames = [frame];
+        let ex = join(&mut sent, &Parsed::new(&frames), &BTreeMap::new());
         let seen = &ex[0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];
         assert_eq!(seen.src, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(seen.mac_src, None);

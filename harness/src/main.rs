@@ -78,6 +78,14 @@ struct RunArgs {
     /// verdict (skip with its feature) and per probe its failures and observed hooks.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Print where each run spent its time: netns, links, rules, observers, each probe, drain,
+    /// verdict, teardown.
+    #[arg(long)]
+    timings: bool,
+    /// Run the whole selection N times; report every probe whose verdict changed between
+    /// repeats (a flaky datapath or test), and print in full only the runs that did not pass.
+    #[arg(long, value_name = "N", default_value = "1")]
+    repeat: NonZeroUsize,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -157,6 +165,7 @@ struct Settings {
     opts: RunOptions,
     show_path: bool,
     strict: bool,
+    timings: bool,
 }
 
 /// A scenario file, loaded or not.
@@ -224,7 +233,8 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     match netpath::run(sc, backend, &s.opts) {
         Ok(o) => Done {
             verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
-            text: netpath::report::outcome(&o, s.show_path),
+            text: netpath::report::outcome(&o, s.show_path)
+                + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
             cases: junit::outcome_cases(&o, start.elapsed()),
             result: RunResult::from_outcome("", &o),
         },
@@ -300,49 +310,20 @@ impl Progress {
     }
 }
 
-fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { paths, show_path, keep, backend, strict, jobs, junit: junit_file, trace, json } = args;
-    let paths = if paths.is_empty() { vec![bundled()] } else { paths };
-    let files = match scenario_files(&paths) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("netpath: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(code) = check_capabilities("run") {
-        return code;
-    }
-    let settings = Settings {
-        opts: RunOptions { keep, trace, ..RunOptions::default() },
-        show_path,
-        strict: strict || netpath::caps::strict(),
-    };
-    let loaded: Vec<Loaded> = files
-        .into_iter()
-        .map(|file| {
-            let scenario = Scenario::load(&file).map_err(|e| e.to_string());
-            Loaded { file, scenario }
-        })
-        .collect();
-    let work: Vec<Job> = loaded
-        .iter()
-        .enumerate()
-        .flat_map(|(file, l)| match &l.scenario {
-            Ok(sc) => BackendChoice::backends(backend, &sc.backends)
-                .into_iter()
-                .map(|backend| Job::Run { file, backend })
-                .collect::<Vec<_>>(),
-            Err(_) => vec![Job::Unloaded { file }],
-        })
-        .collect();
-
+/// Run every job once, `jobs` at a time, printing each report whole and in input order (under
+/// `quiet`, only those that did not pass); the results come back in input order.
+fn run_round(
+    work: &[Job],
+    loaded: &[Loaded],
+    settings: &Settings,
+    jobs: NonZeroUsize,
+    quiet: bool,
+) -> Vec<Option<Done>> {
     let label = |job: &Job| match (job, &loaded[job.file()].scenario) {
         (Job::Run { backend, .. }, Ok(sc)) => Some(format!("running {} [{}] ...", sc.name, backend.name())),
         _ => None,
     };
     let mut results: Vec<Option<Done>> = work.iter().map(|_| None).collect();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let terminal = std::io::stdout().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
     let mut progress = Progress { on: terminal, shown: false };
     let next = AtomicUsize::new(0);
@@ -350,7 +331,7 @@ fn run(args: RunArgs) -> ExitCode {
     std::thread::scope(|scope| {
         for _ in 0..jobs.get().min(work.len()) {
             let tx = tx.clone();
-            let (next, work, loaded, settings) = (&next, &work, &loaded, &settings);
+            let next = &next;
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -371,11 +352,8 @@ fn run(args: RunArgs) -> ExitCode {
             results[i] = Some(done);
             while let Some(Some(done)) = results.get(printed) {
                 progress.clear();
-                print!("{}", done.text);
-                match done.verdict {
-                    Verdict::Passed => passed += 1,
-                    Verdict::Failed => failed += 1,
-                    Verdict::Skipped => skipped += 1,
+                if !quiet || done.verdict == Verdict::Failed {
+                    print!("{}", done.text);
                 }
                 printed += 1;
             }
@@ -385,6 +363,108 @@ fn run(args: RunArgs) -> ExitCode {
         }
         progress.clear();
     });
+    results
+}
+
+/// Per probe (`SCENARIO: PROBE [BACKEND]`), how many repeats gave each verdict.
+#[derive(Default)]
+struct Flips(std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, usize>>);
+
+impl Flips {
+    fn add(&mut self, cases: &[Case]) {
+        for c in cases {
+            let verdict = match c.status {
+                Status::Passed => "passed",
+                Status::Failed { .. } => "failed",
+                Status::Error { .. } => "error",
+                Status::Skipped { .. } => "skipped",
+            };
+            *self.0.entry(format!("{}: {}", c.classname, c.name)).or_default().entry(verdict).or_default() += 1;
+        }
+    }
+
+    /// `FLAKY docker-masquerade: c1-to-external [nft]: passed 48, failed 2 of 50`, a line per
+    /// probe whose verdict changed, then how many did.
+    fn report(&self, repeats: usize) -> String {
+        let mut out = String::new();
+        let flaky: Vec<_> = self.0.iter().filter(|(_, by)| by.len() > 1).collect();
+        for (probe, by) in &flaky {
+            let tally: Vec<String> = by.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            out.push_str(&format!("FLAKY {probe}: {} of {repeats}\n", tally.join(", ")));
+        }
+        out.push_str(&format!(
+            "{} of {} probes changed their verdict over {repeats} repeats\n",
+            flaky.len(),
+            self.0.len()
+        ));
+        out
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let RunArgs { paths, show_path, keep, backend, strict, jobs, junit: junit_file, trace, timings, repeat, json } =
+        args;
+    let paths = if paths.is_empty() { vec![bundled()] } else { paths };
+    let files = match scenario_files(&paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("netpath: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(code) = check_capabilities("run") {
+        return code;
+    }
+    let settings = Settings {
+        opts: RunOptions { keep, trace, ..RunOptions::default() },
+        show_path,
+        strict: strict || netpath::caps::strict(),
+        timings,
+    };
+    let loaded: Vec<Loaded> = files
+        .into_iter()
+        .map(|file| {
+            let scenario = Scenario::load(&file).map_err(|e| e.to_string());
+            Loaded { file, scenario }
+        })
+        .collect();
+    let work: Vec<Job> = loaded
+        .iter()
+        .enumerate()
+        .flat_map(|(file, l)| match &l.scenario {
+            Ok(sc) => BackendChoice::backends(backend, &sc.backends)
+                .into_iter()
+                .map(|backend| Job::Run { file, backend })
+                .collect::<Vec<_>>(),
+            Err(_) => vec![Job::Unloaded { file }],
+        })
+        .collect();
+
+    let repeats = repeat.get();
+    let mut flips = Flips::default();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut results = vec![];
+    for round in 1..=repeats {
+        // Under --repeat only what did not pass is printed whole; every round gets a line.
+        let quiet = repeats > 1;
+        results = run_round(&work, &loaded, &settings, jobs, quiet);
+        let (mut p, mut f, mut s) = (0, 0, 0);
+        for done in results.iter().flatten() {
+            match done.verdict {
+                Verdict::Passed => p += 1,
+                Verdict::Failed => f += 1,
+                Verdict::Skipped => s += 1,
+            }
+            flips.add(&done.cases);
+        }
+        if quiet {
+            println!("repeat {round}/{repeats}: {p} passed, {f} failed, {s} skipped");
+        }
+        (passed, failed, skipped) = (passed + p, failed + f, skipped + s);
+    }
+    if repeats > 1 {
+        print!("{}", flips.report(repeats));
+    }
     println!("{passed} passed, {failed} failed, {skipped} skipped");
 
     if let Some(path) = json {
@@ -399,6 +479,7 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(path) = junit_file {
         let mut report = junit::Report::default();
         for (index, l) in loaded.iter().enumerate() {
+            // Under --repeat, the last round's.
             let cases: Vec<Case> = work
                 .iter()
                 .zip(&mut results)

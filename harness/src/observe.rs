@@ -14,7 +14,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
+use crate::drops::{DropPoints, Drops};
 use crate::error::{Error, Result};
 use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
@@ -24,7 +26,7 @@ use crate::lab::Lab;
 use crate::netns::{Netns, NetnsEntry};
 use crate::packet::PacketInfo;
 use crate::pcap_thread::{PcapThread, Record};
-use crate::reader::{ReaderThread, Source};
+use crate::reader::{ReaderThread, Source, Watch};
 use crate::scenario::{CapturePoint, Scenario};
 use crate::trace::kmsg::{self, KmsgThread};
 use crate::trace::nft_events::{self, HeaderKey};
@@ -163,6 +165,7 @@ pub struct Observers {
     captures: Vec<(CapturePoint, PcapThread)>,
     traces: Vec<(String, TraceReader)>,
     kmsg: Option<KmsgObserver>,
+    drops: Drops,
 }
 
 /// The kernel log, read for every traced netns at once while the guard holds the lock.
@@ -183,31 +186,52 @@ impl Observers {
             TraceChoice::Kmsg => KmsgObserver::start(lab, sc)?,
             TraceChoice::Nflog | TraceChoice::Nftrace => None,
         };
-        let mut captures = vec![];
+        // Every handle is opened at once, then waited for: their set-up overlaps.
+        let mut starting = vec![];
         for point in sc.capture_points() {
             let ns = lab.netns(&point.netns)?;
-            let t = PcapThread::start(ns.entry()?, &point.iface).map_err(|message| Error::Capture {
-                netns: ns.name().to_string(),
-                iface: point.iface.clone(),
-                message,
-            })?;
-            captures.push((point, t));
+            let capture_err =
+                |message: String| Error::Capture { netns: ns.name().to_string(), iface: point.iface.clone(), message };
+            let t = PcapThread::spawn(ns.entry()?, &point.iface, None).map_err(capture_err)?;
+            starting.push((point, t));
         }
         let mut traces = vec![];
+        let drops = Drops::default();
         for n in sc.netns.iter().filter(|n| n.trace && trace != TraceChoice::Kmsg) {
             let ns = lab.netns(&n.name)?;
             let trace_err = |message: String| Error::Trace { netns: ns.name().to_string(), message };
             let reader = match trace {
                 TraceChoice::Nflog => {
                     let device = format!("nflog:0,{}", ebtables::TRACE_GROUP);
-                    TraceReader::Nflog(PcapThread::start(ns.entry()?, &device).map_err(trace_err)?)
+                    let rules = n.iptables.as_deref().unwrap_or_default();
+                    let points = DropPoints::from_iptables(rules, u32::from(!iptables::has_trace_rule(rules)));
+                    let watch = Box::new(drops.nflog_watcher(points));
+                    let t = PcapThread::spawn(ns.entry()?, &device, Some(watch)).and_then(|t| t.ready());
+                    TraceReader::Nflog(t.map_err(trace_err)?)
                 }
-                TraceChoice::Nftrace => TraceReader::NfTrace(NfTraceThread::start(ns.entry()?).map_err(trace_err)?),
+                TraceChoice::Nftrace => {
+                    let watch = Box::new(drops.nftrace_watcher());
+                    TraceReader::NfTrace(NfTraceThread::start(ns.entry()?, watch).map_err(trace_err)?)
+                }
                 TraceChoice::Kmsg => unreachable!("the kernel log is read once for all netns"),
             };
             traces.push((n.name.clone(), reader));
         }
-        Ok(Observers { captures, traces, kmsg })
+        let mut captures = vec![];
+        for (point, t) in starting {
+            let t = t.ready().map_err(|message| Error::Capture {
+                netns: lab.full_name(&point.netns),
+                iface: point.iface.clone(),
+                message,
+            })?;
+            captures.push((point, t));
+        }
+        Ok(Observers { captures, traces, kmsg, drops })
+    }
+
+    /// The probe packets the trace has shown dropped so far.
+    pub fn drops(&self) -> &Drops {
+        &self.drops
     }
 
     /// Stop everything after draining what the kernel queued, and turn it into evidence.
@@ -215,6 +239,16 @@ impl Observers {
         let mut frames = vec![];
         let mut pcaps = vec![];
         let mut errors = vec![];
+        // Signalled all at once, so their closes overlap as their opens did.
+        for (_, t) in &self.captures {
+            t.signal();
+        }
+        for (_, reader) in &self.traces {
+            match reader {
+                TraceReader::Nflog(t) => t.signal(),
+                TraceReader::NfTrace(t) => t.0.signal(),
+            }
+        }
         for (point, t) in self.captures {
             let linktype = t.linktype;
             match t.stop() {
@@ -240,12 +274,24 @@ impl Observers {
                     let linktype = t.linktype;
                     match t.stop() {
                         Ok(records) => {
-                            let evs = records
+                            let parsed: Vec<(Duration, trace::nflog::NflogRecord)> = records
                                 .iter()
-                                .filter_map(|r| {
-                                    let rec = trace::nflog::parse_record(&r.data).ok()?;
-                                    let event = trace::nflog::to_event(&rec, &netns, names)?;
-                                    Some(TimedEvent { ts: r.ts, event })
+                                .filter_map(|r| Some((r.ts, trace::nflog::parse_record(&r.data).ok()?)))
+                                .collect();
+                            for (group, n) in trace::nflog::lost_records(parsed.iter().map(|(_, r)| r)) {
+                                errors.push(Error::Trace {
+                                    netns: netns.clone(),
+                                    message: format!(
+                                        "{}{n} NFLOG records of group {group} (sequence gaps)",
+                                        crate::reader::LOST
+                                    ),
+                                });
+                            }
+                            let evs = parsed
+                                .iter()
+                                .filter_map(|(ts, rec)| {
+                                    let event = trace::nflog::to_event(rec, &netns, names)?;
+                                    Some(TimedEvent { ts: *ts, event })
                                 })
                                 .collect();
                             events.insert(netns.clone(), evs);
@@ -275,10 +321,26 @@ impl Observers {
             }
         }
         if !errors.is_empty() {
-            return Err(Error::Many(errors));
+            return Err(incomplete_or_many(errors));
         }
         Ok(Observed { frames, events, pcaps })
     }
+}
+
+/// Losses reported by the kernel make the whole evidence incomplete (named where each was);
+/// anything else is the error it is.
+fn incomplete_or_many(errors: Vec<Error>) -> Error {
+    let lost = |e: &Error| match e {
+        Error::Capture { netns, iface, message } if crate::reader::is_loss(message) => {
+            Some(format!("capture {netns}/{iface} {message}"))
+        }
+        Error::Trace { netns, message } if crate::reader::is_loss(message) => {
+            Some(format!("trace of netns {netns} {message}"))
+        }
+        _ => None,
+    };
+    let losses: Vec<String> = errors.iter().filter_map(lost).collect();
+    if losses.len() == errors.len() { Error::EvidenceIncomplete { losses } } else { Error::Many(errors) }
 }
 
 impl KmsgObserver {
@@ -390,12 +452,12 @@ impl NonceByHeader {
 struct NfTraceThread(ReaderThread<NfTraceMsg>);
 
 impl NfTraceThread {
-    fn start(ns: NetnsEntry) -> std::result::Result<NfTraceThread, String> {
+    fn start(ns: NetnsEntry, watch: Watch<NfTraceMsg>) -> std::result::Result<NfTraceThread, String> {
         let open = || {
             let sock = NfTraceSocket::open().map_err(|e| format!("open NFNLGRP_NFTRACE socket: {e}"))?;
             Ok((TraceSocket(sock), ()))
         };
-        Ok(NfTraceThread(ReaderThread::start(ns, "nftrace".into(), open)?.0))
+        Ok(NfTraceThread(ReaderThread::spawn(ns, "nftrace".into(), open, Some(watch))?.ready()?.0))
     }
 
     fn stop(self) -> std::result::Result<Vec<NfTraceMsg>, String> {
@@ -415,7 +477,35 @@ impl Source for TraceSocket {
         match self.0.overruns() {
             // A lost event would make a path look shorter than it was: fail, never guess.
             0 => Ok(()),
-            n => Err(format!("the kernel dropped trace events ({n} overruns)")),
+            n => Err(format!("{}{n} trace events (ENOBUFS: the socket buffer was full)", crate::reader::LOST)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_make_the_evidence_incomplete_and_other_errors_stay_what_they_are() {
+        let capture = Error::Capture {
+            netns: "host".into(),
+            iface: "eth0".into(),
+            message: format!("{}12 frames (ps_drop 12, ps_ifdrop 0: the buffer was full)", crate::reader::LOST),
+        };
+        let trace = Error::Trace {
+            netns: "host".into(),
+            message: format!("{}3 NFLOG records of group 0 (sequence gaps)", crate::reader::LOST),
+        };
+        let e = incomplete_or_many(vec![capture, trace]);
+        assert!(matches!(&e, Error::EvidenceIncomplete { losses } if losses.len() == 2), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("evidence incomplete, no verdict: capture host/eth0 lost 12 frames (ps_drop 12"),
+            "{text}"
+        );
+        assert!(text.contains("trace of netns host lost 3 NFLOG records of group 0 (sequence gaps)"), "{text}");
+        let other = Error::Trace { netns: "host".into(), message: "read: socket closed".into() };
+        assert!(matches!(incomplete_or_many(vec![other]), Error::Many(_)));
     }
 }

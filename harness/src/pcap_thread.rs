@@ -4,7 +4,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::netns::NetnsEntry;
-use crate::reader::{ReaderThread, Source};
+use crate::reader::{LOST, ReaderThread, Source, Starting, Watch};
 
 /// One record libpcap delivered, with its kernel timestamp.
 #[derive(Debug, Clone)]
@@ -21,17 +21,44 @@ pub struct PcapThread {
     pub linktype: pcap::Linktype,
 }
 
+/// A [`PcapThread`] whose handle is being opened.
+pub struct StartingPcap(Starting<Record, pcap::Linktype>);
+
+impl StartingPcap {
+    /// Wait until the handle is active.
+    pub fn ready(self) -> Result<PcapThread, String> {
+        let (reader, linktype) = self.0.ready()?;
+        Ok(PcapThread { reader, linktype })
+    }
+}
+
 impl PcapThread {
     /// Open `device` (an interface, or `nflog:0,1`) from a thread inside `ns`, and return once
     /// the handle is active.
     pub fn start(ns: NetnsEntry, device: &str) -> Result<PcapThread, String> {
+        Self::spawn(ns, device, None)?.ready()
+    }
+
+    /// Start opening `device` from a thread inside `ns`; `ready` waits until it is active.
+    /// `watch` sees the records as they come.
+    pub fn spawn(ns: NetnsEntry, device: &str, watch: Option<Watch<Record>>) -> Result<StartingPcap, String> {
         let dev = device.to_string();
-        let (reader, linktype) = ReaderThread::start(ns, format!("pcap {device}"), move || {
-            let cap = open(&dev)?;
-            let linktype = cap.get_datalink();
-            Ok((Pcap(cap), linktype))
-        })?;
-        Ok(PcapThread { reader, linktype })
+        let starting = ReaderThread::spawn(
+            ns,
+            format!("pcap {device}"),
+            move || {
+                let cap = open(&dev)?;
+                let linktype = cap.get_datalink();
+                Ok((Pcap(cap), linktype))
+            },
+            watch,
+        )?;
+        Ok(StartingPcap(starting))
+    }
+
+    /// Ask the reader to stop (see [`ReaderThread::signal`]).
+    pub fn signal(&self) {
+        self.reader.signal()
     }
 
     /// Stop reading after draining everything the kernel has already queued.
@@ -51,19 +78,30 @@ impl Source for Pcap {
         drain(&mut self.0, out)?;
         // Evidence with holes would make a packet look absent where it was not: fail instead.
         match self.0.stats() {
-            Ok(st) if st.dropped > 0 => {
-                Err(format!("the capture dropped {} frames (its ring of {BUFFER} bytes overflowed)", st.dropped))
-            }
+            Ok(st) if st.dropped > 0 || st.if_dropped > 0 => Err(format!(
+                "{LOST}{} frames (ps_drop {}, ps_ifdrop {}: the buffer was full)",
+                st.dropped + st.if_dropped,
+                st.dropped,
+                st.if_dropped
+            )),
             _ => Ok(()),
         }
     }
 }
 
-/// Bytes kept of each frame: every header and the probe's nonce fit; the kernel's ring holds
-/// BUFFER / SNAPLEN frames, so a large snaplen (65535) leaves room for only ~60 and a burst of
-/// probes (200 TCP connections) overflows it.
+/// Bytes kept of each frame: every header and the probe's nonce fit, and a frame takes little
+/// room in the ring.
 const SNAPLEN: i32 = 2048;
-const BUFFER: i32 = 32 << 20;
+/// The packet ring of an interface capture. The kernel allocates and zeroes it when the handle
+/// opens and maps every page of it into the process, so it is paid in time and resident memory
+/// per captured interface (at 32 MiB, 6 interfaces cost 190 MiB and 300 ms). libpcap's
+/// TPACKET_V3 ring is made of 256 KiB blocks holding ~100 full-size or ~2,000 small frames each:
+/// 8 blocks absorb a burst far larger than any probe's while the reader, woken by poll, hands
+/// blocks back. A ring that does overflow is reported (`ps_drop`), never silently accepted.
+const RING: i32 = 2 << 20;
+/// An `nflog:` handle is a netlink socket, not a ring: its buffer is the socket's receive
+/// buffer, which the kernel fills only as records queue up, so it can be large at no cost.
+const NFLOG_RCVBUF: i32 = 32 << 20;
 
 /// Held while an `nflog:` handle is activated. libpcap's netfilter_send_config_msg numbers its
 /// requests from one unsynchronized `static seq_id` and waits, in a blocking recvfrom without a
@@ -76,7 +114,10 @@ static NFLOG_ACTIVATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
     let _serial = device.starts_with("nflog").then(|| NFLOG_ACTIVATION.lock().unwrap_or_else(|e| e.into_inner()));
     let cap = pcap::Capture::from_device(device)
-        .and_then(|c| c.immediate_mode(true).snaplen(SNAPLEN).buffer_size(BUFFER).open())
+        .and_then(|c| {
+            let buffer = if device.starts_with("nflog") { NFLOG_RCVBUF } else { RING };
+            c.immediate_mode(true).snaplen(SNAPLEN).buffer_size(buffer).open()
+        })
         .map_err(|e| {
             let hint = if e.to_string().contains("permission") || e.to_string().contains("Operation not permitted") {
                 " (needs CAP_NET_RAW and CAP_NET_ADMIN: run as root)"
@@ -86,6 +127,17 @@ fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
             format!("open {device}: {e}{hint}")
         })?;
     let cap = cap.setnonblock().map_err(|e| format!("set {device} non-blocking: {e}"))?;
+    if let Some(groups) = device.strip_prefix("nflog:") {
+        // Numbered records, so that records the kernel could not queue show as gaps.
+        for group in groups.split(',').filter_map(|g| g.parse::<u16>().ok()) {
+            let msg = crate::trace::nflog::sequence_config(group);
+            // SAFETY: send(2) of an owned buffer on the handle's own netlink socket.
+            let n = unsafe { libc::send(cap.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+            if n < 0 {
+                return Err(format!("number the records of {device}: {}", std::io::Error::last_os_error()));
+            }
+        }
+    }
     // A reader that blocks in recv() cannot see the stop flag. libpcap's nflog reader was seen
     // blocked in recv() despite non-blocking mode (it retries internally), so bound every recv.
     let timeout = libc::timeval { tv_sec: 0, tv_usec: 50_000 };

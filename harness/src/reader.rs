@@ -1,7 +1,7 @@
 //! A source read by a thread inside a netns until stopped: the one mechanism behind interface
 //! captures, NFLOG and nf_tables trace collection.
 
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -16,6 +16,16 @@ use crate::netns::NetnsEntry;
 /// hang, which must fail the run rather than block it forever.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How a [`Source::drain`] error starts when the kernel reported a loss (a full ring or socket
+/// buffer) rather than a failure: the observers turn these into
+/// [`crate::Error::EvidenceIncomplete`].
+pub const LOST: &str = "lost ";
+
+/// Whether a reader's error is a loss (see [`LOST`]).
+pub fn is_loss(message: &str) -> bool {
+    message.starts_with(LOST)
+}
+
 /// Something a reader thread drains: a non-blocking fd and a way to take what is queued.
 pub trait Source {
     type Item: Send + 'static;
@@ -24,10 +34,41 @@ pub trait Source {
     fn drain(&mut self, out: &mut Vec<Self::Item>) -> Result<(), String>;
 }
 
+/// Called on the reader's thread with each batch as it is read (see [`crate::drops`]).
+pub type Watch<T> = Box<dyn FnMut(&[T]) + Send>;
+
 /// A running reader; `stop` returns everything it read.
 pub struct ReaderThread<T> {
     stop: Arc<AtomicBool>,
+    /// Written to by `stop`: the thread polls it beside its source, so a stop is seen at once
+    /// rather than at the end of a poll interval (a run stops a dozen readers one after another).
+    wake: Arc<OwnedFd>,
     thread: Option<JoinHandle<Result<Vec<T>, String>>>,
+}
+
+fn eventfd() -> Result<OwnedFd, String> {
+    // SAFETY: plain eventfd(2); the fd is owned right away.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(format!("eventfd: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh, valid descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn wake(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: an 8-byte write to an eventfd we own; EAGAIN (counter full) still wakes the poll.
+    unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(fd), one.as_ptr().cast(), one.len()) };
+}
+
+/// A reader whose thread is opening its source: [`Starting::ready`] waits for it. Opening
+/// several before waiting for any lets their set-up overlap (a packet socket's ring set-up and
+/// close each wait out an RCU grace period, ~25 ms, in the kernel).
+pub struct Starting<T, E> {
+    reader: ReaderThread<T>,
+    name: String,
+    ready: mpsc::Receiver<Result<E, String>>,
 }
 
 impl<T: Send + 'static> ReaderThread<T> {
@@ -39,9 +80,26 @@ impl<T: Send + 'static> ReaderThread<T> {
         E: Send + 'static,
         F: FnOnce() -> Result<(S, E), String> + Send + 'static,
     {
+        Self::spawn(ns, name, open, None)?.ready()
+    }
+
+    /// Start opening: the thread runs `open` inside `ns`, then reads until stopped, showing
+    /// each batch to `watch`.
+    pub fn spawn<S, E, F>(
+        ns: NetnsEntry,
+        name: String,
+        open: F,
+        watch: Option<Watch<T>>,
+    ) -> Result<Starting<T, E>, String>
+    where
+        S: Source<Item = T>,
+        E: Send + 'static,
+        F: FnOnce() -> Result<(S, E), String> + Send + 'static,
+    {
         let stop = Arc::new(AtomicBool::new(false));
+        let wake_fd = Arc::new(eventfd()?);
         let (ready_tx, ready_rx) = mpsc::channel();
-        let flag = stop.clone();
+        let (flag, woken) = (stop.clone(), wake_fd.clone());
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
@@ -56,28 +114,22 @@ impl<T: Send + 'static> ReaderThread<T> {
                         return Err(e);
                     }
                 };
-                read_until_stopped(&mut source, &flag)
+                read_until_stopped(&mut source, &flag, &woken, watch)
             })
             .map_err(|e| format!("spawn {name} thread: {e}"))?;
-        match ready_rx.recv_timeout(OPEN_TIMEOUT) {
-            Ok(Ok(info)) => Ok((ReaderThread { stop, thread: Some(thread) }, info)),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            // The thread is stuck in a call that cannot be interrupted from here; it is left
-            // behind (with its socket) so the run fails with a reason instead of hanging.
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                stop.store(true, Ordering::SeqCst);
-                Err(format!("opening {name} did not finish within {OPEN_TIMEOUT:?} (blocked in the kernel or libpcap)"))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!("{name} thread ended before it was ready")),
-        }
+        Ok(Starting { reader: ReaderThread { stop, wake: wake_fd, thread: Some(thread) }, name, ready: ready_rx })
+    }
+
+    /// Ask the thread to stop once it has drained what is queued; [`ReaderThread::stop`] then
+    /// collects. Signalling every reader first lets their closes overlap.
+    pub fn signal(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        wake(&self.wake);
     }
 
     /// Stop reading after draining everything the kernel has already queued.
     pub fn stop(mut self) -> Result<Vec<T>, String> {
-        self.stop.store(true, Ordering::SeqCst);
+        self.signal();
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err("reader thread panicked".into()),
@@ -86,29 +138,66 @@ impl<T: Send + 'static> ReaderThread<T> {
     }
 }
 
+impl<T: Send + 'static, E> Starting<T, E> {
+    /// Wait until the source is open (at most [`OPEN_TIMEOUT`]).
+    pub fn ready(mut self) -> Result<(ReaderThread<T>, E), String> {
+        let name = &self.name;
+        match self.ready.recv_timeout(OPEN_TIMEOUT) {
+            Ok(Ok(info)) => Ok((self.reader, info)),
+            Ok(Err(e)) => {
+                if let Some(t) = self.reader.thread.take() {
+                    let _ = t.join();
+                }
+                Err(e)
+            }
+            // The thread is stuck in a call that cannot be interrupted from here; it is left
+            // behind (with its socket) so the run fails with a reason instead of hanging.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.reader.stop.store(true, Ordering::SeqCst);
+                drop(self.reader.thread.take());
+                Err(format!("opening {name} did not finish within {OPEN_TIMEOUT:?} (blocked in the kernel or libpcap)"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!("{name} thread ended before it was ready")),
+        }
+    }
+}
+
 impl<T> Drop for ReaderThread<T> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        wake(&self.wake);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn read_until_stopped<S: Source>(source: &mut S, stop: &AtomicBool) -> Result<Vec<S::Item>, String> {
+fn read_until_stopped<S: Source>(
+    source: &mut S,
+    stop: &AtomicBool,
+    wake: &OwnedFd,
+    mut watch: Option<Watch<S::Item>>,
+) -> Result<Vec<S::Item>, String> {
     let mut out = vec![];
     loop {
         // Read the flag before draining: a stop seen here means everything queued before it
         // is drained below, and nothing after it matters.
         let stopping = stop.load(Ordering::SeqCst);
+        let before = out.len();
         source.drain(&mut out)?;
+        if let Some(w) = watch.as_mut()
+            && out.len() > before
+        {
+            w(&out[before..]);
+        }
         if stopping {
             return Ok(out);
         }
         // SAFETY: the fd belongs to `source`, which outlives this borrow.
         let fd = unsafe { BorrowedFd::borrow_raw(source.fd()) };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(20u16)) {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+        // The timeout only bounds a missed wake-up; data and stops wake the poll themselves.
+        match poll(&mut fds, PollTimeout::from(200u16)) {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }

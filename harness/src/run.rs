@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::caps::{self, Feature};
+use crate::drops::Drops;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Exchange, Frame};
 use crate::expect::{self, Failure};
@@ -15,6 +16,7 @@ use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
 use crate::probe::{Ident, Sent};
 use crate::scenario::{ProbeKind, ProbeSpec, RouteDst, Scenario};
+use crate::timings::{Stopwatch, Timings};
 use crate::wireguard::{self, Implementation, Tunnels};
 use crate::{conntrack, probe, sysctl};
 
@@ -62,6 +64,8 @@ pub struct Outcome {
     /// probes' own packets (a tunnel's encrypted datagrams, handshakes, ARP). Not serialized.
     #[serde(skip)]
     pub frames: Vec<Frame>,
+    /// Where the run spent its time, stage by stage, teardown included.
+    pub timings: Timings,
 }
 
 impl Outcome {
@@ -79,11 +83,18 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     }
     // Before anything is built: a missing feature must not leave half a lab behind.
     let wireguard = wireguard_implementation(scenario)?;
+    let mut clock = Stopwatch::default();
     let mut lab = Lab::new()?;
-    let result = run_in(&mut lab, scenario, backend, opts, wireguard.as_ref());
+    let result = run_in(&mut lab, scenario, backend, opts, wireguard.as_ref(), &mut clock);
     let teardown = lab.teardown();
-    let outcome = result?;
+    clock.lap("teardown");
+    let mut outcome = result?;
     teardown?;
+    outcome.timings = clock.finish();
+    if let Some(dir) = &outcome.artifacts {
+        // Written before the namespaces went (they dump the live rulesets): add the teardown.
+        crate::artifacts::write_outcome(dir, &outcome)?;
+    }
     Ok(outcome)
 }
 
@@ -108,11 +119,12 @@ fn run_in(
     backend: Backend,
     opts: &RunOptions,
     wireguard: Option<&Implementation>,
+    clock: &mut Stopwatch,
 ) -> Result<Outcome> {
     let trace = opts.trace.unwrap_or(TraceChoice::for_backend(backend));
     // Held to the end: dropped on an early return or a panic, it kills the wireguard-go
     // processes before the lab's namespaces go.
-    let tunnels = build(lab, sc, backend, trace, wireguard)?;
+    let tunnels = build(lab, sc, backend, trace, wireguard, clock)?;
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
@@ -121,11 +133,15 @@ fn run_in(
         .iter()
         .map(|srv| Server::start(lab.netns(&srv.netns)?, srv.kind, srv.port, &srv.netns))
         .collect::<Result<Vec<_>>>()?;
+    clock.lap("servers");
     let observers = Observers::start(lab, sc, trace)?;
+    clock.lap("observers");
     let mut probes = vec![];
     let mut probe_error = None;
     for p in &sc.probe {
-        match send(lab, sc, p) {
+        let sent = send(lab, sc, p, observers.drops());
+        clock.lap(format!("probe {}", p.name));
+        match sent {
             Ok(sent) => probes.push(sent),
             Err(e) => {
                 probe_error = Some(e);
@@ -137,22 +153,26 @@ fn run_in(
     for srv in servers {
         srv.stop().map_err(|message| Error::Probe { probe: "server".into(), message })?;
     }
+    clock.lap("drain");
     if let Some(e) = probe_error {
         return Err(e);
     }
     let conntrack = conntrack::snapshot(lab, sc)?;
+    clock.lap("conntrack");
 
+    let parsed = evidence::Parsed::new(&frames);
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
         .zip(probes)
         .map(|(spec, mut sent)| {
-            let exchanges = evidence::join(&mut sent, &frames, &events);
+            let exchanges = evidence::join(&mut sent, &parsed, &events);
             let mut failures = expect::check(spec, backend, &exchanges);
             failures.extend(expect::check_conntrack(spec, &conntrack));
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();
+    drop(parsed);
     let mut outcome = Outcome {
         scenario: sc.name.clone(),
         backend,
@@ -160,9 +180,13 @@ fn run_in(
         artifacts: None,
         wireguard: wireguard.cloned(),
         frames,
+        timings: Timings::default(),
     };
+    clock.lap("verdict");
     if opts.keep || !outcome.passed() {
+        outcome.timings = clock.timings().clone();
         outcome.artifacts = Some(crate::artifacts::write(lab, sc, backend, &outcome, &events, &pcaps, opts)?);
+        clock.lap("artifacts");
     }
     if let Some(t) = tunnels {
         t.stop()?;
@@ -178,10 +202,12 @@ fn build(
     backend: Backend,
     trace: TraceChoice,
     wireguard: Option<&Implementation>,
+    clock: &mut Stopwatch,
 ) -> Result<Option<Tunnels>> {
     for n in &sc.netns {
         lab.add_netns(&n.name)?;
     }
+    clock.lap("netns");
     for b in &sc.bridge {
         lab.add_bridge(&b.netns, &b.name, b.mac)?;
     }
@@ -223,8 +249,12 @@ fn build(
     for p in sc.capture_points().iter().filter(|p| sc.wireguard_at(&p.netns, &p.iface).is_none()) {
         lab.wait_until_up(&p.netns, &p.iface, deadline)?;
     }
+    clock.lap("links");
     // `wireguard` is Some exactly when the scenario has `[[wireguard]]` entries.
     let tunnels = wireguard.map(|imp| Tunnels::up(lab, sc, imp)).transpose()?;
+    if tunnels.is_some() {
+        clock.lap("wireguard");
+    }
     for r in &sc.route {
         let dst = match r.to {
             RouteDst::Default => None,
@@ -232,6 +262,7 @@ fn build(
         };
         lab.add_route(&r.netns, dst, r.via, r.dev.as_deref())?;
     }
+    clock.lap("routes");
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
         for (k, v) in &n.sysctls {
@@ -256,11 +287,12 @@ fn build(
             }
         }
     }
+    clock.lap("rules");
     Ok(tunnels)
 }
 
 /// Send one probe: what each of its packets was and whether it was answered.
-fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec) -> Result<Vec<Sent>> {
+fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec, drops: &Drops) -> Result<Vec<Sent>> {
     let ns = lab.netns(&p.from)?;
     let timeout = Duration::from_millis(p.timeout_ms);
     let dst = probe::ipv4(&p.name, p.to)?;
@@ -268,17 +300,17 @@ fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec) -> Result<Vec<Sent>> {
         p.port.ok_or_else(|| Error::Probe { probe: p.name.clone(), message: "this kind of probe needs a port".into() })
     };
     match p.kind {
-        ProbeKind::Icmp => probe::icmp::icmp_echo(ns, dst, p.count, timeout).map(|(_, echoes)| {
+        ProbeKind::Icmp => probe::icmp::icmp_echo(ns, dst, p.count, timeout, drops).map(|(_, echoes)| {
             echoes
                 .into_iter()
                 .map(|e| Sent { nonce: e.nonce, ident: Ident::Echo, replied: e.reply.is_some(), answer: None })
                 .collect()
         }),
-        ProbeKind::Udp => probe::udp::send(ns, dst, port()?, p.count, timeout),
+        ProbeKind::Udp => probe::udp::send(ns, dst, port()?, p.count, timeout, drops),
         ProbeKind::Tcp => probe::tcp::connect(ns, dst, port()?, p.count, timeout),
         ProbeKind::Frame => {
             let seg = segment(lab, sc, p, dst, port()?)?;
-            (0..p.count).map(|_| probe::frame::inject(ns, &seg, timeout)).collect()
+            (0..p.count).map(|_| probe::frame::inject(ns, &seg, timeout, drops)).collect()
         }
     }
 }

@@ -3,12 +3,13 @@
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etherparse::PacketBuilder;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::wait::{self, Read};
 use super::{Ident, Sent, new_nonce};
+use crate::drops::Drops;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 use crate::packet::{L4, Mac, PacketInfo};
@@ -49,8 +50,9 @@ pub fn build(seg: &Segment, seq: u32, nonce: &[u8]) -> std::result::Result<Vec<u
 }
 
 /// Inject `seg` from inside `ns` and wait up to `timeout` for a segment acknowledging it to come
-/// back on the same interface. Mirrors a scapy `sendp()` on that interface.
-pub fn inject(ns: &Netns, seg: &Segment, timeout: Duration) -> Result<Sent> {
+/// back on the same interface (not once the trace shows it dropped). Mirrors a scapy `sendp()`
+/// on that interface.
+pub fn inject(ns: &Netns, seg: &Segment, timeout: Duration, drops: &Drops) -> Result<Sent> {
     let fail = |m: String| Error::Probe {
         probe: format!("frame {}/{} -> {}:{}", ns.name(), seg.iface, seg.dst, seg.dport),
         message: m,
@@ -65,7 +67,8 @@ pub fn inject(ns: &Netns, seg: &Segment, timeout: Duration) -> Result<Sent> {
             .map_err(|e| fail(format!("AF_PACKET socket: {e} (needs CAP_NET_RAW: run as root)")))?;
         send(&sock, ifindex, &seg.mac_dst, &frame).map_err(|e| fail(format!("send: {e}")))?;
         let len = nonce.len() as u32;
-        let replied = wait_ack(&sock, seq, len, timeout).map_err(|e| fail(format!("read: {e}")))?;
+        let replied =
+            wait_ack(&sock, seq, len, timeout, &|| drops.nonce(&nonce)).map_err(|e| fail(format!("read: {e}")))?;
         Ok(Sent { nonce, ident: Ident::Segment { seq, len }, replied, answer: None })
     })
 }
@@ -121,26 +124,22 @@ fn send(sock: &OwnedFd, ifindex: u32, dst: &Mac, frame: &[u8]) -> std::io::Resul
     if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 
-fn wait_ack(sock: &OwnedFd, seq: u32, len: u32, timeout: Duration) -> std::io::Result<bool> {
-    let deadline = Instant::now() + timeout;
+fn wait_ack(
+    sock: &OwnedFd,
+    seq: u32,
+    len: u32,
+    timeout: Duration,
+    dropped: &dyn Fn() -> bool,
+) -> std::io::Result<bool> {
     let mut buf = vec![0u8; 65536];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX);
-        if poll(&mut fds, ms)? == 0 {
-            continue;
-        }
+    let acked = wait::answer(sock.as_fd(), timeout, dropped, || {
         loop {
             // SAFETY: recv into an owned buffer of the given length.
             let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::WouldBlock {
-                    break;
+                    return Ok(Read::Again);
                 }
                 return Err(e);
             }
@@ -148,10 +147,11 @@ fn wait_ack(sock: &OwnedFd, seq: u32, len: u32, timeout: Duration) -> std::io::R
                 PacketInfo::from_ethernet(&buf[..n as usize])
                 && (a == seq.wrapping_add(1) || a == seq.wrapping_add(1).wrapping_add(len))
             {
-                return Ok(true);
+                return Ok(Read::Done(Some(())));
             }
         }
-    }
+    })?;
+    Ok(acked.is_some())
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
-
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::time::Duration;
 
 use super::new_nonce;
+use super::wait::{self, Read};
+use crate::drops::Drops;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 use crate::packet::{L4, PacketInfo, contains};
@@ -24,7 +24,8 @@ pub struct Echo {
 /// Send `count` ICMP echo requests from `ns` to `dst`, one after the other, each with its own
 /// nonce and the same ICMP id (one conntrack flow), waiting up to `timeout` for each reply.
 /// Mirrors `ip netns exec NS ping -c COUNT -W TIMEOUT DST`.
-pub fn icmp_echo(ns: &Netns, dst: Ipv4Addr, count: u16, timeout: Duration) -> Result<(u16, Vec<Echo>)> {
+/// A packet the trace shows dropped (`drops`) is not waited for.
+pub fn icmp_echo(ns: &Netns, dst: Ipv4Addr, count: u16, timeout: Duration, drops: &Drops) -> Result<(u16, Vec<Echo>)> {
     let id = (crate::random::u64() & 0xffff) as u16;
     let what = |e: io::Error| Error::Probe { probe: format!("icmp {} -> {dst}", ns.name()), message: e.to_string() };
     ns.run(|| {
@@ -35,7 +36,8 @@ pub fn icmp_echo(ns: &Netns, dst: Ipv4Addr, count: u16, timeout: Duration) -> Re
             let mut payload = nonce.clone();
             payload.resize(56, 0);
             send_echo(&sock, dst, id, seq, &payload).map_err(what)?;
-            let reply = wait_reply(&sock, &nonce, timeout).map_err(what)?;
+            let dropped = || drops.nonce(&nonce) || drops.echo(id, seq);
+            let reply = wait_reply(&sock, &nonce, timeout, &dropped).map_err(what)?;
             echoes.push(Echo { seq, nonce, reply });
         }
         Ok((id, echoes))
@@ -74,21 +76,14 @@ fn send_echo(sock: &OwnedFd, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8]) -
     Ok(())
 }
 
-fn wait_reply(sock: &OwnedFd, nonce: &[u8], timeout: Duration) -> io::Result<Option<PacketInfo>> {
-    let deadline = Instant::now() + timeout;
+fn wait_reply(
+    sock: &OwnedFd,
+    nonce: &[u8],
+    timeout: Duration,
+    dropped: &dyn Fn() -> bool,
+) -> io::Result<Option<PacketInfo>> {
     let mut buf = vec![0u8; 65536];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, ms) {
-            Ok(0) | Err(nix::Error::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
-        }
+    wait::answer(sock.as_fd(), timeout, dropped, || {
         loop {
             match nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
                 Ok(n) => {
@@ -97,12 +92,12 @@ fn wait_reply(sock: &OwnedFd, nonce: &[u8], timeout: Duration) -> io::Result<Opt
                         && matches!(info.l4, L4::Icmp { kind: 0, .. })
                         && contains(pkt, nonce)
                     {
-                        return Ok(Some(info));
+                        return Ok(Read::Done(Some(info)));
                     }
                 }
-                Err(nix::Error::EAGAIN) => break,
+                Err(nix::Error::EAGAIN) => return Ok(Read::Again),
                 Err(e) => return Err(e.into()),
             }
         }
-    }
+    })
 }

@@ -7,6 +7,7 @@ pub mod icmp;
 pub mod server;
 pub mod tcp;
 pub mod udp;
+pub mod wait;
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -14,6 +14,7 @@ const NFULA_IFINDEX_PHYSINDEV: u16 = 6;
 const NFULA_IFINDEX_PHYSOUTDEV: u16 = 7;
 const NFULA_PAYLOAD: u16 = 9;
 const NFULA_PREFIX: u16 = 10;
+const NFULA_SEQ: u16 = 12;
 
 /// The fields of one NFLOG record that a trace needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub struct NflogRecord {
     pub physoutdev: Option<u32>,
     pub hw_protocol: Option<u16>,
     pub payload: Option<Vec<u8>>,
+    /// `NFULA_SEQ`: the group's record counter, present once [`sequence_config`] is in force;
+    /// a gap means the kernel dropped records (the socket's buffer was full).
+    pub seq: Option<u32>,
 }
 
 /// Parse one DLT_NFLOG record: a 4-byte header (family, version, big-endian group) then TLVs
@@ -53,6 +57,7 @@ pub fn parse_record(data: &[u8]) -> Result<NflogRecord, String> {
             NFULA_IFINDEX_PHYSINDEV => rec.physindev = be32(),
             NFULA_IFINDEX_PHYSOUTDEV => rec.physoutdev = be32(),
             NFULA_PAYLOAD => rec.payload = Some(value.to_vec()),
+            NFULA_SEQ => rec.seq = be32(),
             NFULA_PREFIX => {
                 let text = value.split(|b| *b == 0).next().unwrap_or_default();
                 rec.prefix = Some(String::from_utf8_lossy(text).into_owned());
@@ -63,6 +68,51 @@ pub fn parse_record(data: &[u8]) -> Result<NflogRecord, String> {
         rest = rest.get(padded..).unwrap_or_default();
     }
     Ok(rec)
+}
+
+/// The `NFULNL_MSG_CONFIG` request that makes NFLOG group `group` number its records
+/// (`NFULA_CFG_FLAGS = NFULNL_CFG_F_SEQ`), to be sent on the socket bound to that group (the
+/// kernel accepts a group's config only from its own socket). No ack is asked for: libpcap
+/// reads that socket, and an error would come back to it only if the group were not bound.
+pub fn sequence_config(group: u16) -> Vec<u8> {
+    const NFNL_SUBSYS_ULOG: u16 = 4;
+    const NFULNL_MSG_CONFIG: u16 = 1;
+    const NFULA_CFG_FLAGS: u16 = 6;
+    const NFULNL_CFG_F_SEQ: u16 = 1;
+    const NLM_F_REQUEST: u16 = 1;
+    let mut msg = Vec::with_capacity(28);
+    msg.extend_from_slice(&28u32.to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG).to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // sequence
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+    // nfgenmsg: AF_UNSPEC, version 0, the group in network order.
+    msg.extend_from_slice(&[0, 0]);
+    msg.extend_from_slice(&group.to_be_bytes());
+    // NFULA_CFG_FLAGS: a big-endian u16, padded to 4 bytes.
+    msg.extend_from_slice(&6u16.to_ne_bytes());
+    msg.extend_from_slice(&NFULA_CFG_FLAGS.to_ne_bytes());
+    msg.extend_from_slice(&NFULNL_CFG_F_SEQ.to_be_bytes());
+    msg.extend_from_slice(&[0, 0]);
+    msg
+}
+
+/// How many records of each group the sequence numbers say are missing: the kernel numbers a
+/// group's records from 0, so a record's number minus the count seen before it is what was
+/// lost. Records without a number (sent before [`sequence_config`] took effect) count nothing.
+pub fn lost_records<'a>(records: impl IntoIterator<Item = &'a NflogRecord>) -> BTreeMap<u16, u64> {
+    let mut next: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut lost: BTreeMap<u16, u64> = BTreeMap::new();
+    for r in records {
+        let Some(seq) = r.seq else { continue };
+        let want = next.entry(r.group).or_insert(0);
+        let seq = u64::from(seq);
+        if seq > *want {
+            *lost.entry(r.group).or_default() += seq - *want;
+        }
+        *want = seq.max(*want) + 1;
+    }
+    lost
 }
 
 /// The hook a TRACE or trace-rule prefix names (`TRACE: raw:PREROUTING:policy:2 `), or None for
@@ -105,6 +155,27 @@ pub fn to_event(rec: &NflogRecord, netns: &str, ifnames: &BTreeMap<u32, String>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_gaps_count_the_lost_records_per_group() {
+        let rec = |group, seq| NflogRecord { group, seq, ..Default::default() };
+        let records =
+            [rec(0, Some(0)), rec(1, Some(0)), rec(0, Some(1)), rec(0, Some(4)), rec(1, None), rec(1, Some(1))];
+        assert_eq!(lost_records(&records), BTreeMap::from([(0, 2)]));
+        assert!(lost_records(&[rec(0, Some(0)), rec(0, Some(1))]).is_empty());
+        // A first record numbered 3: three were lost before it.
+        assert_eq!(lost_records(&[rec(1, Some(3))]), BTreeMap::from([(1, 3)]));
+    }
+
+    #[test]
+    fn sequence_config_is_a_well_formed_nfnetlink_request() {
+        let m = sequence_config(1);
+        assert_eq!(m.len(), 28);
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 28);
+        assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), 0x0401);
+        assert_eq!(&m[18..20], &[0, 1], "the group, big-endian");
+        assert_eq!(&m[24..26], &[0, 1], "NFULNL_CFG_F_SEQ, big-endian");
+    }
     use crate::trace::event::RuleKind;
 
     fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
