@@ -163,7 +163,9 @@ const MODULES_MISSING: &str = "modules-missing";
 
 impl Boot<'_> {
     /// The guest's script: mark the boot, load the modules (all in one modprobe, then one by one
-    /// only those not loaded, to name the missing), run `command` (a shell line) with
+    /// only those not loaded, to name the missing), let sockets have netpath's 32 MiB NFLOG
+    /// receive buffer (a fresh kernel caps it at 208 KiB, which a burst of 280 connections
+    /// overflows under TCG; the guest is the VM's own, so this global setting is too), run `command` (a shell line) with
     /// scratch space in the out folder (the repo and /root are read-only in the guest).
     fn script(&self, command: &str) -> String {
         let out = shell_quote(&self.out.display().to_string());
@@ -171,6 +173,7 @@ impl Boot<'_> {
             "uname -r > {out}/{BOOTED}\n: > {out}/{MODULES_MISSING}\n\
              modprobe -a -q {mods} 2>/dev/null\n\
              for m in {mods}; do\n  [ -d /sys/module/$m ] || modprobe -q $m 2>/dev/null || echo $m >> {out}/{MODULES_MISSING}\ndone\n\
+             echo 33554432 > /proc/sys/net/core/rmem_max\n\
              mkdir -p {out}/tmp {out}/artifacts\nexport TMPDIR={out}/tmp NETPATH_ARTIFACTS={out}/artifacts\n\
              {command}\n",
             mods = MODULES.join(" ")
