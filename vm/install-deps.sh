@@ -11,7 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(qemu-system-x86 kmod busybox-static udev python3-venv dpkg)
+# debian-archive-keyring: the private apt configuration checks Debian's signatures with it
+# (preinstalled on Debian, not on Ubuntu runners).
+packages=(qemu-system-x86 kmod busybox-static udev python3-venv dpkg debian-archive-keyring)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

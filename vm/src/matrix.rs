@@ -333,8 +333,9 @@ fn esc(s: &str) -> String {
 }
 
 fn differences(columns: &[Column], k: &RowKey) -> Vec<PathDifference> {
-    // (packet, direction, netns) -> hooks -> kernels
-    let mut by: BTreeMap<(u16, String, String), Vec<(Vec<String>, Vec<String>)>> = BTreeMap::new();
+    // Per (packet, direction, netns): each distinct path with the kernels that observed it.
+    type Paths = Vec<(Vec<String>, Vec<String>)>;
+    let mut by: BTreeMap<(u16, String, String), Paths> = BTreeMap::new();
     for c in columns {
         let Some((run, Some(p))) = find(c, k) else { continue };
         if !matches!(run.verdict, RunVerdict::Pass | RunVerdict::Fail) {
