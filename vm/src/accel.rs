@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::guest::{Accel, Boot, Tools};
@@ -11,9 +12,22 @@ use crate::kernels::Tree;
 /// A KVM boot of a trivial command takes seconds; one still running after this hangs.
 const PROBE_DEADLINE: Duration = Duration::from_secs(40);
 
-/// The mode to boot in, and why: `NETPATH_VM_ACCEL=kvm|tcg` forces one; else the remembered
-/// result of the probe for this host kernel and QEMU; else a probe boot of `tree` under KVM.
+/// The mode to boot in, and why; found once per process (the matrix's kernels share it, and
+/// two probes at once would only slow each other down).
 pub fn choose(tools: &Tools, tree: &Tree, cache: &Path) -> Result<(Accel, String), String> {
+    static CHOSEN: Mutex<Option<(Accel, String)>> = Mutex::new(None);
+    let mut chosen = CHOSEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = chosen.as_ref() {
+        return Ok(c.clone());
+    }
+    let c = find(tools, tree, cache)?;
+    *chosen = Some(c.clone());
+    Ok(c)
+}
+
+/// `NETPATH_VM_ACCEL=kvm|tcg` forces one; else the remembered result of the probe for this
+/// host kernel and QEMU; else a probe boot of `tree` under KVM.
+fn find(tools: &Tools, tree: &Tree, cache: &Path) -> Result<(Accel, String), String> {
     match std::env::var("NETPATH_VM_ACCEL").as_deref() {
         Ok("kvm") => return Ok((Accel::Kvm, "forced by NETPATH_VM_ACCEL=kvm".into())),
         Ok("tcg") => return Ok((Accel::Tcg, "forced by NETPATH_VM_ACCEL=tcg".into())),
@@ -25,7 +39,7 @@ pub fn choose(tools: &Tools, tree: &Tree, cache: &Path) -> Result<(Accel, String
     if let Err(e) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         return Ok((Accel::Tcg, format!("no usable /dev/kvm ({e})")));
     }
-    let key = probe_key();
+    let key = probe_key(tools);
     let memo = cache.join("accel-probe");
     if let Ok(text) = fs::read_to_string(&memo)
         && let Some((k, rest)) = text.split_once('\n')
@@ -35,7 +49,7 @@ pub fn choose(tools: &Tools, tree: &Tree, cache: &Path) -> Result<(Accel, String
         let accel = if mode.trim() == "kvm" { Accel::Kvm } else { Accel::Tcg };
         return Ok((accel, format!("{} (probed earlier; delete {} to probe again)", why.trim(), memo.display())));
     }
-    let out = cache.join("accel-probe.d");
+    let out = cache.join(format!("accel-probe-{}.d", std::process::id()));
     let _ = fs::remove_dir_all(&out);
     let boot = Boot { tools, tree, accel: Accel::Kvm, out: &out, deadline: PROBE_DEADLINE, cpus: 1, echo: false };
     let (accel, why) = match boot.run("true") {
@@ -46,16 +60,14 @@ pub fn choose(tools: &Tools, tree: &Tree, cache: &Path) -> Result<(Accel, String
         }
         Err(e) => (Accel::Tcg, format!("a KVM test boot failed: {}", e.lines().next().unwrap_or(""))),
     };
+    let _ = fs::remove_dir_all(&out);
     let _ = fs::create_dir_all(cache);
     let _ = fs::write(&memo, format!("{key}\n{accel}: {why}\n"));
     Ok((accel, why))
 }
 
 /// What the probe's answer depends on: the host kernel and the QEMU build.
-fn probe_key() -> String {
-    let qemu = netpath::tool::on_path("qemu-system-x86_64")
-        .and_then(|p| fs::metadata(p).ok()?.modified().ok())
-        .map(|t| format!("{t:?}"))
-        .unwrap_or_default();
+fn probe_key(tools: &Tools) -> String {
+    let qemu = fs::metadata(&tools.qemu).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default();
     format!("host {} qemu {qemu}", netpath::kernel::running_release())
 }

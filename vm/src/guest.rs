@@ -99,6 +99,7 @@ impl fmt::Display for Accel {
 pub struct Tools {
     vng: PathBuf,
     path: String,
+    pub qemu: PathBuf,
 }
 
 impl Tools {
@@ -112,23 +113,23 @@ impl Tools {
             .filter(|p| p.is_file())
             .or_else(|| netpath::tool::on_path("vng"))
             .ok_or_else(|| format!("virtme-ng (vng) is not in {} nor on PATH: {fix}", venv.display()))?;
+        // What vng and its helpers will search: the venv, the caller's PATH, and the sbin folders
+        // that a non-login root shell may lack (depmod, udevadm).
+        let bin = vng.parent().unwrap_or(Path::new("/")).display().to_string();
+        let path = format!("{bin}:{}:/usr/sbin:/usr/bin:/sbin:/bin", std::env::var("PATH").unwrap_or_default());
+        let find = |program: &str| std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file());
+        let mut qemu = None;
         for (program, package) in [
             ("qemu-system-x86_64", "qemu-system-x86"),
             ("busybox", "busybox-static"),
             ("depmod", "kmod"),
             ("udevadm", "udev"),
         ] {
-            let found = netpath::tool::on_path(program).or_else(|| {
-                ["/usr/sbin", "/sbin", "/bin"].iter().map(|d| Path::new(d).join(program)).find(|p| p.exists())
-            });
-            if found.is_none() {
-                return Err(format!("{program} is missing (Debian package {package}): {fix}"));
-            }
+            let found =
+                find(program).ok_or_else(|| format!("{program} is missing (Debian package {package}): {fix}"))?;
+            qemu = qemu.or(Some(found));
         }
-        let bin = vng.parent().unwrap_or(Path::new("/")).display().to_string();
-        let path =
-            format!("{bin}:{}", std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()));
-        Ok(Tools { vng, path })
+        Ok(Tools { vng, path, qemu: qemu.unwrap_or_default() })
     }
 }
 
