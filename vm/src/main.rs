@@ -388,7 +388,8 @@ fn write_matrix(m: &Matrix, out: &Path) -> Result<(), String> {
     let md = out.join("matrix.md");
     let json = out.join("matrix.json");
     std::fs::write(&md, m.markdown()).map_err(|e| format!("write {}: {e}", md.display()))?;
-    let text = serde_json::to_string_pretty(m).map_err(|e| e.to_string())?;
+    // Compact: a k8s-service column alone holds the paths of 280 connections.
+    let text = serde_json::to_string(m).map_err(|e| e.to_string())?;
     std::fs::write(&json, text + "\n").map_err(|e| format!("write {}: {e}", json.display()))?;
     for s in m.summary() {
         println!("{s}");

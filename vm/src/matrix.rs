@@ -140,6 +140,10 @@ pub struct Matrix {
     pub rows: Vec<Row>,
     #[serde(default)]
     pub path_differences: Vec<PathDifference>,
+    /// Packets whose path differed between kernels only as a per-packet choice does (a random
+    /// endpoint, such as kube-proxy's `-m statistic`): each kernel took each path for some packet.
+    #[serde(default)]
+    pub unsteady_paths: Vec<String>,
 }
 
 fn find<'a>(c: &'a Column, k: &RowKey) -> Option<(&'a RunResult, Option<&'a ProbeResult>)> {
@@ -180,8 +184,13 @@ impl Matrix {
             .iter()
             .map(|k| Row { key: k.clone(), cells: columns.iter().map(|c| (c.alias.clone(), cell(c, k))).collect() })
             .collect();
-        let path_differences = keys.iter().flat_map(|k| differences(&columns, k)).collect();
-        Matrix { date, netpath_commit, columns, rows, path_differences }
+        let (mut path_differences, mut unsteady_paths) = (vec![], vec![]);
+        for k in &keys {
+            let (d, n) = differences(&columns, k);
+            path_differences.extend(d);
+            unsteady_paths.extend(n);
+        }
+        Matrix { date, netpath_commit, columns, rows, path_differences, unsteady_paths }
     }
 
     /// Whether any cell failed (a kernel that did not run counts as failed).
@@ -272,7 +281,7 @@ impl Matrix {
         }
         let _ = writeln!(o, "\n## Path differences\n");
         if self.path_differences.is_empty() {
-            let _ = writeln!(o, "None: every probe's path is the same on every kernel that ran it.");
+            let _ = writeln!(o, "None: every probe's path is the same on every kernel that ran it.\n");
         }
         for d in &self.path_differences {
             let _ = writeln!(
@@ -288,6 +297,17 @@ impl Matrix {
                     let _ = writeln!(o, "{line}");
                 }
                 let _ = writeln!(o, "```\n");
+            }
+        }
+        if !self.unsteady_paths.is_empty() {
+            let _ = writeln!(
+                o,
+                "Not kernel differences: these packets took different paths on different kernels, but every \
+                 kernel took each of those paths for another packet of the same probe (a per-packet choice \
+                 such as a load balancer's random endpoint):\n"
+            );
+            for u in &self.unsteady_paths {
+                let _ = writeln!(o, "- {u}");
             }
         }
         let _ = writeln!(o, "\n## Kernel config (`netpath caps --kernel-config`)\n");
@@ -332,9 +352,12 @@ fn esc(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-fn differences(columns: &[Column], k: &RowKey) -> Vec<PathDifference> {
-    // Per (packet, direction, netns): each distinct path with the kernels that observed it.
-    type Paths = Vec<(Vec<String>, Vec<String>)>;
+/// Per (packet, direction, netns): each distinct path with the kernels that observed it.
+type Paths = Vec<(Vec<String>, Vec<String>)>;
+
+/// The row's path differences between kernels, and the places (`reply in netns node1`) where the
+/// path varied between packets on one kernel.
+fn differences(columns: &[Column], k: &RowKey) -> (Vec<PathDifference>, Vec<String>) {
     let mut by: BTreeMap<(u16, String, String), Paths> = BTreeMap::new();
     for c in columns {
         let Some((run, Some(p))) = find(c, k) else { continue };
@@ -349,8 +372,22 @@ fn differences(columns: &[Column], k: &RowKey) -> Vec<PathDifference> {
             }
         }
     }
-    by.into_iter()
-        .filter(|(_, variants)| variants.len() > 1)
+    // A path that differs between the packets of one probe on one kernel (a random load-balancing
+    // choice) says nothing about kernels: those are listed apart, not compared.
+    let varies = unsteady(&by);
+    let mut places: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    for (p, d, ns) in &varies {
+        places.entry((d, ns)).or_default().push(p.to_string());
+    }
+    let notes = places
+        .into_iter()
+        .map(|((d, ns), ps)| {
+            format!("{} [{}] {}: {d} in netns {ns}, {} packets", k.scenario, k.backend, k.probe, ps.len())
+        })
+        .collect();
+    let diffs = by
+        .into_iter()
+        .filter(|(key, variants)| variants.len() > 1 && !varies.contains(key))
         .map(|((packet, direction, netns), mut variants)| {
             variants.sort_by_key(|(_, kernels)| std::cmp::Reverse(kernels.len()));
             PathDifference {
@@ -361,6 +398,31 @@ fn differences(columns: &[Column], k: &RowKey) -> Vec<PathDifference> {
                 variants: variants.into_iter().map(|(hooks, kernels)| PathVariant { kernels, hooks }).collect(),
             }
         })
+        .collect();
+    (diffs, notes)
+}
+
+/// The packets whose path differs between kernels only as a per-packet choice would: every
+/// kernel also saw each of the differing paths, for another packet of the same probe there.
+fn unsteady(by: &BTreeMap<(u16, String, String), Paths>) -> Vec<(u16, String, String)> {
+    // Per (direction, netns, kernel): every path seen, whichever packet.
+    let mut seen: BTreeMap<(&str, &str, &str), Vec<&Vec<String>>> = BTreeMap::new();
+    for ((_, d, ns), variants) in by {
+        for (hooks, kernels) in variants {
+            for k in kernels {
+                seen.entry((d, ns, k)).or_default().push(hooks);
+            }
+        }
+    }
+    let kernels: Vec<&str> = by.values().flatten().flat_map(|(_, ks)| ks.iter().map(String::as_str)).collect();
+    by.iter()
+        .filter(|((_, d, ns), variants)| {
+            variants.len() > 1
+                && variants.iter().all(|(hooks, _)| {
+                    kernels.iter().all(|k| seen.get(&(d.as_str(), ns.as_str(), *k)).is_some_and(|p| p.contains(&hooks)))
+                })
+        })
+        .map(|(key, _)| key.clone())
         .collect()
 }
 
@@ -469,6 +531,32 @@ mod tests {
         let same =
             Matrix::new("d".into(), "c".into(), vec![column("6.1", vec![run("s", RunVerdict::Pass, &new, true)])]);
         assert!(same.path_differences.is_empty() && same.markdown().contains("None: every probe's path"));
+    }
+
+    #[test]
+    fn a_path_that_varies_between_packets_on_one_kernel_is_not_compared() {
+        let mut two = run("s", RunVerdict::Pass, &["nat:SEP-1"], true);
+        let mut second = two.probes[0].paths[0].clone();
+        second.packet = 2;
+        second.hooks = vec!["nat:SEP-2".into()];
+        two.probes[0].paths.push(second);
+        // 7.2 took the same two paths, in the other order.
+        let mut other = two.clone();
+        other.probes[0].paths[0].hooks = vec!["nat:SEP-2".into()];
+        other.probes[0].paths[1].hooks = vec!["nat:SEP-1".into()];
+        let m = Matrix::new("d".into(), "c".into(), vec![column("6.1", vec![two.clone()]), column("7.2", vec![other])]);
+        assert!(m.path_differences.is_empty(), "{:?}", m.path_differences);
+        assert_eq!(m.unsteady_paths, ["s [legacy] p: request in netns host, 2 packets"]);
+        // A kernel that never took SEP-2 differs for real.
+        let only_one = run("s", RunVerdict::Pass, &["nat:SEP-1"], true);
+        let mut only_one_twice = only_one.clone();
+        let mut p2 = only_one.probes[0].paths[0].clone();
+        p2.packet = 2;
+        only_one_twice.probes[0].paths.push(p2);
+        let m =
+            Matrix::new("d".into(), "c".into(), vec![column("6.1", vec![two]), column("5.10", vec![only_one_twice])]);
+        assert_eq!(m.path_differences.len(), 1, "{:?}", m.path_differences);
+        assert_eq!(m.path_differences[0].packet, 2);
     }
 
     #[test]
