@@ -10,8 +10,11 @@ fi
 # tcpdump is the shell baseline of `cargo bench` (cases/benches/seed000-experiment.sh).
 # wireguard-tools gives `wg`, which configures every WireGuard interface; wireguard-go is the
 # userspace WireGuard netpath uses where the kernel has none (CONFIG_WIREGUARD unset).
+# containernetworking-plugins (the CNI plugins in /usr/lib/cni), netavark (podman's network
+# backend, /usr/lib/podman/netavark), nfacct and ipset: the real tools the bundled scenarios'
+# [[step]] entries run.
 packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc tcpdump
-  wireguard-tools wireguard-go)
+  wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -190,6 +190,103 @@ pub fn assert_masquerade_missing(o: &Outcome) {
     );
 }
 
+/// What the step `name` wrote to stdout in run `o` (teardown steps included).
+pub fn step_stdout<'a>(o: &'a Outcome, name: &str) -> &'a str {
+    let steps = &o.setup.steps;
+    steps.iter().find(|r| r.name == name).map(|r| r.stdout.as_str()).unwrap_or_else(|| {
+        panic!("no step `{name}` ran (ran: {:?})", steps.iter().map(|r| &r.name).collect::<Vec<_>>())
+    })
+}
+
+/// The step `name` of `sc`, to edit for a twin.
+pub fn step_mut<'a>(sc: &'a mut Scenario, name: &str) -> &'a mut netpath::step::StepSpec {
+    sc.step.iter_mut().find(|s| s.name == name).unwrap_or_else(|| panic!("no step `{name}`"))
+}
+
+/// Drop the step `name` of `sc`, checking it was there.
+pub fn without_step(sc: &mut Scenario, name: &str) {
+    let before = sc.step.len();
+    sc.step.retain(|s| s.name != name);
+    assert_eq!(sc.step.len() + 1, before, "no step `{name}` to drop");
+}
+
+/// Give the step `name` its stdin file's text, edited, inline (checking the edit changed it).
+pub fn edit_step_stdin(sc: &mut Scenario, name: &str, edit: impl Fn(&str) -> String) {
+    let step = step_mut(sc, name);
+    let text = match (step.stdin.take(), step.stdin_file.take()) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())),
+        (None, None) => panic!("step `{name}` has no stdin"),
+    };
+    let edited = edit(&text);
+    assert_ne!(text, edited, "the edit changed nothing");
+    step.stdin = Some(edited);
+}
+
+/// The 1-based line of the file `path` that is exactly `line` (trimmed), for checks that an
+/// error points at it.
+pub fn line_of(path: &Path, line: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let found: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.trim() == line).map(|(i, _)| i + 1).collect();
+    assert_eq!(found.len(), 1, "`{line}` is on lines {found:?} of {}", path.display());
+    found[0]
+}
+
+/// The entries of folder `dir` whose names start with `prefix`.
+pub fn entries_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The namespaces of the runs of process `pid` that are still there.
+pub fn namespaces_of(pid: u32) -> Vec<String> {
+    entries_starting(Path::new("/run/netns"), &format!("netpath-{pid}x"))
+}
+
+/// The `{run_dir}` folders of the runs of process `pid` that are still there.
+pub fn run_dirs_of(pid: u32) -> Vec<String> {
+    entries_starting(&std::env::temp_dir(), &format!("netpath-run-{pid}x"))
+}
+
+/// The output of the teardown step `step` has none of `gone` (`true`) or all of them (`false`):
+/// what a DEL or teardown step must remove, checked both ways by a test and its twin.
+pub fn assert_step_output(o: &Outcome, step: &str, needles: &[&str], absent: bool) {
+    let out = step_stdout(o, step);
+    for n in needles {
+        assert_eq!(
+            out.contains(n),
+            !absent,
+            "`{n}` {} the output of {step}:\n{out}",
+            if absent { "is in" } else { "is not in" }
+        );
+    }
+}
+
+/// The probe was not answered by `server`, and its request's path in `netns` misses `hook`.
+pub fn assert_unanswered_without(failures: &[netpath::expect::Failure], server: &str, netns: &str, hook: &str) {
+    named_saying(failures, &format!("answers from {server}"), &["got 0"]);
+    named_saying(
+        failures,
+        &format!("path of packet 1 request in netns {netns} (includes, in order)"),
+        &[&format!("`{hook}` not found")],
+    );
+}
+
+/// The failure whose `what` starts with `prefix` (a handle's failure carries the real name
+/// after it), or a panic listing them all.
+pub fn starting<'a>(failures: &'a [netpath::expect::Failure], prefix: &str) -> &'a netpath::expect::Failure {
+    failures
+        .iter()
+        .find(|f| f.what.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no failure `{prefix}...` in {failures:#?}"))
+}
+
 /// Traffic for measuring netpath itself: docker-masquerade's topology and rules with its
 /// probes replaced by `icmp` + `udp` probes of 1,000 packets each from c1 to the external host
 /// (a UDP server answers on port 9000) and, with `containers` above 2, that many containers on

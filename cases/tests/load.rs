@@ -6,14 +6,20 @@
 //! at every capture point it crosses and in the host's trace, so no loss can hide.
 
 use netpath::Backend;
-use rstest::rstest;
 
-#[rstest]
-fn ten_thousand_traced_packets_lose_nothing(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+/// The backends one after the other, never at once: each run has the machine to itself.
+#[test]
+fn ten_thousand_traced_packets_lose_nothing() {
     if std::env::var_os("NETPATH_LOAD").is_none() {
         eprintln!("load test not run: set NETPATH_LOAD=1 (it sends 10,000 packets per backend)");
         return;
     }
+    for backend in [Backend::Legacy, Backend::Nft] {
+        under(backend);
+    }
+}
+
+fn under(backend: Backend) {
     let sc = netpath_cases::load_scenario(5, 5, 2);
     let o = netpath_cases::run_or_return!(&sc, backend);
     assert!(o.passed(), "{}", netpath::report::outcome(&o, false));

@@ -19,6 +19,16 @@ pub enum Error {
     #[error("netns {netns}: `{command}` failed ({status}): {stderr}{hint}")]
     Command { netns: String, command: String, status: String, stderr: String, hint: String },
 
+    /// A `[[step]]` failed or timed out (`outcome`: its exit status and the tail of its
+    /// stderr); the lab is torn down as after any error.
+    #[error("step `{step}` (netns {netns}): `{command}`: {outcome}")]
+    Step { step: String, netns: String, command: String, outcome: String },
+
+    /// A firewall tool rejected a scenario's ruleset: where the failing rule is in the file
+    /// (`FILE:LINE`), what was rejected (the tool and the rule), and what the tool said.
+    #[error("{at}: netns {netns}: {rejected}: {message}")]
+    Ruleset { at: String, netns: String, rejected: String, message: String },
+
     #[error("netns {netns}: cannot run `{program}`: {source}{hint}")]
     Spawn { netns: String, program: String, source: io::Error, hint: String },
 

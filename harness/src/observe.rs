@@ -181,6 +181,18 @@ struct KmsgObserver {
 impl Observers {
     /// Start everything and return once every reader is live.
     pub fn start(lab: &Lab, sc: &Scenario, trace: TraceChoice) -> Result<Observers> {
+        Observers::start_at(lab, sc, trace, &sc.capture_points(), &BTreeMap::new())
+    }
+
+    /// [`Observers::start`] capturing at `points`, each netns of `sources` read with its own
+    /// source (the tools of a step wrote its rules to another backend than the run's).
+    pub fn start_at(
+        lab: &Lab,
+        sc: &Scenario,
+        trace: TraceChoice,
+        points: &[CapturePoint],
+        sources: &BTreeMap<String, TraceChoice>,
+    ) -> Result<Observers> {
         // First, since it may wait for other kernel-log runs to finish.
         let kmsg = match trace {
             TraceChoice::Kmsg => KmsgObserver::start(lab, sc)?,
@@ -188,7 +200,7 @@ impl Observers {
         };
         // Every handle is opened at once, then waited for: their set-up overlaps.
         let mut starting = vec![];
-        for point in sc.capture_points() {
+        for point in points.iter().cloned() {
             let ns = lab.netns(&point.netns)?;
             let capture_err =
                 |message: String| Error::Capture { netns: ns.name().to_string(), iface: point.iface.clone(), message };
@@ -199,6 +211,7 @@ impl Observers {
         let drops = Drops::default();
         for n in sc.netns.iter().filter(|n| n.trace && trace != TraceChoice::Kmsg) {
             let ns = lab.netns(&n.name)?;
+            let trace = sources.get(&n.name).copied().unwrap_or(trace);
             let trace_err = |message: String| Error::Trace { netns: ns.name().to_string(), message };
             let reader = match trace {
                 TraceChoice::Nflog => {

@@ -49,7 +49,7 @@ impl PcapThread {
             move || {
                 let cap = open(&dev)?;
                 let linktype = cap.get_datalink();
-                Ok((Pcap(cap), linktype))
+                Ok((Pcap(cap, dev.starts_with("nflog")), linktype))
             },
             watch,
         )?;
@@ -67,7 +67,8 @@ impl PcapThread {
     }
 }
 
-struct Pcap(pcap::Capture<pcap::Active>);
+/// A handle, and whether it is an `nflog:` one.
+struct Pcap(pcap::Capture<pcap::Active>, bool);
 
 impl Source for Pcap {
     type Item = Record;
@@ -78,6 +79,10 @@ impl Source for Pcap {
         drain(&mut self.0, out)?;
         // Evidence with holes would make a packet look absent where it was not: fail instead.
         match self.0.stats() {
+            // On an nflog: handle libpcap counts the socket's ENOBUFS errors as drops.
+            Ok(st) if st.dropped > 0 && self.1 => {
+                Err(format!("{LOST}NFLOG records: the socket buffer overflowed {} times (ENOBUFS)", st.dropped))
+            }
             Ok(st) if st.dropped > 0 || st.if_dropped > 0 => Err(format!(
                 "{LOST}{} frames (ps_drop {}, ps_ifdrop {}: the buffer was full)",
                 st.dropped + st.if_dropped,
@@ -89,16 +94,18 @@ impl Source for Pcap {
     }
 }
 
-/// Bytes kept of each frame: every header and the probe's nonce fit, and a frame takes little
-/// room in the ring.
-const SNAPLEN: i32 = 2048;
-/// The packet ring of an interface capture. The kernel allocates and zeroes it when the handle
-/// opens and maps every page of it into the process, so it is paid in time and resident memory
-/// per captured interface (at 32 MiB, 6 interfaces cost 190 MiB and 300 ms). libpcap's
-/// TPACKET_V3 ring is made of 256 KiB blocks holding ~100 full-size or ~2,000 small frames each:
-/// 8 blocks absorb a burst far larger than any probe's while the reader, woken by poll, hands
-/// blocks back. A ring that does overflow is reported (`ps_drop`), never silently accepted.
-const RING: i32 = 2 << 20;
+/// Bytes kept of each frame: every header and a probe's nonce and answer fit many times over
+/// (a frame longer than this is cut in the artifacts' pcaps too). libpcap's immediate-mode ring
+/// (TPACKET_V2) gives every frame a fixed slot of about SNAPLEN + 70 bytes, and a slot never
+/// straddles a 4 KiB block: 954 makes it exactly 1 KiB, four to a block, where 2048 took a
+/// whole block per frame.
+const SNAPLEN: i32 = 954;
+/// The packet ring of an interface capture: 1,536 slots. The kernel allocates and zeroes the
+/// ring when the handle opens and maps every page of it into the process, so it is paid in time
+/// and resident memory per captured interface (at 32 MiB, 6 interfaces cost 190 MiB and
+/// 300 ms). The reader, woken by poll, empties it continuously; a ring that does overflow is
+/// reported (`ps_drop`) and makes the evidence incomplete, never silently accepted.
+const RING: i32 = 3 << 19;
 /// An `nflog:` handle is a netlink socket, not a ring: its buffer is the socket's receive
 /// buffer, which the kernel fills only as records queue up, so it can be large at no cost.
 const NFLOG_RCVBUF: i32 = 32 << 20;
@@ -128,6 +135,25 @@ fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
         })?;
     let cap = cap.setnonblock().map_err(|e| format!("set {device} non-blocking: {e}"))?;
     if let Some(groups) = device.strip_prefix("nflog:") {
+        // libpcap asks for its buffer with SO_RCVBUF, which net.core.rmem_max caps (208 KiB by
+        // default): a burst of trace records overflowed it. As root the cap does not apply.
+        let size = NFLOG_RCVBUF;
+        // SAFETY: setsockopt on the handle's own fd with a correctly sized int.
+        let rc = unsafe {
+            libc::setsockopt(
+                cap.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "set the receive buffer of {device}: {} (needs CAP_NET_ADMIN: run as root)",
+                std::io::Error::last_os_error()
+            ));
+        }
         // Numbered records, so that records the kernel could not queue show as gaps.
         for group in groups.split(',').filter_map(|g| g.parse::<u16>().ok()) {
             let msg = crate::trace::nflog::sequence_config(group);

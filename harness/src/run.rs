@@ -10,12 +10,14 @@ use crate::drops::Drops;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Exchange, Frame};
 use crate::expect::{self, Failure};
-use crate::firewall::{Backend, ebtables};
+use crate::firewall::Backend;
+use crate::firewall::located::{self, Kind};
 use crate::lab::{Lab, VethEnd};
 use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
 use crate::probe::{Ident, Sent};
 use crate::scenario::{ProbeKind, ProbeSpec, RouteDst, Scenario};
+use crate::step::{Phase, Steps};
 use crate::timings::{Stopwatch, Timings};
 use crate::wireguard::{self, Implementation, Tunnels};
 use crate::{conntrack, probe, sysctl};
@@ -60,6 +62,9 @@ pub struct Outcome {
     /// (`userspace (wireguard-go 0.0.20220316)`, `kernel (Linux 6.12.0)`); `None` without any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<Implementation>,
+    /// What the steps did and made: their records, the handles' real names, each netns's
+    /// detected backend (empty without steps and handles).
+    pub setup: crate::handle::Setup,
     /// Every frame captured, in capture order per interface: for tests that look past the
     /// probes' own packets (a tunnel's encrypted datagrams, handshakes, ARP). Not serialized.
     #[serde(skip)]
@@ -85,15 +90,29 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     let wireguard = wireguard_implementation(scenario)?;
     let mut clock = Stopwatch::default();
     let mut lab = Lab::new()?;
-    let result = run_in(&mut lab, scenario, backend, opts, wireguard.as_ref(), &mut clock);
+    // Dropped last: `{run_dir}` outlives the teardown steps, and goes also after a panic.
+    let mut steps = Steps::new(&lab)?;
+    let result = run_in(&mut lab, &mut steps, scenario, backend, opts, wireguard.as_ref(), &mut clock);
+    // Before the namespaces go, whatever happened: each undoes what its ADD step made.
+    let teardown_steps = steps.teardown(&lab, scenario);
+    if !scenario.step.is_empty() {
+        clock.lap("teardown steps");
+    }
     let teardown = lab.teardown();
     clock.lap("teardown");
-    let mut outcome = result?;
+    let mut outcome = match (result, teardown_steps) {
+        (Ok(o), Ok(())) => o,
+        (Err(e), Ok(())) | (Ok(_), Err(e)) => return Err(e),
+        (Err(e), Err(t)) => return Err(Error::Many(vec![e, t])),
+    };
     teardown?;
     outcome.timings = clock.finish();
+    outcome.setup.steps = std::mem::take(&mut steps.records);
     if let Some(dir) = &outcome.artifacts {
         // Written before the namespaces went (they dump the live rulesets): add the teardown.
         crate::artifacts::write_outcome(dir, &outcome)?;
+        steps.records.clone_from(&outcome.setup.steps);
+        steps.write_artifacts(dir)?;
     }
     Ok(outcome)
 }
@@ -115,6 +134,7 @@ fn wireguard_implementation(sc: &Scenario) -> Result<Option<Implementation>> {
 
 fn run_in(
     lab: &mut Lab,
+    steps: &mut Steps,
     sc: &Scenario,
     backend: Backend,
     opts: &RunOptions,
@@ -124,7 +144,14 @@ fn run_in(
     let trace = opts.trace.unwrap_or(TraceChoice::for_backend(backend));
     // Held to the end: dropped on an early return or a panic, it kills the wireguard-go
     // processes before the lab's namespaces go.
-    let tunnels = build(lab, sc, backend, trace, wireguard, clock)?;
+    let tunnels = build(lab, steps, sc, backend, trace, wireguard, clock)?;
+    steps.run_phase(lab, sc, Phase::AfterRules)?;
+    // From here on the scenario speaks of what the tools made by its real names.
+    let (sc, setup) = crate::handle::after_steps(lab, sc, backend, trace)?;
+    let sc = &sc;
+    if !sc.step.is_empty() {
+        clock.lap("steps after rules, tool-made links");
+    }
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
@@ -134,7 +161,7 @@ fn run_in(
         .map(|srv| Server::start(lab.netns(&srv.netns)?, srv.kind, srv.port, &srv.netns))
         .collect::<Result<Vec<_>>>()?;
     clock.lap("servers");
-    let observers = Observers::start(lab, sc, trace)?;
+    let observers = Observers::start_at(lab, sc, trace, &setup.points, &setup.traces)?;
     clock.lap("observers");
     let mut probes = vec![];
     let mut probe_error = None;
@@ -169,6 +196,7 @@ fn run_in(
             let exchanges = evidence::join(&mut sent, &parsed, &events);
             let mut failures = expect::check(spec, backend, &exchanges);
             failures.extend(expect::check_conntrack(spec, &conntrack));
+            setup.decorate(&mut failures);
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();
@@ -179,6 +207,7 @@ fn run_in(
         probes: outcomes,
         artifacts: None,
         wireguard: wireguard.cloned(),
+        setup,
         frames,
         timings: Timings::default(),
     };
@@ -198,6 +227,7 @@ fn run_in(
 /// on one) and before the routes (a route may lead through one).
 fn build(
     lab: &mut Lab,
+    steps: &mut Steps,
     sc: &Scenario,
     backend: Backend,
     trace: TraceChoice,
@@ -263,6 +293,10 @@ fn build(
         lab.add_route(&r.netns, dst, r.via, r.dev.as_deref())?;
     }
     clock.lap("routes");
+    steps.run_phase(lab, sc, Phase::BeforeRules)?;
+    if !sc.step.is_empty() {
+        clock.lap("steps before rules");
+    }
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
         for (k, v) in &n.sysctls {
@@ -272,16 +306,16 @@ fn build(
             observe::prepare_bridge(ns, trace)?;
         }
         if let Some(rules) = &n.ebtables {
-            ebtables::restore(ns, rules)?;
+            located::apply(ns, &sc.source, &n.name, Kind::Ebtables, rules)?;
         }
         if let Some(rules) = &n.iptables {
-            backend.iptables().restore(ns, rules)?;
+            located::apply(ns, &sc.source, &n.name, Kind::Iptables(backend), rules)?;
             if n.trace {
                 observe::prepare_iptables(ns, rules, backend, trace)?;
             }
         }
         if let Some(rules) = &n.nft {
-            crate::firewall::nft::apply(ns, rules)?;
+            located::apply(ns, &sc.source, &n.name, Kind::Nft, rules)?;
             if n.trace {
                 observe::prepare_nft(ns, trace)?;
             }
@@ -295,7 +329,11 @@ fn build(
 fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec, drops: &Drops) -> Result<Vec<Sent>> {
     let ns = lab.netns(&p.from)?;
     let timeout = Duration::from_millis(p.timeout_ms);
-    let dst = probe::ipv4(&p.name, p.to)?;
+    let to = p.to.addr().ok_or_else(|| Error::Probe {
+        probe: p.name.clone(),
+        message: format!("to = \"{}\" was not resolved to an address", p.to),
+    })?;
+    let dst = probe::ipv4(&p.name, to)?;
     let port = || {
         p.port.ok_or_else(|| Error::Probe { probe: p.name.clone(), message: "this kind of probe needs a port".into() })
     };

@@ -46,8 +46,14 @@ pub struct Scenario {
     /// TCP/UDP servers the probes talk to, started before any probe is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server: Vec<ServerSpec>,
+    /// The user's own programs, run in lab namespaces at their phase (see [`crate::step`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step: Vec<crate::step::StepSpec>,
     #[serde(default)]
     pub probe: Vec<ProbeSpec>,
+    /// Where its rulesets are in its file, for errors about a rule (empty when built in Rust).
+    #[serde(skip)]
+    pub source: crate::firewall::located::Source,
 }
 
 /// A server inside a netns that answers every request with `reply <request> from <netns>`, so
@@ -94,6 +100,10 @@ pub struct NetnsSpec {
     /// ebtables trace rules where it has a bridge).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub trace: bool,
+    /// The iptables backend whose rules are traced here when steps wrote rules (default: the
+    /// one detected after the steps; see [`crate::handle::detect_backends`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traced_backend: Option<Backend>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,7 +316,8 @@ pub struct ProbeSpec {
     pub kind: ProbeKind,
     /// The netns that sends.
     pub from: String,
-    pub to: IpAddr,
+    /// An address, or `@netns/iface`: the address that interface has after the steps.
+    pub to: crate::handle::Target,
     /// Packets of one flow, sent one after the other.
     #[serde(default = "one")]
     pub count: u16,
@@ -339,7 +350,7 @@ impl ProbeSpec {
             name: name.into(),
             kind,
             from: from.into(),
-            to,
+            to: crate::handle::Target::Addr(to),
             count: 1,
             timeout_ms: default_timeout_ms(),
             replies: true,
@@ -394,11 +405,18 @@ impl fmt::Display for CapturePoint {
 impl FromStr for CapturePoint {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        // `host/peer:c1/eth0`: the host end of c1's eth0 veth, whatever a tool named it.
+        let plain = |i: &str| !i.is_empty() && !i.contains('/');
+        let peer_ok = |i: &str| {
+            i.strip_prefix("peer:").and_then(|p| p.split_once('/')).is_some_and(|(n, i)| plain(n) && plain(i))
+        };
         match s.split_once('/') {
-            Some((n, i)) if !n.is_empty() && !i.is_empty() && !i.contains('/') => {
+            Some((n, i)) if !n.is_empty() && (plain(i) && !i.starts_with("peer:") || peer_ok(i)) => {
                 Ok(CapturePoint { netns: n.into(), iface: i.into() })
             }
-            _ => Err(format!("`{s}` is not a capture point (want netns/interface, e.g. host/eth0)")),
+            _ => Err(format!(
+                "`{s}` is not a capture point (want netns/interface, e.g. host/eth0, or netns/peer:netns/interface for the other end of a veth, e.g. host/peer:c1/eth0)"
+            )),
         }
     }
 }
@@ -915,6 +933,10 @@ impl Scenario {
             }
         }
 
+        for (item, message) in crate::step::problems(self) {
+            ps.add(item, message);
+        }
+
         // Probes and their expectations.
         let mut probes: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, p) in self.probe.iter().enumerate() {
@@ -926,10 +948,18 @@ impl Scenario {
             } else {
                 probes.insert(&p.name, i);
             }
-            if known(format!("probe[{i}].from"), &p.from, &mut ps) && !p.to.is_loopback() {
-                let family = if p.to.is_ipv4() { "IPv4" } else { "IPv6" };
+            if let crate::handle::Target::Iface(at) = &p.to {
+                known(format!("probe[{i}].to"), &at.netns, &mut ps);
+            }
+            // Steps may give any netns its addresses: that one has them is checked after them.
+            let to = p.to.addr().filter(|_| self.step.is_empty());
+            if let Some(to) = to
+                && known(format!("probe[{i}].from"), &p.from, &mut ps)
+                && !to.is_loopback()
+            {
+                let family = if to.is_ipv4() { "IPv4" } else { "IPv6" };
                 let own = ifaces_of(&p.from);
-                let fits = |a: &Cidr| a.addr.is_ipv4() == p.to.is_ipv4();
+                let fits = |a: &Cidr| a.addr.is_ipv4() == to.is_ipv4();
                 if !own.iter().flat_map(|d| d.addresses).any(fits) && !orphan_addr(&fits) {
                     let fix = if own.is_empty() {
                         "it has no interface".to_string()
@@ -938,7 +968,7 @@ impl Scenario {
                     };
                     ps.add(
                         format!("probe[{i}].from"),
-                        format!("netns {} has no {family} address to send to {} from: {fix}", p.from, p.to),
+                        format!("netns {} has no {family} address to send to {to} from: {fix}", p.from),
                     );
                 }
             }
@@ -1011,8 +1041,11 @@ impl Scenario {
                 let item = format!("probe[{i}].addr[{j}].at");
                 if !netns.contains_key(a.at.netns.as_str()) {
                     known(item, &a.at.netns, &mut ps);
+                } else if let Some(peer) = crate::handle::peer_of(&a.at) {
+                    known(item, &peer.netns, &mut ps);
                 } else if !ifaces.contains_key(&(a.at.netns.as_str(), a.at.iface.as_str()))
                     && !orphan_named(&a.at.iface)
+                    && self.step.is_empty()
                 {
                     ps.add(
                         item,
@@ -1296,7 +1329,10 @@ impl Scenario {
             return Err(vec![diag(span, message)]);
         }
         let doc: Node<'_> = Spanned::new(doc.span(), DeValue::Table(doc.into_inner()));
-        let sc = deserialize_all(&doc).map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
+        let mut sc =
+            deserialize_all(&doc).map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
+        crate::step::resolve_files(&mut sc, origin);
+        sc.source = crate::firewall::located::Source::new(origin, ruleset_lines(&doc, text));
         let problems = sc.problems();
         if problems.is_empty() {
             return Ok(sc);
@@ -1315,6 +1351,25 @@ impl Scenario {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))
     }
+}
+
+/// Per netns with a ruleset: `(netns, field, line)`, the file line of the ruleset's first line
+/// (a multi-line string's first newline is not part of its value).
+fn ruleset_lines(doc: &Node<'_>, text: &str) -> Vec<(String, &'static str, usize)> {
+    let mut out = vec![];
+    let Some(DeValue::Array(all)) = child(doc, &Step::Key("netns".into())).map(Spanned::get_ref) else { return out };
+    for n in all {
+        let Some(name) = child(n, &Step::Key("name".into())).and_then(|v| v.get_ref().as_str()) else { continue };
+        for field in ["iptables", "ebtables", "nft"] {
+            let Some(v) = child(n, &Step::Key(field.into())) else { continue };
+            let start = v.span().start;
+            let (line, _) = line_col(text, start);
+            let rest = text.get(start..).unwrap_or("");
+            let skips_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"].iter().any(|q| rest.starts_with(q));
+            out.push((name.to_string(), field, line + usize::from(skips_newline)));
+        }
+    }
+    out
 }
 
 /// A value of the parsed document, with its byte span.
@@ -1619,6 +1674,7 @@ mod tests {
             ebtables: None,
             nft: None,
             trace: true,
+            traced_backend: None,
         };
         Scenario {
             name: "small".into(),
@@ -1631,6 +1687,8 @@ mod tests {
             wireguard: vec![],
             route: vec![],
             server: vec![],
+            step: vec![],
+            source: Default::default(),
             probe: vec![ProbeSpec::new("ping", ProbeKind::Icmp, "c1", "10.0.0.1".parse().unwrap())],
         }
     }

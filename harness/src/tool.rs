@@ -33,7 +33,19 @@ pub enum Failure {
 
 /// Run `cmd` (its args set, stdio left to this function), feed it `stdin`, and wait at most
 /// `timeout` for it to exit.
-pub fn run(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
+pub fn run(cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
+    run_with(cmd, stdin, timeout, false)
+}
+
+/// [`run`] for a command that may start processes of its own (a user's script, a plugin that
+/// forks): it leads a process group, and the whole group is killed at the deadline and when the
+/// command exits, so nothing it started outlives it or holds its pipes open.
+pub fn run_group(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    run_with(cmd, stdin, timeout, true)
+}
+
+fn run_with(mut cmd: Command, stdin: Option<&str>, timeout: Duration, group: bool) -> Result<Output, Failure> {
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -49,7 +61,11 @@ pub fn run(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<O
     };
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let status = wait_until(&mut child, Instant::now() + timeout).map_err(Failure::Wait)?;
+    let status = wait_until(&mut child, Instant::now() + timeout, group).map_err(Failure::Wait)?;
+    if group {
+        // What the command left running would keep the pipes open and the drains waiting.
+        kill_group(child.id());
+    }
     if let Some(f) = feeder {
         let _ = f.join();
     }
@@ -127,6 +143,16 @@ pub fn install_hint(program: &str) -> &'static str {
     }
 }
 
+/// SIGKILL every process of the group `pgid` (one [`run_group`] started); none left is fine.
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        // SAFETY: kill has no memory effects; a negative pid names the process group.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
 fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut out = Vec::new();
@@ -139,12 +165,15 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
 
 /// The exit status, or None after killing a child that outlived `deadline`. Polls instead of
 /// killing by pid from another thread, which could hit a reused pid.
-fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+fn wait_until(child: &mut Child, deadline: Instant, group: bool) -> io::Result<Option<ExitStatus>> {
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
         }
         if Instant::now() >= deadline {
+            if group {
+                kill_group(child.id());
+            }
             let _ = child.kill();
             let _ = child.wait();
             return Ok(None);
@@ -180,6 +209,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_group_is_killed_whole_at_the_deadline_and_at_exit() {
+        // The background sleep holds stdout open: without the group kill the drain would wait
+        // for it, past any deadline.
+        let started = Instant::now();
+        let out = run_group(sh("sleep 600 & echo started"), None, Duration::from_secs(20)).unwrap();
+        assert_eq!(out.stdout, "started\n");
+        match run_group(sh("sleep 600 & sleep 600"), None, Duration::from_millis(300)) {
+            Err(Failure::TimedOut { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod ebtables;
 pub mod iptables;
+pub mod located;
 pub mod nft;
 
 use serde::{Deserialize, Serialize};

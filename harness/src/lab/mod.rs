@@ -15,9 +15,22 @@ use crate::netns::{self, Netns};
 
 pub use link::VethEnd;
 
+/// One link as [`Lab::link_infos`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    /// IFLA_LINK: for a veth, its peer's index in the peer's netns.
+    pub peer_index: Option<u32>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+}
+
 /// How long one rtnetlink request (or a wait built of them) may take: the kernel answers in
 /// microseconds, so a request still open after this was lost and must fail the run, not hang it.
 const NETLINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+const LOOPBACK_IFINDEX: u32 = 1;
 
 /// One namespace of the lab and its rtnetlink handle (a socket bound to that namespace).
 struct Node {
@@ -67,8 +80,8 @@ impl Lab {
         })?;
         self.rt.spawn(conn);
         let node = Node { ns, handle };
-        let lo = self.block_on_node(&node, "find lo", link::index_of(&node.handle, "lo"))?;
-        self.block_on_node(&node, "set lo up", link::set_up(&node.handle, lo))?;
+        // Every netns's loopback is ifindex 1 (the kernel's LOOPBACK_IFINDEX): no lookup needed.
+        self.block_on_node(&node, "set lo up", link::set_up(&node.handle, LOOPBACK_IFINDEX))?;
         self.nodes.insert(name.to_string(), node);
         Ok(&self.nodes[name].ns)
     }
@@ -235,14 +248,50 @@ impl Lab {
     pub fn links(&self, netns: &str) -> Result<BTreeMap<u32, String>> {
         self.on(netns, "list links", |h| async move {
             let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            Ok(msgs.iter().filter_map(|m| Some((m.header.index, name_of(m)?))).collect())
+        })
+    }
+
+    /// Every link of a netns with what the lab needs to find tools' interfaces (`ip -n NS -d link`).
+    pub fn link_infos(&self, netns: &str) -> Result<Vec<LinkInfo>> {
+        use rtnetlink::packet_route::link::LinkFlags;
+        self.on(netns, "list links", |h| async move {
+            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
             Ok(msgs
-                .into_iter()
+                .iter()
                 .filter_map(|m| {
-                    let name = m.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::IfName(n) => Some(n.clone()),
+                    let name = name_of(m)?;
+                    let peer_index = m.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Link(i) => Some(*i),
                         _ => None,
-                    })?;
-                    Some((m.header.index, name))
+                    });
+                    let up = m.header.flags.contains(LinkFlags::Up);
+                    Some(LinkInfo { index: m.header.index, name, peer_index, up })
+                })
+                .collect())
+        })
+    }
+
+    /// The addresses of one interface, by index (`ip -n NS addr show dev IFACE`).
+    pub fn addresses_of(&self, netns: &str, index: u32) -> Result<Vec<IpAddr>> {
+        use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+        self.on(netns, "list addresses", |h| async move {
+            let msgs: Vec<AddressMessage> = h
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(msgs
+                .iter()
+                .filter(|m| m.header.index == index)
+                .filter_map(|m| {
+                    m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })
                 })
                 .collect())
         })
@@ -255,10 +304,7 @@ impl Lab {
             Ok(msgs
                 .iter()
                 .filter_map(|m| {
-                    let name = m.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::IfName(n) => Some(n.clone()),
-                        _ => None,
-                    })?;
+                    let name = name_of(m)?;
                     let mac = m.attributes.iter().find_map(|a| match a {
                         LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
                         _ => None,
@@ -325,6 +371,14 @@ impl Lab {
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(Error::Many(errors)) }
     }
+}
+
+/// IFLA_IFNAME of a link.
+fn name_of(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
 }
 
 fn netlink_error(netns: &str, what: &str, message: String) -> Error {

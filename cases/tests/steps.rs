@@ -1,0 +1,213 @@
+//! `[[step]]` entries on the real kernel: where they run, what placeholders become, what a
+//! failing or hanging step reports, and that teardown steps run after a failure too.
+
+use std::path::Path;
+
+use netpath::step::{Phase, StepSpec};
+use netpath::{Backend, RunOptions, Scenario};
+use netpath_cases::step_stdout;
+
+/// Two namespaces on a link, a ping between them, and `steps`.
+fn with_steps(steps: Vec<StepSpec>) -> Scenario {
+    with_steps_and(steps, "")
+}
+
+/// [`with_steps`], the ping's tables followed by `more`.
+fn with_steps_and(steps: Vec<StepSpec>, more: &str) -> Scenario {
+    let mut sc = Scenario::from_toml(
+        &(r#"
+name = "steps"
+[[netns]]
+name = "a"
+[[netns]]
+name = "b"
+[[veth]]
+a = { netns = "a", name = "eth0", addresses = ["10.9.0.1/24"] }
+b = { netns = "b", name = "eth0", addresses = ["10.9.0.2/24"] }
+[[probe]]
+name = "ping"
+from = "a"
+to = "10.9.0.2"
+"#
+        .to_string()
+            + more),
+        Path::new("steps.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    sc.step = steps;
+    assert_eq!(sc.validate(), Vec::<String>::new());
+    sc
+}
+
+fn sh(name: &str, netns: &str, script: &str) -> StepSpec {
+    StepSpec::new(name, netns, "sh", &["-c", script])
+}
+
+/// The tests that count what a run left take turns: the others' labs would be counted too.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn a_step_runs_in_its_netns_with_placeholders_env_and_stdin() {
+    let _turn = turn();
+    let mut step = sh(
+        "look",
+        "b",
+        "cat; echo \"$GREETING\"; echo {netns:a} {run_id}; test -d {run_dir} && echo {run_dir}; ip -br link | cut -d' ' -f1 | cut -d@ -f1 | sort | tr '\\n' ' '",
+    );
+    step.env.insert("GREETING".into(), "hello from {netns:b}".into());
+    step.stdin = Some("stdin of {run_id}\n".into());
+    let sc = with_steps(vec![step]);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    let r = &o.setup.steps[0];
+    assert_eq!((r.name.as_str(), r.netns.as_str(), r.phase, r.exit), ("look", "b", Phase::BeforeRules, Some(0)));
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    let run_id = lines[0].strip_prefix("stdin of ").expect("stdin expanded");
+    assert_eq!(lines[1], format!("hello from /run/netns/netpath-{run_id}-b"));
+    assert_eq!(lines[2], format!("/run/netns/netpath-{run_id}-a {run_id}"));
+    assert_eq!(lines[3], std::env::temp_dir().join(format!("netpath-run-{run_id}")).display().to_string());
+    // Inside netns b: its own links, none of the init netns's.
+    assert_eq!(lines[4].trim(), "eth0 lo");
+    // The run folder went with the lab.
+    assert!(!Path::new(lines[3]).exists());
+}
+
+#[test]
+fn a_failing_step_is_an_error_naming_it_and_the_lab_is_torn_down() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    let marker = std::env::temp_dir().join(format!("netpath-teardown-ran-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let mut teardown = sh("mark", "a", &format!("echo ran > {}", marker.display()));
+    teardown.phase = Phase::Teardown;
+    let sc = with_steps(vec![
+        sh(
+            "fails",
+            "a",
+            "echo starting; for i in 1 2 3; do echo noise $i >&2; done; echo 'plugin: no such bridge' >&2; exit 3",
+        ),
+        teardown,
+    ]);
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("the step fails").to_string();
+    assert!(e.starts_with("step `fails` (netns a): `sh -c '"), "{e}");
+    assert!(e.contains("exit status: 3"), "{e}");
+    assert!(e.ends_with("noise 3\nplugin: no such bridge"), "{e}");
+    assert!(marker.exists(), "the teardown step did not run after the failure");
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(netpath_cases::namespaces_of(std::process::id()), Vec::<String>::new());
+    assert_eq!(netpath_cases::run_dirs_of(std::process::id()), Vec::<String>::new());
+}
+
+#[test]
+fn a_hanging_step_is_killed_at_its_deadline_with_everything_it_started() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    // A unique argument finds the background sleep if it survived.
+    let tag = format!("6{}.25", std::process::id());
+    let mut step = sh("hangs", "b", &format!("sleep {tag} & echo waiting >&2; wait"));
+    step.timeout_ms = 300;
+    let sc = with_steps(vec![step]);
+    let started = std::time::Instant::now();
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("the step hangs").to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(e.starts_with("step `hangs` (netns b): "), "{e}");
+    assert!(e.contains("killed after 300ms without finishing (timeout_ms = 300)"), "{e}");
+    assert!(e.ends_with("waiting"), "{e}");
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&tag))
+        .collect();
+    assert_eq!(survivors, Vec::<String>::new());
+    assert_eq!(netpath_cases::namespaces_of(std::process::id()), Vec::<String>::new());
+}
+
+#[test]
+fn a_missing_program_says_so() {
+    let _turn = turn();
+    netpath_cases::require_root();
+    let sc = with_steps(vec![StepSpec::new("plugin", "a", "/usr/lib/cni/no-such-plugin", &["x"])]);
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("no such program").to_string();
+    assert!(e.starts_with("step `plugin` (netns a): `/usr/lib/cni/no-such-plugin x`: could not start: "), "{e}");
+}
+
+#[test]
+fn teardown_steps_run_after_a_failed_probe_and_their_output_is_kept() {
+    let _turn = turn();
+    let mut sc = with_steps(vec![]);
+    let mut t = StepSpec::new("links-at-teardown", "a", "ip", &["-br", "link"]);
+    t.phase = Phase::Teardown;
+    sc.step.push(t);
+    sc.probe[0].to = "10.9.0.3".parse().unwrap();
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(!o.passed());
+    assert!(step_stdout(&o, "links-at-teardown").contains("eth0@"), "{:?}", o.setup.steps);
+    let dir = o.artifacts.as_ref().expect("a failed run keeps artifacts");
+    assert!(dir.join("steps.json").exists() && dir.join("step-0-links-at-teardown.stdout").exists());
+}
+
+#[test]
+fn a_probe_may_go_to_the_address_a_step_gave_an_interface() {
+    let _turn = turn();
+    let mut sc =
+        with_steps(vec![sh("readdress", "b", "ip addr del 10.9.0.2/24 dev eth0 && ip addr add 10.9.0.77/24 dev eth0")]);
+    sc.probe[0].to = "@b/eth0".parse().unwrap();
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    let at_b = &o.probes[0].exchanges[0].request.seen[&"b/eth0".parse().unwrap()];
+    assert_eq!(at_b.dst, Some("10.9.0.77".parse().unwrap()));
+    // A target that has no address after the steps is an error naming it.
+    let mut sc = with_steps(vec![sh("unaddress", "b", "ip addr flush dev eth0")]);
+    sc.probe[0].to = "@b/eth0".parse().unwrap();
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("no address").to_string();
+    assert!(e.contains("probe ping: to = \"@b/eth0\": b/eth0 has no IPv4 address after the steps"), "{e}");
+}
+
+/// `with_steps` plus an expectation on the ping's path in netns b.
+fn with_path_in_b(steps: Vec<StepSpec>, exact: &[&str]) -> Scenario {
+    with_steps_and(steps, &format!("[[probe.path]]\nnetns = \"b\"\nexact = {exact:?}\n"))
+}
+
+/// Rules a step wrote with iptables-legacy are traced through NFLOG even in a run whose own
+/// backend is nft (whose TRACE rule would show as `raw:PREROUTING:rule:1`), and the other way
+/// round: the trace source follows the backend the tool wrote to.
+#[test]
+fn the_trace_source_follows_the_backend_a_step_wrote_to() {
+    let _turn = turn();
+    let legacy = StepSpec::new("legacy-rule", "b", "iptables-legacy", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]);
+    let sc = with_path_in_b(vec![legacy], &["raw:PREROUTING:policy:2", "filter:INPUT:rule:1"]);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Nft);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert_eq!((o.setup.backends["b"].legacy, o.setup.backends["b"].nft), (1, 0));
+    let nft = StepSpec::new("nft-rule", "b", "iptables-nft", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]);
+    let sc = with_path_in_b(vec![nft], &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:rule:1"]);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert_eq!((o.setup.backends["b"].legacy, o.setup.backends["b"].nft), (0, 1));
+}
+
+/// Rules in both backends are reported as such, unless the scenario pins which one to trace.
+#[test]
+fn rules_in_both_backends_are_reported_unless_pinned() {
+    let _turn = turn();
+    let steps = vec![
+        StepSpec::new("legacy-rule", "b", "iptables-legacy", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]),
+        StepSpec::new("nft-rule", "b", "iptables-nft", &["-A", "INPUT", "-p", "udp", "-j", "ACCEPT"]),
+    ];
+    let sc = with_path_in_b(steps, &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:policy:2"]);
+    netpath_cases::require_root();
+    let e = netpath::run(&sc, Backend::Nft, &RunOptions::default()).expect_err("both backends").to_string();
+    assert!(e.contains("netns b has iptables rules in both backends (x_tables: 1 rules in iptables-legacy-save, nf_tables: 1 rules in iptables-nft-save)"), "{e}");
+    assert!(e.contains("traced_backend"), "{e}");
+    let mut pinned = sc.clone();
+    pinned.netns_mut("b").unwrap().traced_backend = Some(Backend::Nft);
+    let o = netpath_cases::run_or_return!(&pinned, Backend::Nft);
+    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+}
