@@ -25,10 +25,12 @@ use crate::tool;
 use crate::trace::nftrace::{self, NfTraceSocket};
 
 /// A tool that has not answered by then is stuck (a held xtables lock, a hung daemon); probing
-/// must stay quick and never hang a test run.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long an rtnetlink request or the nf_tables query may take.
-const NETLINK_TIMEOUT: Duration = Duration::from_secs(2);
+/// must never hang a test run. Not less: the first ebtables-nft in a fresh QEMU guest under
+/// software emulation (netpath-vm on 5.10) took over 3 s, and a feature that is there must not
+/// look missing.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an rtnetlink request or the nf_tables query may take (emulated guests included).
+const NETLINK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Something a scenario may need from the kernel or from userspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -306,6 +308,31 @@ pub fn skip(features: &[Feature]) -> bool {
 /// The table `netpath caps` prints: the kernel in a header line, then one row per feature.
 pub fn table(caps: &[Capability]) -> String {
     format_table(&kernel_version(), kernel_config().map(|c| c.source.as_str()), caps)
+}
+
+/// Config symbols that are `bool` in Kconfig (set `=y`); the others are modules (`=m`) in the
+/// fragment, as Debian builds them.
+const BOOL_SYMBOLS: [&str; 3] = ["CONFIG_NET_NS", "CONFIG_PRINTK", "CONFIG_NETFILTER"];
+
+/// The kernel config fragment the features need, in the kselftests' `config` file convention
+/// (`CONFIG_BRIDGE_NETFILTER=m`, one per line), from [`Feature::kernel_config`]: where any of
+/// several symbols will do, the first is set and the others named in a comment.
+pub fn kernel_config_fragment() -> String {
+    let mut out =
+        String::from("# The kernel config netpath's bundled scenarios need (`netpath caps --kernel-config`).\n");
+    let mut seen = std::collections::BTreeSet::new();
+    for f in Feature::ALL {
+        for clause in f.kernel_config() {
+            let Some((first, others)) = clause.split_first() else { continue };
+            if !seen.insert(*first) {
+                continue;
+            }
+            let value = if BOOL_SYMBOLS.contains(first) { "y" } else { "m" };
+            let or = if others.is_empty() { String::new() } else { format!(" (or {})", others.join(", ")) };
+            out.push_str(&format!("# {}{or}\n{first}={value}\n", f.name()));
+        }
+    }
+    out
 }
 
 fn format_table(kernel: &str, config_source: Option<&str>, caps: &[Capability]) -> String {
@@ -773,6 +800,23 @@ mod tests {
         assert_eq!(lines[2], format!("{:width$}  yes  made netpath-1x2-caps", "network namespaces"));
         assert_eq!(lines[3], "ebtables broute table  no   kernel lacks CONFIG_BRIDGE_EBT_BROUTE: ...");
         assert_eq!(lines[4], "1 of 2 available");
+    }
+
+    #[test]
+    fn the_config_fragment_names_every_features_symbols_once() {
+        let text = kernel_config_fragment();
+        let set: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(set.contains(&"CONFIG_BRIDGE_NETFILTER=m") && set.contains(&"CONFIG_NET_NS=y"), "{text}");
+        assert!(
+            text.contains("# ebtables broute table (or CONFIG_NFT_BRIDGE_META)\nCONFIG_BRIDGE_EBT_BROUTE=m"),
+            "{text}"
+        );
+        assert_eq!(set.iter().filter(|l| l.starts_with("CONFIG_TUN=")).count(), 1, "{text}");
+        for f in Feature::ALL {
+            for clause in f.kernel_config() {
+                assert!(clause.iter().any(|s| set.iter().any(|l| l.starts_with(&format!("{s}=")))), "{f:?}: {text}");
+            }
+        }
     }
 
     #[test]

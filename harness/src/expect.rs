@@ -39,6 +39,8 @@ impl Failure {
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub backend: Backend,
+    /// The running kernel ([`crate::kernel::running`]), for `kernel` variants.
+    pub kernel: Option<crate::kernel::KernelVersion>,
     pub exchange: &'a Exchange,
     pub exchanges: &'a [Exchange],
 }
@@ -61,14 +63,18 @@ impl PathExpect {
     /// Whether this entry is about the packet and run of `ctx`: its packets, the endpoint that
     /// answered, its backend variant. Every condition an entry can have is decided here.
     pub fn applies(&self, ctx: &Context<'_>) -> bool {
-        self.backend.is_none_or(|b| b == ctx.backend) && selects(self.packet, self.answered_by.as_deref(), ctx)
+        self.backend.is_none_or(|b| b == ctx.backend)
+            && crate::kernel::KernelRange::applies(self.kernel.as_ref(), ctx.kernel)
+            && selects(self.packet, self.answered_by.as_deref(), ctx)
     }
 }
 
 impl AddrExpect {
     /// Whether this entry is about the packet and run of `ctx` (see [`PathExpect::applies`]).
     pub fn applies(&self, ctx: &Context<'_>) -> bool {
-        self.backend.is_none_or(|b| b == ctx.backend) && selects(self.packet, self.answered_by.as_deref(), ctx)
+        self.backend.is_none_or(|b| b == ctx.backend)
+            && crate::kernel::KernelRange::applies(self.kernel.as_ref(), ctx.kernel)
+            && selects(self.packet, self.answered_by.as_deref(), ctx)
     }
 }
 
@@ -79,6 +85,7 @@ fn condition_text(answered_by: Option<&str>) -> String {
 
 /// Check every expectation of `probe` that applies under `backend`.
 pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec<Failure> {
+    let kernel = crate::kernel::running();
     let mut out = vec![];
     for ex in exchanges {
         if probe.replies && !ex.replied {
@@ -97,7 +104,7 @@ pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec
         }
     }
     for ex in exchanges {
-        let ctx = Context { backend, exchange: ex, exchanges };
+        let ctx = Context { backend, kernel, exchange: ex, exchanges };
         for e in probe.path.iter().filter(|e| e.applies(&ctx)) {
             out.extend(check_path(e, ex));
         }

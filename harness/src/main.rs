@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use netpath::junit::{self, Case, Status};
 use netpath::observe::TraceChoice;
+use netpath::results::{self, RunResult, RunVerdict};
 use netpath::{Backend, RunOptions, Scenario};
 
 #[derive(Parser)]
@@ -33,7 +34,12 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Print what this kernel and userspace offer netpath, with the reason for every "no".
-    Caps,
+    Caps {
+        /// Print instead the kernel config fragment the bundled scenarios need (kselftests'
+        /// `config` convention), from the same feature table.
+        #[arg(long)]
+        kernel_config: bool,
+    },
     /// Remove the namespaces of netpath runs that were killed.
     Sweep {
         /// Also remove those of runs still alive.
@@ -72,6 +78,10 @@ struct RunArgs {
     /// (nft) or kmsg (legacy, through the kernel log; runs that use it take turns).
     #[arg(long)]
     trace: Option<TraceChoice>,
+    /// Also write machine-readable results to FILE: the kernel, and per scenario × backend the
+    /// verdict (skip with its feature) and per probe its failures and observed hooks.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
     /// Print where each run spent its time: netns, links, rules, observers, each probe, drain,
     /// verdict, teardown.
     #[arg(long)]
@@ -199,6 +209,8 @@ struct Done {
     verdict: Verdict,
     text: String,
     cases: Vec<Case>,
+    /// For `--json`; its `file` is filled in by [`execute_job`].
+    result: RunResult,
 }
 
 /// Run one scenario under one backend: skip it when the kernel lacks a feature it needs
@@ -206,26 +218,33 @@ struct Done {
 fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     let head = format!("{} [{}]", sc.name, backend.name());
     if let Some(why) = sc.not_applicable(backend) {
+        let mut result = RunResult::unrun("", sc, backend, None, Some(why));
+        result.verdict = RunVerdict::NotApplicable;
         return Done {
             verdict: Verdict::NotApplicable,
             text: format!("N/A {head}: {why}\n"),
             cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why.to_string() }),
+            result,
         };
     }
     if let Err(skip) = netpath::requires::check(sc, backend, &s.opts) {
         let why = format!("needs {}: {}", skip.feature.name(), skip.reason);
+        let mut result = RunResult::unrun("", sc, backend, Some(&skip), None);
         return if s.strict {
             let message = format!("skipped under strict mode: {why}");
+            result.verdict = RunVerdict::Fail;
             Done {
                 verdict: Verdict::Failed,
                 text: format!("FAIL {head}: {why} (a skip is a failure under --strict / NETPATH_STRICT=1)\n"),
                 cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Failed { message, text: why }),
+                result,
             }
         } else {
             Done {
                 verdict: Verdict::Skipped,
                 text: format!("SKIP {head}: {why}\n"),
                 cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why }),
+                result,
             }
         };
     }
@@ -236,6 +255,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
             text: netpath::report::outcome_in(&o, s.detail)
                 + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
             cases: junit::outcome_cases(&o, start.elapsed()),
+            result: RunResult::from_outcome("", &o),
         },
         Err(e) => errored(sc, backend, start.elapsed(), e.to_string()),
     }
@@ -247,6 +267,7 @@ fn errored(sc: &Scenario, backend: Backend, time: Duration, error: String) -> Do
     Done {
         verdict: Verdict::Failed,
         text: format!("ERROR {head}: {error}\n"),
+        result: RunResult::unrun("", sc, backend, None, Some(&error)),
         cases: junit::unrun_cases(
             sc,
             backend,
@@ -258,13 +279,17 @@ fn errored(sc: &Scenario, backend: Backend, time: Duration, error: String) -> Do
 
 fn execute_job(job: &Job, loaded: &[Loaded], s: &Settings) -> Done {
     let l = &loaded[job.file()];
+    let file = l.file.display().to_string();
     match (job, &l.scenario) {
         (Job::Run { backend, .. }, Ok(sc)) => {
             let start = Instant::now();
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(sc, *backend, s))).unwrap_or_else(|p| {
-                let what = netpath::error::panic_text(&p);
-                errored(sc, *backend, start.elapsed(), format!("netpath panicked: {what}"))
-            })
+            let mut done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(sc, *backend, s)))
+                .unwrap_or_else(|p| {
+                    let what = netpath::error::panic_text(&p);
+                    errored(sc, *backend, start.elapsed(), format!("netpath panicked: {what}"))
+                });
+            done.result.file = file;
+            done
         }
         (_, scenario) => {
             let e = scenario.as_ref().err().cloned().unwrap_or_else(|| format!("{}: not loaded", l.file.display()));
@@ -273,9 +298,9 @@ fn execute_job(job: &Job, loaded: &[Loaded], s: &Settings) -> Done {
                 name: "load".into(),
                 classname: l.file.display().to_string(),
                 time: Duration::ZERO,
-                status: Status::Error { message: format!("cannot load {}", l.file.display()), text: e },
+                status: Status::Error { message: format!("cannot load {}", l.file.display()), text: e.clone() },
             };
-            Done { verdict: Verdict::Failed, text, cases: vec![case] }
+            Done { verdict: Verdict::Failed, text, cases: vec![case], result: RunResult::not_loaded(&file, &e) }
         }
     }
 }
@@ -396,8 +421,20 @@ impl Flips {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { paths, show_path, verbose, keep, backend, strict, jobs, junit: junit_file, trace, timings, repeat } =
-        args;
+    let RunArgs {
+        paths,
+        show_path,
+        verbose,
+        keep,
+        backend,
+        strict,
+        jobs,
+        junit: junit_file,
+        trace,
+        timings,
+        repeat,
+        json,
+    } = args;
     let paths = if paths.is_empty() { vec![bundled()] } else { paths };
     let files = match scenario_files(&paths) {
         Ok(f) => f,
@@ -462,6 +499,15 @@ fn run(args: RunArgs) -> ExitCode {
     }
     // Test-runner summaries are read by their leading `N passed, N failed`: keep that first.
     println!("{passed} passed, {failed} failed, {skipped} skipped, {not_applicable} not applicable");
+
+    if let Some(path) = json {
+        let runs = results.iter().filter_map(|d| d.as_ref().map(|d| d.result.clone())).collect();
+        let text = serde_json::to_string_pretty(&results::Results::new(runs)).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text + "\n") {
+            eprintln!("netpath: write the JSON results {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
 
     if let Some(path) = junit_file {
         let mut report = junit::Report::default();
@@ -545,7 +591,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Record { file, out } => record(&file, out.as_deref()),
-        Command::Caps => {
+        Command::Caps { kernel_config: true } => {
+            print!("{}", netpath::caps::kernel_config_fragment());
+            ExitCode::SUCCESS
+        }
+        Command::Caps { kernel_config: false } => {
             print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
             ExitCode::SUCCESS
         }

@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::cidr::Cidr;
 use crate::firewall::Backend;
+use crate::kernel::KernelRange;
 use crate::packet::Mac;
 use crate::trace::Hook;
 
@@ -491,6 +492,9 @@ pub struct PathExpect {
     /// Only under this backend: paths that really differ by backend are written as variants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// Only on kernels in this range (`">=6.1"`): paths that really differ by kernel are variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelRange>,
     /// The whole sequence, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact: Option<Vec<Hook>>,
@@ -514,6 +518,7 @@ impl PathExpect {
             direction,
             netns: netns.into(),
             backend: None,
+            kernel: None,
             exact: None,
             includes: None,
             never: vec![],
@@ -677,6 +682,9 @@ pub struct AddrExpect {
     /// Only under this backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// Only on kernels in this range (`"<6.1"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelRange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -708,6 +716,7 @@ impl AddrExpect {
             direction,
             at,
             backend: None,
+            kernel: None,
             src: None,
             dst: None,
             sport: None,
@@ -1999,6 +2008,49 @@ to = "10.0.0.1"
         assert_eq!(d.len(), 2, "{d:#?}");
         assert!(d[0].starts_with("t.toml:1:8: name: invalid type: integer `3`"), "{d:#?}");
         assert!(d[1].starts_with("t.toml:2:23: backends[1]: unknown variant `nftables`"), "{d:#?}");
+    }
+
+    #[test]
+    fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
+        let text = format!(
+            "{SMALL}\n[[probe.path]]\nnetns = \"host\"\nkernel = \"<6.1\"\nexact = [\"raw:PREROUTING:policy:1\"]\n\n\
+             [[probe.path]]\nnetns = \"host\"\nkernel = \">=6.1\"\nbackend = \"nft\"\nexact = [\"raw:PREROUTING:policy:2\"]\n\n\
+             [[probe.addr]]\nat = \"host/veth0\"\nkernel = \">=5.10,<6.12\"\nsrc = \"10.0.0.2\"\n"
+        );
+        let sc = Scenario::parse(&text, Path::new("t.toml")).unwrap();
+        let p = &sc.probe[0];
+        let ex = crate::evidence::Exchange {
+            packet: 1,
+            nonce: vec![],
+            request: Default::default(),
+            reply: Default::default(),
+            replied: true,
+            answer: None,
+        };
+        let ctx = |backend, release: Option<&str>| crate::expect::Context {
+            backend,
+            kernel: release.map(|r| r.parse().unwrap()),
+            exchange: &ex,
+            exchanges: std::slice::from_ref(&ex),
+        };
+        let chosen = |backend, release: &str| -> Vec<usize> {
+            let c = ctx(backend, Some(release));
+            (0..p.path.len()).filter(|&i| p.path[i].applies(&c)).collect()
+        };
+        assert_eq!(chosen(Backend::Nft, "5.10.0-46-amd64"), [0]);
+        assert_eq!(chosen(Backend::Nft, "6.1.0-57-amd64"), [1]);
+        assert_eq!(chosen(Backend::Legacy, "6.12.118+deb13-amd64"), Vec::<usize>::new());
+        assert!(p.addr[0].applies(&ctx(Backend::Legacy, Some("6.1.0"))));
+        assert!(!p.addr[0].applies(&ctx(Backend::Legacy, Some("6.12.1"))));
+        // An unknown kernel takes no ranged variant, never a wrong one.
+        assert!(!p.path[0].applies(&ctx(Backend::Legacy, None)));
+
+        let d = diags(&text.replace("kernel = \">=6.1\"", "kernel = \"6.1\""));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(
+            d[0].starts_with("t.toml:25:10: probe[0].path[1].kernel: kernel range `6.1`: `6.1` needs a comparison"),
+            "{d:#?}"
+        );
     }
 
     #[test]

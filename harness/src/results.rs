@@ -1,0 +1,147 @@
+//! Machine-readable results of `netpath run --json FILE`: per scenario × backend the verdict, and
+//! per probe the failures and the hooks observed in each netns, with the kernel they ran on, so
+//! runs on several kernels can be compared (netpath-vm's kernel matrix reads them).
+
+use serde::{Deserialize, Serialize};
+
+use crate::caps::Skip;
+use crate::firewall::Backend;
+use crate::run::Outcome;
+use crate::scenario::{Direction, Scenario};
+
+/// Everything one `netpath run` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// `uname -r` of the system that ran it (the guest's, in a VM).
+    pub kernel: String,
+    /// The kernel's own version string (`/proc/version`).
+    pub version: String,
+    pub runs: Vec<RunResult>,
+}
+
+impl Results {
+    pub fn new(runs: Vec<RunResult>) -> Results {
+        let kernel = crate::kernel::running_release();
+        let version = std::fs::read_to_string("/proc/version").map(|v| v.trim().to_string()).unwrap_or_default();
+        Results { kernel, version, runs }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunVerdict {
+    Pass,
+    Fail,
+    /// The kernel or userspace lacks a feature the scenario needs.
+    Skip,
+    /// The scenario did not run (lab not built, file not loaded, panic).
+    Error,
+    /// The scenario cannot run under this backend at all (a native nft ruleset under legacy).
+    #[serde(rename = "not-applicable")]
+    NotApplicable,
+}
+
+/// One scenario under one backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub file: String,
+    pub scenario: String,
+    pub backend: String,
+    pub verdict: RunVerdict,
+    /// The missing feature of a skip (`ebtables-broute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    /// Why it was skipped or did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub probes: Vec<ProbeResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub name: String,
+    /// Whether it ran and every expectation held.
+    pub passed: bool,
+    /// `what: detail` of each expectation that did not hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<ObservedPath>,
+}
+
+/// The hooks one packet met in one netns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedPath {
+    pub packet: u16,
+    pub direction: Direction,
+    pub netns: String,
+    pub hooks: Vec<String>,
+}
+
+impl RunResult {
+    pub fn from_outcome(file: &str, o: &Outcome) -> RunResult {
+        let probes = o
+            .probes
+            .iter()
+            .map(|p| ProbeResult {
+                name: p.name.clone(),
+                passed: p.failures.is_empty(),
+                failures: p.failures.iter().map(|f| format!("{}: {}", f.what, f.detail)).collect(),
+                paths: p
+                    .exchanges
+                    .iter()
+                    .flat_map(|ex| {
+                        [Direction::Request, Direction::Reply].into_iter().flat_map(move |d| {
+                            ex.of(d).path.iter().map(move |(netns, events)| ObservedPath {
+                                packet: ex.packet,
+                                direction: d,
+                                netns: netns.clone(),
+                                hooks: events.iter().map(|e| e.hook.to_string()).collect(),
+                            })
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        let verdict = if o.passed() { RunVerdict::Pass } else { RunVerdict::Fail };
+        RunResult {
+            file: file.into(),
+            scenario: o.scenario.clone(),
+            backend: o.backend.name().into(),
+            verdict,
+            feature: None,
+            reason: None,
+            probes,
+        }
+    }
+
+    /// A file that did not load.
+    pub fn not_loaded(file: &str, error: &str) -> RunResult {
+        RunResult {
+            file: file.into(),
+            scenario: file.into(),
+            backend: String::new(),
+            verdict: RunVerdict::Error,
+            feature: None,
+            reason: Some(error.into()),
+            probes: vec![],
+        }
+    }
+
+    /// A run that did not happen: skipped for `skip`, or not run for `error`.
+    pub fn unrun(file: &str, sc: &Scenario, backend: Backend, skip: Option<&Skip>, error: Option<&str>) -> RunResult {
+        RunResult {
+            file: file.into(),
+            scenario: sc.name.clone(),
+            backend: backend.name().into(),
+            verdict: if skip.is_some() { RunVerdict::Skip } else { RunVerdict::Error },
+            feature: skip.map(|s| s.feature.key().to_string()),
+            reason: skip.map(|s| s.reason.clone()).or_else(|| error.map(str::to_string)),
+            probes: sc
+                .probe
+                .iter()
+                .map(|p| ProbeResult { name: p.name.clone(), passed: false, failures: vec![], paths: vec![] })
+                .collect(),
+        }
+    }
+}
