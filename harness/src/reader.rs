@@ -32,6 +32,11 @@ pub trait Source {
     fn fd(&self) -> RawFd;
     /// Append everything queued now, without waiting for more.
     fn drain(&mut self, out: &mut Vec<Self::Item>) -> Result<(), String>;
+    /// The longest the reader sleeps between drains when poll reports nothing: a stop and new
+    /// data wake it at once; this bounds a wake-up the fd does not give.
+    fn idle(&self) -> Duration {
+        Duration::from_millis(200)
+    }
 }
 
 /// Called on the reader's thread with each batch as it is read (see [`crate::drops`]).
@@ -210,7 +215,8 @@ fn read_until_stopped<S: Source>(
         let fd = unsafe { BorrowedFd::borrow_raw(source.fd()) };
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
         // The timeout only bounds a missed wake-up; data and stops wake the poll themselves.
-        match poll(&mut fds, PollTimeout::from(200u16)) {
+        let idle = PollTimeout::try_from(source.idle().as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, idle) {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }

@@ -242,6 +242,13 @@ fn open_error(e: &io::Error) -> String {
 impl Source for KmsgFile {
     type Item = KmsgRecord;
 
+    /// The kernel wakes /dev/kmsg's readers from deferred work (irq_work), which on some kernels
+    /// runs only at the next tick; its 128 KiB log fills faster than that under a burst of
+    /// TRACE lines, so this reader looks again every millisecond whatever poll says.
+    fn idle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+
     fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }
