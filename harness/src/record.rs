@@ -297,14 +297,28 @@ impl PortPolicy {
         // Where the probe's sender put the request on the wire its source port is the
         // reference itself: `kept` there could not fail.
         let own = d == Direction::Request && at.netns == probe.from;
-        e.sport = self.port(sport, rs, d == Direction::Request, own);
-        e.dport = self.port(dport, rd, d == Direction::Reply, false);
+        // The client's side of the connection where source NAT rewrote its address: the port is
+        // the NAT's choice, which keeps the port unless that tuple is taken (seen: one hairpin
+        // connection in 40 of k8s-service), so neither `kept` nor `changed` would hold for sure.
+        let client = x.request.seen.iter().find(|(pt, _)| pt.netns == probe.from).and_then(|(_, p)| p.src);
+        let client_here = if d == Direction::Request { p.src } else { p.dst };
+        let snatted = client.is_some() && client_here != client;
+        e.sport = self.port(sport, rs, d == Direction::Request, own, snatted && d == Direction::Request);
+        e.dport = self.port(dport, rd, d == Direction::Reply, false, snatted && d == Direction::Reply);
         e
     }
 
     /// `got` as a number when the scenario fixes it (and it is not the client's own ephemeral
     /// port that happens to equal one), else as its relation to `reference`.
-    fn port(&self, got: Option<u16>, reference: Option<u16>, client_side: bool, own: bool) -> Option<PortExpect> {
+    /// `snatted`: this is the client's port where source NAT rewrote the client's address.
+    fn port(
+        &self,
+        got: Option<u16>,
+        reference: Option<u16>,
+        client_side: bool,
+        own: bool,
+        snatted: bool,
+    ) -> Option<PortExpect> {
         let got = got?;
         let ephemeral = client_side && !self.client_fixed;
         if self.fixed.contains(&got) && !(ephemeral && reference == Some(got)) {
@@ -312,6 +326,7 @@ impl PortPolicy {
         }
         let in_range = |p: u16| self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p));
         match reference? {
+            _ if snatted && !(in_range(got) && reference.is_some_and(|r| !in_range(r))) => None,
             r if r == got => (!own).then_some(PortExpect::Kept),
             // Picked at random, or from a range the original port is in: it might have stayed.
             r => (!self.random && !in_range(r)).then_some(PortExpect::Changed),
@@ -795,17 +810,22 @@ mod tests {
         let policy =
             PortPolicy { fixed: [80, 8080].into(), random: false, ranges: vec![(20000, 20010)], client_fixed: false };
         // The service side: the port the probe sent to, or the one DNAT fixed.
-        assert_eq!(policy.port(Some(80), Some(8080), false, false), Some(PortExpect::Is(80)));
+        assert_eq!(policy.port(Some(80), Some(8080), false, false, false), Some(PortExpect::Is(80)));
         // The client side: its own port, kept or translated; never the number.
-        assert_eq!(policy.port(Some(40312), Some(40312), true, false), Some(PortExpect::Kept));
-        assert_eq!(policy.port(Some(20003), Some(40312), true, false), Some(PortExpect::Changed));
+        assert_eq!(policy.port(Some(40312), Some(40312), true, false, false), Some(PortExpect::Kept));
+        assert_eq!(policy.port(Some(20003), Some(40312), true, false, false), Some(PortExpect::Changed));
         // Where it is the sender's own port, `kept` could not fail: nothing.
-        assert_eq!(policy.port(Some(40312), Some(40312), true, true), None);
+        assert_eq!(policy.port(Some(40312), Some(40312), true, true, false), None);
         // An ephemeral port that happens to equal a fixed one is still the client's port.
-        assert_eq!(policy.port(Some(8080), Some(8080), true, false), Some(PortExpect::Kept));
+        assert_eq!(policy.port(Some(8080), Some(8080), true, false, false), Some(PortExpect::Kept));
         // A port that may have stayed by chance is not said to change.
-        assert_eq!(policy.port(Some(20001), Some(20005), true, false), None);
-        let random = PortPolicy { random: true, ..policy };
-        assert_eq!(random.port(Some(1024), Some(40312), true, false), None);
+        assert_eq!(policy.port(Some(20001), Some(20005), true, false, false), None);
+        let random = PortPolicy { random: true, ..policy.clone() };
+        assert_eq!(random.port(Some(1024), Some(40312), true, false, false), None);
+        // Where source NAT rewrote the client's address the port is the NAT's to choose: kept
+        // as a rule, changed when the tuple is taken; only a forced move into a range is sure.
+        assert_eq!(policy.port(Some(40312), Some(40312), true, false, true), None);
+        assert_eq!(policy.port(Some(40313), Some(40312), true, false, true), None);
+        assert_eq!(policy.port(Some(20003), Some(40312), true, false, true), Some(PortExpect::Changed));
     }
 }
