@@ -1,0 +1,149 @@
+//! What a probe sends: its kind, target, count and the crafted frame of a frame probe.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::evidence::packet::Mac;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// ICMP echo request; the target's kernel answers.
+    #[default]
+    Icmp,
+    /// A UDP datagram to `to:port`; a `[[server]]` answers.
+    Udp,
+    /// A TCP connection to `to:port` carrying one request; a `[[server]]` answers. Packet k of
+    /// the probe is connection k: its request is the SYN, its reply the SYN-ACK.
+    Tcp,
+    /// A crafted TCP segment injected on an interface with an AF_PACKET socket, as `[probe.frame]`
+    /// describes it; its reply is whatever answers it (SYN-ACK or RST).
+    Frame,
+}
+
+/// A crafted TCP segment (the probe's `to` and `port` are its destination).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSpec {
+    /// The interface of the probe's `from` netns it is injected on.
+    pub iface: String,
+    /// Default: the interface's own MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_src: Option<Mac>,
+    /// Default: the MAC of the lab interface that owns the next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_dst: Option<Mac>,
+    /// Default: the interface's first address (set it to spoof).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    #[serde(default = "default_ttl")]
+    pub ttl: u8,
+    /// TCP flags as letters: S syn, A ack, F fin, R rst, P push (`S`, `A` for a lone ACK).
+    #[serde(default = "default_flags")]
+    pub flags: String,
+}
+
+fn default_ttl() -> u8 {
+    64
+}
+
+fn default_flags() -> String {
+    "S".into()
+}
+
+/// One side of a conntrack entry; unset fields match anything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuple {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+}
+
+/// A conntrack entry that must exist in a netns after the probe (`conntrack -L`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackExpect {
+    pub netns: String,
+    /// `icmp`, `tcp` or `udp`; default: the probe's protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    #[serde(default)]
+    pub orig: Tuple,
+    #[serde(default)]
+    pub reply: Tuple,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    pub name: String,
+    #[serde(default)]
+    pub kind: ProbeKind,
+    /// The netns that sends.
+    pub from: String,
+    /// An address, or `@netns/iface`: the address that interface has after the steps.
+    pub to: crate::scenario::handle::Target,
+    /// Packets of one flow, sent one after the other.
+    #[serde(default = "one")]
+    pub count: u16,
+    /// How long to wait for each reply.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Whether replies must come back (false: the request must be dropped on its way).
+    #[serde(default = "yes")]
+    pub replies: bool,
+    /// Destination port (udp, tcp, frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<FrameSpec>,
+    /// Each server netns named here must have answered at least this many of the packets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answered_by: BTreeMap<String, u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conntrack: Vec<ConntrackExpect>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<PathExpect>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addr: Vec<AddrExpect>,
+}
+
+impl ProbeSpec {
+    /// A probe with the file format's defaults and no expectations yet.
+    pub fn new(name: &str, kind: ProbeKind, from: &str, to: IpAddr) -> ProbeSpec {
+        ProbeSpec {
+            name: name.into(),
+            kind,
+            from: from.into(),
+            to: crate::scenario::handle::Target::Addr(to),
+            count: 1,
+            timeout_ms: default_timeout_ms(),
+            replies: true,
+            port: None,
+            frame: None,
+            answered_by: BTreeMap::new(),
+            conntrack: vec![],
+            path: vec![],
+            addr: vec![],
+        }
+    }
+}
+
+fn one() -> u16 {
+    1
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}

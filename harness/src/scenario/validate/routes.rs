@@ -1,0 +1,93 @@
+//! Routes, in the order the lab adds them.
+
+use super::{Problems, Topology, list, network, sane};
+use crate::cidr::Cidr;
+use crate::scenario::{RouteDst, Scenario};
+
+pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
+    // Routes, in the order the lab adds them.
+    for (i, r) in sc.route.iter().enumerate() {
+        let ns_ok = t.known(format!("route[{i}].netns"), &r.netns, ps);
+        if let Some(d) = &r.dev
+            && ns_ok
+            && !t.ifaces.contains_key(&(r.netns.as_str(), d.as_str()))
+            && !t.orphan_named(d)
+        {
+            ps.add(
+                format!("route[{i}].dev"),
+                format!("netns {} has no interface `{d}` ({})", r.netns, t.names_of(&r.netns)),
+            );
+        }
+        if r.via.is_none() && r.dev.is_none() {
+            ps.add(format!("route[{i}]"), "gives neither via nor dev: say where the route leads");
+        }
+        let mut v6 = false;
+        if let RouteDst::Prefix(c) = r.to {
+            if !sane(&c) {
+                ps.add(format!("route[{i}].to"), format!("prefix length /{} is too long", c.prefix));
+            } else if c.addr.is_ipv6() {
+                v6 = true;
+                ps.add(format!("route[{i}].to"), "IPv6 routes are not supported yet");
+            } else if network(c) != c.addr {
+                ps.add(
+                    format!("route[{i}].to"),
+                    format!(
+                        "`{c}` has host bits set and the kernel refuses it: a route leads to a network, e.g. {}/{}",
+                        network(c),
+                        c.prefix
+                    ),
+                );
+            }
+        }
+        if let Some(via) = r.via
+            && via.is_ipv6()
+            && !v6
+        {
+            v6 = true;
+            ps.add(format!("route[{i}].via"), "IPv6 routes are not supported yet");
+        }
+        if let Some(j) = sc.route[..i].iter().position(|o| o.netns == r.netns && o.to == r.to) {
+            let to = match r.to {
+                RouteDst::Default => "default".to_string(),
+                RouteDst::Prefix(c) => c.to_string(),
+            };
+            ps.add(format!("route[{i}].to"), format!("netns {} already has a route to {to} (route[{j}])", r.netns));
+        }
+        // The kernel takes a gateway only if a link route reaches it: a connected prefix of an
+        // interface there (of `dev` if given) or an earlier route through a device.
+        if let Some(via) = r.via
+            && ns_ok
+            && !v6
+        {
+            let on_dev = |dev: &str| r.dev.as_deref().is_none_or(|d| d == dev);
+            let mut prefixes: Vec<Cidr> = t
+                .ifaces_of(&r.netns)
+                .iter()
+                .filter(|d| on_dev(d.name))
+                .flat_map(|d| d.addresses.iter().copied())
+                .filter(sane)
+                .collect();
+            prefixes.extend(sc.route[..i].iter().filter_map(|o| match (o.to, o.via, &o.dev) {
+                (RouteDst::Prefix(c), None, Some(d)) if o.netns == r.netns && on_dev(d) && sane(&c) => Some(c),
+                _ => None,
+            }));
+            if !prefixes.iter().any(|c| c.contains(via)) && !t.orphan_addr(&|c| sane(c) && c.contains(via)) {
+                let whose = match &r.dev {
+                    Some(d) => format!("interface {d} of netns {}", r.netns),
+                    None => format!("netns {}", r.netns),
+                };
+                let have = if prefixes.is_empty() {
+                    "it has none".to_string()
+                } else {
+                    format!("it has {}", list(prefixes.iter().map(ToString::to_string)))
+                };
+                ps.add(
+                        format!("route[{i}].via"),
+                        format!(
+                            "gateway {via} is outside every connected prefix of {whose} ({have}), so the kernel refuses the route"
+                        ),
+                    );
+            }
+        }
+    }
+}
