@@ -31,6 +31,7 @@ pub mod run;
 pub mod scenario;
 pub mod step;
 pub mod sysctl;
+pub mod testing;
 pub mod timings;
 pub mod tool;
 pub mod trace;
