@@ -52,7 +52,12 @@ fn handmade_docker_without_masquerade_the_container_address_leaves(
     without_rule(&mut sc, "node", "-A POSTROUTING -s 10.10.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE");
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    want(Header).packet(1).request().at("node/ens3").observed("10.10.14.2 > 192.168.122.1 ttl 63").find(f);
+    want(Header)
+        .packet(1)
+        .request()
+        .at("node/ens3")
+        .observed("10.10.14.2 > 192.168.122.1 ttl 63 mac 52:54:00:1e:45:ef > fe:54:00:1e:45:e1")
+        .find(f);
     let path = want(PathExact)
         .packet(1)
         .request()
@@ -97,8 +102,18 @@ fn host_gw_without_return_container_traffic_is_masqueraded(#[values(Backend::Leg
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     want_any(&[NoReply, UnexpectedReply]).assert_none(f);
-    want(Header).packet(1).request().at("node1/ens3").observed("192.168.122.183 > 10.10.14.2 ttl 63").find(f);
-    want(Header).packet(1).request().at("container2/eth0").observed("192.168.122.183 > 10.10.14.2 ttl 62").find(f);
+    want(Header)
+        .packet(1)
+        .request()
+        .at("node1/ens3")
+        .observed("192.168.122.183 > 10.10.14.2 ttl 63 mac 52:54:00:1e:45:e1 > 52:54:00:1e:45:ef")
+        .find(f);
+    want(Header)
+        .packet(1)
+        .request()
+        .at("container2/eth0")
+        .observed("192.168.122.183 > 10.10.14.2 ttl 62 mac fe:54:ef:48:ea:6d > 42:4e:00:a4:76:e3")
+        .find(f);
     // MASQUERADE is rule 1 now: the RETURN's fall to the policy is what is missing.
     want(PathExact).packet(1).request().netns("node1").missing("nat:POSTROUTING:policy:3").find(f);
 }
