@@ -850,4 +850,48 @@ mod tests {
         let not_seen = of(FailureKind::NotSeen);
         assert_eq!((not_seen.direction, not_seen.observed.as_deref()), (Some(Direction::Reply), None));
     }
+
+    #[test]
+    fn reply_answer_address_and_conntrack_texts_are_pinned() {
+        let mut p = probe_with(
+            vec![
+                AddrExpect::new(Direction::Reply, "host/eth9".parse().unwrap()),
+                AddrExpect { absent: true, ..AddrExpect::new(Direction::Request, "client/eth0".parse().unwrap()) },
+            ],
+            vec![],
+        );
+        p.replies = false;
+        p.answered_by.insert("ep9".into(), 1);
+        let f = check(&p, Backend::Legacy, &[connection(1, 40312, Some("ep1"))]);
+        let texts: Vec<(FailureKind, &str, &str)> =
+            f.iter().map(|f| (f.kind, f.what.as_str(), f.detail.as_str())).collect();
+        assert_eq!(
+            texts,
+            [
+                (FailureKind::UnexpectedReply, "packet 1: no reply (the request is dropped)", "a reply reached client"),
+                (
+                    FailureKind::NotSeen,
+                    "addresses of packet 1 reply at host/eth9",
+                    "at host/eth9: expected any > any, observed not seen"
+                ),
+                (
+                    FailureKind::Seen,
+                    "addresses of packet 1 request at client/eth0",
+                    "at client/eth0: expected not seen, observed 10.0.0.2 > ?"
+                ),
+                (FailureKind::Answers, "answers from ep9", "expected at least 1 of 1, got 0 (ep1: 1)"),
+            ]
+        );
+        p.conntrack.push(crate::scenario::ConntrackExpect {
+            netns: "host".into(),
+            proto: None,
+            orig: Default::default(),
+            reply: Default::default(),
+        });
+        let f = check_conntrack(&p, &BTreeMap::new());
+        assert_eq!((f[0].kind, f[0].netns.as_deref()), (FailureKind::Conntrack, Some("host")));
+        assert_eq!(f[0].what, "conntrack entry in netns host");
+        assert!(f[0].detail.starts_with("no tcp entry with orig Tuple {"), "{}", f[0].detail);
+        assert!(f[0].detail.ends_with("entries:\n    (none)"), "{}", f[0].detail);
+    }
 }
