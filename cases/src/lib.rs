@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use netpath::expect::{Failure, FailureKind};
+use netpath::verdict::expect::{Failure, FailureKind};
 use netpath::{Outcome, Scenario};
 
 pub use netpath::run_or_return;
@@ -93,7 +93,7 @@ pub fn step_stdout<'a>(o: &'a Outcome, name: &str) -> &'a str {
 }
 
 /// The step `name` of `sc`, to edit for a twin.
-pub fn step_mut<'a>(sc: &'a mut Scenario, name: &str) -> &'a mut netpath::step::StepSpec {
+pub fn step_mut<'a>(sc: &'a mut Scenario, name: &str) -> &'a mut netpath::lab::step::StepSpec {
     sc.step.iter_mut().find(|s| s.name == name).unwrap_or_else(|| panic!("no step `{name}`"))
 }
 
@@ -231,7 +231,7 @@ pub fn without_expectations(sc: &Scenario) -> Scenario {
 /// format; with the recorder's warnings.
 pub fn record(sc: &Scenario) -> (Scenario, Vec<String>) {
     let outcomes: Vec<Outcome> = sc.backends.iter().map(|b| run(sc, *b)).collect();
-    let rec = netpath::record::expectations(sc, &outcomes);
+    let rec = netpath::output::record::expectations(sc, &outcomes);
     let text = rec.scenario.to_toml();
     let read = Scenario::from_toml(&text, Path::new("recorded.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (read, rec.warnings)

@@ -3,7 +3,7 @@
 //! break one thing each and check that the expectation it matters to fails, naming the hop.
 
 use netpath::Backend;
-use netpath::expect::FailureKind::{self, *};
+use netpath::verdict::expect::FailureKind::{self, *};
 use netpath_cases::{edit_iptables, hook, load, want, want_any, without_lines};
 use rstest::rstest;
 

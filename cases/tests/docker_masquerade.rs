@@ -2,7 +2,7 @@
 //! file holds the expectations; these tests prove they can fail.
 
 use netpath::Backend;
-use netpath::expect::FailureKind::*;
+use netpath::verdict::expect::FailureKind::*;
 use netpath_cases::load;
 use rstest::rstest;
 

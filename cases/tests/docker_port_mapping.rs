@@ -3,7 +3,7 @@
 //! published port.
 
 use netpath::Backend;
-use netpath::expect::FailureKind::*;
+use netpath::verdict::expect::FailureKind::*;
 use netpath_cases::{load, want};
 use rstest::rstest;
 

@@ -27,7 +27,7 @@ opt-level = 2
 
 const TEST: &str = r##"//! One case of a crate that tests its own datapath with netpath.
 
-use netpath::expect::FailureKind;
+use netpath::verdict::expect::FailureKind;
 use netpath::testing::{assert_passes, run_or_skip, want};
 use netpath::{Backend, Scenario};
 use rstest::rstest;

@@ -4,7 +4,7 @@
 //! probe that must not be answered still fails when it is.
 
 use netpath::Backend;
-use netpath::expect::FailureKind::*;
+use netpath::verdict::expect::FailureKind::*;
 use netpath_cases::{edit_iptables, load, want};
 use rstest::rstest;
 

@@ -4,8 +4,8 @@
 //! files' key expectations fail, naming the hop.
 
 use netpath::Backend;
-use netpath::expect::FailureKind::{self, *};
 use netpath::scenario::RouteDst;
+use netpath::verdict::expect::FailureKind::{self, *};
 use netpath_cases::{edit_iptables, load, want, want_any, without_lines};
 use rstest::rstest;
 

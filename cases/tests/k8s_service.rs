@@ -1,7 +1,7 @@
 //! Seed 002 §7, a Kubernetes Service in nat chains: twins that break the Service, and that
 //! prove the file's per-connection entries (`answered_by`) fail when a connection goes wrong.
 
-use netpath::expect::FailureKind::*;
+use netpath::verdict::expect::FailureKind::*;
 use netpath::{Backend, Outcome, Scenario};
 use netpath_cases::{edit_iptables, load, want, without_lines};
 use rstest::rstest;

@@ -4,9 +4,9 @@
 //! naming the hop when a load-bearing rule goes.
 
 use netpath::Backend;
-use netpath::expect::FailureKind::*;
-use netpath::expect::HeaderField;
 use netpath::scenario::{Direction, PortExpect};
+use netpath::verdict::expect::FailureKind::*;
+use netpath::verdict::expect::HeaderField;
 use netpath_cases::{edit_iptables, load, record, run, want, without_expectations, without_lines};
 use rstest::rstest;
 
@@ -74,7 +74,12 @@ fn a_recording_of_a_bare_scenario_passes_every_later_run(
     for backend in recorded.allowed_backends() {
         for i in 0..3 {
             let o = run(&recorded, backend);
-            assert!(o.passed(), "{name} [{}] run {i}:\n{}", backend.name(), netpath::report::outcome(&o, false));
+            assert!(
+                o.passed(),
+                "{name} [{}] run {i}:\n{}",
+                backend.name(),
+                netpath::output::report::outcome(&o, false)
+            );
         }
     }
 }

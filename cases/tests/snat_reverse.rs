@@ -3,8 +3,8 @@
 //! setting it is about and check the expectations fail for that reason.
 
 use netpath::Backend;
-use netpath::expect::FailureKind::{self, *};
 use netpath::scenario::{RouteDst, RouteSpec};
+use netpath::verdict::expect::FailureKind::{self, *};
 use netpath_cases::{edit_iptables, hook, load, want, want_any, without_lines};
 use rstest::rstest;
 

@@ -3,14 +3,14 @@
 //! [`FailureKind`] and structured fields instead of its text.
 //!
 //! A case may be skipped only when the kernel lacks a feature the scenario needs (derived by
-//! [`crate::requires::required_features`], probed by [`crate::caps`]): [`run_or_skip`] and
+//! [`crate::caps::requires::required_features`], probed by [`crate::caps`]): [`run_or_skip`] and
 //! [`assert_passes`] then print `SKIP NAME [BACKEND]: needs FEATURE: REASON` and return `None`,
 //! and under `NETPATH_STRICT=1` ([`strict`]) fail instead. A test that needs the outcome to go
 //! on uses [`run_or_return!`](crate::run_or_return), which returns from the test on a skip.
 //!
 //! ```no_run
 //! // Needs root: the scenario builds namespaces on the real kernel.
-//! use netpath::expect::FailureKind;
+//! use netpath::verdict::expect::FailureKind;
 //! use netpath::testing::{want, without_lines};
 //! use netpath::{Backend, Scenario};
 //!
@@ -26,9 +26,9 @@
 
 use std::io::Write;
 
-use crate::expect::{Failure, FailureKind};
+use crate::observe::trace::Hook;
 use crate::scenario::Direction;
-use crate::trace::Hook;
+use crate::verdict::expect::{Failure, FailureKind};
 use crate::{Backend, Outcome, RunOptions, Scenario};
 
 /// Whether skips are failures: `NETPATH_STRICT=1`.
@@ -46,7 +46,7 @@ pub fn require_root() {
 /// `Err` with the skip line (`SKIP NAME [BACKEND]: needs FEATURE: REASON`) when this machine
 /// lacks a feature `sc` needs under `backend`.
 pub fn check(sc: &Scenario, backend: Backend) -> Result<(), String> {
-    crate::requires::check(sc, backend, &RunOptions::default()).map_err(|skip| {
+    crate::caps::requires::check(sc, backend, &RunOptions::default()).map_err(|skip| {
         format!("SKIP {} [{}]: needs {}: {}", sc.name, backend.name(), skip.feature.name(), skip.reason)
     })
 }
@@ -88,7 +88,7 @@ pub fn run(sc: &Scenario, backend: Backend) -> Outcome {
 /// skipped (see [`run_or_skip`]).
 pub fn assert_passes(sc: &Scenario, backend: Backend) -> Option<Outcome> {
     let o = run_or_skip(sc, backend)?;
-    assert!(o.passed(), "\n{}", crate::report::outcome(&o, true));
+    assert!(o.passed(), "\n{}", crate::output::report::outcome(&o, true));
     Some(o)
 }
 
@@ -125,7 +125,7 @@ pub fn hook(text: &str) -> Hook {
 /// Build one with [`want`].
 ///
 /// ```
-/// use netpath::expect::{Failure, FailureKind};
+/// use netpath::verdict::expect::{Failure, FailureKind};
 /// use netpath::testing::want;
 ///
 /// let mut f = Failure::new(FailureKind::PathLast, "path ... (last hook)".into(), "...".into());

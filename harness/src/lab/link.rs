@@ -8,7 +8,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, State};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::cidr::Cidr;
-use crate::packet::Mac;
+use crate::evidence::packet::Mac;
 
 /// One end of a veth pair.
 #[derive(Debug, Clone)]

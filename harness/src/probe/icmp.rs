@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use super::new_nonce;
 use super::wait::{self, Read};
-use crate::drops::Drops;
 use crate::error::{Error, Result};
-use crate::netns::Netns;
-use crate::packet::{L4, PacketInfo, contains};
+use crate::evidence::packet::{L4, PacketInfo, contains};
+use crate::lab::netns::Netns;
+use crate::observe::drops::Drops;
 
 /// One echo request and what came back for it.
 #[derive(Debug, Clone)]

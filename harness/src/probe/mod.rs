@@ -12,7 +12,7 @@ pub mod wait;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::error::{Error, Result};
-use crate::packet::{L4, PacketInfo, contains};
+use crate::evidence::packet::{L4, PacketInfo, contains};
 use crate::scenario::Direction;
 
 /// The nonce of one packet: `netpath-` and 16 hex digits, unique per packet of a run.

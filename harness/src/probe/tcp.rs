@@ -10,7 +10,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sock
 
 use super::{Ident, Sent, answer_from, new_nonce};
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// Open `count` connections from `ns` to `dst:port`, one after the other, each sending its
 /// nonce and reading the answer, each within `timeout`. Mirrors `ip netns exec NS nc DST PORT`.

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::wait::{self, Read};
 use super::{Ident, Sent, answer_from, new_nonce};
-use crate::drops::Drops;
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
+use crate::observe::drops::Drops;
 
 /// Send `count` datagrams from `ns` to `dst:port` from one socket (one conntrack flow), waiting
 /// up to `timeout` for each answer. Mirrors `ip netns exec NS nc -u DST PORT`.
