@@ -1,15 +1,16 @@
-//! Helpers shared by the scenario tests.
-//!
-//! A case may be skipped only when the kernel lacks a feature the scenario needs (derived by
-//! [`netpath::caps::requires::required_features`], probed by [`netpath::caps`]): [`run_or_skip`] and
-//! [`assert_passes`] then print `SKIP NAME [BACKEND]: needs FEATURE: REASON` and return `None`,
-//! and under `NETPATH_STRICT=1` fail instead. A test that needs the outcome to go on uses
-//! [`run_or_return!`], which returns from the test on a skip.
+//! Helpers for the bundled scenarios' tests: loading them, editing them into negative twins,
+//! and the checks several of their tests share. Running, skipping and finding failures by kind
+//! are netpath's own ([`netpath::testing`], re-exported here), as any downstream crate uses them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use netpath::{Backend, Outcome, RunOptions, Scenario};
+use netpath::verdict::expect::{Failure, FailureKind};
+use netpath::{Outcome, Scenario};
+
+pub use netpath::run_or_return;
+pub use netpath::testing::{
+    assert_passes, check, hook, require_root, run, run_or_skip, strict, want, want_any, without_lines,
+};
 
 /// The folder of the bundled scenario files.
 pub fn scenarios_dir() -> PathBuf {
@@ -24,85 +25,6 @@ pub fn load(stem: &str) -> Scenario {
 /// The bundled scenario file `cases/scenarios/STEM.toml`.
 pub fn scenario_path(stem: &str) -> PathBuf {
     scenarios_dir().join(format!("{stem}.toml"))
-}
-
-/// netpath needs root: say so once, clearly, instead of a wall of EPERMs.
-pub fn require_root() {
-    if !nix_is_root() {
-        panic!("netpath cases need CAP_NET_ADMIN and CAP_SYS_ADMIN: run `cargo test` as root");
-    }
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
-/// Whether skips are failures: `NETPATH_STRICT=1`.
-pub fn strict() -> bool {
-    netpath::caps::strict()
-}
-
-/// `Err` with the skip line (`SKIP NAME [BACKEND]: needs FEATURE: REASON`) when this machine
-/// lacks a feature `sc` needs under `backend`.
-pub fn check(sc: &Scenario, backend: Backend) -> Result<(), String> {
-    netpath::caps::requires::check(sc, backend, &RunOptions::default()).map_err(|skip| {
-        format!("SKIP {} [{}]: needs {}: {}", sc.name, backend.name(), skip.feature.name(), skip.reason)
-    })
-}
-
-/// Run `sc` under `backend`, or skip it: `None` after printing why when the kernel lacks a
-/// feature it needs; under strict mode that panics instead. An `Err` of the engine fails the test
-/// with its message.
-pub fn run_or_skip(sc: &Scenario, backend: Backend) -> Option<Outcome> {
-    require_root();
-    if let Err(line) = check(sc, backend) {
-        if strict() {
-            panic!("{line} (NETPATH_STRICT=1 makes a skip a failure)");
-        }
-        // Straight to stderr, past the test harness's capture: a skip must be seen.
-        let _ = writeln!(std::io::stderr(), "{line}");
-        return None;
-    }
-    Some(run_checked(sc, backend))
-}
-
-fn run_checked(sc: &Scenario, backend: Backend) -> Outcome {
-    netpath::run(sc, backend, &RunOptions::default())
-        .unwrap_or_else(|e| panic!("{} [{}] did not run: {e}", sc.name, backend.name()))
-}
-
-/// Run a scenario under one backend, for a test that needs its outcome to go on. It cannot skip:
-/// when the kernel lacks a feature the scenario needs, it fails the test naming the feature and
-/// why. Tests that can skip use [`run_or_skip`] or [`run_or_return!`].
-pub fn run(sc: &Scenario, backend: Backend) -> Outcome {
-    require_root();
-    if let Err(line) = check(sc, backend) {
-        panic!("{line}: this test needs the outcome (use netpath_cases::run_or_return! to skip instead)");
-    }
-    run_checked(sc, backend)
-}
-
-/// Run and require every expectation to hold, showing the report otherwise; `None` when skipped
-/// (see [`run_or_skip`]).
-pub fn assert_passes(sc: &Scenario, backend: Backend) -> Option<Outcome> {
-    let o = run_or_skip(sc, backend)?;
-    assert!(o.passed(), "\n{}", netpath::output::report::outcome(&o, true));
-    Some(o)
-}
-
-/// `let o = run_or_return!(&sc, backend);`: the outcome, or return from the test when the
-/// kernel lacks a feature the scenario needs (a failure under `NETPATH_STRICT=1`).
-#[macro_export]
-macro_rules! run_or_return {
-    ($sc:expr, $backend:expr) => {
-        match $crate::run_or_skip($sc, $backend) {
-            Some(outcome) => outcome,
-            None => return,
-        }
-    };
 }
 
 /// The `netpath` command as built from this workspace, for tests of the command line. It is
@@ -140,27 +62,6 @@ fn build_netpath() -> Result<PathBuf, String> {
     if bin.exists() { Ok(bin) } else { Err(format!("cargo built netpath, but {} is not there", bin.display())) }
 }
 
-/// The failure whose `what` is exactly `what`, or a panic listing them all.
-pub fn named<'a>(
-    failures: &'a [netpath::verdict::expect::Failure],
-    what: &str,
-) -> &'a netpath::verdict::expect::Failure {
-    failures.iter().find(|f| f.what == what).unwrap_or_else(|| panic!("no failure `{what}` in {failures:#?}"))
-}
-
-/// The failure named `what`, which must exist and say each of `fragments` in its detail.
-pub fn named_saying<'a>(
-    failures: &'a [netpath::verdict::expect::Failure],
-    what: &str,
-    fragments: &[&str],
-) -> &'a netpath::verdict::expect::Failure {
-    let f = named(failures, what);
-    for fragment in fragments {
-        assert!(f.detail.contains(fragment), "`{what}` does not say {fragment:?}: {}", f.detail);
-    }
-    f
-}
-
 /// Replace the iptables ruleset of `netns`, checking the edit changed something (a twin whose
 /// edit missed would pass for the wrong reason).
 pub fn edit_iptables(sc: &mut Scenario, netns: &str, edit: impl Fn(&str) -> String) {
@@ -171,26 +72,16 @@ pub fn edit_iptables(sc: &mut Scenario, netns: &str, edit: impl Fn(&str) -> Stri
     ns.iptables = Some(edited);
 }
 
-/// The ruleset without the lines that contain `needle`.
-pub fn without_lines(rules: &str, needle: &str) -> String {
-    rules.lines().filter(|l| !l.contains(needle)).map(|l| format!("{l}\n")).collect()
-}
-
 /// What docker-masquerade without its MASQUERADE rule must report, whichever trace source saw
 /// it: the uplink address names the hop, and the exact path misses the rule.
 pub fn assert_masquerade_missing(o: &Outcome) {
     assert!(!o.passed(), "expected a failure without MASQUERADE");
     let failures = &o.probes[0].failures;
-    named_saying(
-        failures,
-        "addresses of packet 1 request at host/eth0",
-        &["expected 10.171.77.2 > 10.171.77.30, observed 192.168.0.2 > 10.171.77.30"],
-    );
-    assert!(
-        failures.iter().any(|f| f.what.starts_with("path of packet 1 request in netns host (exact)")
-            && f.detail.contains("- nat:POSTROUTING:rule:1")),
-        "{failures:#?}"
-    );
+    let uplink = want(FailureKind::Header).packet(1).request().at("host/eth0").find(failures);
+    assert_eq!(uplink.expected.as_deref(), Some("10.171.77.2 > 10.171.77.30"), "{uplink:#?}");
+    assert_eq!(uplink.observed.as_deref(), Some("192.168.0.2 > 10.171.77.30"), "{uplink:#?}");
+    let path = want(FailureKind::PathExact).packet(1).request().netns("host").find(failures);
+    assert!(path.missing.contains(&hook("nat:POSTROUTING:rule:1")), "{path:#?}");
 }
 
 /// What the step `name` wrote to stdout in run `o` (teardown steps included).
@@ -272,30 +163,11 @@ pub fn assert_step_output(o: &Outcome, step: &str, needles: &[&str], absent: boo
 }
 
 /// The probe was not answered by `server`, and its request's path in `netns` misses `hook`.
-pub fn assert_unanswered_without(
-    failures: &[netpath::verdict::expect::Failure],
-    server: &str,
-    netns: &str,
-    hook: &str,
-) {
-    named_saying(failures, &format!("answers from {server}"), &["got 0"]);
-    named_saying(
-        failures,
-        &format!("path of packet 1 request in netns {netns} (includes, in order)"),
-        &[&format!("`{hook}` not found")],
-    );
-}
-
-/// The failure whose `what` starts with `prefix` (a handle's failure carries the real name
-/// after it), or a panic listing them all.
-pub fn starting<'a>(
-    failures: &'a [netpath::verdict::expect::Failure],
-    prefix: &str,
-) -> &'a netpath::verdict::expect::Failure {
-    failures
-        .iter()
-        .find(|f| f.what.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no failure `{prefix}...` in {failures:#?}"))
+pub fn assert_unanswered_without(failures: &[Failure], server: &str, netns: &str, hook_text: &str) {
+    let answers = want(FailureKind::Answers).answered_by(server).find(failures);
+    assert_eq!(answers.observed.as_deref(), Some("0"), "{answers:#?}");
+    let path = want(FailureKind::PathIncludes).packet(1).request().netns(netns).find(failures);
+    assert_eq!(path.missing, [hook(hook_text)], "{path:#?}");
 }
 
 /// Traffic for measuring netpath itself: docker-masquerade's topology and rules with its

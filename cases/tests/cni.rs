@@ -2,9 +2,9 @@
 //! namespaces: masquerade out, the published port in, and DEL removing what ADD wrote.
 
 use netpath::Backend;
+use netpath::verdict::expect::FailureKind::*;
 use netpath_cases::{
-    assert_step_output, assert_unanswered_without, edit_step_stdin, load, named_saying, run_or_return, starting,
-    step_mut, without_step,
+    assert_step_output, assert_unanswered_without, edit_step_stdin, load, run_or_return, step_mut, want, without_step,
 };
 
 const SCENARIO: &str = "cni-bridge-portmap";
@@ -46,18 +46,22 @@ fn without_ip_masq_the_uplink_hop_shows_the_container_address() {
     let o = run_or_return!(&sc, Backend::Nft);
     assert!(!o.passed());
     let failures = &o.probes[0].failures;
-    named_saying(
-        failures,
-        "addresses of packet 1 request at host/eth0",
-        &["expected 10.171.77.2 > 10.171.77.30, observed 10.88.0.2 > 10.171.77.30"],
-    );
+    want(Header)
+        .packet(1)
+        .request()
+        .at("host/eth0")
+        .expected("10.171.77.2 > 10.171.77.30")
+        .observed("10.88.0.2 > 10.171.77.30")
+        .find(failures);
     // The jump to the plugin's chain is not there: POSTROUTING ends at its policy.
-    let path = named_saying(
-        failures,
-        "path of packet 1 request in netns host (includes, in order)",
-        &["`nat:POSTROUTING:rule:2` not found", "nat:POSTROUTING:policy:2"],
-    );
-    assert!(!path.detail.contains(MASQ_CHAIN), "{}", path.detail);
+    let path = want(PathIncludes)
+        .packet(1)
+        .request()
+        .netns("host")
+        .missing("nat:POSTROUTING:rule:2")
+        .observing("nat:POSTROUTING:policy:2")
+        .find(failures);
+    assert!(!path.hooks.iter().any(|h| h.to_string().contains(MASQ_CHAIN)), "{path:#?}");
     // The published port does not depend on ipMasq.
     assert!(o.probes[1].failures.is_empty(), "{:#?}", o.probes[1].failures);
 }
@@ -73,15 +77,11 @@ fn without_portmap_the_host_port_leads_nowhere() {
     // c1 is still masqueraded; only portmap's CNI-HOSTPORT-MASQ hop of its path is missing.
     let out = &o.probes[0].failures;
     assert_eq!(out.len(), 1, "{out:#?}");
-    named_saying(
-        out,
-        "path of packet 1 request in netns host (includes, in order)",
-        &["`nat:CNI-HOSTPORT-MASQ:return:2` not found"],
-    );
+    want(PathIncludes).packet(1).request().netns("host").missing("nat:CNI-HOSTPORT-MASQ:return:2").find(out);
     let failures = &o.probes[1].failures;
     assert_unanswered_without(failures, "c1", "host", "nat:PREROUTING:rule:1");
     // No nat chain at all: the SYN is for the host itself, which has no listener. Reports name
     // the handle beside the plugin's name for the interface.
-    let at_handle = starting(failures, "addresses of packet 1 request at host/peer:c1/eth0 (veth");
-    assert!(at_handle.detail.contains("observed not seen"), "{}", at_handle.detail);
+    let at_handle = want(NotSeen).packet(1).request().at("host/peer:c1/eth0").find(failures);
+    assert!(at_handle.at.as_ref().is_some_and(|at| at.iface.starts_with("veth")), "{at_handle:#?}");
 }

@@ -3,12 +3,9 @@
 //! break one thing each and check that the expectation it matters to fails, naming the hop.
 
 use netpath::Backend;
-use netpath_cases::{edit_iptables, load, named, named_saying};
+use netpath::verdict::expect::FailureKind::{self, *};
+use netpath_cases::{edit_iptables, hook, load, want, want_any, without_lines};
 use rstest::rstest;
-
-fn without_line(rules: &str, line: &str) -> String {
-    rules.lines().filter(|l| *l != line).map(|l| format!("{l}\n")).collect()
-}
 
 /// Without FORWARD rule 6 (`-i docker0 -o docker0 -j ACCEPT`) the bridged request meets the
 /// FORWARD policy DROP: br_netfilter really puts filter FORWARD on the bridged path, and the
@@ -18,17 +15,19 @@ fn c2c_without_forward_rule_6_the_bridged_request_is_dropped(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
     let mut sc = load("docker-container-to-container");
-    edit_iptables(&mut sc, "host", |r| without_line(r, "-A FORWARD -i docker0 -o docker0 -j ACCEPT"));
+    edit_iptables(&mut sc, "host", |r| without_lines(r, "-A FORWARD -i docker0 -o docker0 -j ACCEPT"));
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    named_saying(
-        f,
-        "path of packet 1 request in netns host (exact)",
-        &["  - filter:FORWARD:rule:6", "  + filter:FORWARD:policy:6", "  - eb:nat:POSTROUTING"],
-    );
-    let c2 = named(f, "addresses of packet 1 request at c2/eth0");
-    assert!(c2.detail.ends_with("observed not seen"), "{}", c2.detail);
-    named(f, "packet 1: a reply");
+    want(PathExact)
+        .packet(1)
+        .request()
+        .netns("host")
+        .missing("filter:FORWARD:rule:6")
+        .unexpected("filter:FORWARD:policy:6")
+        .missing("eb:nat:POSTROUTING")
+        .find(f);
+    want(NotSeen).packet(1).request().at("c2/eth0").find(f);
+    want(NoReply).packet(1).find(f);
 }
 
 /// With bridge-nf-call-iptables=0 the bridged frames meet the ebtables chains only: every
@@ -42,24 +41,20 @@ fn c2c_without_br_netfilter_no_iptables_chain_sees_the_bridged_frames(
     host.sysctls.insert("net.bridge.bridge-nf-call-iptables".into(), "0".into());
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    assert!(!f.iter().any(|f| f.what.contains("a reply")), "{f:#?}");
-    let path = named(f, "path of packet 1 request in netns host (exact)");
+    want_any(&[NoReply, UnexpectedReply]).assert_none(f);
+    let path = want(PathExact).packet(1).request().netns("host").find(f);
     for gone in
         ["raw:PREROUTING:policy:2", "nat:PREROUTING:policy:2", "filter:FORWARD:rule:6", "nat:POSTROUTING:policy:2"]
     {
-        assert!(path.detail.contains(&format!("  - {gone}")), "{gone}: {}", path.detail);
+        assert!(path.missing.contains(&hook(gone)), "{gone}: {path:#?}");
     }
     for kept in ["eb:nat:PREROUTING", "eb:filter:FORWARD", "eb:nat:POSTROUTING"] {
-        assert!(path.detail.contains(&format!("    {kept}")), "{kept}: {}", path.detail);
+        assert!(path.hooks.contains(&hook(kept)) && !path.missing.contains(&hook(kept)), "{kept}: {path:#?}");
     }
     // Packets 2 and 3 no longer reach FORWARD rule 3 either.
-    named_saying(
-        f,
-        "path of packet 2 request in netns host (includes, in order)",
-        &["`filter:FORWARD:rule:3` not found in order"],
-    );
+    want(PathIncludes).packet(2).request().netns("host").missing("filter:FORWARD:rule:3").find(f);
     // Addresses and MACs are unchanged whatever the iptables chains do.
-    assert!(!f.iter().any(|f| f.what.starts_with("addresses")), "{f:#?}");
+    want_any(&FailureKind::ADDRESS).assert_none(f);
 }
 
 /// An ebtables rule dropping ICMP in the filter OUTPUT chain of docker0 stops the host's ping to
@@ -72,14 +67,16 @@ fn host_pings_die_in_ebtables_output_only_through_docker0(#[values(Backend::Lega
     let o = netpath_cases::run_or_return!(&sc, backend);
     let to_c1 = &o.probes[0];
     assert_eq!(to_c1.name, "host-to-c1");
-    named_saying(
-        &to_c1.failures,
-        "path of packet 1 request in netns host (exact)",
-        &["    eb:filter:OUTPUT", "  - eb:nat:OUTPUT", "  - eb:nat:POSTROUTING"],
-    );
-    let c1 = named(&to_c1.failures, "addresses of packet 1 request at c1/eth0");
-    assert!(c1.detail.ends_with("observed not seen"), "{}", c1.detail);
-    named(&to_c1.failures, "packet 1: a reply");
+    want(PathExact)
+        .packet(1)
+        .request()
+        .netns("host")
+        .observing("eb:filter:OUTPUT")
+        .missing("eb:nat:OUTPUT")
+        .missing("eb:nat:POSTROUTING")
+        .find(&to_c1.failures);
+    want(NotSeen).packet(1).request().at("c1/eth0").find(&to_c1.failures);
+    want(NoReply).packet(1).find(&to_c1.failures);
     let to_ext = &o.probes[1];
     assert_eq!(to_ext.name, "host-to-external");
     assert!(to_ext.failures.is_empty(), "{:#?}", to_ext.failures);
@@ -103,11 +100,13 @@ fn host_to_external_masquerade_for_all_shows_in_the_path_not_the_address(
     assert!(o.probes[0].failures.is_empty(), "host-to-c1 goes out docker0: {:#?}", o.probes[0].failures);
     let f = &o.probes[1].failures;
     assert_eq!(f.len(), 1, "{f:#?}");
-    named_saying(
-        f,
-        "path of packet 1 request in netns host (exact)",
-        &["  - nat:POSTROUTING:policy:2", "  + nat:POSTROUTING:rule:1"],
-    );
+    want(PathExact)
+        .packet(1)
+        .request()
+        .netns("host")
+        .missing("nat:POSTROUTING:policy:2")
+        .unexpected("nat:POSTROUTING:rule:1")
+        .find(f);
 }
 
 /// The `never = ["eb"]` of host-to-external is not vacuous: the same expectations on a ping
@@ -122,10 +121,7 @@ fn host_to_external_never_eb_catches_a_packet_through_docker0(
     probe.addr.clear();
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[1].failures;
-    let never = named(f, "path of packet 1 request in netns host (never eb)");
-    assert!(
-        never.detail.starts_with("visited eb:filter:OUTPUT, eb:nat:OUTPUT, eb:nat:POSTROUTING"),
-        "{}",
-        never.detail
-    );
+    let never = want(PathNever).packet(1).request().netns("host").expected("eb").find(f);
+    let met = ["eb:filter:OUTPUT", "eb:nat:OUTPUT", "eb:nat:POSTROUTING"].map(hook);
+    assert!(never.unexpected.starts_with(&met), "{never:#?}");
 }

@@ -2,6 +2,7 @@
 //! file holds the expectations; these tests prove they can fail.
 
 use netpath::Backend;
+use netpath::verdict::expect::FailureKind::*;
 use netpath_cases::load;
 use rstest::rstest;
 
@@ -15,7 +16,7 @@ fn without_masquerade_the_uplink_address_assertion_fails(#[values(Backend::Legac
     let o = netpath_cases::run_or_return!(&sc, backend);
     netpath_cases::assert_masquerade_missing(&o);
     let failures = &o.probes[0].failures;
-    assert!(failures.iter().any(|f| f.what == "packet 1: a reply"), "{failures:#?}");
+    netpath_cases::want(NoReply).packet(1).find(failures);
 }
 
 /// The second echo of the flow is established and skips nat: expecting MASQUERADE on it must
@@ -33,7 +34,8 @@ fn established_flow_skips_nat_and_the_check_sees_it(#[values(Backend::Legacy, Ba
     let o = netpath_cases::run_or_return!(&sc, backend);
     let failures = &o.probes[0].failures;
     assert_eq!(failures.len(), 1, "{failures:#?}");
-    assert!(failures[0].detail.contains("`nat:POSTROUTING:rule:1` not found in order"), "{failures:#?}");
+    assert_eq!(failures[0].kind, PathIncludes, "{failures:#?}");
+    assert_eq!(failures[0].missing, [netpath_cases::hook("nat:POSTROUTING:rule:1")], "{failures:#?}");
 }
 
 /// The native nftables version fails the same way without its masquerade statement.
@@ -47,8 +49,8 @@ fn native_nft_without_masquerade_fails_at_the_uplink() {
     host.nft = Some(without);
     let o = netpath_cases::run_or_return!(&sc, Backend::Nft);
     let failures = &o.probes[0].failures;
-    let uplink = netpath_cases::named(failures, "addresses of packet 1 request at host/eth0");
-    assert!(uplink.detail.ends_with("observed 192.168.0.2 > 10.171.77.30"), "{}", uplink.detail);
-    let path = netpath_cases::named(failures, "path of packet 1 request in netns host (exact)");
-    assert!(path.detail.contains("- nat:postrouting:rule:1"), "{}", path.detail);
+    let uplink = netpath_cases::want(Header).packet(1).request().at("host/eth0");
+    uplink.observed("192.168.0.2 > 10.171.77.30").find(failures);
+    let path = netpath_cases::want(PathExact).packet(1).request().netns("host");
+    path.missing("nat:postrouting:rule:1").find(failures);
 }

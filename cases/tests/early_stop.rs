@@ -4,7 +4,8 @@
 //! probe that must not be answered still fails when it is.
 
 use netpath::Backend;
-use netpath_cases::{edit_iptables, load, named};
+use netpath::verdict::expect::FailureKind::*;
+use netpath_cases::{edit_iptables, load, want};
 use rstest::rstest;
 
 /// docker-masquerade with the first of every two echo requests dropped at the top of FORWARD.
@@ -32,9 +33,8 @@ fn a_drop_of_one_packet_never_hides_the_reply_to_the_next(#[values(Backend::Lega
     let sc = every_other_echo_dropped(2, false);
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    let answered = named(f, "packet 2: no reply (the request is dropped)");
-    assert!(answered.detail.contains("a reply reached c1"), "{}", answered.detail);
-    assert!(!f.iter().any(|f| f.what == "packet 1: no reply (the request is dropped)"), "{f:#?}");
+    want(UnexpectedReply).packet(2).netns("c1").find(f);
+    want(UnexpectedReply).packet(1).assert_none(f);
 }
 
 /// The same drop with replies expected: packet 1 fails for want of a reply, packets 2 and 4
@@ -45,9 +45,9 @@ fn dropped_packets_fail_and_answered_ones_pass(#[values(Backend::Legacy, Backend
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     for k in [1, 3] {
-        named(f, &format!("packet {k}: a reply"));
+        want(NoReply).packet(k).find(f);
     }
     for k in [2, 4] {
-        assert!(!f.iter().any(|f| f.what == format!("packet {k}: a reply")), "{f:#?}");
+        want(NoReply).packet(k).assert_none(f);
     }
 }

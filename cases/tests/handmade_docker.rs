@@ -5,7 +5,8 @@
 
 use netpath::Backend;
 use netpath::scenario::RouteDst;
-use netpath_cases::{load, named, named_saying};
+use netpath::verdict::expect::FailureKind::{self, *};
+use netpath_cases::{edit_iptables, load, want, want_any, without_lines};
 use rstest::rstest;
 
 fn set_forward(sc: &mut netpath::Scenario, netns: &str, on: bool) {
@@ -15,11 +16,7 @@ fn set_forward(sc: &mut netpath::Scenario, netns: &str, on: bool) {
 }
 
 fn without_rule(sc: &mut netpath::Scenario, netns: &str, rule: &str) {
-    let ns = sc.netns_mut(netns).unwrap_or_else(|| panic!("no netns {netns}"));
-    let rules = ns.iptables.take().unwrap();
-    let edited: String = rules.lines().filter(|l| *l != rule).map(|l| format!("{l}\n")).collect();
-    assert_ne!(rules, edited, "`{rule}` not found");
-    ns.iptables = Some(edited);
+    edit_iptables(sc, netns, |r| without_lines(r, rule));
 }
 
 /// handmade-docker with ip_forward=0: the request dies at the bridge, nothing leaves ens3.
@@ -29,16 +26,17 @@ fn handmade_docker_without_ip_forward_nothing_leaves(#[values(Backend::Legacy, B
     set_forward(&mut sc, "node", false);
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    named(f, "packet 1: a reply");
-    named_saying(
-        f,
-        "path of packet 1 request in netns node (exact)",
-        &["    eb:filter:INPUT", "  - nat:POSTROUTING:rule:2"],
-    );
-    let ens3 = named(f, "addresses of packet 1 request at node/ens3");
-    assert!(ens3.detail.ends_with("observed not seen"), "{}", ens3.detail);
+    want(NoReply).packet(1).find(f);
+    want(PathExact)
+        .packet(1)
+        .request()
+        .netns("node")
+        .observing("eb:filter:INPUT")
+        .missing("nat:POSTROUTING:rule:2")
+        .find(f);
+    want(NotSeen).packet(1).request().at("node/ens3").find(f);
     // It did reach mydocker.
-    assert!(!f.iter().any(|f| f.what == "addresses of packet 1 request at node/mydocker"), "{f:#?}");
+    want_any(&FailureKind::ADDRESS).packet(1).request().at("node/mydocker").assert_none(f);
 }
 
 /// handmade-docker without MASQUERADE: the container's own address goes out on ens3, and the
@@ -54,14 +52,21 @@ fn handmade_docker_without_masquerade_the_container_address_leaves(
     without_rule(&mut sc, "node", "-A POSTROUTING -s 10.10.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE");
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    named_saying(f, "addresses of packet 1 request at node/ens3", &["observed 10.10.14.2 > 192.168.122.1 ttl 63"]);
-    let path = named_saying(
-        f,
-        "path of packet 1 request in netns node (exact)",
-        &["  - nat:PREROUTING:policy:1", "  - nat:POSTROUTING:rule:2"],
-    );
-    assert!(!path.detail.contains("  + nat"), "{}", path.detail);
-    named(f, "packet 1: a reply");
+    want(Header)
+        .packet(1)
+        .request()
+        .at("node/ens3")
+        .observed("10.10.14.2 > 192.168.122.1 ttl 63 mac 52:54:00:1e:45:ef > fe:54:00:1e:45:e1")
+        .find(f);
+    let path = want(PathExact)
+        .packet(1)
+        .request()
+        .netns("node")
+        .missing("nat:PREROUTING:policy:1")
+        .missing("nat:POSTROUTING:rule:2")
+        .find(f);
+    assert!(!path.unexpected.iter().any(|h| h.to_string().starts_with("nat:")), "{path:#?}");
+    want(NoReply).packet(1).find(f);
 }
 
 /// handmade-docker-no-forward with ip_forward=1: the request leaves, gets answered, and the
@@ -76,18 +81,15 @@ fn handmade_docker_no_forward_with_ip_forward_the_request_leaves(
     assert_eq!(o.probes[0].name, "ns1-to-mydocker");
     assert!(o.probes[0].failures.is_empty(), "{:#?}", o.probes[0].failures);
     let f = &o.probes[1].failures;
-    named(f, "packet 1: no reply (the request is dropped)");
-    let last = named(f, "path of packet 1 request in netns node (last hook)");
-    assert!(
-        last.detail.starts_with("expected the packet's last hook to be eb:filter:INPUT, it was nat:POSTROUTING:rule:2"),
-        "{}",
-        last.detail
-    );
-    named_saying(
-        f,
-        "addresses of packet 1 request at node/ens3",
-        &["expected not seen, observed 192.168.122.197 > 192.168.122.1"],
-    );
+    want(UnexpectedReply).packet(1).find(f);
+    want(PathLast)
+        .packet(1)
+        .request()
+        .netns("node")
+        .missing("eb:filter:INPUT")
+        .unexpected("nat:POSTROUTING:rule:2")
+        .find(f);
+    want(Seen).packet(1).request().at("node/ens3").observed("192.168.122.197 > 192.168.122.1").find(f);
 }
 
 /// host-gw without node1's RETURN rule: container traffic to the other node is masqueraded to
@@ -99,15 +101,21 @@ fn host_gw_without_return_container_traffic_is_masqueraded(#[values(Backend::Leg
     without_rule(&mut sc, "node1", "-A POSTROUTING -s 10.10.0.0/16 -d 10.10.0.0/16 -j RETURN");
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    assert!(!f.iter().any(|f| f.what.contains("a reply")), "{f:#?}");
-    named_saying(f, "addresses of packet 1 request at node1/ens3", &["observed 192.168.122.183 > 10.10.14.2 ttl 63"]);
-    named_saying(
-        f,
-        "addresses of packet 1 request at container2/eth0",
-        &["observed 192.168.122.183 > 10.10.14.2 ttl 62"],
-    );
+    want_any(&[NoReply, UnexpectedReply]).assert_none(f);
+    want(Header)
+        .packet(1)
+        .request()
+        .at("node1/ens3")
+        .observed("192.168.122.183 > 10.10.14.2 ttl 63 mac 52:54:00:1e:45:e1 > 52:54:00:1e:45:ef")
+        .find(f);
+    want(Header)
+        .packet(1)
+        .request()
+        .at("container2/eth0")
+        .observed("192.168.122.183 > 10.10.14.2 ttl 62 mac fe:54:ef:48:ea:6d > 42:4e:00:a4:76:e3")
+        .find(f);
     // MASQUERADE is rule 1 now: the RETURN's fall to the policy is what is missing.
-    named_saying(f, "path of packet 1 request in netns node1 (exact)", &["  - nat:POSTROUTING:policy:3"]);
+    want(PathExact).packet(1).request().netns("node1").missing("nat:POSTROUTING:policy:3").find(f);
 }
 
 /// host-gw without node1's route to 10.10.14.0/24 via 197: the request goes to the default
@@ -121,19 +129,21 @@ fn host_gw_without_the_route_the_next_hop_is_the_gateway(#[values(Backend::Legac
     assert_eq!(sc.route.len(), before - 1, "the host-gw route was not found");
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    named(f, "packet 1: a reply");
-    named_saying(
-        f,
-        "addresses of packet 1 request at node1/ens3",
-        &["observed 10.10.15.2 > 10.10.14.2 ttl 63 mac 52:54:00:1e:45:e1 > fe:54:00:1e:45:e1"],
-    );
-    named_saying(
-        f,
-        "path of packet 1 request in netns switch (exact)",
-        &["  - eb:filter:FORWARD", "  + eb:filter:INPUT"],
-    );
-    let c2 = named(f, "addresses of packet 1 request at container2/eth0");
-    assert!(c2.detail.ends_with("observed not seen"), "{}", c2.detail);
+    want(NoReply).packet(1).find(f);
+    want(Header)
+        .packet(1)
+        .request()
+        .at("node1/ens3")
+        .observed("10.10.15.2 > 10.10.14.2 ttl 63 mac 52:54:00:1e:45:e1 > fe:54:00:1e:45:e1")
+        .find(f);
+    want(PathExact)
+        .packet(1)
+        .request()
+        .netns("switch")
+        .missing("eb:filter:FORWARD")
+        .unexpected("eb:filter:INPUT")
+        .find(f);
+    want(NotSeen).packet(1).request().at("container2/eth0").find(f);
     // The internet probe does not use that route.
     assert!(o.probes[1].failures.is_empty(), "{:#?}", o.probes[1].failures);
 }

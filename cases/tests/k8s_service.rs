@@ -1,8 +1,9 @@
 //! Seed 002 §7, a Kubernetes Service in nat chains: twins that break the Service, and that
 //! prove the file's per-connection entries (`answered_by`) fail when a connection goes wrong.
 
+use netpath::verdict::expect::FailureKind::*;
 use netpath::{Backend, Outcome, Scenario};
-use netpath_cases::{edit_iptables, load, named_saying};
+use netpath_cases::{edit_iptables, load, want, without_lines};
 use rstest::rstest;
 
 /// k8s-service.toml states per endpoint (`answered_by`) what each connection must show: the
@@ -19,13 +20,9 @@ fn a_sep_chain_that_dnats_to_the_wrong_endpoint_fails_per_connection(
     });
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    named_saying(f, "answers from ep1", &["got 0"]);
-    let wrong = f
-        .iter()
-        .find(|f| f.what.ends_with(" request in netns node1, answered by ep2 (includes, in order)"))
-        .unwrap_or_else(|| panic!("{f:#?}"));
-    assert!(wrong.detail.contains("`nat:Test-SVC-1:rule:2` not found in order"), "{}", wrong.detail);
-    assert!(wrong.detail.contains("nat:Test-SEP-1:rule:2"), "{}", wrong.detail);
+    want(Answers).answered_by("ep1").observed("0").find(f);
+    let wrong = want(PathIncludes).request().netns("node1").answered_by("ep2");
+    wrong.missing("nat:Test-SVC-1:rule:2").observing("nat:Test-SEP-1:rule:2").find(f);
 }
 
 /// The hairpin entries of the file: a connection ep1 makes to itself is answered to the node's
@@ -43,14 +40,10 @@ fn a_hairpin_masqueraded_to_another_address_fails_per_connection(
     });
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[2].failures;
-    let wrong =
-        f.iter().find(|f| f.what.ends_with(" reply at ep1/eth0, answered by ep1")).unwrap_or_else(|| panic!("{f:#?}"));
-    assert!(
-        wrong.detail.contains("expected any > 10.10.63.1, observed 10.10.63.2 > 192.168.122.183"),
-        "{}",
-        wrong.detail
-    );
-    assert!(!f.iter().any(|f| f.what.starts_with("answers from")), "the hairpin still completes: {f:#?}");
+    let wrong = want(Header).reply().at("ep1/eth0").answered_by("ep1");
+    wrong.expected("any > 10.10.63.1").observed("10.10.63.2 > 192.168.122.183").find(f);
+    // The hairpin still completes.
+    want(Answers).assert_none(f);
 }
 
 #[rstest]
@@ -60,7 +53,7 @@ fn a_split_that_always_picks_ep1_fails_the_balance(#[values(Backend::Legacy, Bac
     node1.iptables = Some(node1.iptables.take().unwrap().replace("--probability 0.5", "--probability 1.0"));
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    assert!(f.iter().any(|f| f.what == "answers from ep2" && f.detail.contains("got 0")), "{f:#?}");
+    want(Answers).answered_by("ep2").observed("0").find(f);
 }
 
 /// The hairpin probe with a short timeout: about half its connections land on ep1 and, in the
@@ -74,8 +67,9 @@ fn quick_hairpin() -> Scenario {
 
 fn assert_only_ep1_fails(o: &Outcome) {
     let f = &o.probes[2].failures;
-    assert!(f.iter().any(|f| f.what == "answers from ep1" && f.detail.contains("got 0")), "{f:#?}");
-    assert!(!f.iter().any(|f| f.what == "answers from ep2"), "the short timeout cut working connections: {f:#?}");
+    want(Answers).answered_by("ep1").observed("0").find(f);
+    // A short timeout that cut working connections would fail ep2 too.
+    want(Answers).answered_by("ep2").assert_none(f);
 }
 
 #[rstest]
@@ -83,10 +77,7 @@ fn hairpin_needs_the_masquerade_and_the_hairpin_port(#[values(Backend::Legacy, B
     // Without the MASQUERADE of marked traffic, ep1 answers itself directly and the connection
     // it made to the VIP never completes.
     let mut sc = quick_hairpin();
-    let node1 = sc.netns_mut("node1").unwrap();
-    let rules = node1.iptables.take().unwrap();
-    node1.iptables =
-        Some(rules.lines().filter(|l| !l.contains("-A Test-PostRouting")).map(|l| format!("{l}\n")).collect());
+    edit_iptables(&mut sc, "node1", |r| without_lines(r, "-A Test-PostRouting"));
     let o = netpath_cases::run_or_return!(&sc, backend);
     assert_only_ep1_fails(&o);
 

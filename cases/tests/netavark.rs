@@ -2,7 +2,8 @@
 //! mapping, masquerade out and the published port in, `netavark teardown` removing its rules.
 
 use netpath::Backend;
-use netpath_cases::{assert_step_output, edit_step_stdin, load, named_saying, run_or_return, starting, without_step};
+use netpath::verdict::expect::FailureKind::*;
+use netpath_cases::{assert_step_output, edit_step_stdin, load, run_or_return, want, without_step};
 
 const SCENARIO: &str = "netavark-bridge-portmap";
 const MASQ_CHAIN: &str = "NETAVARK-3AD4160B8F9EA";
@@ -37,11 +38,7 @@ fn a_wrong_container_port_is_seen_at_the_containers_veth() {
     }
     let o = run_or_return!(&sc, Backend::Nft);
     let failures = &o.probes[1].failures;
-    named_saying(failures, "answers from c1", &["got 0"]);
-    let hop = starting(failures, "addresses of packet 1 request at host/peer:c1/eth0 (");
-    assert!(
-        hop.detail.ends_with("expected 10.171.77.30 > 10.89.0.2:80, observed 10.171.77.30 > 10.89.0.2:81"),
-        "{}",
-        hop.detail
-    );
+    want(Answers).answered_by("c1").observed("0").find(failures);
+    let hop = want(Header).packet(1).request().at("host/peer:c1/eth0");
+    hop.expected("10.171.77.30 > 10.89.0.2:80").observed("10.171.77.30 > 10.89.0.2:81").find(failures);
 }

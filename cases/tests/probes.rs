@@ -1,6 +1,7 @@
 //! Probe kinds on a two-netns link, each with a twin where the datapath refuses it.
 
 use netpath::scenario::{ProbeKind, ProbeSpec, ServerSpec};
+use netpath::verdict::expect::FailureKind::*;
 use netpath::{Backend, Scenario};
 
 use std::path::Path;
@@ -50,7 +51,7 @@ fn udp_datagrams_are_answered_by_the_server_and_followed_everywhere() {
         Some("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p udp -j DROP\nCOMMIT\n".into());
     let o = netpath_cases::run_or_return!(&dropped, Backend::Legacy);
     let f = &o.probes[0].failures;
-    assert!(f.iter().any(|f| f.what == "answers from b" && f.detail.contains("got 0")), "{f:#?}");
+    netpath_cases::want(Answers).answered_by("b").observed("0").find(f);
 }
 
 #[test]
@@ -85,7 +86,7 @@ fn tcp_connections_are_followed_by_sequence_numbers() {
     );
     let o = netpath_cases::run_or_return!(&refused, Backend::Legacy);
     let f = &o.probes[0].failures;
-    assert!(f.iter().any(|f| f.what == "packet 1: a reply"), "{f:#?}");
+    netpath_cases::want(NoReply).packet(1).find(f);
     assert!(o.probes[0].exchanges[0].reply.seen.is_empty());
     assert_eq!(
         o.probes[0].exchanges[0].request.path["b"].last().map(|e| e.hook.to_string()).as_deref(),

@@ -5,7 +5,9 @@
 
 use netpath::Backend;
 use netpath::scenario::{Direction, PortExpect};
-use netpath_cases::{edit_iptables, load, named_saying, record, run, without_expectations, without_lines};
+use netpath::verdict::expect::FailureKind::*;
+use netpath::verdict::expect::HeaderField;
+use netpath_cases::{edit_iptables, load, record, run, want, without_expectations, without_lines};
 use rstest::rstest;
 
 #[test]
@@ -55,11 +57,7 @@ fn recorded_expectations_catch_a_removed_masquerade() {
     let mut broken = recorded.clone();
     edit_iptables(&mut broken, "host", |r| without_lines(r, "MASQUERADE"));
     let o = run(&broken, Backend::Legacy);
-    named_saying(
-        &o.probes[0].failures,
-        "addresses of packet 1 request at host/eth0",
-        &["observed 192.168.0.2 > 10.171.77.30"],
-    );
+    want(Header).packet(1).request().at("host/eth0").observed("192.168.0.2 > 10.171.77.30").find(&o.probes[0].failures);
 }
 
 /// Topology, rules and probes only, recorded, then run again and again under every backend it
@@ -119,8 +117,9 @@ fn port_relations_fail_when_a_translation_appears_or_goes() {
     let mut stray = plain.clone();
     edit_iptables(&mut stray, "host", with_snat);
     let o = run(&stray, Backend::Legacy);
-    let at_c1 = "addresses of packet 1 request at c1/eth0";
-    named_saying(&o.probes[0].failures, at_c1, &["expected 10.171.77.30:kept > 192.168.0.2:80", "(changed from "]);
+    let at_c1 = || want(Header).packet(1).request().at("c1/eth0");
+    let stray = at_c1().expected("10.171.77.30:kept > 192.168.0.2:80").find(&o.probes[0].failures);
+    assert!(stray.mismatched.contains(&HeaderField::Sport), "{stray:#?}");
 
     // Recorded with it: the port is `changed` there; without the rule the translation is missing.
     let mut translated = bare.clone();
@@ -132,7 +131,8 @@ fn port_relations_fail_when_a_translation_appears_or_goes() {
     let mut missing = rec.clone();
     edit_iptables(&mut missing, "host", |r| without_lines(r, "SNAT"));
     let o = run(&missing, Backend::Legacy);
-    named_saying(&o.probes[0].failures, at_c1, &["expected 10.171.77.30:changed > 192.168.0.2:80", " (kept)"]);
+    let kept = at_c1().expected("10.171.77.30:changed > 192.168.0.2:80").find(&o.probes[0].failures);
+    assert!(kept.mismatched.contains(&HeaderField::Sport), "{kept:#?}");
 }
 
 #[rstest]
@@ -142,8 +142,8 @@ fn a_recording_without_the_dnat_fails_at_the_hop(#[values(Backend::Legacy, Backe
     edit_iptables(&mut broken, "host", |r| without_lines(r, "-j DNAT"));
     let o = run(&broken, backend);
     let f = &o.probes[0].failures;
-    named_saying(f, "path of packet 1 request in netns host (exact)", &["- nat:DOCKER:rule:2"]);
-    named_saying(f, "addresses of packet 1 request at host/veth0594f4b", &["observed not seen"]);
+    want(PathExact).packet(1).request().netns("host").missing("nat:DOCKER:rule:2").find(f);
+    want(NotSeen).packet(1).request().at("host/veth0594f4b").find(f);
 }
 
 #[rstest]
@@ -158,14 +158,12 @@ fn a_recording_without_one_sep_chain_fails_at_the_hop(#[values(Backend::Legacy, 
     broken.probe[0].timeout_ms = 300;
     let o = run(&broken, backend);
     let f = &o.probes[0].failures;
-    named_saying(f, "answers from ep2", &["got 0"]);
+    want(Answers).answered_by("ep2").observed("0").find(f);
     // Each connection the missing chain would have taken is lost in node1, and says so.
-    let lost = f.iter().find(|f| f.what.ends_with(": a reply")).unwrap_or_else(|| panic!("{f:#?}"));
-    assert!(
-        lost.detail.contains("seen at client/eth0, node1/mydocker") && lost.detail.contains("in netns node1"),
-        "{}",
-        lost.detail
-    );
+    let lost = want(NoReply).find(f);
+    let first: Vec<String> = lost.seen_at.iter().take(2).map(ToString::to_string).collect();
+    assert_eq!(first, ["client/eth0", "node1/mydocker"], "{lost:#?}");
+    assert!(lost.last_hooks.contains_key("node1"), "{lost:#?}");
 }
 
 /// A recording grows with the distinct paths, not with the packets: recorded with count = 20

@@ -4,7 +4,8 @@
 
 use netpath::Backend;
 use netpath::scenario::{RouteDst, RouteSpec};
-use netpath_cases::{edit_iptables, load, named, named_saying};
+use netpath::verdict::expect::FailureKind::{self, *};
+use netpath_cases::{edit_iptables, hook, load, want, want_any, without_lines};
 use rstest::rstest;
 
 /// snat-reverse-forward-drop with the policy set to ACCEPT: the reply gets through, and every
@@ -15,25 +16,21 @@ fn forward_drop_with_policy_accept_lets_the_reply_through(#[values(Backend::Lega
     edit_iptables(&mut sc, "host", |r| r.replace(":FORWARD DROP [0:0]", ":FORWARD ACCEPT [0:0]"));
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    named(f, "packet 1: no reply (the request is dropped)");
-    let last = named(f, "path of packet 1 reply in netns host (last hook)");
-    assert!(
-        last.detail
-            .starts_with("expected the packet's last hook to be filter:FORWARD:policy:6, it was eb:nat:POSTROUTING"),
-        "{}",
-        last.detail
+    want(UnexpectedReply).packet(1).find(f);
+    let last = want(PathLast).packet(1).reply().netns("host").find(f);
+    assert_eq!(
+        (&last.missing, &last.unexpected),
+        (&vec![hook("filter:FORWARD:policy:6")], &vec![hook("eb:nat:POSTROUTING")])
     );
-    named_saying(f, "path of packet 1 reply in netns host (exact)", &["  + eb:nat:POSTROUTING"]);
+    let exact = want(PathExact).packet(1).reply().netns("host").find(f);
+    assert!(exact.unexpected.contains(&hook("eb:nat:POSTROUTING")), "{exact:#?}");
     for at in ["host/veth0594f4b", "c1/eth0"] {
-        named_saying(
-            f,
-            &format!("addresses of packet 1 reply at {at}"),
-            &["expected not seen, observed 10.171.77.30 > 192.168.0.2"],
-        );
+        let seen = want(Seen).packet(1).reply().at(at).find(f);
+        assert_eq!(seen.observed.as_deref(), Some("10.171.77.30 > 192.168.0.2"), "{seen:#?}");
     }
     // The request is the same either way.
-    assert!(!f.iter().any(|f| f.what.starts_with("path of packet 1 request")), "{f:#?}");
-    assert!(!f.iter().any(|f| f.what.starts_with("addresses of packet 1 request")), "{f:#?}");
+    want_any(&FailureKind::PATH).packet(1).request().assert_none(f);
+    want_any(&FailureKind::ADDRESS).packet(1).request().assert_none(f);
 }
 
 /// snat-reverse-forward-accept with the policy back to DROP (and still no ctstate rule): the
@@ -44,16 +41,13 @@ fn forward_accept_with_policy_drop_loses_the_reply(#[values(Backend::Legacy, Bac
     edit_iptables(&mut sc, "host", |r| r.replace(":FORWARD ACCEPT [0:0]", ":FORWARD DROP [0:0]"));
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    named(f, "packet 1: a reply");
-    named_saying(
-        f,
-        "path of packet 1 reply in netns host (exact)",
-        &["    filter:FORWARD:policy:6", "  - eb:filter:OUTPUT"],
-    );
-    let c1 = named(f, "addresses of packet 1 reply at c1/eth0");
-    assert!(c1.detail.ends_with("observed not seen"), "{}", c1.detail);
+    want(NoReply).packet(1).find(f);
+    let exact = want(PathExact).packet(1).reply().netns("host").find(f);
+    assert!(exact.hooks.contains(&hook("filter:FORWARD:policy:6")), "{exact:#?}");
+    assert!(exact.missing.contains(&hook("eb:filter:OUTPUT")), "{exact:#?}");
+    want(NotSeen).packet(1).reply().at("c1/eth0").find(f);
     // It had already been translated back when it died: the uplink side still holds.
-    assert!(!f.iter().any(|f| f.what == "addresses of packet 1 reply at host/eth0"), "{f:#?}");
+    want_any(&FailureKind::ADDRESS).packet(1).reply().at("host/eth0").assert_none(f);
 }
 
 /// snat-reverse-only-snat without the SNAT (ext routes the container prefix back instead): the
@@ -65,9 +59,7 @@ fn only_snat_without_the_snat_the_uplink_sees_the_container_address(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
     let mut sc = load("snat-reverse-only-snat");
-    edit_iptables(&mut sc, "host", |r| {
-        r.lines().filter(|l| !l.contains("-j MASQUERADE")).map(|l| format!("{l}\n")).collect()
-    });
+    edit_iptables(&mut sc, "host", |r| without_lines(r, "-j MASQUERADE"));
     sc.route.push(RouteSpec {
         netns: "ext".into(),
         to: RouteDst::Prefix("192.168.0.0/20".parse().unwrap()),
@@ -76,15 +68,16 @@ fn only_snat_without_the_snat_the_uplink_sees_the_container_address(
     });
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
-    assert!(!f.iter().any(|f| f.what.contains("a reply")), "{f:#?}");
-    named_saying(
-        f,
-        "addresses of packet 1 reply at host/eth0",
-        &["expected 10.171.77.30 > 10.171.77.2, observed 10.171.77.30 > 192.168.0.2"],
-    );
-    named_saying(f, "addresses of packet 1 request at host/eth0", &["observed 192.168.0.2 > 10.171.77.30"]);
-    assert!(!f.iter().any(|f| f.what.starts_with("addresses of packet 1 reply at host/veth")), "{f:#?}");
-    assert!(!f.iter().any(|f| f.what.starts_with("addresses of packet 1 reply at c1/")), "{f:#?}");
+    want_any(&[NoReply, UnexpectedReply]).assert_none(f);
+    let uplink = want(Header).packet(1).reply().at("host/eth0").find(f);
+    assert_eq!(uplink.expected.as_deref(), Some("10.171.77.30 > 10.171.77.2"), "{uplink:#?}");
+    assert_eq!(uplink.observed.as_deref(), Some("10.171.77.30 > 192.168.0.2"), "{uplink:#?}");
+    let request = want(Header).packet(1).request().at("host/eth0").find(f);
+    assert_eq!(request.observed.as_deref(), Some("192.168.0.2 > 10.171.77.30"), "{request:#?}");
+    // Nor does any inside the bridge: the host's container veths and c1.
+    let reply = want_any(&FailureKind::ADDRESS).packet(1).reply();
+    let inside = |at: &netpath::scenario::CapturePoint| at.netns == "c1" || at.iface.starts_with("veth");
+    assert!(!f.iter().any(|f| reply.matches(f) && f.at.as_ref().is_some_and(inside)), "{f:#?}");
 }
 
 /// The reply's `never = ["nat:PREROUTING:rule:2"]` names the DNAT rule by its real position: put
@@ -98,8 +91,11 @@ fn dnat_rule_2_is_live_for_new_flows(#[values(Backend::Legacy, Backend::Nft)] ba
     let o = netpath_cases::run_or_return!(&sc, backend);
     assert!(o.probes[0].failures.is_empty(), "{:#?}", o.probes[0].failures);
     let f = &o.probes[1].failures;
-    let hit = named(f, "path of packet 1 request in netns host (never nat:PREROUTING:rule:2)");
-    assert!(hit.detail.starts_with("visited nat:PREROUTING:rule:2"), "{}", hit.detail);
+    let hit = want(PathNever).packet(1).request().netns("host").find(f);
+    assert_eq!(
+        (hit.expected.as_deref(), &hit.unexpected),
+        (Some("nat:PREROUTING:rule:2"), &vec![hook("nat:PREROUTING:rule:2")])
+    );
 }
 
 /// Without the DNAT rule c1 -> c2 is plain bridging again, and c1 -> external is unchanged: the
@@ -107,26 +103,16 @@ fn dnat_rule_2_is_live_for_new_flows(#[values(Backend::Legacy, Backend::Nft)] ba
 #[rstest]
 fn dnat_prerouting_without_the_rule_only_c1_to_c2_changes(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("snat-reverse-dnat-prerouting");
-    edit_iptables(&mut sc, "host", |r| {
-        r.lines().filter(|l| !l.contains("-j DNAT")).map(|l| format!("{l}\n")).collect()
-    });
+    edit_iptables(&mut sc, "host", |r| without_lines(r, "-j DNAT"));
     let o = netpath_cases::run_or_return!(&sc, backend);
     let ext = &o.probes[0].failures;
     // Only the request's nat PREROUTING policy number moves (rule 2 is gone: policy:2).
     assert_eq!(ext.len(), 1, "{ext:#?}");
-    assert!(ext[0].detail.contains("`nat:PREROUTING:policy:3` not found in order"), "{ext:#?}");
+    assert_eq!((ext[0].kind, &ext[0].missing), (PathIncludes, &vec![hook("nat:PREROUTING:policy:3")]), "{ext:#?}");
     let f = &o.probes[1].failures;
-    named_saying(
-        f,
-        "path of packet 1 request in netns host (includes, in order)",
-        &["`nat:PREROUTING:rule:2` not found in order"],
-    );
-    let c2 = named(f, "addresses of packet 1 request at c2/eth0");
-    assert!(
-        c2.detail.starts_with("at c2/eth0: expected not seen, observed 192.168.0.2 > 192.168.0.3"),
-        "{}",
-        c2.detail
-    );
-    let docker0 = named(f, "addresses of packet 1 request at host/docker0");
-    assert!(docker0.detail.ends_with("observed not seen"), "{}", docker0.detail);
+    let path = want(PathIncludes).packet(1).request().netns("host").find(f);
+    assert_eq!(path.missing, [hook("nat:PREROUTING:rule:2")], "{path:#?}");
+    let c2 = want(Seen).packet(1).request().at("c2/eth0").find(f);
+    assert!(c2.observed.as_deref().is_some_and(|o| o.starts_with("192.168.0.2 > 192.168.0.3")), "{c2:#?}");
+    want(NotSeen).packet(1).request().at("host/docker0").find(f);
 }

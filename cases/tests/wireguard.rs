@@ -7,7 +7,8 @@ use netpath::Backend;
 use netpath::evidence::Frame;
 use netpath::evidence::packet::L4;
 use netpath::lab::wireguard::Implementation;
-use netpath_cases::{load, run};
+use netpath::verdict::expect::FailureKind::{self, *};
+use netpath_cases::{edit_iptables, load, run, want, want_any, without_lines};
 use rstest::rstest;
 
 /// The link between the two peers, at both ends.
@@ -94,19 +95,12 @@ fn without_the_allowed_ip_nothing_enters_the_tunnel() {
     peer.allowed_ips.clear();
     let o = run(&sc, Backend::Legacy);
     let f = &o.probes[0].failures;
-    let whats: Vec<&str> = f.iter().map(|f| f.what.as_str()).collect();
-    for want in [
-        "packet 1: a reply",
-        "addresses of packet 1 request at peer2/wg0",
-        "addresses of packet 1 reply at peer2/wg0",
-        "addresses of packet 1 reply at peer1/wg0",
-    ] {
-        assert!(whats.contains(&want), "{want}: {f:#?}");
-    }
-    let wg = f.iter().find(|f| f.what == "addresses of packet 1 request at peer2/wg0").unwrap();
-    assert!(wg.detail.ends_with("observed not seen"), "{}", wg.detail);
+    want(NoReply).packet(1).find(f);
+    want(NotSeen).packet(1).request().at("peer2/wg0").find(f);
+    want_any(&FailureKind::ADDRESS).packet(1).reply().at("peer2/wg0").find(f);
+    want_any(&FailureKind::ADDRESS).packet(1).reply().at("peer1/wg0").find(f);
     // It did reach peer1's wg0: the route is there, the peer is not.
-    assert!(!whats.contains(&"addresses of packet 1 request at peer1/wg0"), "{f:#?}");
+    want_any(&FailureKind::ADDRESS).packet(1).request().at("peer1/wg0").assert_none(f);
     assert_eq!(wireguard_datagrams(&o, &UNDERLAY), Vec::<u16>::new(), "no handshake, no data");
 }
 
@@ -121,16 +115,13 @@ fn with_forwarding_the_requests_reach_the_lan(#[values(Backend::Legacy, Backend:
     peer2.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
     let o = run(&sc, backend);
     let f = &o.probes[0].failures;
-    let lan =
-        f.iter().find(|f| f.what == "addresses of packet 1 request at lan/eth0").unwrap_or_else(|| panic!("{f:#?}"));
-    assert!(lan.detail.contains("10.0.0.1 > 192.168.1.123"), "{}", lan.detail);
-    assert!(f.iter().any(|f| f.what == "addresses of packet 1 request at peer2/eth0"), "{f:#?}");
-    let path = f
-        .iter()
-        .find(|f| f.what.starts_with("path of packet 1 request in netns peer2 (never filter)"))
-        .unwrap_or_else(|| panic!("{f:#?}"));
-    assert!(path.detail.contains("filter:FORWARD:policy:1"), "{}", path.detail);
-    assert!(!f.iter().any(|f| f.what.contains("no reply")), "still no reply: {f:#?}");
+    let lan = want(Seen).packet(1).request().at("lan/eth0").find(f);
+    assert!(lan.observed.as_deref().is_some_and(|o| o.starts_with("10.0.0.1 > 192.168.1.123")), "{lan:#?}");
+    want_any(&FailureKind::ADDRESS).packet(1).request().at("peer2/eth0").find(f);
+    let never = want(PathNever).packet(1).request().netns("peer2").expected("filter");
+    never.unexpected("filter:FORWARD:policy:1").find(f);
+    // Still no reply.
+    want(UnexpectedReply).assert_none(f);
 }
 
 /// Without the MASQUERADE rule the LAN host sees the tunnel address 10.0.0.1, which it has no
@@ -138,35 +129,19 @@ fn with_forwarding_the_requests_reach_the_lan(#[values(Backend::Legacy, Backend:
 #[rstest]
 fn without_masquerade_the_lan_host_sees_the_tunnel_address(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("wireguard-peer-to-lan");
-    let peer2 = sc.netns_mut("peer2").unwrap();
-    let rules = peer2.iptables.take().unwrap();
-    let without: String = rules.lines().filter(|l| !l.contains("-j MASQUERADE")).map(|l| format!("{l}\n")).collect();
-    assert_ne!(rules, without, "the MASQUERADE rule was not found to remove");
-    peer2.iptables = Some(without);
+    edit_iptables(&mut sc, "peer2", |r| without_lines(r, "-j MASQUERADE"));
     let o = run(&sc, backend);
 
     let ping = &o.probes[0].failures;
-    let lan = ping
-        .iter()
-        .find(|f| f.what == "addresses of packet 1 request at lan/eth0")
-        .unwrap_or_else(|| panic!("{ping:#?}"));
-    assert!(
-        lan.detail.contains("expected 192.168.1.10 > 192.168.1.123, observed 10.0.0.1 > 192.168.1.123"),
-        "{}",
-        lan.detail
-    );
-    assert!(ping.iter().any(|f| f.what == "packet 1: a reply"), "{ping:#?}");
-    assert!(ping.iter().any(|f| f.what == "conntrack entry in netns peer2"), "{ping:#?}");
-    assert!(
-        ping.iter().any(|f| f.what.starts_with("path of packet 1 request in netns peer2")
-            && f.detail.contains("nat:POSTROUTING:rule:1")),
-        "{ping:#?}"
-    );
+    let lan = want(Header).packet(1).request().at("lan/eth0");
+    lan.expected("192.168.1.10 > 192.168.1.123").observed("10.0.0.1 > 192.168.1.123").find(ping);
+    want(NoReply).packet(1).find(ping);
+    want(Conntrack).netns("peer2").find(ping);
+    want_any(&FailureKind::PATH).packet(1).request().netns("peer2").missing("nat:POSTROUTING:rule:1").find(ping);
 
     let tcp = &o.probes[1].failures;
-    let whats: Vec<&str> = tcp.iter().map(|f| f.what.as_str()).collect();
-    assert!(whats.contains(&"answers from lan"), "{whats:#?}");
-    assert!(whats.contains(&"addresses of packet 1 request at lan/eth0"), "{whats:#?}");
+    want(Answers).answered_by("lan").find(tcp);
+    want_any(&FailureKind::ADDRESS).packet(1).request().at("lan/eth0").find(tcp);
 }
 
 /// Without 192.168.1.0/24 in peer1's AllowedIPs for peer2 (the article's first attempt, before
@@ -181,11 +156,10 @@ fn without_the_lan_in_allowed_ips_nothing_enters_the_tunnel() {
     assert_eq!(peer.allowed_ips.len(), before - 1);
     let o = run(&sc, Backend::Legacy);
     for p in &o.probes {
-        let whats: Vec<&str> = p.failures.iter().map(|f| f.what.as_str()).collect();
-        assert!(whats.contains(&"addresses of packet 1 request at peer2/wg0"), "{}: {whats:#?}", p.name);
-        assert!(whats.contains(&"addresses of packet 1 request at lan/eth0"), "{}: {whats:#?}", p.name);
+        want_any(&FailureKind::ADDRESS).packet(1).request().at("peer2/wg0").find(&p.failures);
+        want_any(&FailureKind::ADDRESS).packet(1).request().at("lan/eth0").find(&p.failures);
     }
-    assert!(o.probes[1].failures.iter().any(|f| f.what == "answers from lan"));
+    want(Answers).answered_by("lan").find(&o.probes[1].failures);
     assert_eq!(wireguard_datagrams(&o, &UNDERLAY), Vec::<u16>::new(), "no handshake, no data");
     for n in nonces(&o) {
         assert_eq!(at(&o, &["peer2/wg0", "peer2/eth0", "lan/eth0"]).filter(|f| f.carries(&n)).count(), 0);

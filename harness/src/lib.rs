@@ -4,7 +4,8 @@
 //!
 //! One run is a pipeline, one folder per stage, driven in order by [`engine`]:
 //! [`scenario`] → [`lab`] (with [`firewall`]) → [`observe`] → [`probe`] → [`evidence`] →
-//! [`verdict`] → [`output`]. [`caps`] says what the kernel offers the stages.
+//! [`verdict`] → [`output`]. [`caps`] says what the kernel offers the stages. [`testing`] is
+//! for `cargo test`: run or skip with the missing feature, and find failures by [`FailureKind`].
 
 pub mod caps;
 pub mod cidr;
@@ -19,6 +20,7 @@ pub mod output;
 pub mod probe;
 mod random;
 pub mod scenario;
+pub mod testing;
 pub mod timings;
 pub mod tool;
 pub mod verdict;
@@ -27,3 +29,4 @@ pub use engine::{Outcome, RunOptions, run};
 pub use error::{Error, Result};
 pub use firewall::Backend;
 pub use scenario::Scenario;
+pub use verdict::expect::{Failure, FailureKind};

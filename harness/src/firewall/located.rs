@@ -14,12 +14,12 @@ use super::{Backend, ebtables, nft};
 use crate::error::{Error, Result};
 use crate::lab::netns::Netns;
 
-/// Where a scenario's rulesets are in its file.
+/// Where a scenario's rulesets are in its files (a file that `extends` a base has the
+/// base's rulesets in the base).
 #[derive(Debug, Clone, Default)]
 pub struct Source {
-    file: Option<PathBuf>,
-    /// `(netns, field, line of the ruleset's first line)`.
-    lines: Vec<(String, &'static str, usize)>,
+    /// `(netns, field, file, line of the ruleset's first line)`.
+    lines: Vec<(String, &'static str, PathBuf, usize)>,
 }
 
 /// Where a scenario came from is not part of what it is: a scenario equals its copy written
@@ -32,16 +32,22 @@ impl PartialEq for Source {
 
 impl Source {
     pub fn new(file: &Path, lines: Vec<(String, &'static str, usize)>) -> Source {
-        Source { file: Some(file.to_path_buf()), lines }
+        Source::in_files(
+            lines.into_iter().map(|(netns, field, line)| (netns, field, file.to_path_buf(), line)).collect(),
+        )
+    }
+
+    /// Rulesets each in a file of its own: `(netns, field, file, line)`.
+    pub fn in_files(lines: Vec<(String, &'static str, PathBuf, usize)>) -> Source {
+        Source { lines }
     }
 
     /// `FILE:LINE` of line `n` (1-based) of the `field` ruleset of `netns`, or, for a scenario
     /// built in Rust, `netns NAME FIELD line N`.
     pub fn at(&self, netns: &str, field: &str, n: usize) -> String {
-        let first = self.lines.iter().find(|(ns, f, _)| ns == netns && *f == field).map(|(_, _, l)| *l);
-        match (&self.file, first) {
-            (Some(file), Some(first)) => format!("{}:{}", file.display(), first + n - 1),
-            _ => format!("netns {netns} {field} line {n}"),
+        match self.lines.iter().find(|(ns, f, _, _)| ns == netns && *f == field) {
+            Some((_, _, file, first)) => format!("{}:{}", file.display(), first + n - 1),
+            None => format!("netns {netns} {field} line {n}"),
         }
     }
 }

@@ -232,7 +232,7 @@ pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::expect::Failure;
+    use crate::verdict::expect::{Failure, FailureKind};
 
     fn exchange(packet: u16, answer: &str, dst: &str) -> Exchange {
         let mut request = PacketEvidence::default();
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(probe(&p, Detail::of(true, true)).matches(": path").count(), 8);
         assert_eq!(ranges(&[1, 2, 3, 5, 8, 9]), "1-3, 5, 8-9");
 
-        p.failures.push(Failure { what: "w".into(), detail: "d".into(), packet: Some(3) });
+        p.failures.push(Failure { packet: Some(3), ..Failure::new(FailureKind::Header, "w".into(), "d".into()) });
         let failed = probe(&p, Detail::default());
         assert!(
             failed.starts_with("  probe svc: FAILED\n    ✗ w\n        d\n    packet 3 request: path\n"),

@@ -69,33 +69,40 @@ impl Scenario {
     /// one is mostly its echo); else every type error (a wrong type, an unknown key, a missing
     /// field, a bad CIDR, MAC, backend or hook name); else what [`Scenario::problems`] finds.
     pub fn parse(text: &str, origin: &Path) -> Result<Scenario, Vec<Diagnostic>> {
-        let diag = |span: Range<usize>, message: String| {
-            let (line, column) = line_col(text, span.start);
-            Diagnostic { file: origin.to_path_buf(), line, column, message }
-        };
+        // The file and the bases it `extends`, each parsed on its own, merged into one document
+        // whose spans say which file a value is in.
+        let files = extends::Files::read(text, origin)?;
+        let diag = |span: Range<usize>, message: String| files.diagnostic(span, message);
         let sorted = |mut v: Vec<Diagnostic>| {
             v.sort_by_key(|d| (d.line, d.column));
             v
         };
-        let (doc, syntax) = DeTable::parse_recoverable(text);
-        // A syntax error comes alone: what the parser says after one is mostly its echo.
-        if let Some(e) = syntax.iter().min_by_key(|e| e.span().map_or(0, |s| s.start)) {
-            let span = e.span().unwrap_or(0..0);
-            let mut message = e.message().to_string();
-            if message == "duplicate key"
-                && let Some(key) = text.get(span.clone()).filter(|k| !k.is_empty() && k.len() < 80)
-            {
-                message = format!("duplicate key `{key}`");
-            } else if message.contains("inline table") {
-                message.push_str(" (does a `{ ... }` before this lack its `}`?)");
+        let mut docs = vec![];
+        for (own, start, dir) in files.texts() {
+            let (doc, syntax) = DeTable::parse_recoverable(own);
+            // A syntax error comes alone: what the parser says after one is mostly its echo.
+            if let Some(e) = syntax.iter().min_by_key(|e| e.span().map_or(0, |s| s.start)) {
+                let span = e.span().unwrap_or(0..0);
+                let mut message = e.message().to_string();
+                if message == "duplicate key"
+                    && let Some(key) = own.get(span.clone()).filter(|k| !k.is_empty() && k.len() < 80)
+                {
+                    message = format!("duplicate key `{key}`");
+                } else if message.contains("inline table") {
+                    message.push_str(" (does a `{ ... }` before this lack its `}`?)");
+                }
+                return Err(vec![diag(span.start + start..span.end + start, message)]);
             }
-            return Err(vec![diag(span, message)]);
+            let mut doc: Node<'_> = Spanned::new(doc.span(), DeValue::Table(doc.into_inner()));
+            extends::shift(&mut doc, start);
+            extends::rebase_paths(&mut doc, dir);
+            docs.push(doc);
         }
-        let doc: Node<'_> = Spanned::new(doc.span(), DeValue::Table(doc.into_inner()));
+        let doc = extends::merge(docs);
         let mut sc =
             deserialize_all(&doc).map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
         crate::lab::step::resolve_files(&mut sc, origin);
-        sc.source = crate::firewall::located::Source::new(origin, ruleset_lines(&doc, text));
+        sc.source = crate::firewall::located::Source::in_files(ruleset_lines(&doc, &files));
         let problems = sc.problems();
         if problems.is_empty() {
             return Ok(sc);
@@ -116,9 +123,9 @@ impl Scenario {
     }
 }
 
-/// Per netns with a ruleset: `(netns, field, line)`, the file line of the ruleset's first line
-/// (a multi-line string's first newline is not part of its value).
-fn ruleset_lines(doc: &Node<'_>, text: &str) -> Vec<(String, &'static str, usize)> {
+/// Per netns with a ruleset: `(netns, field, file, line)`, the file line of the ruleset's first
+/// line (a multi-line string's first newline is not part of its value).
+fn ruleset_lines(doc: &Node<'_>, files: &extends::Files) -> Vec<(String, &'static str, PathBuf, usize)> {
     let mut out = vec![];
     let Some(DeValue::Array(all)) = child(doc, &Step::Key("netns".into())).map(Spanned::get_ref) else { return out };
     for n in all {
@@ -126,17 +133,17 @@ fn ruleset_lines(doc: &Node<'_>, text: &str) -> Vec<(String, &'static str, usize
         for field in ["iptables", "ebtables", "nft"] {
             let Some(v) = child(n, &Step::Key(field.into())) else { continue };
             let start = v.span().start;
-            let (line, _) = line_col(text, start);
-            let rest = text.get(start..).unwrap_or("");
+            let (file, line) = files.line_of(start);
+            let rest = files.text.get(start..).unwrap_or("");
             let skips_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"].iter().any(|q| rest.starts_with(q));
-            out.push((name.to_string(), field, line + usize::from(skips_newline)));
+            out.push((name.to_string(), field, file.to_path_buf(), line + usize::from(skips_newline)));
         }
     }
     out
 }
 
 /// A value of the parsed document, with its byte span.
-type Node<'i> = Spanned<DeValue<'i>>;
+pub(super) type Node<'i> = Spanned<DeValue<'i>>;
 
 /// One step of a path into the document: a key of a table or an index of an array.
 #[derive(Debug, Clone, PartialEq, Eq)]

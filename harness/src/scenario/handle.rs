@@ -136,9 +136,15 @@ pub struct Setup {
 
 impl Setup {
     /// Put each handle beside the real name it resolved to in failure texts:
-    /// `host/vethd4d2af10` reads `host/peer:c1/eth0 (vethd4d2af10)`.
+    /// `host/vethd4d2af10` reads `host/peer:c1/eth0 (vethd4d2af10)`; a failure at such a
+    /// point gets its handle.
     pub fn decorate(&self, failures: &mut [Failure]) {
         for f in failures {
+            if let Some(at) = &f.at
+                && let Some(handle) = self.handles.get(&at.to_string())
+            {
+                f.handle = handle.parse().ok();
+            }
             for (real, handle) in &self.handles {
                 let iface = real.split_once('/').map_or(real.as_str(), |(_, i)| i);
                 let shown = format!("{handle} ({iface})");
@@ -353,12 +359,14 @@ mod tests {
             handles: BTreeMap::from([("host/veth1".to_string(), "host/peer:c1/eth0".to_string())]),
             ..Default::default()
         };
-        let mut f = vec![Failure {
-            what: "addresses of packet 1 reply at host/veth1".into(),
-            detail: "at host/veth1: x; host/veth12".into(),
-            packet: Some(1),
-        }];
+        let mut f = vec![Failure::new(
+            crate::verdict::expect::FailureKind::Header,
+            "addresses of packet 1 reply at host/veth1".into(),
+            "at host/veth1: x; host/veth12".into(),
+        )];
+        f[0].at = Some("host/veth1".parse().unwrap());
         setup.decorate(&mut f);
+        assert_eq!(f[0].handle, Some("host/peer:c1/eth0".parse().unwrap()));
         assert_eq!(f[0].what, "addresses of packet 1 reply at host/peer:c1/eth0 (veth1)");
         assert_eq!(f[0].detail, "at host/peer:c1/eth0 (veth1): x; host/veth12");
     }

@@ -2,6 +2,7 @@
 //! files build the same types.
 
 mod expect;
+mod extends;
 mod file;
 pub mod handle;
 mod probe;

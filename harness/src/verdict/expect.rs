@@ -10,11 +10,74 @@ use std::collections::BTreeMap;
 
 use crate::evidence::conntrack::Entry;
 use crate::observe::trace::Hook;
-use crate::scenario::{AddrExpect, Direction, Packets, PathExpect, PortExpect, ProbeKind, ProbeSpec};
+use crate::scenario::{AddrExpect, CapturePoint, Direction, Packets, PathExpect, PortExpect, ProbeKind, ProbeSpec};
 
-/// One expectation that did not hold.
+/// What kind of expectation a [`Failure`] is about. Tests match on it and on the failure's
+/// structured fields, never on its text, so the text can be reworded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The probe expects a reply (the default) and none reached its sender.
+    NoReply,
+    /// `replies = false` and a reply reached the sender.
+    UnexpectedReply,
+    /// `exact`: the path in a netns is not the one listed.
+    PathExact,
+    /// `includes`: a listed hook is not on the path, in order.
+    PathIncludes,
+    /// `last`: the path ends at another hook.
+    PathLast,
+    /// `never`: the path met a hook the pattern forbids.
+    PathNever,
+    /// An address expectation: the packet was seen at the capture point with another header.
+    Header,
+    /// An address expectation: the packet was not seen at the capture point.
+    NotSeen,
+    /// `absent = true`: the packet was seen where it must not be.
+    Seen,
+    /// `answered_by`: fewer connections than required were answered by that endpoint.
+    Answers,
+    /// A conntrack entry the probe expects is not in the netns's table.
+    Conntrack,
+}
+
+impl FailureKind {
+    /// The kinds of a path expectation (`exact`, `includes`, `last`, `never`).
+    pub const PATH: [FailureKind; 4] =
+        [FailureKind::PathExact, FailureKind::PathIncludes, FailureKind::PathLast, FailureKind::PathNever];
+    /// The kinds of an address expectation (`[[probe.addr]]`).
+    pub const ADDRESS: [FailureKind; 3] = [FailureKind::Header, FailureKind::NotSeen, FailureKind::Seen];
+}
+
+/// A header field an address expectation names ([`Failure::mismatched`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum HeaderField {
+    /// The source address.
+    Src,
+    /// The destination address.
+    Dst,
+    /// The source port.
+    Sport,
+    /// The destination port.
+    Dport,
+    /// The IP TTL.
+    Ttl,
+    /// The source MAC address.
+    MacSrc,
+    /// The destination MAC address.
+    MacDst,
+}
+
+/// One expectation that did not hold: its [`kind`](Failure::kind) and structured fields for
+/// programs and tests, and a text (`what`, `detail`) for people. Which fields a kind fills is
+/// said on each field; the others are empty.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Failure {
+    /// What kind of expectation did not hold.
+    #[serde(skip)]
+    pub kind: FailureKind,
     /// What was expected, in a line (`path of packet 1 request in host (exact)`).
     pub what: String,
     /// Expected against observed.
@@ -22,15 +85,81 @@ pub struct Failure {
     /// The packet it is about, when it is about one (a report shows that packet in full).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packet: Option<u16>,
+    /// Request or reply: path and header kinds.
+    #[serde(skip)]
+    pub direction: Option<Direction>,
+    /// The netns of a path or conntrack expectation; the probe's sender for `NoReply` and
+    /// `UnexpectedReply`.
+    #[serde(skip)]
+    pub netns: Option<String>,
+    /// The capture point of a header expectation (`Header`, `NotSeen`, `Seen`), as the lab
+    /// named it.
+    #[serde(skip)]
+    pub at: Option<CapturePoint>,
+    /// The handle the scenario named `at` by (`host/peer:c1/eth0`), when it used one.
+    #[serde(skip)]
+    pub handle: Option<CapturePoint>,
+    /// The endpoint: the expectation's `answered_by` condition, or the server of `Answers`.
+    #[serde(skip)]
+    pub answered_by: Option<String>,
+    /// The expected side, in one line: the header (`10.0.0.1:kept > any:80`) for header kinds
+    /// (`not seen` for `Seen`), the hook for `PathLast`, the pattern for `PathNever`, the
+    /// minimum count for `Answers`, the entry (`tcp orig [..] reply [..]`) for `Conntrack`.
+    #[serde(skip)]
+    pub expected: Option<String>,
+    /// The observed side, in the shape of `expected`: the header as seen (`None` for
+    /// `NotSeen`), the last hook for `PathLast` (`None` without one), the count for
+    /// `Answers`, the table's entries of that protocol (one a line) for `Conntrack`.
+    #[serde(skip)]
+    pub observed: Option<String>,
+    /// Path kinds: the hooks observed in the netns, in order.
+    #[serde(skip)]
+    pub hooks: Vec<Hook>,
+    /// Path kinds: the expected hooks the path lacks (`exact`: the `-` lines of the diff;
+    /// `includes`: the first one not found in order; `last`: the wanted last hook).
+    #[serde(skip)]
+    pub missing: Vec<Hook>,
+    /// Path kinds: the observed hooks that should not be there (`exact`: the `+` lines;
+    /// `never`: the hooks the pattern matched; `last`: the hook the path ended at).
+    #[serde(skip)]
+    pub unexpected: Vec<Hook>,
+    /// `Header`: the fields that differ from the expectation.
+    #[serde(skip)]
+    pub mismatched: Vec<HeaderField>,
+    /// `NoReply`: the capture points that saw the request.
+    #[serde(skip)]
+    pub seen_at: Vec<CapturePoint>,
+    /// `NoReply`: the last hook the request met in each netns it was traced in: where it was lost.
+    #[serde(skip)]
+    pub last_hooks: BTreeMap<String, Hook>,
 }
 
 impl Failure {
-    fn new(what: String, detail: String) -> Failure {
-        Failure { what, detail, packet: None }
+    /// A failure of `kind` with its text and every structured field empty.
+    pub fn new(kind: FailureKind, what: String, detail: String) -> Failure {
+        Failure {
+            kind,
+            what,
+            detail,
+            packet: None,
+            direction: None,
+            netns: None,
+            at: None,
+            handle: None,
+            answered_by: None,
+            expected: None,
+            observed: None,
+            hooks: vec![],
+            missing: vec![],
+            unexpected: vec![],
+            mismatched: vec![],
+            seen_at: vec![],
+            last_hooks: BTreeMap::new(),
+        }
     }
 
-    fn of_packet(packet: u16, what: String, detail: String) -> Failure {
-        Failure { what, detail, packet: Some(packet) }
+    fn of_packet(kind: FailureKind, packet: u16, what: String, detail: String) -> Failure {
+        Failure { packet: Some(packet), ..Failure::new(kind, what, detail) }
     }
 }
 
@@ -89,18 +218,25 @@ pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec
     let mut out = vec![];
     for ex in exchanges {
         if probe.replies && !ex.replied {
-            out.push(Failure::of_packet(
+            let f = Failure::of_packet(
+                FailureKind::NoReply,
                 ex.packet,
                 format!("packet {}: a reply", ex.packet),
                 format!("no reply reached {} within {} ms; {}", probe.from, probe.timeout_ms, whereabouts(ex)),
-            ));
+            );
+            let last_hooks =
+                ex.request.path.iter().filter_map(|(ns, evs)| Some((ns.clone(), evs.last()?.hook.clone()))).collect();
+            let seen_at = ex.request.seen.keys().cloned().collect();
+            out.push(Failure { netns: Some(probe.from.clone()), seen_at, last_hooks, ..f });
         }
         if !probe.replies && ex.replied {
-            out.push(Failure::of_packet(
+            let f = Failure::of_packet(
+                FailureKind::UnexpectedReply,
                 ex.packet,
                 format!("packet {}: no reply (the request is dropped)", ex.packet),
                 format!("a reply reached {}", probe.from),
-            ));
+            );
+            out.push(Failure { netns: Some(probe.from.clone()), ..f });
         }
     }
     for ex in exchanges {
@@ -121,10 +257,17 @@ pub fn check(probe: &ProbeSpec, backend: Backend, exchanges: &[Exchange]) -> Vec
                 *by.entry(x.answer.as_deref().unwrap_or("(no answer)")).or_default() += 1;
             }
             let tally = by.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
-            out.push(Failure::new(
+            let f = Failure::new(
+                FailureKind::Answers,
                 format!("answers from {server}"),
                 format!("expected at least {min} of {}, got {n} ({tally})", exchanges.len()),
-            ));
+            );
+            out.push(Failure {
+                answered_by: Some(server.clone()),
+                expected: Some(min.to_string()),
+                observed: Some(n.to_string()),
+                ..f
+            });
         }
     }
     out
@@ -159,7 +302,8 @@ pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>
                 return None;
             }
             let lines: Vec<&str> = list.iter().filter(|e| e.proto == proto).map(|e| e.line.as_str()).collect();
-            Some(Failure::new(
+            let f = Failure::new(
+                FailureKind::Conntrack,
                 format!("conntrack entry in netns {}", c.netns),
                 format!(
                     "no {proto} entry with orig {:?} and reply {:?}; entries:\n{}",
@@ -171,7 +315,13 @@ pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>
                         lines.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
                     }
                 ),
-            ))
+            );
+            Some(Failure {
+                netns: Some(c.netns.clone()),
+                expected: Some(format!("{proto} orig {:?} reply {:?}", c.orig, c.reply)),
+                observed: Some(lines.join("\n")),
+                ..f
+            })
         })
         .collect()
 }
@@ -184,44 +334,65 @@ fn check_path(e: &PathExpect, ex: &Exchange) -> Vec<Failure> {
     let seen = observed(e, ex);
     let cond = condition_text(e.answered_by.as_deref());
     let what = |kind: &str| format!("path of packet {} {} in netns {}{cond} ({kind})", ex.packet, e.direction, e.netns);
-    let fail = |what: String, detail: String| Failure::of_packet(ex.packet, what, detail);
+    let fail = |kind: FailureKind, what: String, detail: String, missing: Vec<Hook>, unexpected: Vec<Hook>| Failure {
+        direction: Some(e.direction),
+        netns: Some(e.netns.clone()),
+        answered_by: e.answered_by.clone(),
+        hooks: seen.clone(),
+        missing,
+        unexpected,
+        ..Failure::of_packet(kind, ex.packet, what, detail)
+    };
     let mut out = vec![];
     if let Some(want) = &e.exact
         && want != &seen
     {
-        out.push(fail(what("exact"), diff(want, &seen)));
+        let lines = diff_lines(want, &seen);
+        let only = |mark: char| lines.iter().filter(|(m, _)| *m == mark).map(|(_, h)| (*h).clone()).collect();
+        out.push(fail(FailureKind::PathExact, what("exact"), diff_text(&lines), only('-'), only('+')));
     }
     if let Some(want) = &e.includes
         && let Some(missing) = first_missing_in_order(want, &seen)
     {
         out.push(fail(
+            FailureKind::PathIncludes,
             what("includes, in order"),
             format!("`{}` not found in order; observed:\n{}", want[missing], list(&seen)),
+            vec![want[missing].clone()],
+            vec![],
         ));
     }
     if let Some(want) = &e.last
         && seen.last() != Some(want)
     {
-        out.push(fail(
+        let f = fail(
+            FailureKind::PathLast,
             what("last hook"),
             format!(
                 "expected the packet's last hook to be {want}, it was {}; observed:\n{}",
                 seen.last().map(|h| h.to_string()).unwrap_or_else(|| "none".into()),
                 list(&seen)
             ),
-        ));
+            vec![want.clone()],
+            seen.last().cloned().into_iter().collect(),
+        );
+        out.push(Failure { expected: Some(want.to_string()), observed: seen.last().map(ToString::to_string), ..f });
     }
     for pattern in &e.never {
-        let hits: Vec<&Hook> = seen.iter().filter(|h| pattern.matches(h)).collect();
+        let hits: Vec<Hook> = seen.iter().filter(|h| pattern.matches(h)).cloned().collect();
         if !hits.is_empty() {
-            out.push(fail(
+            let f = fail(
+                FailureKind::PathNever,
                 what(&format!("never {pattern}")),
                 format!(
                     "visited {}; observed:\n{}",
                     hits.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
                     list(&seen)
                 ),
-            ));
+                vec![],
+                hits,
+            );
+            out.push(Failure { expected: Some(pattern.to_string()), ..f });
         }
     }
     out
@@ -242,6 +413,11 @@ fn list(hooks: &[Hook]) -> String {
 
 /// A line diff of two hook sequences: `-` expected only, `+` observed only.
 pub fn diff(want: &[Hook], seen: &[Hook]) -> String {
+    diff_text(&diff_lines(want, seen))
+}
+
+/// The lines of [`diff`]: each hook with its mark, `' '` on both sides.
+fn diff_lines<'a>(want: &'a [Hook], seen: &'a [Hook]) -> Vec<(char, &'a Hook)> {
     let (n, m) = (want.len(), seen.len());
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
@@ -249,19 +425,27 @@ pub fn diff(want: &[Hook], seen: &[Hook]) -> String {
             lcs[i][j] = if want[i] == seen[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
-    let (mut i, mut j, mut out) = (0, 0, String::from("expected (-) vs observed (+):\n"));
+    let (mut i, mut j, mut out) = (0, 0, vec![]);
     while i < n || j < m {
         if i < n && j < m && want[i] == seen[j] {
-            let _ = writeln!(out, "    {}", want[i]);
+            out.push((' ', &want[i]));
             i += 1;
             j += 1;
         } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            let _ = writeln!(out, "  + {}", seen[j]);
+            out.push(('+', &seen[j]));
             j += 1;
         } else {
-            let _ = writeln!(out, "  - {}", want[i]);
+            out.push(('-', &want[i]));
             i += 1;
         }
+    }
+    out
+}
+
+fn diff_text(lines: &[(char, &Hook)]) -> String {
+    let mut out = String::from("expected (-) vs observed (+):\n");
+    for (mark, hook) in lines {
+        let _ = writeln!(out, "  {mark} {hook}");
     }
     out.trim_end().to_string()
 }
@@ -309,18 +493,45 @@ fn check_addr(e: &AddrExpect, ex: &Exchange, reference: Option<(u16, u16)>) -> V
     if ok {
         return vec![];
     }
-    vec![Failure::of_packet(ex.packet, what, format!("at {}: expected {expected}, observed {observed}", e.at))]
+    let kind = match (e.absent, seen) {
+        (true, _) => FailureKind::Seen,
+        (false, None) => FailureKind::NotSeen,
+        (false, Some(_)) => FailureKind::Header,
+    };
+    let detail = format!("at {}: expected {expected}, observed {observed}", e.at);
+    vec![Failure {
+        direction: Some(e.direction),
+        at: Some(e.at.clone()),
+        answered_by: e.answered_by.clone(),
+        mismatched: match (kind, seen) {
+            (FailureKind::Header, Some(p)) => mismatched(e, p, reference),
+            _ => vec![],
+        },
+        observed: seen.is_some().then_some(observed),
+        expected: Some(expected),
+        ..Failure::of_packet(kind, ex.packet, what, detail)
+    }]
 }
 
 fn header_matches(e: &AddrExpect, p: &PacketInfo, reference: (Option<u16>, Option<u16>)) -> bool {
+    mismatched(e, p, reference).is_empty()
+}
+
+/// The fields of `p` that are not what `e` says.
+fn mismatched(e: &AddrExpect, p: &PacketInfo, reference: (Option<u16>, Option<u16>)) -> Vec<HeaderField> {
     let (sport, dport) = p.ports();
-    e.src.is_none_or(|s| p.src == Some(s))
-        && e.dst.is_none_or(|d| p.dst == Some(d))
-        && e.sport.is_none_or(|s| port_holds(s, sport, reference.0))
-        && e.dport.is_none_or(|d| port_holds(d, dport, reference.1))
-        && e.ttl.is_none_or(|t| p.ttl == Some(t))
-        && e.mac_src.is_none_or(|m| p.mac_src == Some(m))
-        && e.mac_dst.is_none_or(|m| p.mac_dst == Some(m))
+    [
+        (HeaderField::Src, e.src.is_none_or(|s| p.src == Some(s))),
+        (HeaderField::Dst, e.dst.is_none_or(|d| p.dst == Some(d))),
+        (HeaderField::Sport, e.sport.is_none_or(|s| port_holds(s, sport, reference.0))),
+        (HeaderField::Dport, e.dport.is_none_or(|d| port_holds(d, dport, reference.1))),
+        (HeaderField::Ttl, e.ttl.is_none_or(|t| p.ttl == Some(t))),
+        (HeaderField::MacSrc, e.mac_src.is_none_or(|m| p.mac_src == Some(m))),
+        (HeaderField::MacDst, e.mac_dst.is_none_or(|m| p.mac_dst == Some(m))),
+    ]
+    .into_iter()
+    .filter_map(|(field, holds)| (!holds).then_some(field))
+    .collect()
 }
 
 /// `src[:sport] > dst[:dport]` plus the TTL and MACs the expectation names (`any` where it
@@ -537,5 +748,151 @@ mod tests {
         let f = check(&probe_with(vec![], vec![path]), Backend::Legacy, &flow);
         assert_eq!(f.len(), 3);
         assert_eq!(f[0].what, "path of packet 1 request in netns host (exact)");
+    }
+
+    /// An exchange whose request met `hooks` in netns `host` and got no reply.
+    fn traced(hooks_seen: &[&str]) -> Exchange {
+        use crate::observe::trace::event::{Ifaces, TraceEvent, TraceSource};
+        let mut ex = connection(1, 40312, None);
+        ex.replied = false;
+        let event = |h: &Hook| TraceEvent {
+            netns: "host".into(),
+            hook: h.clone(),
+            ifaces: Ifaces::default(),
+            packet: PacketInfo::default(),
+            payload: None,
+            nonce: None,
+            source: TraceSource::Text,
+        };
+        ex.request.path.insert("host".into(), hooks(hooks_seen).iter().map(event).collect());
+        ex
+    }
+
+    /// The texts people read, pinned: tests match on kinds and fields, so only these notice a
+    /// rewording.
+    #[test]
+    fn failure_texts_are_pinned() {
+        let mut path = PathExpect::new(Direction::Request, "host");
+        path.exact = Some(hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
+        path.includes = Some(hooks(&["nat:POSTROUTING:rule:1"]));
+        path.last = Some("nat:POSTROUTING:rule:1".parse().unwrap());
+        path.never = vec!["filter".parse().unwrap()];
+        let ex = traced(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"]);
+        let f = check(&probe_with(vec![], vec![path]), Backend::Legacy, &[ex]);
+        let texts: Vec<(FailureKind, &str, &str)> =
+            f.iter().map(|f| (f.kind, f.what.as_str(), f.detail.as_str())).collect();
+        let observed = "observed:\n    raw:PREROUTING:policy:2\n    filter:FORWARD:policy:1";
+        assert_eq!(
+            texts,
+            [
+                (
+                    FailureKind::NoReply,
+                    "packet 1: a reply",
+                    "no reply reached client within 1000 ms; the request was seen at client/eth0, host/eth0; last hooks filter:FORWARD:policy:1 in netns host"
+                ),
+                (
+                    FailureKind::PathExact,
+                    "path of packet 1 request in netns host (exact)",
+                    "expected (-) vs observed (+):\n    raw:PREROUTING:policy:2\n  + filter:FORWARD:policy:1\n  - nat:POSTROUTING:rule:1"
+                ),
+                (
+                    FailureKind::PathIncludes,
+                    "path of packet 1 request in netns host (includes, in order)",
+                    &format!("`nat:POSTROUTING:rule:1` not found in order; {observed}") as &str
+                ),
+                (
+                    FailureKind::PathLast,
+                    "path of packet 1 request in netns host (last hook)",
+                    &format!(
+                        "expected the packet's last hook to be nat:POSTROUTING:rule:1, it was filter:FORWARD:policy:1; {observed}"
+                    ) as &str
+                ),
+                (
+                    FailureKind::PathNever,
+                    "path of packet 1 request in netns host (never filter)",
+                    &format!("visited filter:FORWARD:policy:1; {observed}") as &str
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn failures_carry_their_kind_and_fields() {
+        let mut path = PathExpect::new(Direction::Request, "host");
+        path.exact = Some(hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
+        path.last = Some("nat:POSTROUTING:rule:1".parse().unwrap());
+        let uplink = AddrExpect {
+            src: Some("10.9.0.2".parse().unwrap()),
+            sport: Some(PortExpect::Changed),
+            ..AddrExpect::new(Direction::Request, "host/eth0".parse().unwrap())
+        };
+        let gone = AddrExpect::new(Direction::Reply, "host/eth0".parse().unwrap());
+        let ex = traced(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"]);
+        let f = check(&probe_with(vec![uplink, gone], vec![path]), Backend::Legacy, &[ex]);
+        let of = |kind| f.iter().find(|f| f.kind == kind).unwrap_or_else(|| panic!("no {kind:?} in {f:#?}"));
+        let lost = of(FailureKind::NoReply);
+        assert_eq!(lost.netns.as_deref(), Some("client"));
+        assert_eq!(lost.last_hooks["host"], "filter:FORWARD:policy:1".parse().unwrap());
+        assert_eq!(lost.seen_at.len(), 2);
+        let exact = of(FailureKind::PathExact);
+        assert_eq!(
+            (exact.packet, exact.direction, exact.netns.as_deref()),
+            (Some(1), Some(Direction::Request), Some("host"))
+        );
+        assert_eq!(exact.missing, hooks(&["nat:POSTROUTING:rule:1"]));
+        assert_eq!(exact.unexpected, hooks(&["filter:FORWARD:policy:1"]));
+        assert_eq!(exact.hooks, hooks(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"]));
+        let last = of(FailureKind::PathLast);
+        assert_eq!(last.observed.as_deref(), Some("filter:FORWARD:policy:1"));
+        let header = of(FailureKind::Header);
+        assert_eq!(header.mismatched, [HeaderField::Src, HeaderField::Sport]);
+        assert_eq!(header.at, Some("host/eth0".parse().unwrap()));
+        assert_eq!(header.observed.as_deref(), Some("10.9.0.1:40312 (kept) > ?"));
+        let not_seen = of(FailureKind::NotSeen);
+        assert_eq!((not_seen.direction, not_seen.observed.as_deref()), (Some(Direction::Reply), None));
+    }
+
+    #[test]
+    fn reply_answer_address_and_conntrack_texts_are_pinned() {
+        let mut p = probe_with(
+            vec![
+                AddrExpect::new(Direction::Reply, "host/eth9".parse().unwrap()),
+                AddrExpect { absent: true, ..AddrExpect::new(Direction::Request, "client/eth0".parse().unwrap()) },
+            ],
+            vec![],
+        );
+        p.replies = false;
+        p.answered_by.insert("ep9".into(), 1);
+        let f = check(&p, Backend::Legacy, &[connection(1, 40312, Some("ep1"))]);
+        let texts: Vec<(FailureKind, &str, &str)> =
+            f.iter().map(|f| (f.kind, f.what.as_str(), f.detail.as_str())).collect();
+        assert_eq!(
+            texts,
+            [
+                (FailureKind::UnexpectedReply, "packet 1: no reply (the request is dropped)", "a reply reached client"),
+                (
+                    FailureKind::NotSeen,
+                    "addresses of packet 1 reply at host/eth9",
+                    "at host/eth9: expected any > any, observed not seen"
+                ),
+                (
+                    FailureKind::Seen,
+                    "addresses of packet 1 request at client/eth0",
+                    "at client/eth0: expected not seen, observed 10.0.0.2 > ?"
+                ),
+                (FailureKind::Answers, "answers from ep9", "expected at least 1 of 1, got 0 (ep1: 1)"),
+            ]
+        );
+        p.conntrack.push(crate::scenario::ConntrackExpect {
+            netns: "host".into(),
+            proto: None,
+            orig: Default::default(),
+            reply: Default::default(),
+        });
+        let f = check_conntrack(&p, &BTreeMap::new());
+        assert_eq!((f[0].kind, f[0].netns.as_deref()), (FailureKind::Conntrack, Some("host")));
+        assert_eq!(f[0].what, "conntrack entry in netns host");
+        assert!(f[0].detail.starts_with("no tcp entry with orig Tuple {"), "{}", f[0].detail);
+        assert!(f[0].detail.ends_with("entries:\n    (none)"), "{}", f[0].detail);
     }
 }
