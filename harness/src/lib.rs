@@ -20,6 +20,7 @@ pub mod output;
 pub mod probe;
 mod random;
 pub mod scenario;
+pub mod suite;
 pub mod testing;
 pub mod timings;
 pub mod tool;

@@ -1,19 +1,15 @@
 //! The `netpath` command: run scenario files, record their expectations, show what the kernel
 //! offers, sweep leftovers.
 
-use std::io::{IsTerminal, Write};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use netpath::observe::TraceChoice;
-use netpath::output::junit::{self, Case, Status};
-use netpath::output::results::{self, RunResult, RunVerdict};
-use netpath::{Backend, RunOptions, Scenario};
+use netpath::output::report::Detail;
+use netpath::suite::{Settings, Suite, Summary};
+use netpath::{Backend, RunOptions, Scenario, suite};
 
 #[derive(Parser)]
 #[command(name = "netpath", version, about = "Integration tests for Linux packet datapaths")]
@@ -113,53 +109,8 @@ impl BackendChoice {
     }
 }
 
-/// The scenarios shipped in the repository, found from where this binary was built.
-fn bundled() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/scenarios");
-    dir.canonicalize().unwrap_or(dir)
-}
-
-fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = vec![];
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            if files.is_empty() {
-                return Err(format!("{}: no scenario files (*.toml) in this folder", p.display()));
-            }
-            files.sort();
-            out.extend(files);
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            return Err(format!("{}: no such file or folder", p.display()));
-        }
-    }
-    Ok(out)
-}
-
-/// The capabilities netpath needs that this process lacks: building namespaces and links needs
-/// them, and without them every kernel feature would look missing and every scenario skip.
-fn missing_capabilities() -> Vec<&'static str> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (21, "CAP_SYS_ADMIN")]
-        .into_iter()
-        .filter(|(bit, _)| eff & (1 << bit) == 0)
-        .map(|(_, name)| name)
-        .collect()
-}
-
 fn check_capabilities(command: &str) -> Result<(), ExitCode> {
-    let missing = missing_capabilities();
+    let missing = netpath::caps::missing_capabilities();
     if missing.is_empty() {
         return Ok(());
     }
@@ -167,276 +118,10 @@ fn check_capabilities(command: &str) -> Result<(), ExitCode> {
     Err(ExitCode::from(2))
 }
 
-/// How `netpath run` runs and reports.
-struct Settings {
-    opts: RunOptions,
-    detail: netpath::output::report::Detail,
-    strict: bool,
-    timings: bool,
-}
-
-/// A scenario file, loaded or not.
-struct Loaded {
-    file: PathBuf,
-    scenario: Result<Scenario, String>,
-}
-
-/// One unit of work: a scenario under a backend, or reporting a file that did not load.
-enum Job {
-    Run { file: usize, backend: Backend },
-    Unloaded { file: usize },
-}
-
-impl Job {
-    fn file(&self) -> usize {
-        match self {
-            Job::Run { file, .. } | Job::Unloaded { file } => *file,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Passed,
-    Failed,
-    Skipped,
-    /// The scenario cannot run under this backend at all (a native nft ruleset under legacy).
-    NotApplicable,
-}
-
-/// What a job printed and reported.
-struct Done {
-    verdict: Verdict,
-    text: String,
-    cases: Vec<Case>,
-    /// For `--json`; its `file` is filled in by [`execute_job`].
-    result: RunResult,
-}
-
-/// Run one scenario under one backend: skip it when the kernel lacks a feature it needs
-/// (a failure under strict mode), otherwise run it and judge it.
-fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
-    let head = format!("{} [{}]", sc.name, backend.name());
-    if let Some(why) = sc.not_applicable(backend) {
-        let mut result = RunResult::unrun("", sc, backend, None, Some(why));
-        result.verdict = RunVerdict::NotApplicable;
-        return Done {
-            verdict: Verdict::NotApplicable,
-            text: format!("N/A {head}: {why}\n"),
-            cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why.to_string() }),
-            result,
-        };
-    }
-    if let Err(skip) = netpath::caps::requires::check(sc, backend, &s.opts) {
-        let why = format!("needs {}: {}", skip.feature.name(), skip.reason);
-        let mut result = RunResult::unrun("", sc, backend, Some(&skip), None);
-        return if s.strict {
-            let message = format!("skipped under strict mode: {why}");
-            result.verdict = RunVerdict::Fail;
-            Done {
-                verdict: Verdict::Failed,
-                text: format!("FAIL {head}: {why} (a skip is a failure under --strict / NETPATH_STRICT=1)\n"),
-                cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Failed { message, text: why }),
-                result,
-            }
-        } else {
-            Done {
-                verdict: Verdict::Skipped,
-                text: format!("SKIP {head}: {why}\n"),
-                cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why }),
-                result,
-            }
-        };
-    }
-    let start = Instant::now();
-    match netpath::run(sc, backend, &s.opts) {
-        Ok(o) => Done {
-            verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
-            text: netpath::output::report::outcome_in(&o, s.detail)
-                + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
-            cases: junit::outcome_cases(&o, start.elapsed()),
-            result: RunResult::from_outcome("", &o),
-        },
-        Err(e) => errored(sc, backend, start.elapsed(), e.to_string()),
-    }
-}
-
-/// A scenario that did not run: the lab could not be built or observed, or the run panicked.
-fn errored(sc: &Scenario, backend: Backend, time: Duration, error: String) -> Done {
-    let head = format!("{} [{}]", sc.name, backend.name());
-    Done {
-        verdict: Verdict::Failed,
-        text: format!("ERROR {head}: {error}\n"),
-        result: RunResult::unrun("", sc, backend, None, Some(&error)),
-        cases: junit::unrun_cases(
-            sc,
-            backend,
-            time,
-            Status::Error { message: format!("did not run: {error}"), text: error },
-        ),
-    }
-}
-
-fn execute_job(job: &Job, loaded: &[Loaded], s: &Settings) -> Done {
-    let l = &loaded[job.file()];
-    let file = l.file.display().to_string();
-    match (job, &l.scenario) {
-        (Job::Run { backend, .. }, Ok(sc)) => {
-            let start = Instant::now();
-            let mut done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(sc, *backend, s)))
-                .unwrap_or_else(|p| {
-                    let what = netpath::error::panic_text(&p);
-                    errored(sc, *backend, start.elapsed(), format!("netpath panicked: {what}"))
-                });
-            done.result.file = file;
-            done
-        }
-        (_, scenario) => {
-            let e = scenario.as_ref().err().cloned().unwrap_or_else(|| format!("{}: not loaded", l.file.display()));
-            let text: String = e.lines().map(|line| format!("ERROR {line}\n")).collect();
-            let case = Case {
-                name: "load".into(),
-                classname: l.file.display().to_string(),
-                time: Duration::ZERO,
-                status: Status::Error { message: format!("cannot load {}", l.file.display()), text: e.clone() },
-            };
-            Done { verdict: Verdict::Failed, text, cases: vec![case], result: RunResult::not_loaded(&file, &e) }
-        }
-    }
-}
-
-/// The `running NAME [backend] ...` line on a terminal, replaced by the verdict when it is in.
-struct Progress {
-    on: bool,
-    shown: bool,
-}
-
-impl Progress {
-    fn show(&mut self, line: &str) {
-        if self.on {
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "\r\x1b[2K{line}");
-            let _ = out.flush();
-            self.shown = true;
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            print!("\r\x1b[2K");
-            self.shown = false;
-        }
-    }
-}
-
-/// Run every job once, `jobs` at a time, printing each report whole and in input order (under
-/// `quiet`, only those that did not pass); the results come back in input order.
-fn run_round(
-    work: &[Job],
-    loaded: &[Loaded],
-    settings: &Settings,
-    jobs: NonZeroUsize,
-    quiet: bool,
-) -> Vec<Option<Done>> {
-    let label = |job: &Job| match (job, &loaded[job.file()].scenario) {
-        (Job::Run { backend, .. }, Ok(sc)) => Some(format!("running {} [{}] ...", sc.name, backend.name())),
-        _ => None,
-    };
-    let mut results: Vec<Option<Done>> = work.iter().map(|_| None).collect();
-    let terminal = std::io::stdout().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
-    let mut progress = Progress { on: terminal, shown: false };
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<(usize, Done)>();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.get().min(work.len()) {
-            let tx = tx.clone();
-            let next = &next;
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = work.get(i) else { break };
-                    if tx.send((i, execute_job(job, loaded, settings))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        // Print whole reports in input order, whatever order they finish in.
-        let mut printed = 0;
-        if let Some(l) = work.first().and_then(label) {
-            progress.show(&l);
-        }
-        for (i, done) in rx {
-            results[i] = Some(done);
-            while let Some(Some(done)) = results.get(printed) {
-                progress.clear();
-                if !quiet || done.verdict == Verdict::Failed {
-                    print!("{}", done.text);
-                }
-                printed += 1;
-            }
-            if let Some(l) = work.get(printed).and_then(label) {
-                progress.show(&l);
-            }
-        }
-        progress.clear();
-    });
-    results
-}
-
-/// Per probe (`SCENARIO: PROBE [BACKEND]`), how many repeats gave each verdict.
-#[derive(Default)]
-struct Flips(std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, usize>>);
-
-impl Flips {
-    fn add(&mut self, cases: &[Case]) {
-        for c in cases {
-            let verdict = match c.status {
-                Status::Passed => "passed",
-                Status::Failed { .. } => "failed",
-                Status::Error { .. } => "error",
-                Status::Skipped { .. } => "skipped",
-            };
-            *self.0.entry(format!("{}: {}", c.classname, c.name)).or_default().entry(verdict).or_default() += 1;
-        }
-    }
-
-    /// `FLAKY docker-masquerade: c1-to-external [nft]: passed 48, failed 2 of 50`, a line per
-    /// probe whose verdict changed, then how many did.
-    fn report(&self, repeats: usize) -> String {
-        let mut out = String::new();
-        let flaky: Vec<_> = self.0.iter().filter(|(_, by)| by.len() > 1).collect();
-        for (probe, by) in &flaky {
-            let tally: Vec<String> = by.iter().map(|(v, n)| format!("{v} {n}")).collect();
-            out.push_str(&format!("FLAKY {probe}: {} of {repeats}\n", tally.join(", ")));
-        }
-        out.push_str(&format!(
-            "{} of {} probes changed their verdict over {repeats} repeats\n",
-            flaky.len(),
-            self.0.len()
-        ));
-        out
-    }
-}
-
 fn run(args: RunArgs) -> ExitCode {
-    let RunArgs {
-        paths,
-        show_path,
-        verbose,
-        keep,
-        backend,
-        strict,
-        jobs,
-        junit: junit_file,
-        trace,
-        timings,
-        repeat,
-        json,
-    } = args;
-    let paths = if paths.is_empty() { vec![bundled()] } else { paths };
-    let files = match scenario_files(&paths) {
+    let RunArgs { paths, show_path, verbose, keep, backend, strict, jobs, junit, trace, timings, repeat, json } = args;
+    let paths = if paths.is_empty() { vec![suite::bundled()] } else { paths };
+    let files = match suite::scenario_files(&paths) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("netpath: {e}");
@@ -448,89 +133,24 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let settings = Settings {
         opts: RunOptions { keep, trace, ..RunOptions::default() },
-        detail: netpath::output::report::Detail::of(show_path, verbose),
+        detail: Detail::of(show_path, verbose),
         strict: strict || netpath::caps::strict(),
         timings,
+        jobs,
+        repeat,
     };
-    let loaded: Vec<Loaded> = files
-        .into_iter()
-        .map(|file| {
-            let scenario = Scenario::load(&file).map_err(|e| e.to_string());
-            Loaded { file, scenario }
-        })
-        .collect();
-    let work: Vec<Job> = loaded
-        .iter()
-        .enumerate()
-        .flat_map(|(file, l)| match &l.scenario {
-            Ok(sc) => BackendChoice::backends(backend, sc)
-                .into_iter()
-                .map(|backend| Job::Run { file, backend })
-                .collect::<Vec<_>>(),
-            Err(_) => vec![Job::Unloaded { file }],
-        })
-        .collect();
-
-    let repeats = repeat.get();
-    let mut flips = Flips::default();
-    let (mut passed, mut failed, mut skipped, mut not_applicable) = (0, 0, 0, 0);
-    let mut results = vec![];
-    for round in 1..=repeats {
-        // Under --repeat only what did not pass is printed whole; every round gets a line.
-        let quiet = repeats > 1;
-        results = run_round(&work, &loaded, &settings, jobs, quiet);
-        let (mut p, mut f, mut s, mut n) = (0, 0, 0, 0);
-        for done in results.iter().flatten() {
-            match done.verdict {
-                Verdict::Passed => p += 1,
-                Verdict::Failed => f += 1,
-                Verdict::Skipped => s += 1,
-                Verdict::NotApplicable => n += 1,
-            }
-            flips.add(&done.cases);
-        }
-        if quiet {
-            println!("repeat {round}/{repeats}: {p} passed, {f} failed, {s} skipped, {n} not applicable");
-        }
-        (passed, failed, skipped, not_applicable) = (passed + p, failed + f, skipped + s, not_applicable + n);
+    let suite = Suite::load(files, |sc| BackendChoice::backends(backend, sc));
+    let summary = suite.run(&settings);
+    let written =
+        [(json, Suite::write_json as fn(&Suite, &Summary, &Path) -> Result<(), String>), (junit, Suite::write_junit)]
+            .into_iter()
+            .filter_map(|(path, write)| path.map(|p| write(&suite, &summary, &p)))
+            .collect::<Result<Vec<()>, String>>();
+    if let Err(e) = written {
+        eprintln!("netpath: {e}");
+        return ExitCode::FAILURE;
     }
-    if repeats > 1 {
-        print!("{}", flips.report(repeats));
-    }
-    // Test-runner summaries are read by their leading `N passed, N failed`: keep that first.
-    println!("{passed} passed, {failed} failed, {skipped} skipped, {not_applicable} not applicable");
-
-    if let Some(path) = json {
-        let runs = results.iter().filter_map(|d| d.as_ref().map(|d| d.result.clone())).collect();
-        let text = serde_json::to_string_pretty(&results::Results::new(runs)).unwrap_or_default();
-        if let Err(e) = std::fs::write(&path, text + "\n") {
-            eprintln!("netpath: write the JSON results {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-
-    if let Some(path) = junit_file {
-        let mut report = junit::Report::default();
-        for (index, l) in loaded.iter().enumerate() {
-            // Under --repeat, the last round's.
-            let cases: Vec<Case> = work
-                .iter()
-                .zip(&mut results)
-                .filter(|(job, _)| job.file() == index)
-                .flat_map(|(_, done)| done.take().map(|d| d.cases).unwrap_or_default())
-                .collect();
-            let name = match &l.scenario {
-                Ok(sc) => sc.name.clone(),
-                Err(_) => l.file.display().to_string(),
-            };
-            report.suites.push(junit::Suite { name, file: l.file.display().to_string(), cases });
-        }
-        if let Err(e) = std::fs::write(&path, report.to_xml()) {
-            eprintln!("netpath: write the JUnit report {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 fn record(file: &Path, out: Option<&Path>) -> ExitCode {

@@ -779,6 +779,22 @@ fn tool(ns: Option<&Netns>, program: &str, args: &[&str]) -> Result<String, Stri
     Err(format!("`{line}` failed ({}): {said}", out.status))
 }
 
+/// The capabilities netpath needs that this process lacks: building namespaces and links needs
+/// them, and without them every kernel feature would look missing and every scenario skip.
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (21, "CAP_SYS_ADMIN")]
+        .into_iter()
+        .filter(|(bit, _)| eff & (1 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
