@@ -6,9 +6,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// An address with its prefix length, as `ip addr` writes it: `192.168.0.2/20`, `fd00::2/64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
+    /// The address (host bits may be set: it is an interface address).
     pub addr: IpAddr,
+    /// The prefix length, 0 to 32 (IPv4) or 128 (IPv6).
     pub prefix: u8,
 }
 

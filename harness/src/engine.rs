@@ -45,16 +45,22 @@ impl Default for RunOptions {
 /// The verdict on one probe.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProbeOutcome {
+    /// The probe's name in the scenario.
     pub name: String,
+    /// Every packet of the probe, request and reply, with its evidence.
     pub exchanges: Vec<Exchange>,
+    /// Every expectation of the probe that did not hold; empty when it passed.
     pub failures: Vec<Failure>,
 }
 
 /// The verdict on a scenario under one backend.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
+    /// The scenario's name.
     pub scenario: String,
+    /// The backend it ran under.
     pub backend: Backend,
+    /// Per probe, in the scenario's order.
     pub probes: Vec<ProbeOutcome>,
     /// Where the artifacts were written, if they were.
     pub artifacts: Option<PathBuf>,
@@ -74,6 +80,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether every probe met every expectation.
     pub fn passed(&self) -> bool {
         self.probes.iter().all(|p| p.failures.is_empty())
     }

@@ -3,70 +3,103 @@
 use std::io;
 use std::path::PathBuf;
 
+/// A netpath result: [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong before a verdict could be given: the lab, a tool, a trace source, a file.
+/// A probe that fails its expectations is not an error but a [`crate::Failure`] in the outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The process lacks the capabilities to `what` (EPERM from the kernel).
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("needs CAP_NET_ADMIN and CAP_SYS_ADMIN to {what}: run as root ({source})")]
     NotRoot { what: String, source: io::Error },
 
+    /// An OS call in netns `netns` failed while doing `what`.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}: {what}: {source}")]
     Netns { netns: String, what: String, source: io::Error },
 
+    /// An rtnetlink request in netns `netns` failed: `what` was asked, `message` is the kernel's answer (with its errno).
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}: netlink: {what}: {message}")]
     Netlink { netns: String, what: String, message: String },
 
+    /// A tool run in netns `netns` exited non-zero or timed out: the `command` line, its exit `status`, its `stderr`, and a `hint` on how to fix it where one is known.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}: `{command}` failed ({status}): {stderr}{hint}")]
     Command { netns: String, command: String, status: String, stderr: String, hint: String },
 
     /// A `[[step]]` failed or timed out (`outcome`: its exit status and the tail of its
     /// stderr); the lab is torn down as after any error.
     #[error("step `{step}` (netns {netns}): `{command}`: {outcome}")]
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     Step { step: String, netns: String, command: String, outcome: String },
 
     /// A firewall tool rejected a scenario's ruleset: where the failing rule is in the file
     /// (`FILE:LINE`), what was rejected (the tool and the rule), and what the tool said.
     #[error("{at}: netns {netns}: {rejected}: {message}")]
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     Ruleset { at: String, netns: String, rejected: String, message: String },
 
+    /// `program` could not be started in netns `netns` (not installed, not executable); `hint` says which package has it.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}: cannot run `{program}`: {source}{hint}")]
     Spawn { netns: String, program: String, source: io::Error, hint: String },
 
+    /// Sysctl `key` could not be read or written in netns `netns`.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}: sysctl {key}: {source}")]
     Sysctl { netns: String, key: String, source: io::Error },
 
+    /// The pcap capture on `iface` in netns `netns` failed.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}, interface {iface}: capture: {message}")]
     Capture { netns: String, iface: String, message: String },
 
+    /// The trace source of netns `netns` could not be set up or read.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}: trace: {message}")]
     Trace { netns: String, message: String },
 
+    /// Probe `probe` could not be sent or its reply not awaited.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("probe {probe}: {message}")]
     Probe { probe: String, message: String },
 
+    /// Scenario `scenario` cannot be run as given.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("scenario {scenario}: {message}")]
     Scenario { scenario: String, message: String },
 
+    /// A scenario file (`path`) could not be read or has problems (`message`, one `file:line:col: ...` per line).
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 
+    /// An I/O error while doing `context`.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
 
-    /// Several things failed (teardown keeps going and reports them all).
     /// The kernel reported losing frames or trace events: no verdict is built from what is left.
     #[error(
         "evidence incomplete, no verdict: {}; the kernel dropped what the readers could not take in time \
          (fewer packets per probe, or fewer runs at once with -j, leave the readers more room)",
         .losses.join("; ")
     )]
-    EvidenceIncomplete { losses: Vec<String> },
+    EvidenceIncomplete {
+        /// What was lost, per capture or trace source (`netns host: 3 NFLOG records`).
+        losses: Vec<String>,
+    },
 
+    /// Several things failed (teardown keeps going and reports them all).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
 }
 
 impl Error {
+    /// An I/O error while doing `context`.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io { context: context.into(), source }
     }

@@ -65,6 +65,7 @@ pub struct KernelRange {
 }
 
 impl KernelRange {
+    /// Whether `v` is inside the range.
     pub fn contains(&self, v: KernelVersion) -> bool {
         self.bounds.iter().all(|(op, b)| match op {
             Op::Ge => v >= *b,

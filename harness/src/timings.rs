@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Stage {
     /// `netns`, `links`, `rules`, `observers`, `probe NAME`, `drain`, `verdict`, `teardown`, ...
     pub name: String,
+    /// How long it took.
     #[serde(rename = "ms", serialize_with = "millis")]
     pub took: Duration,
 }
@@ -80,6 +81,7 @@ impl Stopwatch {
         &self.timings
     }
 
+    /// The stages timed so far.
     pub fn finish(self) -> Timings {
         self.timings
     }

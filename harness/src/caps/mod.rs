@@ -37,13 +37,19 @@ const NETLINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Something a scenario may need from the kernel or from userspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Feature {
+    /// Network namespaces (`CONFIG_NET_NS`).
     Netns,
+    /// veth pairs (`CONFIG_VETH`).
     Veth,
+    /// Linux bridges (`CONFIG_BRIDGE`).
     Bridge,
     /// `net.bridge.bridge-nf-call-iptables` exists per netns: bridged IPv4 meets iptables.
     BrNetfilter,
+    /// ebtables' filter table in a netns.
     EbtablesFilter,
+    /// ebtables' nat table in a netns.
     EbtablesNat,
+    /// ebtables' broute table in a netns.
     EbtablesBroute,
     /// xt_TRACE through iptables-legacy in a netns.
     LegacyTrace,
@@ -53,6 +59,7 @@ pub enum Feature {
     NfTablesTrace,
     /// TRACE/LOG lines in the kernel log: `/dev/kmsg` readable, `nf_log_all_netns` present.
     KernelLog,
+    /// Connection tracking, read back with `conntrack -L` per netns.
     Conntrack,
     /// `iptables -t nat` (MASQUERADE) through iptables-nft or iptables-legacy.
     Nat,
@@ -60,10 +67,12 @@ pub enum Feature {
     WireGuard,
     /// wireguard-go or boringtun-cli over /dev/net/tun.
     WireGuardUserspace,
+    /// TUN devices (`/dev/net/tun`), for userspace WireGuard.
     Tun,
 }
 
 impl Feature {
+    /// Every feature, in the order `netpath caps` prints them.
     pub const ALL: [Feature; 16] = [
         Feature::Netns,
         Feature::Veth,
@@ -210,7 +219,9 @@ impl std::str::FromStr for Feature {
 /// The outcome of probing one feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capability {
+    /// The feature probed.
     pub feature: Feature,
+    /// Whether this kernel and userspace have it.
     pub available: bool,
     /// What was found (a version, a value) or why it is missing.
     pub detail: String,
@@ -225,7 +236,9 @@ impl fmt::Display for Capability {
 /// Why a case did not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
+    /// The feature the scenario needs and this machine lacks.
     pub feature: Feature,
+    /// Why it is missing: what failed and, where known, the kernel config that lacks it.
     pub reason: String,
 }
 

@@ -13,6 +13,7 @@ use crate::lab::Lab;
 use crate::observe::capture::{Record, write_pcap};
 use crate::scenario::Scenario;
 
+/// Write a run's pcaps, traces and reports into its artifacts folder; returns the folder.
 pub fn write(
     lab: &Lab,
     sc: &Scenario,

@@ -13,6 +13,7 @@ use crate::scenario::Scenario;
 /// A whole report: `<testsuites>`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Report {
+    /// A suite per scenario file.
     pub suites: Vec<Suite>,
 }
 
@@ -23,6 +24,7 @@ pub struct Suite {
     pub name: String,
     /// The scenario file.
     pub file: String,
+    /// A case per probe and backend.
     pub cases: Vec<Case>,
 }
 
@@ -33,24 +35,34 @@ pub struct Case {
     pub name: String,
     /// The scenario's name.
     pub classname: String,
+    /// How long the run took.
     pub time: Duration,
+    /// Its verdict.
     pub status: Status,
 }
 
+/// A JUnit case's verdict, with the text the report shows for it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
+    /// Every expectation held.
     Passed,
     /// An expectation did not hold (or a skip under strict mode).
     Failed {
+        /// The one-line summary (JUnit's `message` attribute).
         message: String,
+        /// The full text (the element's body).
         text: String,
     },
     /// The scenario did not run (the lab could not be built, the file did not load).
     Error {
+        /// The one-line summary (JUnit's `message` attribute).
         message: String,
+        /// The full text (the element's body).
         text: String,
     },
+    /// The kernel lacks a feature the scenario needs, or the backend does not apply.
     Skipped {
+        /// The feature and why, or why not applicable.
         message: String,
     },
 }
@@ -241,14 +253,18 @@ pub fn unrun_cases(sc: &Scenario, backend: Backend, time: Duration, status: Stat
 /// An element of a parsed document.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Element {
+    /// The element's tag name.
     pub name: String,
+    /// Its attributes, in document order.
     pub attrs: Vec<(String, String)>,
+    /// Its child elements.
     pub children: Vec<Element>,
     /// The text directly inside, references resolved.
     pub text: String,
 }
 
 impl Element {
+    /// The value of attribute `name`, if the element has it.
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

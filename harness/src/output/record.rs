@@ -15,7 +15,9 @@ use crate::verdict::expect::{oriented, reference_ports};
 /// require every endpoint).
 #[derive(Debug, Clone)]
 pub struct Recording {
+    /// The scenario with the observed expectations in place of its own.
     pub scenario: Scenario,
+    /// What could not be recorded as is, for the user to look at.
     pub warnings: Vec<String>,
 }
 
@@ -267,6 +269,7 @@ pub struct PortPolicy {
 }
 
 impl PortPolicy {
+    /// The port relations `probe` may state in `sc`: none where the kernel chooses the port.
     pub fn of(sc: &Scenario, probe: &ProbeSpec) -> PortPolicy {
         let mut fixed: BTreeSet<u16> = sc.probe.iter().filter_map(|p| p.port).collect();
         fixed.extend(sc.probe.iter().filter_map(|p| p.frame.as_ref()?.sport));

@@ -70,6 +70,7 @@ pub struct Detail {
 }
 
 impl Detail {
+    /// What `--show-path` and `--verbose` ask for.
     pub fn of(show_path: bool, verbose: bool) -> Detail {
         Detail { passing: show_path, every_packet: verbose }
     }

@@ -16,10 +16,12 @@ pub struct Results {
     pub kernel: String,
     /// The kernel's own version string (`/proc/version`).
     pub version: String,
+    /// One per scenario × backend, in the order they ran.
     pub runs: Vec<RunResult>,
 }
 
 impl Results {
+    /// The results of `runs` on this kernel.
     pub fn new(runs: Vec<RunResult>) -> Results {
         let kernel = crate::kernel::running_release();
         let version = std::fs::read_to_string("/proc/version").map(|v| v.trim().to_string()).unwrap_or_default();
@@ -27,10 +29,13 @@ impl Results {
     }
 }
 
+/// What came of one scenario under one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunVerdict {
+    /// Every probe met every expectation.
     Pass,
+    /// An expectation did not hold (or a skip under strict mode).
     Fail,
     /// The kernel or userspace lacks a feature the scenario needs.
     Skip,
@@ -44,9 +49,13 @@ pub enum RunVerdict {
 /// One scenario under one backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
+    /// The scenario file.
     pub file: String,
+    /// The scenario's name.
     pub scenario: String,
+    /// `legacy` or `nft`.
     pub backend: String,
+    /// Its verdict.
     pub verdict: RunVerdict,
     /// The missing feature of a skip (`ebtables-broute`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,17 +63,21 @@ pub struct RunResult {
     /// Why it was skipped or did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Per probe, in the scenario's order.
     pub probes: Vec<ProbeResult>,
 }
 
+/// One probe of a run: its failures and the hooks its packets met.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
+    /// The probe's name.
     pub name: String,
     /// Whether it ran and every expectation held.
     pub passed: bool,
     /// `what: detail` of each expectation that did not hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// The observed path per packet, direction and netns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<ObservedPath>,
 }
@@ -72,13 +85,18 @@ pub struct ProbeResult {
 /// The hooks one packet met in one netns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedPath {
+    /// The packet, counted from 1.
     pub packet: u16,
+    /// Request or reply.
     pub direction: Direction,
+    /// Where the hooks were met.
     pub netns: String,
+    /// The hooks, in order (`raw:PREROUTING:policy:2`).
     pub hooks: Vec<String>,
 }
 
 impl RunResult {
+    /// The result of outcome `o` of scenario `file`.
     pub fn from_outcome(file: &str, o: &Outcome) -> RunResult {
         let probes = o
             .probes

@@ -16,7 +16,9 @@ use crate::observe::trace::Hook;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// The packet the probe sends (echo request, datagram, SYN).
     Request,
+    /// The packet that answers it (echo reply, response datagram, SYN-ACK).
     Reply,
 }
 
@@ -32,7 +34,9 @@ impl fmt::Display for Direction {
 /// Where a pcap ran: `netns/iface`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CapturePoint {
+    /// The netns (as the scenario names it).
     pub netns: String,
+    /// The interface in it.
     pub iface: String,
 }
 
@@ -79,6 +83,7 @@ impl<'de> Deserialize<'de> for CapturePoint {
 pub struct HookPattern(Vec<String>);
 
 impl HookPattern {
+    /// Whether `hook` matches, `*` standing for any one part.
     pub fn matches(&self, hook: &Hook) -> bool {
         let text = hook.to_string();
         let parts: Vec<&str> = text.split(':').collect();
@@ -126,8 +131,10 @@ pub struct PathExpect {
     /// Only the packets this server netns answered: one entry per endpoint of a load split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// The packet's direction this entry is about.
     #[serde(default = "request", skip_serializing_if = "is_request")]
     pub direction: Direction,
+    /// The netns whose hooks are checked.
     pub netns: String,
     /// Only under this backend: paths that really differ by backend are written as variants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,11 +186,14 @@ fn is_request(d: &Direction) -> bool {
 /// one (`packet = "2-"`: the packets after the first of a flow, which conntrack already knows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Packets {
+    /// One packet (`packet = 2`).
     One(u16),
+    /// This packet and every one after it (`packet = "2-"`).
     From(u16),
 }
 
 impl Packets {
+    /// Whether packet number `packet` is selected.
     pub fn contains(&self, packet: u16) -> bool {
         match *self {
             Packets::One(n) => packet == n,
@@ -260,6 +270,7 @@ fn number_or_word<'de, D: Deserializer<'de>, T>(
 /// ports the kernel chooses (a client's ephemeral port, a port MASQUERADE picks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortExpect {
+    /// This port number.
     Is(u16),
     /// `"kept"`: the same port the probe's connection has where its sender put it on the wire,
     /// for this side of the connection (a request's sport and a reply's dport: the client's
@@ -316,8 +327,10 @@ pub struct AddrExpect {
     /// Only the packets this server netns answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// The packet's direction this entry is about.
     #[serde(default = "request", skip_serializing_if = "is_request")]
     pub direction: Direction,
+    /// Where the packet is looked at.
     pub at: CapturePoint,
     /// Only under this backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -325,8 +338,10 @@ pub struct AddrExpect {
     /// Only on kernels in this range (`"<6.1"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelRange>,
+    /// Its source address there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<IpAddr>,
+    /// Its destination address there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<IpAddr>,
     /// TCP/UDP source port: a number, `"kept"` or `"changed"`.
@@ -338,8 +353,10 @@ pub struct AddrExpect {
     /// IPv4 TTL / IPv6 hop limit: how many routers it crossed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u8>,
+    /// Its source MAC there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_src: Option<Mac>,
+    /// Its destination MAC there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_dst: Option<Mac>,
     /// The packet must not be seen there at all.

@@ -15,11 +15,13 @@ use super::*;
 /// A problem of a scenario file with where it is; shown as `file.toml:LINE:COL: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The scenario file.
     pub file: PathBuf,
     /// 1-based.
     pub line: usize,
     /// 1-based, in characters.
     pub column: usize,
+    /// What is wrong, and how to fix it where known.
     pub message: String,
 }
 

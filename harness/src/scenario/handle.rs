@@ -21,7 +21,9 @@ use crate::verdict::expect::Failure;
 /// the steps ran (a CNI plugin's IPAM chose it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// An address.
     Addr(IpAddr),
+    /// `@netns/iface`: the address that interface has once the steps ran.
     Iface(CapturePoint),
 }
 
@@ -86,7 +88,9 @@ pub fn peer_of(p: &CapturePoint) -> Option<CapturePoint> {
 /// `iptables-legacy-save` and `iptables-nft-save`, netpath's own TRACE rules left out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Detected {
+    /// Rules found through iptables-legacy.
     pub legacy: usize,
+    /// Rules found through iptables-nft.
     pub nft: usize,
 }
 

@@ -24,10 +24,14 @@ use crate::cidr::Cidr;
 use crate::evidence::packet::Mac;
 use crate::firewall::Backend;
 
+/// A scenario: topology, rules, probes and what each probe must show. Build one in Rust or
+/// load a scenario file with [`Scenario::load`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// Its name, in reports and in the names of its namespaces' artifacts.
     pub name: String,
+    /// What it shows, for people reading the report.
     #[serde(default)]
     pub description: String,
     /// The seed article section it reproduces (`000 §5`).
@@ -36,16 +40,20 @@ pub struct Scenario {
     /// The iptables backends to run it under.
     #[serde(default = "default_backends")]
     pub backends: Vec<Backend>,
+    /// The network namespaces; each gets a unique name per run.
     #[serde(default)]
     pub netns: Vec<NetnsSpec>,
+    /// Linux bridges.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bridge: Vec<BridgeSpec>,
+    /// veth pairs, each end in a netns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub veth: Vec<VethSpec>,
     /// WireGuard interfaces, brought up after the veths have their addresses and before the
     /// routes are added (a route may lead through one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wireguard: Vec<WireGuardSpec>,
+    /// Routes, added in this order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteSpec>,
     /// TCP/UDP servers the probes talk to, started before any probe is sent.
@@ -54,6 +62,7 @@ pub struct Scenario {
     /// The user's own programs, run in lab namespaces at their phase (see [`crate::lab::step`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub step: Vec<crate::lab::step::StepSpec>,
+    /// The probes, sent in this order.
     #[serde(default)]
     pub probe: Vec<ProbeSpec>,
     /// Where its rulesets are in its file, for errors about a rule (empty when built in Rust).
@@ -66,9 +75,11 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
+    /// The netns it listens in.
     pub netns: String,
     /// `tcp` or `udp`.
     pub kind: ProbeKind,
+    /// The port it listens on.
     pub port: u16,
 }
 
@@ -84,9 +95,11 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+/// A network namespace and what goes into it: sysctls and rulesets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetnsSpec {
+    /// The name the scenario uses; the real one has the run's id added.
     pub name: String,
     /// Per-netns sysctls (`net.ipv4.ip_forward = "1"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -111,33 +124,47 @@ pub struct NetnsSpec {
     pub traced_backend: Option<Backend>,
 }
 
+/// A Linux bridge (`ip link add NAME type bridge`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeSpec {
+    /// The netns it is in.
     pub netns: String,
+    /// Its interface name.
     pub name: String,
+    /// Its MAC address (default: the kernel's choice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<Mac>,
+    /// Addresses on it (`ip addr add`), IPv4 or IPv6.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Cidr>,
+    /// Its MTU (default: the kernel's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
 }
 
+/// A veth pair (`ip link add A type veth peer name B`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VethSpec {
+    /// One end.
     pub a: VethEndSpec,
+    /// The other end.
     pub b: VethEndSpec,
 }
 
+/// One end of a veth pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VethEndSpec {
+    /// The netns it is in.
     pub netns: String,
+    /// Its interface name.
     pub name: String,
+    /// Its MAC address (default: the kernel's choice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<Mac>,
+    /// Addresses on it (`ip addr add`), IPv4 or IPv6.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Cidr>,
     /// The bridge (in the same netns) this end is a port of.
@@ -147,6 +174,7 @@ pub struct VethEndSpec {
     /// on`), what a pod reaching itself through a Service needs (kubelet's hairpin-veth).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hairpin: bool,
+    /// Its MTU (default: the kernel's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
 }
@@ -160,9 +188,11 @@ pub struct VethEndSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireGuardSpec {
+    /// The netns it is in.
     pub netns: String,
     /// The interface name (`wg0`).
     pub iface: String,
+    /// Addresses on it, as `wg-quick`'s `Address =`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Cidr>,
     /// The UDP port it listens on (`ListenPort`); default: one the implementation picks.
@@ -171,6 +201,7 @@ pub struct WireGuardSpec {
     /// Default: the implementation's (1420 for both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Its peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<WireGuardPeerSpec>,
 }
@@ -202,7 +233,9 @@ pub struct WireGuardPeerSpec {
 /// `default` or a prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteDst {
+    /// The default route (`default`).
     Default,
+    /// A prefix (`10.0.0.0/8`).
     Prefix(Cidr),
 }
 
@@ -226,13 +259,18 @@ impl<'de> Deserialize<'de> for RouteDst {
     }
 }
 
+/// A route (`ip route add TO [via VIA] [dev DEV]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
+    /// The netns whose main table gets it.
     pub netns: String,
+    /// Where it leads.
     pub to: RouteDst,
+    /// The gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<IpAddr>,
+    /// The interface it leaves through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
 }
@@ -243,6 +281,7 @@ impl Scenario {
         self.netns.iter_mut().find(|n| n.name == name)
     }
 
+    /// The probe named `name`.
     pub fn probe_mut(&mut self, name: &str) -> Option<&mut ProbeSpec> {
         self.probe.iter_mut().find(|p| p.name == name)
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::evidence::packet::Mac;
 
+/// What a probe sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
@@ -39,8 +40,10 @@ pub struct FrameSpec {
     /// Default: the interface's first address (set it to spoof).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<IpAddr>,
+    /// Its TCP/UDP source port (default: one the kernel would not pick).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sport: Option<u16>,
+    /// Its IP TTL (hop limit).
     #[serde(default = "default_ttl")]
     pub ttl: u8,
     /// TCP flags as letters: S syn, A ack, F fin, R rst, P push (`S`, `A` for a lone ACK).
@@ -60,12 +63,16 @@ fn default_flags() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tuple {
+    /// The original direction's source address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<IpAddr>,
+    /// The original direction's destination address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<IpAddr>,
+    /// Its source port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sport: Option<u16>,
+    /// Its destination port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dport: Option<u16>,
 }
@@ -74,20 +81,26 @@ pub struct Tuple {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConntrackExpect {
+    /// The netns whose conntrack table holds the entry.
     pub netns: String,
     /// `icmp`, `tcp` or `udp`; default: the probe's protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
+    /// The original tuple (as the request left its sender).
     #[serde(default)]
     pub orig: Tuple,
+    /// The reply tuple (as the reply is expected, after NAT).
     #[serde(default)]
     pub reply: Tuple,
 }
 
+/// A probe: packets of one flow from a netns to an address, and what they must show.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSpec {
+    /// Its name, unique in the scenario.
     pub name: String,
+    /// What it sends.
     #[serde(default)]
     pub kind: ProbeKind,
     /// The netns that sends.
@@ -106,15 +119,19 @@ pub struct ProbeSpec {
     /// Destination port (udp, tcp, frame).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// The crafted frame of a `frame` probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame: Option<FrameSpec>,
     /// Each server netns named here must have answered at least this many of the packets.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub answered_by: BTreeMap<String, u16>,
+    /// Conntrack entries the flow must leave.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conntrack: Vec<ConntrackExpect>,
+    /// The hooks its packets must (or must never) meet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub path: Vec<PathExpect>,
+    /// What its packets must carry at capture points.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addr: Vec<AddrExpect>,
 }

@@ -167,10 +167,13 @@ impl Failure {
 /// all of them (`packet` counts among the packets the other conditions select).
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
+    /// The backend the run used.
     pub backend: Backend,
     /// The running kernel ([`crate::kernel::running`]), for `kernel` variants.
     pub kernel: Option<crate::kernel::KernelVersion>,
+    /// The packet being judged.
     pub exchange: &'a Exchange,
+    /// Every packet of the probe.
     pub exchanges: &'a [Exchange],
 }
 

@@ -106,7 +106,9 @@ pub const MAX_TIMEOUT_MS: u64 = 60_000;
 /// (`veth[2].b.netns`, `probe[0].addr[1].at`; empty for the whole scenario), and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The item it concerns, as a path into the scenario (empty for the whole scenario).
     pub item: String,
+    /// What is wrong.
     pub message: String,
 }
 
