@@ -24,7 +24,7 @@ pub struct Drops(Arc<Mutex<Seen>>);
 #[derive(Debug, Default)]
 struct Seen {
     nonces: HashSet<Vec<u8>>,
-    /// ICMP echo (id, sequence).
+    /// ICMP or ICMPv6 echo (id, sequence).
     echoes: HashSet<(u16, u16)>,
 }
 
@@ -48,7 +48,9 @@ impl Drops {
         if let Some(nonce) = payload.and_then(crate::probe::find_nonce) {
             seen.nonces.insert(nonce);
         }
-        if let Some(PacketInfo { l4: L4::Icmp { kind: 0 | 8, id: Some(id), seq: Some(seq), .. }, .. }) = packet {
+        if let Some(PacketInfo { l4: L4::Icmp { kind: 0 | 8 | 128 | 129, id: Some(id), seq: Some(seq), .. }, .. }) =
+            packet
+        {
             seen.echoes.insert((*id, *seq));
         }
     }

@@ -177,7 +177,13 @@ impl PacketInfo {
                 L4::Icmp { kind: icmp.type_u8(), code: icmp.code_u8(), id, seq }
             }
             Some(TransportSlice::Icmpv6(icmp)) => {
-                L4::Icmp { kind: icmp.type_u8(), code: icmp.code_u8(), id: None, seq: None }
+                let (id, seq) = match icmp.icmp_type() {
+                    etherparse::Icmpv6Type::EchoRequest(e) | etherparse::Icmpv6Type::EchoReply(e) => {
+                        (Some(e.id), Some(e.seq))
+                    }
+                    _ => (None, None),
+                };
+                L4::Icmp { kind: icmp.type_u8(), code: icmp.code_u8(), id, seq }
             }
             Some(TransportSlice::Tcp(tcp)) => L4::Tcp {
                 sport: tcp.source_port(),
@@ -200,12 +206,16 @@ impl PacketInfo {
         }
     }
 
-    /// Source and destination as `ip` or `ip:port`.
+    /// Source and destination as `ip`, `ip:port` or `[ipv6]:port`.
     pub fn endpoints(&self) -> (String, String) {
         let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let with_port = |a: Option<IpAddr>, port: u16| match a {
+            Some(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+            _ => format!("{}:{port}", ip(a)),
+        };
         match &self.l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => {
-                (format!("{}:{}", ip(self.src), sport), format!("{}:{}", ip(self.dst), dport))
+                (with_port(self.src, *sport), with_port(self.dst, *dport))
             }
             _ => (ip(self.src), ip(self.dst)),
         }

@@ -802,6 +802,15 @@ impl Scenario {
             .collect()
     }
 
+    /// The names of the interfaces the scenario declares in `netns`: bridges, veth ends and
+    /// WireGuard interfaces, in that order.
+    pub fn interface_names(&self, netns: &str) -> Vec<&str> {
+        let bridges = self.bridge.iter().filter(|b| b.netns == netns).map(|b| b.name.as_str());
+        let ends = self.veth.iter().flat_map(|v| [&v.a, &v.b]).filter(|e| e.netns == netns).map(|e| e.name.as_str());
+        let tunnels = self.wireguard.iter().filter(|w| w.netns == netns).map(|w| w.iface.as_str());
+        bridges.chain(ends).chain(tunnels).collect()
+    }
+
     /// The interface (netns, name) the scenario gives address `addr`.
     pub fn owner_of(&self, addr: IpAddr) -> Option<(String, String)> {
         let bridges = self.bridge.iter().map(|b| (&b.netns, &b.name, &b.addresses));
@@ -1188,7 +1197,8 @@ impl Scenario {
                     );
                 }
             }
-            let needs_port = matches!(p.kind, ProbeKind::Udp | ProbeKind::Tcp | ProbeKind::Frame);
+            let prober = crate::probe::prober(p.kind);
+            let needs_port = prober.needs_port();
             if needs_port && p.port.is_none() {
                 ps.add(
                     format!("probe[{i}].port"),
@@ -1198,20 +1208,12 @@ impl Scenario {
             if !needs_port && p.port.is_some() {
                 ps.add(format!("probe[{i}].port"), "an icmp probe has no port");
             }
-            match (&p.kind, &p.frame) {
-                (ProbeKind::Frame, None) => ps.add(format!("probe[{i}]"), "kind = \"frame\" needs a [probe.frame] table (iface, and optionally mac_src, mac_dst, src, sport, ttl, flags)"),
-                (ProbeKind::Frame, Some(f)) => {
-                    if !ifaces.contains_key(&(p.from.as_str(), f.iface.as_str())) {
-                        ps.add(format!("probe[{i}].frame.iface"), format!("netns {} has no interface `{}` ({})", p.from, f.iface, names_of(&p.from)));
-                    } else if let Some(w) = self.wireguard_at(&p.from, &f.iface) {
-                        ps.add(format!("probe[{i}].frame.iface"), format!("{} is a WireGuard interface: a frame probe injects an Ethernet frame, which it has no link layer for", w.id()));
-                    }
-                    if let Some(bad) = f.flags.chars().find(|c| !"SAFRP".contains(*c)) {
-                        ps.add(format!("probe[{i}].frame.flags"), format!("`{bad}` is not a TCP flag letter (want S, A, F, R, P)"));
-                    }
-                }
-                (_, Some(_)) => ps.add(format!("probe[{i}].frame"), "only kind = \"frame\" takes a [probe.frame] table"),
-                (_, None) => {}
+            if p.frame.is_some() && p.kind != ProbeKind::Frame {
+                ps.add(format!("probe[{i}].frame"), "only kind = \"frame\" takes a [probe.frame] table");
+            }
+            for (below, message) in prober.problems(self, p) {
+                let item = if below.is_empty() { format!("probe[{i}]") } else { format!("probe[{i}].{below}") };
+                ps.add(item, message);
             }
             for server in p.answered_by.keys() {
                 if !self.server.iter().any(|s| &s.netns == server) {
@@ -2030,10 +2032,10 @@ to = "fd00::1"
         assert_eq!(sc.route[0].prefix().to_string(), "::/0");
         assert_eq!(sc.next_hop("c1", "eth0", "fd00:9::9".parse().unwrap()).to_string(), "fe80::1");
         assert_eq!(sc.next_hop("c1", "eth0", "10.9.9.9".parse().unwrap()).to_string(), "10.0.0.1");
-        let bad = DUAL
-            .replace("dev = \"eth0\"\n", "")
-            .replace("via = \"fd00::2\"", "via = \"fd00:9::2\"")
-            .replace("via = \"10.0.0.1\"", "via = \"10.0.0.1\"\n\n[[route]]\nnetns = \"c1\"\nto = \"::/0\"\nvia = \"fd00::1\"");
+        let bad = DUAL.replace("dev = \"eth0\"\n", "").replace("via = \"fd00::2\"", "via = \"fd00:9::2\"").replace(
+            "via = \"10.0.0.1\"",
+            "via = \"10.0.0.1\"\n\n[[route]]\nnetns = \"c1\"\nto = \"::/0\"\nvia = \"fd00::1\"",
+        );
         assert_eq!(
             diags(&bad),
             [
@@ -2045,7 +2047,9 @@ to = "fd00::1"
         let mixed = DUAL.replace("to = \"fd00:1::/64\"", "to = \"10.1.0.0/16\"");
         assert_eq!(
             diags(&mixed),
-            ["t.toml:27:7: route[2].via: gateway fd00::2 is not of the family of the route to 10.1.0.0/16: give an IPv4 gateway"]
+            [
+                "t.toml:27:7: route[2].via: gateway fd00::2 is not of the family of the route to 10.1.0.0/16: give an IPv4 gateway"
+            ]
         );
         let hop = format!("{DUAL}addr = [{{ at = \"host/veth0\", hoplimit = 64 }}]\n");
         let sc = Scenario::parse(&hop, Path::new("t.toml")).unwrap();
