@@ -107,27 +107,19 @@ impl PacketInfo {
         Some(Self::from_sliced(&sliced))
     }
 
-    /// Summarise an IPv4 header followed by the start of its transport header, as nf_tables
+    /// Summarise an IP header followed by the start of its transport header, as nf_tables
     /// traces carry them (the rest of the packet is not there, so full parsing would fail).
+    /// IPv6 extension headers are not followed: the summary then has the protocol and no ports.
     pub fn from_ip_header(bytes: &[u8]) -> Option<PacketInfo> {
+        match bytes.first()? >> 4 {
+            4 => Self::from_ipv4_header(bytes),
+            6 => Self::from_ipv6_header(bytes),
+            _ => None,
+        }
+    }
+
+    fn from_ipv4_header(bytes: &[u8]) -> Option<PacketInfo> {
         let (h, rest) = etherparse::Ipv4Header::from_slice(bytes).ok()?;
-        let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
-        let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
-        let l4 = match h.protocol.0 {
-            1 if rest.len() >= 2 => {
-                let (id, seq) = if matches!(rest[0], 0 | 8) { (be16(rest, 4), be16(rest, 6)) } else { (None, None) };
-                L4::Icmp { kind: rest[0], code: rest[1], id, seq }
-            }
-            6 if rest.len() >= 14 => L4::Tcp {
-                sport: be16(rest, 0)?,
-                dport: be16(rest, 2)?,
-                flags: tcp_flag_letters(rest[13]),
-                seq: be32(rest, 4),
-                ack: be32(rest, 8),
-            },
-            17 if rest.len() >= 4 => L4::Udp { sport: be16(rest, 0)?, dport: be16(rest, 2)? },
-            _ => L4::Unknown,
-        };
         Some(PacketInfo {
             src: Some(IpAddr::V4(h.source.into())),
             dst: Some(IpAddr::V4(h.destination.into())),
@@ -137,7 +129,21 @@ impl PacketInfo {
             len: Some(h.total_len),
             tos: Some((h.dscp.value() << 2) | h.ecn.value()),
             dont_fragment: h.dont_fragment,
-            l4,
+            l4: transport_start(h.protocol.0, rest),
+            ..Default::default()
+        })
+    }
+
+    fn from_ipv6_header(bytes: &[u8]) -> Option<PacketInfo> {
+        let (h, rest) = etherparse::Ipv6Header::from_slice(bytes).ok()?;
+        Some(PacketInfo {
+            src: Some(IpAddr::V6(h.source.into())),
+            dst: Some(IpAddr::V6(h.destination.into())),
+            proto: Some(h.next_header.0),
+            ttl: Some(h.hop_limit),
+            len: Some(h.payload_length.saturating_add(40)),
+            tos: Some(h.traffic_class),
+            l4: transport_start(h.next_header.0, rest),
             ..Default::default()
         })
     }
@@ -263,6 +269,32 @@ impl fmt::Display for PacketInfo {
     }
 }
 
+/// The transport facts of the first bytes of a transport header of IP protocol `proto`.
+fn transport_start(proto: u8, rest: &[u8]) -> L4 {
+    let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+    let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+    let ports = |rest: &[u8]| Some((be16(rest, 0)?, be16(rest, 2)?));
+    match proto {
+        // ICMP echo request/reply, and ICMPv6's: their id and sequence follow the checksum.
+        1 | 58 if rest.len() >= 2 => {
+            let echo = matches!((proto, rest[0]), (1, 0 | 8) | (58, 128 | 129));
+            let (id, seq) = if echo { (be16(rest, 4), be16(rest, 6)) } else { (None, None) };
+            L4::Icmp { kind: rest[0], code: rest[1], id, seq }
+        }
+        6 if rest.len() >= 14 => match ports(rest) {
+            Some((sport, dport)) => {
+                L4::Tcp { sport, dport, flags: tcp_flag_letters(rest[13]), seq: be32(rest, 4), ack: be32(rest, 8) }
+            }
+            None => L4::Unknown,
+        },
+        17 => match ports(rest) {
+            Some((sport, dport)) => L4::Udp { sport, dport },
+            None => L4::Unknown,
+        },
+        _ => L4::Unknown,
+    }
+}
+
 /// Whether `needle` occurs in `haystack`: how a probe's nonce is found in any capture.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
@@ -298,6 +330,40 @@ mod tests {
         assert!(info.dont_fragment);
         assert_eq!(info.l4, L4::Icmp { kind: 8, code: 0, id: Some(2113), seq: Some(1) });
         assert_eq!(info.to_string(), "192.168.0.2 > 10.171.77.30 icmp type 8 code 0 id 2113 seq 1");
+    }
+
+    #[test]
+    fn summarises_ipv6_frames_and_headers() {
+        // An ICMPv6 echo request fd00:a::2 > fd00:b::2, id 7 seq 1, hop limit 64, in Ethernet.
+        let nonce = b"netpath-0011223344556677";
+        let eth = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                "fd00:a::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                "fd00:b::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                64,
+            )
+            .icmpv6_echo_request(7, 1);
+        let mut frame = vec![];
+        eth.write(&mut frame, nonce).unwrap();
+        let info = PacketInfo::from_ethernet(&frame).unwrap();
+        assert_eq!(info.to_string(), "fd00:a::2 > fd00:b::2 icmp type 128 code 0 id 7 seq 1");
+        assert_eq!((info.ttl, info.proto, info.len), (Some(64), Some(58), Some(40 + 8 + 24)));
+        // nf_tables carries the network header and the start of the transport header only.
+        let header = PacketInfo::from_ip_header(&frame[14..14 + 40 + 8]).unwrap();
+        assert_eq!(
+            PacketInfo { mac_src: info.mac_src, mac_dst: info.mac_dst, ..header.clone() },
+            PacketInfo { tos: Some(0), ..info }
+        );
+
+        // A TCP SYN over IPv6 prints its ports bracketed.
+        let syn = etherparse::PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 3).tcp(40000, 80, 1000, 1024).syn();
+        let mut packet = vec![];
+        syn.write(&mut packet, &[]).unwrap();
+        let info = PacketInfo::from_ip_header(&packet).unwrap();
+        assert_eq!(info.l4, L4::Tcp { sport: 40000, dport: 80, flags: "S".into(), seq: Some(1000), ack: Some(0) });
+        assert_eq!(info.endpoints().0, "[fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd]:40000");
+        assert_eq!(PacketInfo::from_ip(&packet).unwrap().l4, info.l4);
+        assert_eq!(PacketInfo::from_ip_header(&[0x20, 0, 0]), None, "neither IPv4 nor IPv6");
     }
 
     #[test]

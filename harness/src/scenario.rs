@@ -328,7 +328,8 @@ pub struct Tuple {
 #[serde(deny_unknown_fields)]
 pub struct ConntrackExpect {
     pub netns: String,
-    /// `icmp`, `tcp` or `udp`; default: the probe's protocol.
+    /// `icmp`, `icmpv6`, `tcp` or `udp`; default: the probe's protocol (`icmpv6` for an icmp
+    /// probe to an IPv6 address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
     #[serde(default)]
@@ -1226,9 +1227,12 @@ impl Scenario {
             for (j, c) in p.conntrack.iter().enumerate() {
                 known(format!("probe[{i}].conntrack[{j}].netns"), &c.netns, &mut ps);
                 if let Some(proto) = &c.proto
-                    && !["icmp", "tcp", "udp"].contains(&proto.as_str())
+                    && !["icmp", "icmpv6", "tcp", "udp"].contains(&proto.as_str())
                 {
-                    ps.add(format!("probe[{i}].conntrack[{j}].proto"), format!("`{proto}` is not icmp, tcp or udp"));
+                    ps.add(
+                        format!("probe[{i}].conntrack[{j}].proto"),
+                        format!("`{proto}` is not icmp, icmpv6, tcp or udp"),
+                    );
                 }
             }
             if p.count == 0 || p.count > MAX_COUNT {
