@@ -1,0 +1,125 @@
+//! IPv6 and dual stack: ipv6-dual-stack-router's probes of both families through a router
+//! netns, with twins where the router does not forward IPv6 or a host has no route back.
+
+use std::collections::BTreeSet;
+
+use netpath::packet::{L4, PacketInfo};
+use netpath::scenario::{RouteDst, RouteSpec};
+use netpath::{Backend, Outcome, Scenario};
+use netpath_cases::{load, named_saying, run_or_return};
+
+const V6_PROBES: [&str; 4] = ["ping6", "udp6", "tcp6", "frame6"];
+
+fn scenario() -> Scenario {
+    load("ipv6-dual-stack-router")
+}
+
+fn is_v6(info: &PacketInfo) -> bool {
+    info.src.is_some_and(|a| a.is_ipv6())
+}
+
+/// ICMPv6 messages that are not echoes: neighbour and router discovery, MLD, errors.
+fn icmpv6_control(info: &PacketInfo) -> Option<u8> {
+    match info.l4 {
+        L4::Icmp { kind, .. } if is_v6(info) && !matches!(kind, 128 | 129) => Some(kind),
+        _ => None,
+    }
+}
+
+/// Every packet summary some probe took as its own, at any capture point.
+fn evidence(o: &Outcome) -> Vec<&PacketInfo> {
+    o.probes
+        .iter()
+        .flat_map(|p| &p.exchanges)
+        .flat_map(|ex| ex.request.seen.values().chain(ex.reply.seen.values()))
+        .collect()
+}
+
+#[test]
+fn probes_of_both_families_cross_the_router_and_ndp_is_never_their_evidence() {
+    let sc = scenario();
+    for backend in [Backend::Legacy, Backend::Nft] {
+        let o = run_or_return!(&sc, backend);
+        assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+        // Each probe's packets are of its target's family, everywhere they were seen.
+        for (spec, p) in sc.probe.iter().zip(&o.probes) {
+            let want_v6 = spec.to.addr().unwrap().is_ipv6();
+            for ex in &p.exchanges {
+                assert!(!ex.request.seen.is_empty() && !ex.reply.seen.is_empty(), "{}: {ex:#?}", spec.name);
+                for info in ex.request.seen.values().chain(ex.reply.seen.values()) {
+                    assert_eq!(is_v6(info), want_v6, "{}: {info}", spec.name);
+                }
+            }
+        }
+        // Neighbour discovery crossed both links (the router resolved b, a its link-local
+        // gateway): captured, and never taken for a probe's packet.
+        let control: BTreeSet<(String, u8)> =
+            o.frames.iter().filter_map(|f| Some((f.point.to_string(), icmpv6_control(&f.info()?)?))).collect();
+        for point in ["a/eth0", "b/eth0"] {
+            assert!(
+                control.iter().any(|(p, kind)| p == point && matches!(kind, 135 | 136)),
+                "{backend:?}: no neighbour solicitation or advertisement captured at {point}: {control:?}"
+            );
+        }
+        assert!(
+            evidence(&o).iter().all(|info| icmpv6_control(info).is_none()),
+            "{backend:?}: an NDP/RS/MLD packet was taken as a probe's evidence"
+        );
+    }
+}
+
+#[test]
+fn without_ipv6_forwarding_the_ipv6_probes_stop_at_the_router_and_ipv4_still_passes() {
+    let mut sc = scenario();
+    sc.netns_mut("router").unwrap().sysctls.insert("net.ipv6.conf.all.forwarding".into(), "0".into());
+    let o = run_or_return!(&sc, Backend::Legacy);
+    assert!(o.probes[0].failures.is_empty(), "ping4 needs no IPv6 forwarding: {:#?}", o.probes[0].failures);
+    for name in V6_PROBES {
+        let p = o.probes.iter().find(|p| p.name == name).unwrap();
+        named_saying(
+            &p.failures,
+            "packet 1: a reply",
+            &["no reply reached a", "the request was seen at a/eth0, router/to-a;"],
+        );
+        named_saying(&p.failures, "addresses of packet 1 request at b/eth0", &["observed not seen"]);
+    }
+    // Whatever the router answers instead (an ICMPv6 error quoting the request and its nonce)
+    // is no reply.
+    assert!(evidence(&o).iter().all(|info| icmpv6_control(info).is_none()));
+}
+
+#[test]
+fn without_a_route_back_the_requests_arrive_and_no_reply_leaves_b() {
+    let mut sc = scenario();
+    let back = sc.route.iter().position(|r| r.netns == "b" && r.is_ipv6()).expect("b's IPv6 default route");
+    // A route to somewhere else: b has no way back to fd00:a::/64.
+    sc.route[back] = RouteSpec {
+        netns: "b".into(),
+        to: RouteDst::Prefix("fd00:c::/64".parse().unwrap()),
+        via: Some("fd00:b::1".parse().unwrap()),
+        dev: None,
+    };
+    let o = run_or_return!(&sc, Backend::Nft);
+    assert!(o.probes[0].failures.is_empty(), "ping4 has its own route: {:#?}", o.probes[0].failures);
+    for name in ["ping6", "tcp6"] {
+        let p = o.probes.iter().find(|p| p.name == name).unwrap();
+        named_saying(
+            &p.failures,
+            "packet 1: a reply",
+            &["the request was seen at a/eth0, b/eth0, router/to-a, router/to-b;"],
+        );
+        assert!(p.exchanges[0].reply.seen.is_empty(), "{name}: {:#?}", p.exchanges[0].reply);
+    }
+}
+
+#[test]
+fn a_link_local_gateway_without_its_link_is_refused_at_its_line() {
+    let path = netpath_cases::scenario_path("ipv6-dual-stack-router");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("dev = \"eth0\"\n", "", 1);
+    let err = Scenario::from_toml(&text, &path).unwrap_err().to_string();
+    let line = text.lines().position(|l| l == "via = \"fe80::1\"").unwrap() + 1;
+    assert!(
+        err.contains(&format!("ipv6-dual-stack-router.toml:{line}:7: route[0].via: gateway fe80::1 is link-local")),
+        "{err}"
+    );
+}
