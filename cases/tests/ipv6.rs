@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use netpath::packet::{L4, PacketInfo};
+use netpath::evidence::packet::{L4, PacketInfo};
 use netpath::scenario::{RouteDst, RouteSpec};
 use netpath::{Backend, Outcome, Scenario};
 use netpath_cases::{load, named_saying, run_or_return};
@@ -40,7 +40,7 @@ fn probes_of_both_families_cross_the_router_and_ndp_is_never_their_evidence() {
     let sc = scenario();
     for backend in [Backend::Legacy, Backend::Nft] {
         let o = run_or_return!(&sc, backend);
-        assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+        assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
         // Each probe's packets are of its target's family, everywhere they were seen.
         for (spec, p) in sc.probe.iter().zip(&o.probes) {
             let want_v6 = spec.to.addr().unwrap().is_ipv6();

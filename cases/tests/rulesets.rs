@@ -36,7 +36,7 @@ to = "10.9.0.2"
 fn error_of(sc: &Scenario, backend: Backend) -> String {
     netpath_cases::require_root();
     match netpath::run(sc, backend, &RunOptions::default()) {
-        Ok(o) => panic!("ran:\n{}", netpath::report::outcome(&o, true)),
+        Ok(o) => panic!("ran:\n{}", netpath::output::report::outcome(&o, true)),
         Err(e) => e.to_string(),
     }
 }

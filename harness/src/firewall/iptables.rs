@@ -2,7 +2,7 @@
 
 use super::{Backend, Iptables, run_tool};
 use crate::error::Result;
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// `iptables-legacy`: x_tables, the kernel's original rule engine.
 pub struct Legacy;

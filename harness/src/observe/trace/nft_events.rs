@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::event::{Hook, Ifaces, RuleKind, TraceEvent, TraceSource};
 use super::nftrace::{NfTraceMsg, RuleIndex, TraceType, family};
-use crate::packet::{L4, PacketInfo};
+use crate::evidence::packet::{L4, PacketInfo};
 
 /// The table netpath adds to set `nftrace` on every packet of a traced netns, so the bridge
 /// family's chains (ebtables-nft's) report too; its own events are not part of any path.
