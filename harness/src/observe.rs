@@ -12,24 +12,24 @@
 //! runs take turns, and the previous value is restored when the run stops observing (also when
 //! it fails or panics). See [`crate::trace::kmsg`] for how a run keeps only its own lines.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::drops::{DropPoints, Drops};
 use crate::error::{Error, Result};
+use crate::evidence::key::Nonces;
 use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, ebtables, iptables, run_tool};
 use crate::global_sysctl::KernelLogGuard;
 use crate::lab::Lab;
 use crate::netns::{Netns, NetnsEntry};
-use crate::packet::PacketInfo;
 use crate::pcap_thread::{PcapThread, Record};
 use crate::reader::{ReaderThread, Source, Watch};
 use crate::scenario::{CapturePoint, Scenario};
 use crate::trace::kmsg::{self, KmsgThread};
-use crate::trace::nft_events::{self, HeaderKey};
+use crate::trace::nft_events;
 use crate::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
 use crate::{sysctl, trace};
 
@@ -277,7 +277,7 @@ impl Observers {
                 Err(message) => errors.push(Error::Capture { netns: point.netns, iface: point.iface, message }),
             }
         }
-        let nonces = NonceByHeader::from_frames(&frames);
+        let nonces = Nonces::from_frames(&frames);
         let mut events = BTreeMap::new();
         let empty = BTreeMap::new();
         for (netns, reader) in self.traces {
@@ -317,7 +317,7 @@ impl Observers {
                     Ok(msgs) => {
                         let ns = lab.netns(&netns)?;
                         let index = rule_index(ns)?;
-                        let evs = nft_events::to_events(&msgs, &netns, &index, names, &|p| nonces.get(p))
+                        let evs = nft_events::to_events(&msgs, &netns, &index, names, &|p, head| nonces.get(p, head))
                             .into_iter()
                             .map(|event| TimedEvent { ts: Default::default(), event })
                             .collect();
@@ -377,7 +377,7 @@ impl KmsgObserver {
         lab: &Lab,
         ifnames: &BTreeMap<String, BTreeMap<u32, String>>,
         frames: &[Frame],
-        nonces: &NonceByHeader,
+        nonces: &Nonces,
     ) -> Result<BTreeMap<String, Vec<TimedEvent>>> {
         let records = self.reader.stop();
         let released = self.guard.release();
@@ -396,7 +396,7 @@ impl KmsgObserver {
                 .map(|ns| Ok((ns.clone(), netns_facts(lab, ns, frames)?)))
                 .collect::<Result<_>>()?,
         };
-        let packets = kmsg::Packets { seen: &|p| nonces.seen(p), nonce_of: &|p| nonces.get(p) };
+        let packets = kmsg::Packets { seen: &|p| nonces.seen(p), nonce_of: &|p| nonces.get(p, None) };
         let mut by_netns = kmsg::to_events(&records, &scope, &packets).map_err(|e| trace_err(e.join("\n")))?;
         Ok(self
             .traced
@@ -428,37 +428,6 @@ fn rule_index(ns: &crate::netns::Netns) -> Result<RuleIndex> {
         .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("nft -j list ruleset: {e}") })?;
     let save = run_tool(ns, "iptables-nft-save", &[], None).unwrap_or_default();
     Ok(index.with_iptables_save(&save))
-}
-
-/// Probe nonces by the header fields that survive NAT, learnt from captured frames that carry
-/// the nonce in their payload; and the header keys of every captured frame, nonce or not.
-struct NonceByHeader {
-    nonces: BTreeMap<HeaderKey, Vec<u8>>,
-    seen: BTreeSet<HeaderKey>,
-}
-
-impl NonceByHeader {
-    fn from_frames(frames: &[Frame]) -> NonceByHeader {
-        let mut nonces = BTreeMap::new();
-        let mut seen = BTreeSet::new();
-        for f in frames {
-            let Some(key) = f.info().as_ref().and_then(HeaderKey::of) else { continue };
-            if let Some(nonce) = crate::probe::find_nonce(&f.data) {
-                nonces.insert(key.clone(), nonce);
-            }
-            seen.insert(key);
-        }
-        NonceByHeader { nonces, seen }
-    }
-
-    fn get(&self, p: &PacketInfo) -> Option<Vec<u8>> {
-        self.nonces.get(&HeaderKey::of(p)?).cloned()
-    }
-
-    /// Whether a frame with these headers was captured in the lab.
-    fn seen(&self, p: &PacketInfo) -> bool {
-        HeaderKey::of(p).is_some_and(|k| self.seen.contains(&k))
-    }
 }
 
 /// An nf_tables trace socket read by a thread inside the netns until stopped.

@@ -123,6 +123,16 @@ impl NfTraceMsg {
         bytes.extend_from_slice(self.transport_header.as_deref().unwrap_or_default());
         PacketInfo::from_ip_header(&bytes)
     }
+
+    /// The payload bytes the transport header attribute brought after the transport header of
+    /// `info` (the kernel sends up to 20 bytes: 12 of an ICMP echo's or a UDP datagram's payload).
+    pub fn payload_start(&self, info: &PacketInfo) -> Option<&[u8]> {
+        let header = match info.proto? {
+            1 | 58 | 17 => 8,
+            _ => return None,
+        };
+        self.transport_header.as_deref()?.get(header..).filter(|b| !b.is_empty())
+    }
 }
 
 /// `NFTA_TRACE_TYPE` (enum nft_trace_types).
@@ -1010,6 +1020,22 @@ fn summarize_expr(e: &serde_json::Value) -> String {
     }
 }
 
+/// Netlink messages of a fixture: one hex message a line, `#` lines are comments.
+#[cfg(test)]
+pub(crate) fn fixture(text: &str) -> Vec<Vec<u8>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| (0..l.len()).step_by(2).map(|i| u8::from_str_radix(&l[i..i + 2], 16).expect("hex")).collect())
+        .collect()
+}
+
+/// The trace events of a fixture (see [`fixture`]).
+#[cfg(test)]
+pub(crate) fn fixture_messages(text: &str) -> Vec<NfTraceMsg> {
+    fixture(text).iter().map(|m| decode(m).expect("decodes").expect("is a trace event")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1021,18 +1047,7 @@ mod tests {
     const IPT_SAVE: &str = include_str!("fixtures/nftrace_ipt_save.txt");
     const NATIVE_RULESET: &str = include_str!("fixtures/nftrace_native_ruleset.json");
 
-    /// Netlink messages of a fixture: one hex message a line, `#` lines are comments.
-    fn fixture(text: &str) -> Vec<Vec<u8>> {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| (0..l.len()).step_by(2).map(|i| u8::from_str_radix(&l[i..i + 2], 16).expect("hex")).collect())
-            .collect()
-    }
-
-    fn decode_all(text: &str) -> Vec<NfTraceMsg> {
-        fixture(text).iter().map(|m| decode(m).expect("decodes").expect("is a trace event")).collect()
-    }
+    pub(crate) use super::fixture_messages as decode_all;
 
     /// (table, chain, type, handle, verdict) of an event.
     type Step = (String, String, TraceType, Option<u64>, Option<String>);
