@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::evidence::key::Nonces;
 use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
-use crate::firewall::{Backend, ebtables, iptables, run_tool};
+use crate::firewall::{Backend, Family, ebtables, iptables, run_tool};
 use crate::global_sysctl::KernelLogGuard;
 use crate::lab::Lab;
 use crate::netns::{Netns, NetnsEntry};
@@ -123,24 +123,18 @@ pub fn prepare_nft(ns: &Netns, trace: TraceChoice) -> Result<()> {
     Ok(())
 }
 
-/// Make a netns's iptables chains report, after the user's ruleset is in.
-pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, trace: TraceChoice) -> Result<()> {
+/// Make a netns's iptables chains of `family` report, after the user's ruleset is in.
+pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, family: Family, trace: TraceChoice) -> Result<()> {
     trace.check_backend(backend).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
-    if !iptables::has_trace_rule(rules) {
-        // --noflush: keep the user's raw table.
-        let program = match backend {
-            Backend::Legacy => "iptables-legacy-restore",
-            Backend::Nft => "iptables-nft-restore",
-        };
-        run_tool(ns, program, &["-w", "--noflush"], Some(iptables::TRACE_RULESET))?;
-    }
+    backend.iptables(family).enable_trace(ns, rules)?;
     match trace {
-        // Legacy TRACE logs through the netns's nf_log; bind IPv4's to nfnetlink_log so the
-        // records reach this netns's NFLOG socket instead of the global kernel log.
-        TraceChoice::Nflog => sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?,
+        // Legacy TRACE logs through the netns's nf_log of the family (`nf_log.2`, `nf_log.10`);
+        // bind it to nfnetlink_log so the records reach this netns's NFLOG socket (group 0 for
+        // both families, each record naming its family) instead of the global kernel log.
+        TraceChoice::Nflog => sysctl::write(ns, &family.nf_log_sysctl(), "nfnetlink_log")?,
         // ... or to the syslog logger, so they reach the kernel log (a new netns has it bound
         // already when nf_log_syslog is built in; a loaded nfnetlink_log may have come first).
-        TraceChoice::Kmsg => sysctl::write(ns, "net.netfilter.nf_log.2", "nf_log_ipv4")?,
+        TraceChoice::Kmsg => sysctl::write(ns, &family.nf_log_sysctl(), family.syslog_logger())?,
         TraceChoice::Nftrace => {}
     }
     Ok(())
@@ -216,8 +210,13 @@ impl Observers {
             let reader = match trace {
                 TraceChoice::Nflog => {
                     let device = format!("nflog:0,{}", ebtables::TRACE_GROUP);
-                    let rules = n.iptables.as_deref().unwrap_or_default();
-                    let points = DropPoints::from_iptables(rules, u32::from(!iptables::has_trace_rule(rules)));
+                    let points = n
+                        .iptables_rulesets()
+                        .map(|(family, rules)| {
+                            let shift = u32::from(!iptables::has_trace_rule(rules));
+                            (family.nfproto(), DropPoints::from_iptables(rules, shift))
+                        })
+                        .collect();
                     let watch = Box::new(drops.nflog_watcher(points));
                     let t = PcapThread::spawn(ns.entry()?, &device, Some(watch)).and_then(|t| t.ready());
                     TraceReader::Nflog(t.map_err(trace_err)?)
@@ -421,13 +420,20 @@ fn netns_facts(lab: &Lab, netns: &str, frames: &[Frame]) -> Result<kmsg::NetnsFa
     Ok(facts)
 }
 
-/// The rules of a netns by handle, with iptables-nft's own text for its tables.
+/// The rules of a netns by handle, with iptables-nft's own text for its tables of each family
+/// (ip6tables-nft's only where the netns has `ip6` tables).
 fn rule_index(ns: &crate::netns::Netns) -> Result<RuleIndex> {
     let json = run_tool(ns, "nft", &["-j", "list", "ruleset"], None)?;
-    let index = RuleIndex::from_nft_json(&json)
+    let mut index = RuleIndex::from_nft_json(&json)
         .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("nft -j list ruleset: {e}") })?;
-    let save = run_tool(ns, "iptables-nft-save", &[], None).unwrap_or_default();
-    Ok(index.with_iptables_save(&save))
+    for family in Family::ALL {
+        if family == Family::V6 && !index.has_family(family.nfproto()) {
+            continue;
+        }
+        let save = Backend::Nft.iptables(family).save(ns).unwrap_or_default();
+        index = index.with_iptables_save_family(family.nfproto(), &save);
+    }
+    Ok(index)
 }
 
 /// An nf_tables trace socket read by a thread inside the netns until stopped.

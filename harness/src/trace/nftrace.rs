@@ -903,6 +903,11 @@ impl RuleIndex {
         self.chain(family, table, chain).map(|c| c.handles.len() as u32)
     }
 
+    /// Whether the ruleset has a chain of `family`.
+    pub fn has_family(&self, family: u8) -> bool {
+        self.chains.keys().any(|(f, _, _)| *f == family)
+    }
+
     /// True when the listing has this chain as a base chain (it has a hook).
     pub fn is_base_chain(&self, family: u8, table: &str, chain: &str) -> bool {
         self.chain(family, table, chain).is_some_and(|c| c.hook.is_some())
