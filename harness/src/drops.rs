@@ -24,7 +24,7 @@ pub struct Drops(Arc<Mutex<Seen>>);
 #[derive(Debug, Default)]
 struct Seen {
     nonces: HashSet<Vec<u8>>,
-    /// ICMP echo (id, sequence).
+    /// ICMP or ICMPv6 echo (id, sequence).
     echoes: HashSet<(u16, u16)>,
 }
 

@@ -13,8 +13,9 @@ pub enum Error {
     #[error("netns {netns}: {what}: {source}")]
     Netns { netns: String, what: String, source: io::Error },
 
+    /// An rtnetlink request failed; `errno` is the kernel's where it refused the request.
     #[error("netns {netns}: netlink: {what}: {message}")]
-    Netlink { netns: String, what: String, message: String },
+    Netlink { netns: String, what: String, message: String, errno: Option<i32> },
 
     #[error("netns {netns}: `{command}` failed ({status}): {stderr}{hint}")]
     Command { netns: String, command: String, status: String, stderr: String, hint: String },

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::packet::PacketInfo;
-use crate::probe::{Ident, Sent, find_nonce};
+use crate::probe::{Sent, find_nonce};
 use crate::scenario::{CapturePoint, Direction};
 use crate::trace::TraceEvent;
 
@@ -140,27 +140,19 @@ impl<'a> Parsed<'a> {
 /// trace events that carry headers only (nf_tables, kernel log) are matched by the header
 /// fields NAT leaves alone, learnt from the frames.
 pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Vec<TimedEvent>>) -> Vec<Exchange> {
-    let mut candidates = vec![None; sent.len()];
-    for (f, info, nonce) in frames.iter() {
-        if !matches!(info.l4, crate::packet::L4::Tcp { .. }) {
-            continue;
+    let learners: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].matcher.learns()).collect();
+    if !learners.is_empty() {
+        for (f, info, nonce) in frames.iter() {
+            for &i in &learners {
+                sent[i].learn(info, &f.data, f.ts, nonce);
+            }
         }
-        // The server's answer quotes the nonce too; only the client's request names the ISN.
-        let nonce = if crate::packet::contains(&f.data, b"reply netpath-") { None } else { nonce };
-        for (s, c) in sent.iter_mut().zip(candidates.iter_mut()) {
-            s.learn(info, f.ts, nonce, c);
+        for &i in &learners {
+            sent[i].matcher.settle();
         }
-    }
-    for (s, c) in sent.iter_mut().zip(candidates) {
-        s.settle(c);
     }
     let by_nonce: BTreeMap<&[u8], usize> = sent.iter().enumerate().map(|(i, s)| (s.nonce.as_slice(), i)).collect();
-    let unnonced: Vec<usize> = sent
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.ident, Ident::Connection { .. } | Ident::Segment { .. }))
-        .map(|(i, _)| i)
-        .collect();
+    let unnonced: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].matcher.without_nonce()).collect();
     let classify = |info: &PacketInfo, bytes: &[u8], nonce: Option<&[u8]>| -> Option<(usize, Direction)> {
         match nonce.and_then(|n| by_nonce.get(n).copied()) {
             Some(i) => sent[i].classify(info, bytes).map(|d| (i, d)),
@@ -248,7 +240,8 @@ mod tests {
             data: ip.clone(),
         };
         assert!(frame.carries(&nonce));
-        let mut sent = [Sent { nonce: nonce.clone(), ident: Ident::Echo, replied: true, answer: None }];
+        let mut sent =
+            [Sent { nonce: nonce.clone(), matcher: Box::new(crate::probe::icmp::Echo), replied: true, answer: None }];
         let frames = [frame];
         let ex = join(&mut sent, &Parsed::new(&frames), &BTreeMap::new());
         let seen = &ex[0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];

@@ -218,12 +218,16 @@ impl PacketInfo {
         }
     }
 
-    /// Source and destination as `ip` or `ip:port`.
+    /// Source and destination as `ip`, `ip:port` or `[ipv6]:port`.
     pub fn endpoints(&self) -> (String, String) {
         let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let with_port = |a: Option<IpAddr>, port: u16| match a {
+            Some(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+            _ => format!("{}:{port}", ip(a)),
+        };
         match &self.l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => {
-                (format!("{}:{}", ip(self.src), sport), format!("{}:{}", ip(self.dst), dport))
+                (with_port(self.src, *sport), with_port(self.dst, *dport))
             }
             _ => (ip(self.src), ip(self.dst)),
         }

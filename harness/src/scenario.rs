@@ -234,6 +234,9 @@ impl<'de> Deserialize<'de> for RouteDst {
     }
 }
 
+/// A route of a netns. Its family is its destination's; `default` takes the gateway's (IPv4
+/// without one, as `ip route add default dev X` does), and `::/0` is IPv6's default. A
+/// link-local gateway (`fe80::1`) needs `dev`: it is the same address on every link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
@@ -243,6 +246,32 @@ pub struct RouteSpec {
     pub via: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
+}
+
+impl RouteSpec {
+    /// Whether it is an IPv6 route.
+    pub fn is_ipv6(&self) -> bool {
+        match self.to {
+            RouteDst::Prefix(c) => c.addr.is_ipv6(),
+            RouteDst::Default => self.via.is_some_and(|v| v.is_ipv6()),
+        }
+    }
+
+    /// The prefix it leads to: `default` is 0.0.0.0/0 or ::/0 by its family.
+    pub fn prefix(&self) -> Cidr {
+        match self.to {
+            RouteDst::Prefix(c) => c,
+            RouteDst::Default if self.is_ipv6() => {
+                Cidr { addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), prefix: 0 }
+            }
+            RouteDst::Default => Cidr { addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), prefix: 0 },
+        }
+    }
+}
+
+/// Whether `a` is an IPv6 link-local unicast address (fe80::/10): valid on every link alike.
+pub fn is_link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -708,8 +737,8 @@ pub struct AddrExpect {
     /// TCP/UDP destination port: a number, `"kept"` or `"changed"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dport: Option<PortExpect>,
-    /// IPv4 TTL / IPv6 hop limit: how many routers it crossed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// IPv4 TTL / IPv6 hop limit (`hoplimit` is the same key): how many routers it crossed.
+    #[serde(default, alias = "hoplimit", skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_src: Option<Mac>,
@@ -786,6 +815,15 @@ impl Scenario {
             .collect()
     }
 
+    /// The names of the interfaces the scenario declares in `netns`: bridges, veth ends and
+    /// WireGuard interfaces, in that order.
+    pub fn interface_names(&self, netns: &str) -> Vec<&str> {
+        let bridges = self.bridge.iter().filter(|b| b.netns == netns).map(|b| b.name.as_str());
+        let ends = self.veth.iter().flat_map(|v| [&v.a, &v.b]).filter(|e| e.netns == netns).map(|e| e.name.as_str());
+        let tunnels = self.wireguard.iter().filter(|w| w.netns == netns).map(|w| w.iface.as_str());
+        bridges.chain(ends).chain(tunnels).collect()
+    }
+
     /// The interface (netns, name) the scenario gives address `addr`.
     pub fn owner_of(&self, addr: IpAddr) -> Option<(String, String)> {
         let bridges = self.bridge.iter().map(|b| (&b.netns, &b.name, &b.addresses));
@@ -807,6 +845,7 @@ impl Scenario {
         self.route
             .iter()
             .filter(|r| r.netns == netns)
+            .filter(|r| r.is_ipv6() == dst.is_ipv6())
             .filter_map(|r| match r.to {
                 RouteDst::Default => Some((0, r.via?)),
                 RouteDst::Prefix(c) if c.contains(dst) => Some((c.prefix, r.via?)),
@@ -1029,13 +1068,11 @@ impl Scenario {
             if r.via.is_none() && r.dev.is_none() {
                 ps.add(format!("route[{i}]"), "gives neither via nor dev: say where the route leads");
             }
-            let mut v6 = false;
+            let mut broken = false;
             if let RouteDst::Prefix(c) = r.to {
                 if !sane(&c) {
+                    broken = true;
                     ps.add(format!("route[{i}].to"), format!("prefix length /{} is too long", c.prefix));
-                } else if c.addr.is_ipv6() {
-                    v6 = true;
-                    ps.add(format!("route[{i}].to"), "IPv6 routes are not supported yet");
                 } else if network(c) != c.addr {
                     ps.add(
                         format!("route[{i}].to"),
@@ -1047,14 +1084,29 @@ impl Scenario {
                     );
                 }
             }
-            if let Some(via) = r.via
-                && via.is_ipv6()
-                && !v6
-            {
-                v6 = true;
-                ps.add(format!("route[{i}].via"), "IPv6 routes are not supported yet");
+            if let Some(via) = r.via {
+                if via.is_ipv6() != r.is_ipv6() {
+                    broken = true;
+                    ps.add(
+                        format!("route[{i}].via"),
+                        format!(
+                            "gateway {via} is not of the family of the route to {}: give an {} gateway",
+                            r.prefix(),
+                            if r.is_ipv6() { "IPv6" } else { "IPv4" }
+                        ),
+                    );
+                } else if is_link_local(via) && r.dev.is_none() {
+                    broken = true;
+                    ps.add(
+                        format!("route[{i}].via"),
+                        format!(
+                            "gateway {via} is link-local, the same address on every link: give dev, the interface it is reached on (dev = \"eth0\")"
+                        ),
+                    );
+                }
             }
-            if let Some(j) = self.route[..i].iter().position(|o| o.netns == r.netns && o.to == r.to) {
+            let same = |o: &RouteSpec| o.netns == r.netns && o.is_ipv6() == r.is_ipv6() && o.prefix() == r.prefix();
+            if let Some(j) = self.route[..i].iter().position(same) {
                 let to = match r.to {
                     RouteDst::Default => "default".to_string(),
                     RouteDst::Prefix(c) => c.to_string(),
@@ -1062,10 +1114,12 @@ impl Scenario {
                 ps.add(format!("route[{i}].to"), format!("netns {} already has a route to {to} (route[{j}])", r.netns));
             }
             // The kernel takes a gateway only if a link route reaches it: a connected prefix of an
-            // interface there (of `dev` if given) or an earlier route through a device.
+            // interface there (of `dev` if given) or an earlier route through a device. A
+            // link-local gateway is reached on its `dev`, whose fe80::/64 every link has.
             if let Some(via) = r.via
                 && ns_ok
-                && !v6
+                && !broken
+                && !is_link_local(via)
             {
                 let on_dev = |dev: &str| r.dev.as_deref().is_none_or(|d| d == dev);
                 let mut prefixes: Vec<Cidr> = ifaces_of(&r.netns)
@@ -1156,7 +1210,8 @@ impl Scenario {
                     );
                 }
             }
-            let needs_port = matches!(p.kind, ProbeKind::Udp | ProbeKind::Tcp | ProbeKind::Frame);
+            let prober = crate::probe::prober(p.kind);
+            let needs_port = prober.needs_port();
             if needs_port && p.port.is_none() {
                 ps.add(
                     format!("probe[{i}].port"),
@@ -1166,20 +1221,12 @@ impl Scenario {
             if !needs_port && p.port.is_some() {
                 ps.add(format!("probe[{i}].port"), "an icmp probe has no port");
             }
-            match (&p.kind, &p.frame) {
-                (ProbeKind::Frame, None) => ps.add(format!("probe[{i}]"), "kind = \"frame\" needs a [probe.frame] table (iface, and optionally mac_src, mac_dst, src, sport, ttl, flags)"),
-                (ProbeKind::Frame, Some(f)) => {
-                    if !ifaces.contains_key(&(p.from.as_str(), f.iface.as_str())) {
-                        ps.add(format!("probe[{i}].frame.iface"), format!("netns {} has no interface `{}` ({})", p.from, f.iface, names_of(&p.from)));
-                    } else if let Some(w) = self.wireguard_at(&p.from, &f.iface) {
-                        ps.add(format!("probe[{i}].frame.iface"), format!("{} is a WireGuard interface: a frame probe injects an Ethernet frame, which it has no link layer for", w.id()));
-                    }
-                    if let Some(bad) = f.flags.chars().find(|c| !"SAFRP".contains(*c)) {
-                        ps.add(format!("probe[{i}].frame.flags"), format!("`{bad}` is not a TCP flag letter (want S, A, F, R, P)"));
-                    }
-                }
-                (_, Some(_)) => ps.add(format!("probe[{i}].frame"), "only kind = \"frame\" takes a [probe.frame] table"),
-                (_, None) => {}
+            if p.frame.is_some() && p.kind != ProbeKind::Frame {
+                ps.add(format!("probe[{i}].frame"), "only kind = \"frame\" takes a [probe.frame] table");
+            }
+            for (below, message) in prober.problems(self, p) {
+                let item = if below.is_empty() { format!("probe[{i}]") } else { format!("probe[{i}].{below}") };
+                ps.add(item, message);
             }
             for server in p.answered_by.keys() {
                 if !self.server.iter().any(|s| &s.netns == server) {
@@ -1956,6 +2003,72 @@ name = "ping"
 from = "c1"
 to = "10.0.0.1"
 "#;
+
+    const DUAL: &str = r#"name = "dual"
+
+[[netns]]
+name = "host"
+
+[[netns]]
+name = "c1"
+
+[[veth]]
+a = { netns = "host", name = "veth0", addresses = ["fd00::1/64", "10.0.0.1/24"] }
+b = { netns = "c1", name = "eth0", addresses = ["fd00::2/64", "10.0.0.2/24"] }
+
+[[route]]
+netns = "c1"
+to = "default"
+via = "fe80::1"
+dev = "eth0"
+
+[[route]]
+netns = "c1"
+to = "default"
+via = "10.0.0.1"
+
+[[route]]
+netns = "host"
+to = "fd00:1::/64"
+via = "fd00::2"
+
+[[probe]]
+name = "ping6"
+from = "c1"
+to = "fd00::1"
+"#;
+
+    #[test]
+    fn ipv6_routes_are_checked_like_ipv4_ones_and_located() {
+        assert_eq!(diags(DUAL), Vec::<String>::new(), "one default per family is no duplicate");
+        let sc = Scenario::parse(DUAL, Path::new("t.toml")).unwrap();
+        assert!(sc.route[0].is_ipv6() && !sc.route[1].is_ipv6());
+        assert_eq!(sc.route[0].prefix().to_string(), "::/0");
+        assert_eq!(sc.next_hop("c1", "eth0", "fd00:9::9".parse().unwrap()).to_string(), "fe80::1");
+        assert_eq!(sc.next_hop("c1", "eth0", "10.9.9.9".parse().unwrap()).to_string(), "10.0.0.1");
+        let bad = DUAL.replace("dev = \"eth0\"\n", "").replace("via = \"fd00::2\"", "via = \"fd00:9::2\"").replace(
+            "via = \"10.0.0.1\"",
+            "via = \"10.0.0.1\"\n\n[[route]]\nnetns = \"c1\"\nto = \"::/0\"\nvia = \"fd00::1\"",
+        );
+        assert_eq!(
+            diags(&bad),
+            [
+                "t.toml:16:7: route[0].via: gateway fe80::1 is link-local, the same address on every link: give dev, the interface it is reached on (dev = \"eth0\")",
+                "t.toml:25:6: route[2].to: netns c1 already has a route to ::/0 (route[0])",
+                "t.toml:31:7: route[3].via: gateway fd00:9::2 is outside every connected prefix of netns host (it has fd00::1/64, 10.0.0.1/24), so the kernel refuses the route",
+            ]
+        );
+        let mixed = DUAL.replace("to = \"fd00:1::/64\"", "to = \"10.1.0.0/16\"");
+        assert_eq!(
+            diags(&mixed),
+            [
+                "t.toml:27:7: route[2].via: gateway fd00::2 is not of the family of the route to 10.1.0.0/16: give an IPv4 gateway"
+            ]
+        );
+        let hop = format!("{DUAL}addr = [{{ at = \"host/veth0\", hoplimit = 64 }}]\n");
+        let sc = Scenario::parse(&hop, Path::new("t.toml")).unwrap();
+        assert_eq!(sc.probe[0].addr[0].ttl, Some(64), "hoplimit is ttl's other name");
+    }
 
     #[test]
     fn semantic_errors_carry_line_and_column() {
