@@ -301,10 +301,15 @@ fn skip_bracketed<'t, 'a>(first: &str, mut rest: &'t [&'a str]) -> Result<&'t [&
     Ok(rest)
 }
 
-/// Skips the hex dump of IP or TCP options, `OPT (0204...)`.
+/// Skips the hex dump of IPv4 or TCP options, `OPT (0204...)`, and what IPv6 prints of an
+/// extension header, `OPT ( )` (a hop-by-hop header: an MLD report's) or `OPT ( FRAG:0 ID:2a )`.
 fn skip_options<'t, 'a>(rest: &'t [&'a str]) -> Result<&'t [&'a str], String> {
     match rest.split_first() {
         Some((dump, tail)) if dump.starts_with('(') && dump.ends_with(')') => Ok(tail),
+        Some((&"(", tail)) => match tail.iter().position(|t| *t == ")") {
+            Some(end) => Ok(&tail[end + 1..]),
+            None => Err("`OPT (` is never closed".into()),
+        },
         _ => Err("`OPT` without its `(hex)`".into()),
     }
 }
@@ -955,7 +960,7 @@ mod tests {
     #[test]
     fn reads_the_ipv6_lines_of_the_kernel() {
         let lines = ipv6_lines();
-        assert_eq!(lines.len(), 32);
+        assert_eq!(lines.len(), 35);
         let events: Vec<TraceEvent> = lines.iter().map(|l| parse_line(l).unwrap_or_else(|e| panic!("{e}"))).collect();
         let request = &events[2].packet;
         assert_eq!(events[2].hook.to_string(), "filter:FORWARD:rule:1");
@@ -974,12 +979,21 @@ mod tests {
         let na = &events[6].packet;
         assert_eq!(na.l4, L4::Icmp { kind: 136, code: 0, id: None, seq: None });
         assert_eq!(na.flow_label, Some(0));
+        // An MLD report: its hop-by-hop header printed as `OPT ( )`.
+        let mld = &events[32].packet;
+        assert_eq!(
+            (mld.dst, mld.ttl, mld.l4.clone()),
+            (ip("ff02::16"), Some(1), L4::Icmp { kind: 143, code: 0, id: None, seq: None })
+        );
+        assert!(parse_line(&ipv6_lines()[32].replace("OPT ( )", "OPT (")).is_err());
     }
 
     #[test]
     fn renders_ipv6_lines_as_the_kernel_wrote_them() {
-        // Not the port unreachable, whose quoted datagram (`[SRC=...]`) no event keeps.
-        for line in ipv6_lines().into_iter().filter(|l| l.contains("PROTO=ICMPv6") && !l.contains('[')) {
+        // Not the port unreachable, whose quoted datagram (`[SRC=...]`) no event keeps, nor the
+        // MLD reports, whose extension header (`OPT ( )`) and mark no event keeps either.
+        let plain = |l: &&str| l.contains("PROTO=ICMPv6") && !l.contains('[') && !l.contains("OPT");
+        for line in ipv6_lines().into_iter().filter(plain) {
             let event = parse_line(line).unwrap();
             assert_eq!(render(&event), line.trim_end());
             assert_eq!(parse_line(&render(&event)), Ok(event));
