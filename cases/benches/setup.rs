@@ -30,7 +30,7 @@ fn main() {
         // A child of `peak_rss`: one run and nothing else, so its peak is the run's.
         let sc = scenario(&args[i + 1]);
         let o = netpath::run(&sc, Backend::Legacy, &opts).unwrap();
-        assert!(o.passed(), "{}", netpath::report::outcome(&o, false));
+        assert!(o.passed(), "{}", netpath::output::report::outcome(&o, false));
         // The high-water mark of this process's own memory since its exec (the parent's wait4
         // rusage would report the parent's: a spawned child inherits its maxrss).
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -44,7 +44,7 @@ fn main() {
         lab.teardown().unwrap();
     });
     let ip = measure("docker topology build + teardown, one `ip` process per step", || {
-        let run = netpath::netns::new_run_id();
+        let run = netpath::lab::netns::new_run_id();
         let names = build_with_ip(&run);
         for n in names {
             ip(&["netns", "del", &n]);
@@ -56,7 +56,7 @@ fn main() {
     for backend in [Backend::Legacy, Backend::Nft] {
         runs.push(measure(&format!("docker-masquerade run, {} backend, all asserted", backend.name()), || {
             let o = netpath::run(&sc, backend, &opts).unwrap();
-            assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+            assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
         }));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/seed000-experiment.sh");
@@ -68,7 +68,7 @@ fn main() {
     let sc: Scenario = netpath_cases::load("k8s-service");
     measure("k8s-service run (280 TCP connections), legacy backend", || {
         let o = netpath::run(&sc, Backend::Legacy, &opts).unwrap();
-        assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+        assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
     });
     for backend in [Backend::Legacy, Backend::Nft] {
         let sc = netpath_cases::load_scenario(5, 5, 2);
@@ -76,7 +76,7 @@ fn main() {
         let mut incomplete = vec![];
         let took = measure(&format!("10,000 traced packets (5,000 ICMP + 5,000 UDP), {}", backend.name()), || {
             match netpath::run(&sc, backend, &opts) {
-                Ok(o) => assert!(o.passed(), "{}", netpath::report::outcome(&o, false)),
+                Ok(o) => assert!(o.passed(), "{}", netpath::output::report::outcome(&o, false)),
                 Err(netpath::Error::EvidenceIncomplete { losses }) => incomplete.push(losses.join("; ")),
                 Err(e) => panic!("{e}"),
             }
@@ -195,7 +195,7 @@ fn build_with_lab(lab: &mut Lab) {
 }
 
 fn build_with_ip(run: &str) -> Vec<String> {
-    let full = |n: &str| format!("{}{run}-{n}", netpath::netns::PREFIX);
+    let full = |n: &str| format!("{}{run}-{n}", netpath::lab::netns::PREFIX);
     for n in NETNS {
         ip(&["netns", "add", &full(n)]);
         ip(&["-n", &full(n), "link", "set", "lo", "up"]);

@@ -1,7 +1,7 @@
 //! Helpers shared by the scenario tests.
 //!
 //! A case may be skipped only when the kernel lacks a feature the scenario needs (derived by
-//! [`netpath::requires::required_features`], probed by [`netpath::caps`]): [`run_or_skip`] and
+//! [`netpath::caps::requires::required_features`], probed by [`netpath::caps`]): [`run_or_skip`] and
 //! [`assert_passes`] then print `SKIP NAME [BACKEND]: needs FEATURE: REASON` and return `None`,
 //! and under `NETPATH_STRICT=1` fail instead. A test that needs the outcome to go on uses
 //! [`run_or_return!`], which returns from the test on a skip.
@@ -48,7 +48,7 @@ pub fn strict() -> bool {
 /// `Err` with the skip line (`SKIP NAME [BACKEND]: needs FEATURE: REASON`) when this machine
 /// lacks a feature `sc` needs under `backend`.
 pub fn check(sc: &Scenario, backend: Backend) -> Result<(), String> {
-    netpath::requires::check(sc, backend, &RunOptions::default()).map_err(|skip| {
+    netpath::caps::requires::check(sc, backend, &RunOptions::default()).map_err(|skip| {
         format!("SKIP {} [{}]: needs {}: {}", sc.name, backend.name(), skip.feature.name(), skip.reason)
     })
 }
@@ -89,7 +89,7 @@ pub fn run(sc: &Scenario, backend: Backend) -> Outcome {
 /// (see [`run_or_skip`]).
 pub fn assert_passes(sc: &Scenario, backend: Backend) -> Option<Outcome> {
     let o = run_or_skip(sc, backend)?;
-    assert!(o.passed(), "\n{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "\n{}", netpath::output::report::outcome(&o, true));
     Some(o)
 }
 
@@ -141,16 +141,19 @@ fn build_netpath() -> Result<PathBuf, String> {
 }
 
 /// The failure whose `what` is exactly `what`, or a panic listing them all.
-pub fn named<'a>(failures: &'a [netpath::expect::Failure], what: &str) -> &'a netpath::expect::Failure {
+pub fn named<'a>(
+    failures: &'a [netpath::verdict::expect::Failure],
+    what: &str,
+) -> &'a netpath::verdict::expect::Failure {
     failures.iter().find(|f| f.what == what).unwrap_or_else(|| panic!("no failure `{what}` in {failures:#?}"))
 }
 
 /// The failure named `what`, which must exist and say each of `fragments` in its detail.
 pub fn named_saying<'a>(
-    failures: &'a [netpath::expect::Failure],
+    failures: &'a [netpath::verdict::expect::Failure],
     what: &str,
     fragments: &[&str],
-) -> &'a netpath::expect::Failure {
+) -> &'a netpath::verdict::expect::Failure {
     let f = named(failures, what);
     for fragment in fragments {
         assert!(f.detail.contains(fragment), "`{what}` does not say {fragment:?}: {}", f.detail);
@@ -199,7 +202,7 @@ pub fn step_stdout<'a>(o: &'a Outcome, name: &str) -> &'a str {
 }
 
 /// The step `name` of `sc`, to edit for a twin.
-pub fn step_mut<'a>(sc: &'a mut Scenario, name: &str) -> &'a mut netpath::step::StepSpec {
+pub fn step_mut<'a>(sc: &'a mut Scenario, name: &str) -> &'a mut netpath::lab::step::StepSpec {
     sc.step.iter_mut().find(|s| s.name == name).unwrap_or_else(|| panic!("no step `{name}`"))
 }
 
@@ -269,7 +272,12 @@ pub fn assert_step_output(o: &Outcome, step: &str, needles: &[&str], absent: boo
 }
 
 /// The probe was not answered by `server`, and its request's path in `netns` misses `hook`.
-pub fn assert_unanswered_without(failures: &[netpath::expect::Failure], server: &str, netns: &str, hook: &str) {
+pub fn assert_unanswered_without(
+    failures: &[netpath::verdict::expect::Failure],
+    server: &str,
+    netns: &str,
+    hook: &str,
+) {
     named_saying(failures, &format!("answers from {server}"), &["got 0"]);
     named_saying(
         failures,
@@ -280,7 +288,10 @@ pub fn assert_unanswered_without(failures: &[netpath::expect::Failure], server: 
 
 /// The failure whose `what` starts with `prefix` (a handle's failure carries the real name
 /// after it), or a panic listing them all.
-pub fn starting<'a>(failures: &'a [netpath::expect::Failure], prefix: &str) -> &'a netpath::expect::Failure {
+pub fn starting<'a>(
+    failures: &'a [netpath::verdict::expect::Failure],
+    prefix: &str,
+) -> &'a netpath::verdict::expect::Failure {
     failures
         .iter()
         .find(|f| f.what.starts_with(prefix))
@@ -348,7 +359,7 @@ pub fn without_expectations(sc: &Scenario) -> Scenario {
 /// format; with the recorder's warnings.
 pub fn record(sc: &Scenario) -> (Scenario, Vec<String>) {
     let outcomes: Vec<Outcome> = sc.backends.iter().map(|b| run(sc, *b)).collect();
-    let rec = netpath::record::expectations(sc, &outcomes);
+    let rec = netpath::output::record::expectations(sc, &outcomes);
     let text = rec.scenario.to_toml();
     let read = Scenario::from_toml(&text, Path::new("recorded.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (read, rec.warnings)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use netpath::caps::{self, Feature};
-use netpath::junit::{self, Element};
+use netpath::output::junit::{self, Element};
 use netpath::{Backend, Scenario};
 
 /// A scratch folder for one test, removed when dropped.

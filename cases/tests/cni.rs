@@ -17,7 +17,7 @@ const DNAT_CHAIN: &str = "CNI-DN-386b7ec1f98ec02644acb";
 fn cni_plugins_masquerade_publish_and_del_removes_their_rules() {
     let sc = load(SCENARIO);
     let o = run_or_return!(&sc, Backend::Nft);
-    assert!(o.passed(), "\n{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "\n{}", netpath::output::report::outcome(&o, true));
     // The handle named the plugin's random host veth.
     let real = o.setup.handles.iter().find(|(_, h)| *h == "host/peer:c1/eth0").map(|(r, _)| r.clone());
     assert!(real.as_deref().is_some_and(|r| r.starts_with("host/veth")), "{:?}", o.setup.handles);

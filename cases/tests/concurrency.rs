@@ -3,8 +3,8 @@
 
 use std::sync::Barrier;
 
-use netpath::netns::Netns;
-use netpath::pcap_thread::PcapThread;
+use netpath::lab::netns::Netns;
+use netpath::observe::capture::PcapThread;
 use netpath_cases::require_root;
 
 /// libpcap's NFLOG configuration numbers its requests from one unsynchronized static and waits
@@ -16,9 +16,9 @@ fn nflog_handles_opened_by_many_threads_at_once_all_open() {
     require_root();
     const THREADS: usize = 6;
     const ROUNDS: usize = 15;
-    let run = netpath::netns::new_run_id();
+    let run = netpath::lab::netns::new_run_id();
     let namespaces: Vec<Netns> = (0..THREADS)
-        .map(|i| Netns::create(&format!("{}{run}-nflog{i}", netpath::netns::PREFIX)).expect("create netns"))
+        .map(|i| Netns::create(&format!("{}{run}-nflog{i}", netpath::lab::netns::PREFIX)).expect("create netns"))
         .collect();
     for round in 0..ROUNDS {
         let barrier = Barrier::new(THREADS);

@@ -150,7 +150,7 @@ fn an_icmpv6_echo_is_traced_through_ip6tables_by_every_source(
     let sc = scenario(str::to_string);
     for trace in sources(backend) {
         let o = run(&sc, backend, trace);
-        assert!(o.passed(), "[{trace:?}]\n{}", netpath::report::outcome(&o, true));
+        assert!(o.passed(), "[{trace:?}]\n{}", netpath::output::report::outcome(&o, true));
         for probe in ["ping6", "ping4"] {
             assert_eq!(
                 path(&o, probe, Direction::Request),
@@ -182,7 +182,7 @@ fn without_the_conntrack_rule_the_ipv6_reply_is_dropped_at_the_forward_policy(
     for trace in sources(backend) {
         let o = run(&sc, backend, trace);
         let ping6 = &o.probes[0];
-        assert!(!ping6.failures.is_empty(), "[{trace:?}] passed:\n{}", netpath::report::outcome(&o, true));
+        assert!(!ping6.failures.is_empty(), "[{trace:?}] passed:\n{}", netpath::output::report::outcome(&o, true));
         assert!(!ping6.exchanges[0].replied, "[{trace:?}]");
         assert_eq!(
             path(&o, "ping6", Direction::Reply),

@@ -33,7 +33,7 @@ fn a_run_changes_nothing_in_the_init_netns_and_leaves_no_namespace() {
     netpath_cases::require_root();
     // A kernel-log run elsewhere sets nf_log_all_netns while it observes: take its turn so the
     // snapshots compare this run alone.
-    let _turn = netpath::global_sysctl::KernelLogLock::acquire_within(std::time::Duration::from_secs(120))
+    let _turn = netpath::lab::global_sysctl::KernelLogLock::acquire_within(std::time::Duration::from_secs(120))
         .expect("the kernel-log lock");
     let before = init_netns_state();
     let sc = netpath_cases::load("docker-masquerade");
@@ -57,7 +57,7 @@ fn a_run_changes_nothing_in_the_init_netns_and_leaves_no_namespace() {
 #[test]
 fn tool_steps_change_nothing_in_the_init_netns_and_leave_nothing() {
     netpath_cases::require_root();
-    let _turn = netpath::global_sysctl::KernelLogLock::acquire_within(std::time::Duration::from_secs(120))
+    let _turn = netpath::lab::global_sysctl::KernelLogLock::acquire_within(std::time::Duration::from_secs(120))
         .expect("the kernel-log lock");
     let before = init_netns_state();
     let mut names = vec![];

@@ -17,7 +17,7 @@ const SET_RULE: &str = "-A KUBE-FORWARD -m set --match-set KUBE-ENDPOINTS dst -j
 fn error_of(sc: &netpath::Scenario, backend: Backend) -> Option<String> {
     check(sc, backend).ok()?;
     match netpath::run(sc, backend, &RunOptions::default()) {
-        Ok(o) => panic!("ran:\n{}", netpath::report::outcome(&o, true)),
+        Ok(o) => panic!("ran:\n{}", netpath::output::report::outcome(&o, true)),
         Err(e) => Some(e.to_string()),
     }
 }

@@ -22,7 +22,7 @@ fn ten_thousand_traced_packets_lose_nothing() {
 fn under(backend: Backend) {
     let sc = netpath_cases::load_scenario(5, 5, 2);
     let o = netpath_cases::run_or_return!(&sc, backend);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, false));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, false));
     let points = ["c1/eth0", "host/veth0594f4b", "host/docker0", "host/eth0", "ext/eth0"];
     let mut packets = 0;
     for p in &o.probes {

@@ -12,7 +12,7 @@ const DNAT_CHAIN: &str = "NETAVARK-DN-3AD4160B8F9EA";
 fn netavark_masquerades_publishes_and_teardown_removes_its_rules() {
     let sc = load(SCENARIO);
     let o = run_or_return!(&sc, Backend::Nft);
-    assert!(o.passed(), "\n{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "\n{}", netpath::output::report::outcome(&o, true));
     assert!(o.setup.handles.values().any(|h| h == "host/peer:c1/eth0"), "{:?}", o.setup.handles);
     assert_step_output(&o, "rules-after-teardown", &["*nat", "*filter", "NETAVARK-HOSTPORT-DNAT"], false);
     assert_step_output(&o, "rules-after-teardown", &[MASQ_CHAIN, DNAT_CHAIN, "10.89.0.0/24", "10.89.0.2"], true);

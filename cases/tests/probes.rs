@@ -35,7 +35,7 @@ fn udp_datagrams_are_answered_by_the_server_and_followed_everywhere() {
     p.answered_by.insert("b".into(), 3);
     sc.probe.push(p);
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
     for ex in &o.probes[0].exchanges {
         let at_b = &ex.request.seen[&"b/eth0".parse().unwrap()];
         assert_eq!(at_b.ports(), (at_b.ports().0, Some(5353)));
@@ -64,13 +64,16 @@ fn tcp_connections_are_followed_by_sequence_numbers() {
     sc.probe.push(p);
     for backend in [Backend::Legacy, Backend::Nft] {
         let o = netpath_cases::run_or_return!(&sc, backend);
-        assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+        assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
         for ex in &o.probes[0].exchanges {
             // Request = SYN, reply = SYN-ACK, at both ends and in b's trace.
             let syn = &ex.request.seen[&"b/eth0".parse().unwrap()];
-            assert!(matches!(&syn.l4, netpath::packet::L4::Tcp { flags, .. } if flags == "S"), "{syn:?}");
+            assert!(matches!(&syn.l4, netpath::evidence::packet::L4::Tcp { flags, .. } if flags == "S"), "{syn:?}");
             let synack = &ex.reply.seen[&"a/eth0".parse().unwrap()];
-            assert!(matches!(&synack.l4, netpath::packet::L4::Tcp { flags, .. } if flags == "S."), "{synack:?}");
+            assert!(
+                matches!(&synack.l4, netpath::evidence::packet::L4::Tcp { flags, .. } if flags == "S."),
+                "{synack:?}"
+            );
             assert!(!ex.request.path["b"].is_empty(), "{backend:?}: the SYN is in b's trace");
         }
     }

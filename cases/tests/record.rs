@@ -76,7 +76,12 @@ fn a_recording_of_a_bare_scenario_passes_every_later_run(
     for backend in recorded.allowed_backends() {
         for i in 0..3 {
             let o = run(&recorded, backend);
-            assert!(o.passed(), "{name} [{}] run {i}:\n{}", backend.name(), netpath::report::outcome(&o, false));
+            assert!(
+                o.passed(),
+                "{name} [{}] run {i}:\n{}",
+                backend.name(),
+                netpath::output::report::outcome(&o, false)
+            );
         }
     }
 }

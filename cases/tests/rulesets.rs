@@ -36,7 +36,7 @@ to = "10.9.0.2"
 fn error_of(sc: &Scenario, backend: Backend) -> String {
     netpath_cases::require_root();
     match netpath::run(sc, backend, &RunOptions::default()) {
-        Ok(o) => panic!("ran:\n{}", netpath::report::outcome(&o, true)),
+        Ok(o) => panic!("ran:\n{}", netpath::output::report::outcome(&o, true)),
         Err(e) => e.to_string(),
     }
 }
@@ -117,7 +117,7 @@ fn an_ipv4_rule_in_the_ip6tables_ruleset_is_reported_at_its_line(
     let fixed = rules.replace("-A INPUT -p icmp --icmp-type echo-request", "-A INPUT -p ipv6-icmp --icmpv6-type 129");
     let sc = with_ruleset("ip6tables", &fixed);
     let o = netpath::run(&sc, backend, &RunOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
 }
 
 /// ebtables rules may match IPv6 frames (`-p IPv6 --ip6-proto`); `--ip6-proto` without `-p IPv6`
@@ -127,7 +127,7 @@ fn ebtables_ip6_proto_rules_load_and_a_wrong_one_is_reported_at_its_line() {
     let good = "*filter\n:FORWARD ACCEPT\n-A FORWARD -p IPv6 --ip6-proto ipv6-icmp -j ACCEPT\n-A FORWARD -p IPv6 --ip6-proto tcp --ip6-dport 80 -j ACCEPT\n";
     let o = netpath::run(&with_ruleset("ebtables", good), Backend::Legacy, &RunOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
     let bad = "*filter\n:FORWARD ACCEPT\n-A FORWARD -p IPv6 --ip6-proto ipv6-icmp -j ACCEPT\n-A FORWARD -p IPv4 --ip6-proto tcp -j ACCEPT\n";
     let e = error_of(&with_ruleset("ebtables", bad), Backend::Legacy);
     assert!(

@@ -14,7 +14,7 @@ fn scenario_file(#[files("scenarios/*.toml")] path: PathBuf) {
         if let Some(o) = netpath_cases::run_or_skip(&sc, *backend)
             && !o.passed()
         {
-            failed.push(netpath::report::outcome(&o, true));
+            failed.push(netpath::output::report::outcome(&o, true));
         }
     }
     assert!(failed.is_empty(), "\n{}", failed.join("\n"));

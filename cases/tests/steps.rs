@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use netpath::step::{Phase, StepSpec};
+use netpath::lab::step::{Phase, StepSpec};
 use netpath::{Backend, RunOptions, Scenario};
 use netpath_cases::step_stdout;
 
@@ -62,7 +62,7 @@ fn a_step_runs_in_its_netns_with_placeholders_env_and_stdin() {
     step.stdin = Some("stdin of {run_id}\n".into());
     let sc = with_steps(vec![step]);
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
     let r = &o.setup.steps[0];
     assert_eq!((r.name.as_str(), r.netns.as_str(), r.phase, r.exit), ("look", "b", Phase::BeforeRules, Some(0)));
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -160,7 +160,7 @@ fn a_probe_may_go_to_the_address_a_step_gave_an_interface() {
         with_steps(vec![sh("readdress", "b", "ip addr del 10.9.0.2/24 dev eth0 && ip addr add 10.9.0.77/24 dev eth0")]);
     sc.probe[0].to = "@b/eth0".parse().unwrap();
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
     let at_b = &o.probes[0].exchanges[0].request.seen[&"b/eth0".parse().unwrap()];
     assert_eq!(at_b.dst, Some("10.9.0.77".parse().unwrap()));
     // A target that has no address after the steps is an error naming it.
@@ -184,12 +184,12 @@ fn the_trace_source_follows_the_backend_a_step_wrote_to() {
     let legacy = StepSpec::new("legacy-rule", "b", "iptables-legacy", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]);
     let sc = with_path_in_b(vec![legacy], &["raw:PREROUTING:policy:2", "filter:INPUT:rule:1"]);
     let o = netpath_cases::run_or_return!(&sc, Backend::Nft);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
     assert_eq!((o.setup.backends["b"].legacy, o.setup.backends["b"].nft), (1, 0));
     let nft = StepSpec::new("nft-rule", "b", "iptables-nft", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]);
     let sc = with_path_in_b(vec![nft], &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:rule:1"]);
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
     assert_eq!((o.setup.backends["b"].legacy, o.setup.backends["b"].nft), (0, 1));
 }
 
@@ -209,5 +209,5 @@ fn rules_in_both_backends_are_reported_unless_pinned() {
     let mut pinned = sc.clone();
     pinned.netns_mut("b").unwrap().traced_backend = Some(Backend::Nft);
     let o = netpath_cases::run_or_return!(&pinned, Backend::Nft);
-    assert!(o.passed(), "{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use netpath::global_sysctl::{self, KernelLogGuard};
+use netpath::lab::global_sysctl::{self, KernelLogGuard};
 use netpath::observe::TraceChoice;
+use netpath::observe::trace::TraceSource;
 use netpath::scenario::Direction;
-use netpath::trace::TraceSource;
 use netpath::{Backend, Outcome, RunOptions, Scenario};
 use netpath_cases::load;
 
@@ -29,7 +29,7 @@ fn run_with(sc: &Scenario, backend: Backend, trace: Option<TraceChoice>) -> netp
 fn passes(sc: &Scenario, backend: Backend, trace: Option<TraceChoice>) -> Outcome {
     let o = run_with(sc, backend, trace)
         .unwrap_or_else(|e| panic!("{} [{}, {trace:?}] did not run: {e}", sc.name, backend.name()));
-    assert!(o.passed(), "[{trace:?}]\n{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "[{trace:?}]\n{}", netpath::output::report::outcome(&o, true));
     o
 }
 
@@ -235,8 +235,8 @@ fn kmsg_and_nflog_agree_on_every_bundled_legacy_scenario() {
             nflog.passed(),
             "{}:\nkmsg:\n{}\nnflog:\n{}",
             sc.name,
-            netpath::report::outcome(&kmsg, true),
-            netpath::report::outcome(&nflog, true)
+            netpath::output::report::outcome(&kmsg, true),
+            netpath::output::report::outcome(&nflog, true)
         );
         eprintln!("{}: {} packet paths agree", sc.name, paths(&kmsg).len());
         compared += 1;

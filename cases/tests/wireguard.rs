@@ -5,8 +5,8 @@
 
 use netpath::Backend;
 use netpath::evidence::Frame;
-use netpath::packet::L4;
-use netpath::wireguard::Implementation;
+use netpath::evidence::packet::L4;
+use netpath::lab::wireguard::Implementation;
 use netpath_cases::{load, run};
 use rstest::rstest;
 
@@ -50,7 +50,7 @@ fn nonces(o: &netpath::Outcome) -> Vec<Vec<u8>> {
 fn the_underlay_carries_only_wireguard_udp_and_never_the_plaintext() {
     let sc = load("wireguard-peer-to-peer");
     let o = run(&sc, Backend::Legacy);
-    assert!(o.passed(), "\n{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "\n{}", netpath::output::report::outcome(&o, true));
 
     let imp = o.wireguard.as_ref().expect("the outcome names the WireGuard implementation");
     match netpath::caps::probe(netpath::caps::Feature::WireGuard).available {

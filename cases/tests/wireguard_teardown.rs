@@ -44,7 +44,7 @@ fn nothing_is_left_after_a_run_that_passed_or_failed() {
     require_root();
     let sc = load("wireguard-peer-to-peer");
     let o = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(o.passed(), "\n{}", netpath::report::outcome(&o, true));
+    assert!(o.passed(), "\n{}", netpath::output::report::outcome(&o, true));
     assert_eq!(wireguard_go_children(), Vec::<u32>::new());
     assert_eq!(leftovers(), Vec::<String>::new());
 

@@ -10,9 +10,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use netpath::junit::{self, Case, Status};
 use netpath::observe::TraceChoice;
-use netpath::results::{self, RunResult, RunVerdict};
+use netpath::output::junit::{self, Case, Status};
+use netpath::output::results::{self, RunResult, RunVerdict};
 use netpath::{Backend, RunOptions, Scenario};
 
 #[derive(Parser)]
@@ -170,7 +170,7 @@ fn check_capabilities(command: &str) -> Result<(), ExitCode> {
 /// How `netpath run` runs and reports.
 struct Settings {
     opts: RunOptions,
-    detail: netpath::report::Detail,
+    detail: netpath::output::report::Detail,
     strict: bool,
     timings: bool,
 }
@@ -227,7 +227,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
             result,
         };
     }
-    if let Err(skip) = netpath::requires::check(sc, backend, &s.opts) {
+    if let Err(skip) = netpath::caps::requires::check(sc, backend, &s.opts) {
         let why = format!("needs {}: {}", skip.feature.name(), skip.reason);
         let mut result = RunResult::unrun("", sc, backend, Some(&skip), None);
         return if s.strict {
@@ -252,7 +252,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
     match netpath::run(sc, backend, &s.opts) {
         Ok(o) => Done {
             verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
-            text: netpath::report::outcome_in(&o, s.detail)
+            text: netpath::output::report::outcome_in(&o, s.detail)
                 + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
             cases: junit::outcome_cases(&o, start.elapsed()),
             result: RunResult::from_outcome("", &o),
@@ -448,7 +448,7 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let settings = Settings {
         opts: RunOptions { keep, trace, ..RunOptions::default() },
-        detail: netpath::report::Detail::of(show_path, verbose),
+        detail: netpath::output::report::Detail::of(show_path, verbose),
         strict: strict || netpath::caps::strict(),
         timings,
     };
@@ -551,7 +551,7 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     let opts = RunOptions::default();
     let mut outcomes = vec![];
     for backend in &sc.backends {
-        if let Err(skip) = netpath::requires::check(&sc, *backend, &opts) {
+        if let Err(skip) = netpath::caps::requires::check(&sc, *backend, &opts) {
             eprintln!(
                 "netpath record: {} [{}] cannot run here: needs {}: {}",
                 sc.name,
@@ -569,13 +569,14 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
             }
         }
     }
-    let netpath::record::Recording { scenario: recorded, warnings } = netpath::record::expectations(&sc, &outcomes);
+    let netpath::output::record::Recording { scenario: recorded, warnings } =
+        netpath::output::record::expectations(&sc, &outcomes);
     for w in &warnings {
         eprintln!("netpath record: warning: {w}");
     }
     let target = out.unwrap_or(file);
     // Rewritten from the file's own text, so its comments and layout survive the recording.
-    let text = netpath::record::rewrite(&original, &recorded);
+    let text = netpath::output::record::rewrite(&original, &recorded);
     if let Err(e) = text.and_then(|t| std::fs::write(target, t).map_err(|e| format!("write {}: {e}", target.display())))
     {
         eprintln!("netpath record: {e}");
@@ -599,10 +600,10 @@ fn main() -> ExitCode {
             print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
             ExitCode::SUCCESS
         }
-        Command::Sweep { all } => match netpath::netns::sweep(all) {
+        Command::Sweep { all } => match netpath::lab::netns::sweep(all) {
             Ok(removed) => {
                 // A run killed while it used the kernel log left nf_log_all_netns set.
-                match netpath::global_sysctl::recover_stale() {
+                match netpath::lab::global_sysctl::recover_stale() {
                     Ok(Some(v)) => println!("restored net.netfilter.nf_log_all_netns={v}"),
                     Ok(None) => {}
                     Err(e) => eprintln!("netpath sweep: {e}"),

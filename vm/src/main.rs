@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use guest::{Boot, Tools, shell_quote};
 use kernels::{Alias, Cache, Tree};
 use matrix::{Column, Matrix};
-use netpath::results::Results;
+use netpath::output::results::Results;
 
 #[derive(Parser)]
 #[command(name = "netpath-vm", version, about = "netpath on Debian's kernels in QEMU guests")]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use netpath::results::{ProbeResult, RunResult, RunVerdict};
+use netpath::output::results::{ProbeResult, RunResult, RunVerdict};
 use serde::{Deserialize, Serialize};
 
 /// What one kernel did.
@@ -456,7 +456,7 @@ pub fn diff(a: &[String], b: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netpath::results::ObservedPath;
+    use netpath::output::results::ObservedPath;
     use netpath::scenario::Direction;
 
     fn run(scenario: &str, verdict: RunVerdict, hooks: &[&str], passed: bool) -> RunResult {

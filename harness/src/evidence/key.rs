@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::evidence::Frame;
-use crate::packet::{L4, PacketInfo};
+use crate::evidence::packet::{L4, PacketInfo};
 
 /// What identifies one packet across hooks and NAT, family by family (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,7 +96,7 @@ impl<V: PartialEq> Index<V> {
     /// after its transport header, where it does); `None` when no frame or frames of two
     /// different values fit.
     pub fn get(&self, key: &Key, head: Option<&[u8]>) -> Option<&V> {
-        let fits = |bytes: &[u8]| head.is_none_or(|h| h.is_empty() || crate::packet::contains(bytes, h));
+        let fits = |bytes: &[u8]| head.is_none_or(|h| h.is_empty() || crate::evidence::packet::contains(bytes, h));
         let mut found = self.entries.get(key)?.iter().filter(|(bytes, _)| fits(bytes)).map(|(_, v)| v);
         let first = found.next()?;
         found.all(|v| v == first).then_some(first)

@@ -3,7 +3,7 @@
 
 use super::run_tool;
 use crate::error::Result;
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// The NFLOG group ebtables trace rules log to; group 0 is iptables TRACE's (nf_log) and
 /// ebtables-nft rejects group 0.

@@ -3,7 +3,7 @@
 
 use super::{Backend, Family, Iptables, run_tool};
 use crate::error::Result;
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// An iptables tool: `{iptables,ip6tables}-{legacy,nft}`, x_tables or the iptables syntax
 /// compiled to nf_tables, for one family. The four differ only in the program's name.

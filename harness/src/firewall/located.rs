@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Backend, Family, ebtables, nft};
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// Where a scenario's rulesets are in its file.
 #[derive(Debug, Clone, Default)]

@@ -10,7 +10,7 @@ pub mod nft;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 use crate::tool;
 
 /// Which iptables implementation applies an `iptables-save` ruleset.

@@ -2,7 +2,7 @@
 
 use super::run_tool;
 use crate::error::Result;
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// Mirrors `ip netns exec NS nft -f - < ruleset`.
 pub fn apply(ns: &Netns, ruleset: &str) -> Result<()> {

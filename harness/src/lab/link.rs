@@ -12,7 +12,7 @@ use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::cidr::Cidr;
-use crate::packet::Mac;
+use crate::evidence::packet::Mac;
 
 /// One end of a veth pair.
 #[derive(Debug, Clone)]

@@ -1,6 +1,12 @@
 //! The lab: the namespaces of one run and the links, addresses and routes inside them, made
 //! over rtnetlink (no `ip` processes) and removed on drop, also after a failure or a panic.
 
+pub mod global_sysctl;
+pub mod netns;
+pub mod step;
+pub mod sysctl;
+pub mod wireguard;
+
 mod link;
 
 use std::collections::BTreeMap;
@@ -11,7 +17,7 @@ use rtnetlink::Handle;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 
 use crate::error::{Error, Result};
-use crate::netns::{self, Netns};
+use netns::Netns;
 
 pub use link::{LinkError, VethEnd};
 
@@ -129,7 +135,7 @@ impl Lab {
     }
 
     /// Mirrors `ip -n NS link add NAME type bridge [address MAC]; ip -n NS link set NAME up`.
-    pub fn add_bridge(&self, netns: &str, name: &str, mac: Option<crate::packet::Mac>) -> Result<()> {
+    pub fn add_bridge(&self, netns: &str, name: &str, mac: Option<crate::evidence::packet::Mac>) -> Result<()> {
         self.on(netns, &format!("add bridge {name}"), |h| link::add_bridge(h, name.to_string(), mac))
     }
 
@@ -300,7 +306,7 @@ impl Lab {
     }
 
     /// The MAC of every interface that has one, by name (`ip -n NS link`).
-    pub fn macs(&self, netns: &str) -> Result<BTreeMap<String, crate::packet::Mac>> {
+    pub fn macs(&self, netns: &str) -> Result<BTreeMap<String, crate::evidence::packet::Mac>> {
         self.on(netns, "list links", |h| async move {
             let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(LinkError::from)?;
             Ok(msgs
@@ -311,7 +317,7 @@ impl Lab {
                         LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
                         _ => None,
                     })?;
-                    Some((name, crate::packet::Mac(mac)))
+                    Some((name, crate::evidence::packet::Mac(mac)))
                 })
                 .collect())
         })
@@ -343,7 +349,7 @@ impl Lab {
     }
 
     /// The MAC of an interface (`ip -n NS link show IFACE`).
-    pub fn link_mac(&self, netns: &str, iface: &str) -> Result<crate::packet::Mac> {
+    pub fn link_mac(&self, netns: &str, iface: &str) -> Result<crate::evidence::packet::Mac> {
         let name = iface.to_string();
         let found = self.on(netns, &format!("read the MAC of {iface}"), |h| async move {
             let mut links = h.link().get().match_name(name.clone()).execute();
@@ -353,7 +359,7 @@ impl Lab {
                 _ => None,
             }))
         })?;
-        found.map(crate::packet::Mac).ok_or_else(|| Error::Netlink {
+        found.map(crate::evidence::packet::Mac).ok_or_else(|| Error::Netlink {
             netns: self.full_name(netns),
             what: format!("read the MAC of {iface}"),
             message: "it has no Ethernet address".into(),
@@ -381,7 +387,7 @@ impl Lab {
 /// The setting belongs to the netns and goes with it; a kernel without IPv6 has no such file.
 fn no_dad(ns: &Netns) -> Result<()> {
     const KEY: &str = "net.ipv6.conf.default.accept_dad";
-    ns.run(|| match std::fs::write(crate::sysctl::path_of(KEY), "0\n") {
+    ns.run(|| match std::fs::write(crate::lab::sysctl::path_of(KEY), "0\n") {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(Error::Sysctl { netns: ns.name().to_string(), key: KEY.into(), source: e })
         }

@@ -10,10 +10,10 @@ use etherparse::PacketBuilder;
 
 use super::wait::{self, Read};
 use super::{Context, Matcher, Prober, Sent, new_nonce};
-use crate::drops::Drops;
 use crate::error::{Error, Result};
-use crate::netns::Netns;
-use crate::packet::{L4, Mac, PacketInfo, contains};
+use crate::evidence::packet::{L4, Mac, PacketInfo, contains};
+use crate::lab::netns::Netns;
+use crate::observe::drops::Drops;
 use crate::scenario::{Direction, ProbeKind, ProbeSpec, Scenario};
 
 /// `kind = "frame"`: a `[probe.frame]` table says how the segment is built.
@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(info.ttl, Some(17));
         assert_eq!(info.mac_dst, Some(seg.mac_dst));
         assert_eq!(info.l4, L4::Tcp { sport: 40000, dport: 8080, flags: "S".into(), seq: Some(1234), ack: Some(0) });
-        assert!(crate::packet::contains(&frame, b"netpath-0011223344556677"));
+        assert!(crate::evidence::packet::contains(&frame, b"netpath-0011223344556677"));
         let lone_ack = build(&Segment { flags: "A".into(), ..seg.clone() }, 1, b"").unwrap();
         assert!(matches!(PacketInfo::from_ethernet(&lone_ack).unwrap().l4, L4::Tcp { ref flags, .. } if flags == "."));
         assert!(build(&Segment { flags: "X".into(), ..seg }, 1, b"").is_err());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::wait::{self, Read};
 use super::{Context, Matcher, Prober, Sent, new_nonce};
 use crate::error::{Error, Result};
-use crate::packet::{L4, PacketInfo, contains};
+use crate::evidence::packet::{L4, PacketInfo, contains};
 use crate::scenario::{Direction, ProbeKind};
 
 /// ICMP types of an echo request and its reply, per family.

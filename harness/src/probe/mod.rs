@@ -13,11 +13,11 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::drops::Drops;
 use crate::error::{Error, Result};
+use crate::evidence::packet::PacketInfo;
 use crate::lab::Lab;
-use crate::netns::Netns;
-use crate::packet::PacketInfo;
+use crate::lab::netns::Netns;
+use crate::observe::drops::Drops;
 use crate::scenario::{Direction, ProbeKind, ProbeSpec, Scenario};
 
 /// The nonce of one packet: `netpath-` and 16 hex digits, unique per packet of a run.

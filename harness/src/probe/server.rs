@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::answer_for;
 use crate::error::{Error, Result};
-use crate::netns::Netns;
-use crate::reader::{ReaderThread, Source};
+use crate::lab::netns::Netns;
+use crate::observe::reader::{ReaderThread, Source};
 use crate::scenario::ProbeKind;
 
 /// A running server; `stop` returns the requests it answered.

@@ -11,7 +11,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage,
 
 use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
-use crate::packet::{L4, PacketInfo, contains};
+use crate::evidence::packet::{L4, PacketInfo, contains};
 use crate::scenario::{Direction, ProbeKind};
 
 /// `kind = "tcp"`.

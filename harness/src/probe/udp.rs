@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::wait::{self, Read};
 use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
-use crate::packet::{L4, PacketInfo, contains};
+use crate::evidence::packet::{L4, PacketInfo, contains};
 use crate::scenario::{Direction, ProbeKind};
 
 /// `kind = "udp"`.

@@ -1,6 +1,6 @@
 //! Waiting for a probe packet's answer: one loop for every kind, polling the probe's socket
 //! until the answer comes, the deadline passes, or the trace proves the packet dropped
-//! ([`crate::drops`]), so a packet that can no longer be answered does not wait out its timeout.
+//! ([`crate::observe::drops`]), so a packet that can no longer be answered does not wait out its timeout.
 
 use std::io;
 use std::os::fd::BorrowedFd;

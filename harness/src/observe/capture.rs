@@ -3,8 +3,8 @@
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::netns::NetnsEntry;
-use crate::reader::{LOST, ReaderThread, Source, Starting, Watch};
+use crate::lab::netns::NetnsEntry;
+use crate::observe::reader::{LOST, ReaderThread, Source, Starting, Watch};
 
 /// One record libpcap delivered, with its kernel timestamp.
 #[derive(Debug, Clone)]
@@ -156,7 +156,7 @@ fn open(device: &str) -> Result<pcap::Capture<pcap::Active>, String> {
         }
         // Numbered records, so that records the kernel could not queue show as gaps.
         for group in groups.split(',').filter_map(|g| g.parse::<u16>().ok()) {
-            let msg = crate::trace::nflog::sequence_config(group);
+            let msg = crate::observe::trace::nflog::sequence_config(group);
             // SAFETY: send(2) of an owned buffer on the handle's own netlink socket.
             let n = unsafe { libc::send(cap.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
             if n < 0 {

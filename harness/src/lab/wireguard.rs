@@ -47,7 +47,7 @@ use serde::Serialize;
 use crate::caps::Skip;
 use crate::error::{Error, Result};
 use crate::lab::Lab;
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 use crate::scenario::{Scenario, WireGuardSpec};
 use crate::tool;
 

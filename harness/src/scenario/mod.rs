@@ -1,6 +1,8 @@
 //! A scenario: topology, rules, probes and what each probe must show. Rust code and scenario
 //! files build the same types.
 
+pub mod handle;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -14,10 +16,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::cidr::Cidr;
+use crate::evidence::packet::Mac;
 use crate::firewall::{Backend, Family};
 use crate::kernel::KernelRange;
-use crate::packet::Mac;
-use crate::trace::Hook;
+use crate::observe::trace::Hook;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,9 +48,9 @@ pub struct Scenario {
     /// TCP/UDP servers the probes talk to, started before any probe is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server: Vec<ServerSpec>,
-    /// The user's own programs, run in lab namespaces at their phase (see [`crate::step`]).
+    /// The user's own programs, run in lab namespaces at their phase (see [`crate::lab::step`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub step: Vec<crate::step::StepSpec>,
+    pub step: Vec<crate::lab::step::StepSpec>,
     #[serde(default)]
     pub probe: Vec<ProbeSpec>,
     /// Where its rulesets are in its file, for errors about a rule (empty when built in Rust).
@@ -105,7 +107,7 @@ pub struct NetnsSpec {
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub trace: bool,
     /// The iptables backend whose rules are traced here when steps wrote rules (default: the
-    /// one detected after the steps; see [`crate::handle::detect_backends`]).
+    /// one detected after the steps; see [`crate::scenario::handle::detect`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traced_backend: Option<Backend>,
 }
@@ -162,7 +164,7 @@ pub struct VethEndSpec {
 /// A WireGuard interface in a netns, as a `wg0.conf` describes it (seed 001): its keys are made
 /// at run time (`wg genkey`), each peer names another `[[wireguard]]` entry whose public key it
 /// takes. Made with the kernel's WireGuard where the kernel has it, else with `wireguard-go`
-/// over a TUN device (see [`crate::wireguard`]). Like `wg-quick`'s `Address =`, `addresses` go
+/// over a TUN device (see [`crate::lab::wireguard`]). Like `wg-quick`'s `Address =`, `addresses` go
 /// on the interface; unlike `wg-quick`, no route is added for `allowed_ips`: say it with a
 /// `[[route]]` with `dev` (what `wg-quick up` prints as `ip -4 route add 10.0.0.2/32 dev wg0`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -359,7 +361,7 @@ pub struct ProbeSpec {
     /// The netns that sends.
     pub from: String,
     /// An address, or `@netns/iface`: the address that interface has after the steps.
-    pub to: crate::handle::Target,
+    pub to: crate::scenario::handle::Target,
     /// Packets of one flow, sent one after the other.
     #[serde(default = "one")]
     pub count: u16,
@@ -392,7 +394,7 @@ impl ProbeSpec {
             name: name.into(),
             kind,
             from: from.into(),
-            to: crate::handle::Target::Addr(to),
+            to: crate::scenario::handle::Target::Addr(to),
             count: 1,
             timeout_ms: default_timeout_ms(),
             replies: true,
@@ -1171,7 +1173,7 @@ impl Scenario {
             }
         }
 
-        for (item, message) in crate::step::problems(self) {
+        for (item, message) in crate::lab::step::problems(self) {
             ps.add(item, message);
         }
 
@@ -1186,7 +1188,7 @@ impl Scenario {
             } else {
                 probes.insert(&p.name, i);
             }
-            if let crate::handle::Target::Iface(at) = &p.to {
+            if let crate::scenario::handle::Target::Iface(at) = &p.to {
                 known(format!("probe[{i}].to"), &at.netns, &mut ps);
             }
             // Steps may give any netns its addresses: that one has them is checked after them.
@@ -1285,7 +1287,7 @@ impl Scenario {
                 let item = format!("probe[{i}].addr[{j}].at");
                 if !netns.contains_key(a.at.netns.as_str()) {
                     known(item, &a.at.netns, &mut ps);
-                } else if let Some(peer) = crate::handle::peer_of(&a.at) {
+                } else if let Some(peer) = crate::scenario::handle::peer_of(&a.at) {
                     known(item, &peer.netns, &mut ps);
                 } else if !ifaces.contains_key(&(a.at.netns.as_str(), a.at.iface.as_str()))
                     && !orphan_named(&a.at.iface)
@@ -1586,7 +1588,7 @@ impl Scenario {
         let doc: Node<'_> = Spanned::new(doc.span(), DeValue::Table(doc.into_inner()));
         let mut sc =
             deserialize_all(&doc).map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
-        crate::step::resolve_files(&mut sc, origin);
+        crate::lab::step::resolve_files(&mut sc, origin);
         sc.source = crate::firewall::located::Source::new(origin, ruleset_lines(&doc, text));
         let problems = sc.problems();
         if problems.is_empty() {
@@ -2154,7 +2156,7 @@ to = "fd00::1"
             replied: true,
             answer: None,
         };
-        let ctx = |backend, release: Option<&str>| crate::expect::Context {
+        let ctx = |backend, release: Option<&str>| crate::verdict::expect::Context {
             backend,
             kernel: release.map(|r| r.parse().unwrap()),
             exchange: &ex,

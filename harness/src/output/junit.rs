@@ -6,8 +6,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::engine::Outcome;
 use crate::firewall::Backend;
-use crate::run::Outcome;
 use crate::scenario::Scenario;
 
 /// A whole report: `<testsuites>`.
@@ -196,7 +196,7 @@ pub fn outcome_cases(o: &Outcome, time: Duration) -> Vec<Case> {
         let status = if o.passed() {
             Status::Passed
         } else {
-            Status::Failed { message: "failed".into(), text: crate::report::outcome(o, false) }
+            Status::Failed { message: "failed".into(), text: crate::output::report::outcome(o, false) }
         };
         return vec![Case { name: case_name("(no probes)", o.backend), classname: o.scenario.clone(), time, status }];
     }
@@ -212,7 +212,7 @@ pub fn outcome_cases(o: &Outcome, time: Duration) -> Vec<Case> {
                         [first, rest @ ..] => format!("{} (and {} more)", first.what, rest.len()),
                         [] => unreachable!(),
                     };
-                    let mut text = crate::report::probe(p, crate::report::Detail::of(true, false));
+                    let mut text = crate::output::report::probe(p, crate::output::report::Detail::of(true, false));
                     if let Some(a) = &o.artifacts {
                         let _ = writeln!(text, "  artifacts: {}", a.display());
                     }

@@ -4,7 +4,7 @@
 use std::fs;
 
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// The /proc/sys file of `key`, resolved in the netns of the thread that opens it. As for
 /// `sysctl`, a key may use `/` as its separator, so an interface name with a dot fits

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::engine::{Outcome, ProbeOutcome};
 use crate::evidence::{Exchange, PacketEvidence};
-use crate::run::{Outcome, ProbeOutcome};
 use crate::scenario::{CapturePoint, Direction};
 use std::net::IpAddr;
 
@@ -35,7 +35,7 @@ pub fn seed_lines(pe: &PacketEvidence) -> String {
     let mut out = String::new();
     for events in pe.path.values() {
         for ev in events {
-            let _ = writeln!(out, "        {}", crate::trace::text::render(ev));
+            let _ = writeln!(out, "        {}", crate::observe::trace::text::render(ev));
         }
     }
     out
@@ -162,8 +162,10 @@ fn class_blocks(out: &mut String, exchanges: &[&Exchange], total: usize) {
             None => format!("{word} {list} ×{n}"),
         }
     };
-    let tcp =
-        exchanges.iter().flat_map(|x| x.request.seen.values()).any(|p| matches!(p.l4, crate::packet::L4::Tcp { .. }));
+    let tcp = exchanges
+        .iter()
+        .flat_map(|x| x.request.seen.values())
+        .any(|p| matches!(p.l4, crate::evidence::packet::L4::Tcp { .. }));
     let unit = if tcp { "connections" } else { "packets" };
     let others = if exchanges.len() < total { " more" } else { "" };
     let names: Vec<String> = (0..groups.len()).map(label).collect();
@@ -230,11 +232,11 @@ pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expect::Failure;
+    use crate::verdict::expect::Failure;
 
     fn exchange(packet: u16, answer: &str, dst: &str) -> Exchange {
         let mut request = PacketEvidence::default();
-        let info = crate::packet::PacketInfo { dst: Some(dst.parse().unwrap()), ..Default::default() };
+        let info = crate::evidence::packet::PacketInfo { dst: Some(dst.parse().unwrap()), ..Default::default() };
         request.seen.insert("node1/eth0".parse().unwrap(), info);
         Exchange {
             packet,

@@ -1,12 +1,12 @@
 //! The kernel log (`/dev/kmsg`) as a trace source: iptables-legacy `TRACE:` lines (written by
 //! `nf_log_syslog` through the netns's IPv4 logger, `net.netfilter.nf_log.2 = nf_log_ipv4`) and
 //! the lines of netpath's ebtables `--log --log-ip --log-prefix "TRACE: eb:TABLE:CHAIN"` rules,
-//! exactly the lines the seed articles quote, read with [`crate::trace::text::parse_line`].
+//! exactly the lines the seed articles quote, read with [`crate::observe::trace::text::parse_line`].
 //!
 //! # What the kernel needs (measured on 6.18)
 //!
 //! Lines of a netns other than the init netns reach the log only while the init netns's
-//! `net.netfilter.nf_log_all_netns` is 1 (global: [`crate::global_sysctl::KernelLogGuard`]);
+//! `net.netfilter.nf_log_all_netns` is 1 (global: [`crate::lab::global_sysctl::KernelLogGuard`]);
 //! with it 0 neither TRACE nor ebtables lines appear. TRACE lines also need the netns's IPv4
 //! logger bound to the syslog logger (`nf_log.2 = nf_log_ipv4`, the default of a new netns when
 //! nf_log_syslog is built in; netpath sets it explicitly): bound to `NONE` the TRACE lines vanish
@@ -65,9 +65,9 @@ use std::time::Duration;
 use super::event::{Hook, TraceEvent, TraceSource};
 use super::text;
 use crate::evidence::key::Key;
-use crate::netns::NetnsEntry;
-use crate::packet::{L4, Mac, PacketInfo};
-use crate::reader::{ReaderThread, Source};
+use crate::evidence::packet::{L4, Mac, PacketInfo};
+use crate::lab::netns::NetnsEntry;
+use crate::observe::reader::{ReaderThread, Source};
 
 /// The kernel log device.
 pub const DEVICE: &str = "/dev/kmsg";
@@ -136,7 +136,7 @@ pub fn parse_record(raw: &[u8]) -> Result<KmsgRecord, String> {
 fn may_be_trace(raw: &[u8]) -> bool {
     let header = raw.split(|b| *b == b';').next().unwrap_or_default();
     let continued = header.split(|b| *b == b',').nth(3).is_some_and(|flags| flags.contains(&b'c'));
-    continued || crate::packet::contains(raw, MARKER.as_bytes())
+    continued || crate::evidence::packet::contains(raw, MARKER.as_bytes())
 }
 
 /// The kernel writes bytes that are not printable, and `\` itself, as `\xNN`.

@@ -11,11 +11,11 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::expect::Failure;
 use crate::firewall::{Backend, Family, run_tool};
 use crate::lab::{Lab, LinkInfo};
 use crate::observe::{self, TraceChoice};
 use crate::scenario::{CapturePoint, Scenario};
+use crate::verdict::expect::Failure;
 
 /// Where a probe is sent: an address, or `@netns/iface`, the address that interface has once
 /// the steps ran (a CNI plugin's IPAM chose it).
@@ -131,7 +131,7 @@ pub struct Setup {
     /// Per netns, with steps: the iptables rules each backend held after them.
     pub backends: BTreeMap<String, Detected>,
     /// The steps' records, in the order they ran (teardown steps last).
-    pub steps: Vec<crate::step::StepRecord>,
+    pub steps: Vec<crate::lab::step::StepRecord>,
 }
 
 impl Setup {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::event::{Hook, Ifaces, RuleKind, TraceEvent, TraceSource};
 use super::nftrace::{NfTraceMsg, RuleIndex, TraceType, family};
 use crate::evidence::key::NonceOf;
-use crate::packet::PacketInfo;
+use crate::evidence::packet::PacketInfo;
 
 /// The table netpath adds to set `nftrace` on every packet of a traced netns, so the bridge
 /// family's chains (ebtables-nft's) report too; its own events are not part of any path.
@@ -94,8 +94,8 @@ fn hook_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Hook> {
 mod tests {
     use super::*;
     use crate::evidence::key::Key;
-    use crate::packet::L4;
-    use crate::trace::nftrace::{family, fixture_messages};
+    use crate::evidence::packet::L4;
+    use crate::observe::trace::nftrace::{family, fixture_messages};
 
     const IP6T_FORWARD: &str = include_str!("fixtures/nftrace_ip6t_forward.hex");
     const IP6T_RULESET: &str = include_str!("fixtures/nftrace_ip6t_ruleset.json");

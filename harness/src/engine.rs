@@ -6,17 +6,17 @@ use std::path::PathBuf;
 use crate::caps::{self, Feature};
 use crate::error::{Error, Result};
 use crate::evidence::{self, Exchange, Frame};
-use crate::expect::{self, Failure};
 use crate::firewall::Backend;
 use crate::firewall::located::{self, Kind};
+use crate::lab::step::{Phase, Steps};
+use crate::lab::wireguard::{self, Implementation, Tunnels};
 use crate::lab::{Lab, VethEnd};
 use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
 use crate::scenario::{RouteDst, Scenario};
-use crate::step::{Phase, Steps};
 use crate::timings::{Stopwatch, Timings};
-use crate::wireguard::{self, Implementation, Tunnels};
-use crate::{conntrack, probe, sysctl};
+use crate::verdict::expect::{self, Failure};
+use crate::{evidence::conntrack, lab::sysctl, probe};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ pub struct Outcome {
     pub wireguard: Option<Implementation>,
     /// What the steps did and made: their records, the handles' real names, each netns's
     /// detected backend (empty without steps and handles).
-    pub setup: crate::handle::Setup,
+    pub setup: crate::scenario::handle::Setup,
     /// Every frame captured, in capture order per interface: for tests that look past the
     /// probes' own packets (a tunnel's encrypted datagrams, handshakes, ARP). Not serialized.
     #[serde(skip)]
@@ -106,7 +106,7 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     outcome.setup.steps = std::mem::take(&mut steps.records);
     if let Some(dir) = &outcome.artifacts {
         // Written before the namespaces went (they dump the live rulesets): add the teardown.
-        crate::artifacts::write_outcome(dir, &outcome)?;
+        crate::output::artifacts::write_outcome(dir, &outcome)?;
         steps.records.clone_from(&outcome.setup.steps);
         steps.write_artifacts(dir)?;
     }
@@ -143,7 +143,7 @@ fn run_in(
     let tunnels = build(lab, steps, sc, backend, trace, wireguard, clock)?;
     steps.run_phase(lab, sc, Phase::AfterRules)?;
     // From here on the scenario speaks of what the tools made by its real names.
-    let (sc, setup) = crate::handle::after_steps(lab, sc, backend, trace)?;
+    let (sc, setup) = crate::scenario::handle::after_steps(lab, sc, backend, trace)?;
     let sc = &sc;
     if !sc.step.is_empty() {
         clock.lap("steps after rules, tool-made links");
@@ -210,7 +210,7 @@ fn run_in(
     clock.lap("verdict");
     if opts.keep || !outcome.passed() {
         outcome.timings = clock.timings().clone();
-        outcome.artifacts = Some(crate::artifacts::write(lab, sc, backend, &outcome, &events, &pcaps, opts)?);
+        outcome.artifacts = Some(crate::output::artifacts::write(lab, sc, backend, &outcome, &events, &pcaps, opts)?);
         clock.lap("artifacts");
     }
     if let Some(t) = tunnels {

@@ -1,15 +1,18 @@
 //! Evidence of one probe: for each packet of the flow, request and reply, the hooks it met
 //! (per netns, in order) and what it carried at each capture point. Joined by payload nonce.
 
+pub mod conntrack;
+pub mod packet;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::packet::PacketInfo;
+use crate::evidence::packet::PacketInfo;
+use crate::observe::trace::TraceEvent;
 use crate::probe::{Sent, find_nonce};
 use crate::scenario::{CapturePoint, Direction};
-use crate::trace::TraceEvent;
 
 pub mod key;
 use key::Key;
@@ -34,7 +37,7 @@ impl Frame {
     /// Whether `nonce` occurs anywhere in the frame's bytes, whatever the packet is (also inside
     /// an encapsulation no [`PacketInfo`] looks into).
     pub fn carries(&self, nonce: &[u8]) -> bool {
-        crate::packet::contains(&self.data, nonce)
+        crate::evidence::packet::contains(&self.data, nonce)
     }
 }
 

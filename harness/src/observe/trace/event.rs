@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::packet::PacketInfo;
+use crate::evidence::packet::PacketInfo;
 
 /// How an iptables TRACE line says the packet left the chain position it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
+use crate::engine::{Outcome, RunOptions};
 use crate::error::{Error, Result};
 use crate::evidence::TimedEvent;
 use crate::firewall::{Backend, Family, ebtables, run_tool};
 use crate::lab::Lab;
-use crate::pcap_thread::{Record, write_pcap};
-use crate::run::{Outcome, RunOptions};
+use crate::observe::capture::{Record, write_pcap};
 use crate::scenario::Scenario;
 
 pub fn write(
@@ -35,7 +35,7 @@ pub fn write(
     let mut trace = String::new();
     for (netns, evs) in events {
         for te in evs {
-            trace.push_str(&format!("{netns}: {}\n", crate::trace::text::render(&te.event)));
+            trace.push_str(&format!("{netns}: {}\n", crate::observe::trace::text::render(&te.event)));
         }
     }
     put("trace.txt", &trace)?;
@@ -43,7 +43,7 @@ pub fn write(
     let json = serde_json::to_string_pretty(&all.iter().map(|t| &t.event).collect::<Vec<_>>()).unwrap_or_default();
     put("trace.json", &json)?;
     write_outcome(&dir, outcome)?;
-    put("report.txt", &crate::report::outcome(outcome, true))?;
+    put("report.txt", &crate::output::report::outcome(outcome, true))?;
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
         let dump = |file: &str, r: Result<String>| put(file, &r.unwrap_or_else(|e| format!("unavailable: {e}\n")));

@@ -4,13 +4,13 @@
 use std::fmt::Write;
 
 use crate::evidence::Exchange;
+use crate::evidence::packet::{Mac, PacketInfo};
 use crate::firewall::Backend;
-use crate::packet::{Mac, PacketInfo};
 use std::collections::BTreeMap;
 
-use crate::conntrack::Entry;
+use crate::evidence::conntrack::Entry;
+use crate::observe::trace::Hook;
 use crate::scenario::{AddrExpect, Direction, Packets, PathExpect, PortExpect, ProbeKind, ProbeSpec};
-use crate::trace::Hook;
 
 /// One expectation that did not hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -411,7 +411,7 @@ mod tests {
             ttl: Some(63),
             mac_src: Some("02:00:00:00:00:01".parse().unwrap()),
             mac_dst: Some("02:00:00:00:00:02".parse().unwrap()),
-            l4: crate::packet::L4::Udp { sport: 4000, dport: 53 },
+            l4: crate::evidence::packet::L4::Udp { sport: 4000, dport: 53 },
             ..Default::default()
         };
         let mut request = PacketEvidence::default();
@@ -453,7 +453,8 @@ mod tests {
     /// `host/eth0` with `uplink_sport`; its reply came back to 40312 at client/eth0.
     fn connection(packet: u16, uplink_sport: u16, answer: Option<&str>) -> Exchange {
         use crate::evidence::PacketEvidence;
-        let tcp = |sport, dport| crate::packet::L4::Tcp { sport, dport, flags: "S".into(), seq: None, ack: None };
+        let tcp =
+            |sport, dport| crate::evidence::packet::L4::Tcp { sport, dport, flags: "S".into(), seq: None, ack: None };
         let info = |src: &str, l4| PacketInfo { src: Some(src.parse().unwrap()), l4, ..Default::default() };
         let mut request = PacketEvidence::default();
         request.seen.insert("client/eth0".parse().unwrap(), info("10.0.0.2", tcp(40312, 80)));

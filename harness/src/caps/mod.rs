@@ -6,6 +6,8 @@
 //! is removed afterwards, so the init netns is only read, never changed. Only when a probe fails
 //! is `/proc/config.gz` consulted, to say which `CONFIG_*` the kernel lacks.
 
+pub mod requires;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -20,9 +22,9 @@ use std::time::Duration;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::{LinkBridge, LinkVeth, LinkWireguard};
 
-use crate::netns::{self, Netns};
+use crate::lab::netns::{self, Netns};
+use crate::observe::trace::nftrace::{self, NfTraceSocket};
 use crate::tool;
-use crate::trace::nftrace::{self, NfTraceSocket};
 
 /// A tool that has not answered by then is stuck (a held xtables lock, a hung daemon); probing
 /// must never hang a test run. Not less: the first ebtables-nft in a fresh QEMU guest under
@@ -627,7 +629,7 @@ fn probe_outside(feature: Feature) -> Result<String, String> {
 /// A sysctl as the scratch netns sees it; missing means the kernel lacks it or its module is
 /// not loaded.
 fn read_in(ns: &Netns, key: &str) -> Result<String, String> {
-    let path = crate::sysctl::path_of(key);
+    let path = crate::lab::sysctl::path_of(key);
     ns.run(|| Ok(fs::read_to_string(&path))).map_err(|e| e.to_string())?.map(|v| v.trim().to_string()).map_err(|e| {
         match e.kind() {
             io::ErrorKind::NotFound => format!("no {path} in a new netns"),
@@ -652,7 +654,7 @@ fn version(ns: &Netns, program: &str) -> String {
 
 /// Bind `logger` to the netns's nf_log slot `key`, as trace sources do.
 fn nf_log(ns: &Netns, key: &str, logger: &str) -> Result<(), String> {
-    let path = crate::sysctl::path_of(key);
+    let path = crate::lab::sysctl::path_of(key);
     ns.run(|| Ok(fs::write(&path, format!("{logger}\n")))).map_err(|e| e.to_string())?.map_err(|e| {
         match (e.kind(), Path::new(&path).exists()) {
             // The kernel answers ENOENT for a logger name nobody registered.
@@ -702,7 +704,7 @@ fn kernel_log() -> Result<String, String> {
     // Only the init netns has this sysctl: read from here, which is the init netns unless the
     // whole process runs in another one (a container), where the host's log is out of reach anyway.
     let key = "net.netfilter.nf_log_all_netns";
-    let path = crate::sysctl::path_of(key);
+    let path = crate::lab::sysctl::path_of(key);
     let all = fs::read_to_string(&path)
         .map(|v| v.trim().to_string())
         .map_err(|e| format!("read {path}: {e} (it exists only in the init netns)"))?;

@@ -12,10 +12,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::packet::{L4, PacketInfo};
-use crate::pcap_thread::Record;
-use crate::trace::nftrace::{NfTraceMsg, TraceType, family, verdict};
-use crate::trace::{Hook, RuleKind};
+use crate::evidence::packet::{L4, PacketInfo};
+use crate::observe::capture::Record;
+use crate::observe::trace::nftrace::{NfTraceMsg, TraceType, family, verdict};
+use crate::observe::trace::{Hook, RuleKind};
 
 /// The drops seen so far, shared by the trace readers (which add) and the probes (which ask).
 #[derive(Debug, Clone, Default)]
@@ -62,8 +62,10 @@ impl Drops {
         let drops = self.clone();
         move |records| {
             for r in records {
-                let Ok(rec) = crate::trace::nflog::parse_record(&r.data) else { continue };
-                let Some(hook) = rec.prefix.as_deref().and_then(crate::trace::nflog::hook_of_prefix) else { continue };
+                let Ok(rec) = crate::observe::trace::nflog::parse_record(&r.data) else { continue };
+                let Some(hook) = rec.prefix.as_deref().and_then(crate::observe::trace::nflog::hook_of_prefix) else {
+                    continue;
+                };
                 if points.iter().any(|(family, p)| *family == rec.family && p.drops(&hook)) {
                     let payload = rec.payload.as_deref();
                     drops.add(payload.and_then(PacketInfo::from_ip).as_ref(), payload);

@@ -12,8 +12,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::packet::{L4, Mac, PacketInfo};
-use crate::trace::event::{Hook, HookParseError, Ifaces, TraceEvent, TraceSource};
+use crate::evidence::packet::{L4, Mac, PacketInfo};
+use crate::observe::trace::event::{Hook, HookParseError, Ifaces, TraceEvent, TraceSource};
 
 /// Where every record starts: the TRACE target's log prefix, or the prefix given to ebtables.
 const MARKER: &str = "TRACE:";
@@ -616,7 +616,7 @@ fn write_eb(f: &mut fmt::Formatter<'_>, p: &PacketInfo) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::event::RuleKind;
+    use crate::observe::trace::event::RuleKind;
 
     /// Verbatim lines of seed article 000 (its section headings and its TRACE lines).
     const SEED000: &str = include_str!("fixtures/seed000_trace.txt");

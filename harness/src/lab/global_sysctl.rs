@@ -1,7 +1,7 @@
 //! The one global change netpath makes, and how it is undone.
 //!
 //! Everything else netpath does stays inside the namespaces of its lab. The kernel-log trace
-//! source ([`crate::trace::kmsg`]) cannot: the kernel writes the `TRACE:` lines of iptables-legacy
+//! source ([`crate::observe::trace::kmsg`]) cannot: the kernel writes the `TRACE:` lines of iptables-legacy
 //! and the lines of ebtables `--log` rules of a netns other than the init netns to the kernel log
 //! only while the init netns's `net.netfilter.nf_log_all_netns` is 1, and that sysctl exists only
 //! in the init netns. [`KernelLogGuard`] sets it to 1 and puts the previous value back when it is
@@ -127,11 +127,13 @@ pub fn recover_stale() -> Result<Option<String>> {
 /// The current value (`0` or `1`).
 pub fn read() -> Result<String> {
     // Resolved in the netns of the calling thread, which must be the init netns.
-    fs::read_to_string(crate::sysctl::path_of(KEY)).map(|s| s.trim().to_string()).map_err(|e| sysctl_error(e, "read"))
+    fs::read_to_string(crate::lab::sysctl::path_of(KEY))
+        .map(|s| s.trim().to_string())
+        .map_err(|e| sysctl_error(e, "read"))
 }
 
 fn write(value: &str) -> Result<()> {
-    fs::write(crate::sysctl::path_of(KEY), format!("{value}\n")).map_err(|e| sysctl_error(e, "write"))
+    fs::write(crate::lab::sysctl::path_of(KEY), format!("{value}\n")).map_err(|e| sysctl_error(e, "write"))
 }
 
 fn sysctl_error(source: io::Error, what: &str) -> Error {

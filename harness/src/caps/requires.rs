@@ -26,16 +26,16 @@
 //!
 //! `[[wireguard]]` interfaces need one of two implementations, the kernel's or wireguard-go:
 //! [`check`] skips only when neither is there (which one a run uses is
-//! [`crate::wireguard::choose`]'s decision, and a forced one that is missing is an error, not a
+//! [`crate::lab::wireguard::choose`]'s decision, and a forced one that is missing is an error, not a
 //! skip). A feature the topology cannot show would come as an explicit `requires = [...]` list
 //! (keys as [`Feature::key`]) that can only add to what is derived here.
 
 use std::collections::BTreeSet;
 
 use crate::caps::{self, Feature, Skip};
+use crate::engine::RunOptions;
 use crate::firewall::{Backend, Family};
 use crate::observe::TraceChoice;
-use crate::run::RunOptions;
 use crate::scenario::Scenario;
 
 /// Every feature `sc` needs under `backend`, read through the backend's own trace source

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::event::{Hook, Ifaces, TraceEvent, TraceSource};
-use crate::packet::PacketInfo;
+use crate::evidence::packet::PacketInfo;
 
 // Attribute types of include/uapi/linux/netfilter/nfnetlink_log.h.
 const NFULA_PACKET_HDR: u16 = 1;
@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(&m[18..20], &[0, 1], "the group, big-endian");
         assert_eq!(&m[24..26], &[0, 1], "NFULNL_CFG_F_SEQ, big-endian");
     }
-    use crate::trace::event::RuleKind;
+    use crate::observe::trace::event::RuleKind;
 
     fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
         let len = 4 + value.len();

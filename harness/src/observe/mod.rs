@@ -5,33 +5,38 @@
 //! |---|---|---|---|
 //! | [`TraceChoice::Nflog`] | legacy (default) | `nf_log.2 = nfnetlink_log`, ebtables `--nflog-group 1` rules | per netns |
 //! | [`TraceChoice::Nftrace`] | nft (default) | ebtables `--nflog-group 1` rules and a bridge `nftrace` table | per netns |
-//! | [`TraceChoice::Kmsg`] | legacy | `nf_log.2 = nf_log_ipv4`, ebtables `--log --log-level 6 --log-ip` rules | global: [`crate::global_sysctl`] |
+//! | [`TraceChoice::Kmsg`] | legacy | `nf_log.2 = nf_log_ipv4`, ebtables `--log --log-level 6 --log-ip` rules | global: [`crate::lab::global_sysctl`] |
 //!
 //! The kernel log is the one source that changes something outside the lab: while a run reads
 //! it, the init netns's `net.netfilter.nf_log_all_netns` is 1, under a lock that makes kernel-log
 //! runs take turns, and the previous value is restored when the run stops observing (also when
-//! it fails or panics). See [`crate::trace::kmsg`] for how a run keeps only its own lines.
+//! it fails or panics). See [`crate::observe::trace::kmsg`] for how a run keeps only its own lines.
+
+pub mod capture;
+pub mod drops;
+pub mod reader;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::drops::{DropPoints, Drops};
 use crate::error::{Error, Result};
 use crate::evidence::key::Nonces;
 use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, Family, ebtables, iptables, run_tool};
-use crate::global_sysctl::KernelLogGuard;
 use crate::lab::Lab;
-use crate::netns::{Netns, NetnsEntry};
-use crate::pcap_thread::{PcapThread, Record};
-use crate::reader::{ReaderThread, Source, Watch};
+use crate::lab::global_sysctl::KernelLogGuard;
+use crate::lab::netns::{Netns, NetnsEntry};
+use crate::lab::sysctl;
+use crate::observe::capture::{PcapThread, Record};
+use crate::observe::drops::{DropPoints, Drops};
+use crate::observe::reader::{ReaderThread, Source, Watch};
+use crate::observe::trace::kmsg::{self, KmsgThread};
+use crate::observe::trace::nft_events;
+use crate::observe::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
 use crate::scenario::{CapturePoint, Scenario};
-use crate::trace::kmsg::{self, KmsgThread};
-use crate::trace::nft_events;
-use crate::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
-use crate::{sysctl, trace};
 
 /// Which mechanism reports the hooks of the traced netns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -295,7 +300,7 @@ impl Observers {
                                     netns: netns.clone(),
                                     message: format!(
                                         "{}{n} NFLOG records of group {group} (sequence gaps)",
-                                        crate::reader::LOST
+                                        crate::observe::reader::LOST
                                     ),
                                 });
                             }
@@ -343,10 +348,10 @@ impl Observers {
 /// anything else is the error it is.
 fn incomplete_or_many(errors: Vec<Error>) -> Error {
     let lost = |e: &Error| match e {
-        Error::Capture { netns, iface, message } if crate::reader::is_loss(message) => {
+        Error::Capture { netns, iface, message } if crate::observe::reader::is_loss(message) => {
             Some(format!("capture {netns}/{iface} {message}"))
         }
-        Error::Trace { netns, message } if crate::reader::is_loss(message) => {
+        Error::Trace { netns, message } if crate::observe::reader::is_loss(message) => {
             Some(format!("trace of netns {netns} {message}"))
         }
         _ => None,
@@ -422,7 +427,7 @@ fn netns_facts(lab: &Lab, netns: &str, frames: &[Frame]) -> Result<kmsg::NetnsFa
 
 /// The rules of a netns by handle, with iptables-nft's own text for its tables of each family
 /// (ip6tables-nft's only where the netns has `ip6` tables).
-fn rule_index(ns: &crate::netns::Netns) -> Result<RuleIndex> {
+fn rule_index(ns: &crate::lab::netns::Netns) -> Result<RuleIndex> {
     let json = run_tool(ns, "nft", &["-j", "list", "ruleset"], None)?;
     let mut index = RuleIndex::from_nft_json(&json)
         .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("nft -j list ruleset: {e}") })?;
@@ -465,7 +470,7 @@ impl Source for TraceSocket {
         match self.0.overruns() {
             // A lost event would make a path look shorter than it was: fail, never guess.
             0 => Ok(()),
-            n => Err(format!("{}{n} trace events (ENOBUFS: the socket buffer was full)", crate::reader::LOST)),
+            n => Err(format!("{}{n} trace events (ENOBUFS: the socket buffer was full)", crate::observe::reader::LOST)),
         }
     }
 }
@@ -479,11 +484,14 @@ mod tests {
         let capture = Error::Capture {
             netns: "host".into(),
             iface: "eth0".into(),
-            message: format!("{}12 frames (ps_drop 12, ps_ifdrop 0: the buffer was full)", crate::reader::LOST),
+            message: format!(
+                "{}12 frames (ps_drop 12, ps_ifdrop 0: the buffer was full)",
+                crate::observe::reader::LOST
+            ),
         };
         let trace = Error::Trace {
             netns: "host".into(),
-            message: format!("{}3 NFLOG records of group 0 (sequence gaps)", crate::reader::LOST),
+            message: format!("{}3 NFLOG records of group 0 (sequence gaps)", crate::observe::reader::LOST),
         };
         let e = incomplete_or_many(vec![capture, trace]);
         assert!(matches!(&e, Error::EvidenceIncomplete { losses } if losses.len() == 2), "{e:?}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::netns::NetnsEntry;
+use crate::lab::netns::NetnsEntry;
 
 /// How long opening a source may take: it is a handful of syscalls, so anything near this is a
 /// hang, which must fail the run rather than block it forever.
@@ -39,7 +39,7 @@ pub trait Source {
     }
 }
 
-/// Called on the reader's thread with each batch as it is read (see [`crate::drops`]).
+/// Called on the reader's thread with each batch as it is read (see [`crate::observe::drops`]).
 pub type Watch<T> = Box<dyn FnMut(&[T]) + Send>;
 
 /// A running reader; `stop` returns everything it read.

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::engine::{Outcome, ProbeOutcome};
 use crate::evidence::Exchange;
-use crate::expect::{oriented, reference_ports};
 use crate::firewall::Backend;
-use crate::run::{Outcome, ProbeOutcome};
+use crate::observe::trace::Hook;
 use crate::scenario::{AddrExpect, CapturePoint, Direction, Packets, PathExpect, PortExpect, ProbeSpec, Scenario};
-use crate::trace::Hook;
+use crate::verdict::expect::{oriented, reference_ports};
 
 /// What a recording holds: the scenario with the expectations the run showed, and what the
 /// recorder has to say about it (a probe that is not deterministic, a split too small to
@@ -620,7 +620,7 @@ mod tests {
 
     use super::*;
 
-    const FILE: &str = include_str!("../../cases/scenarios/docker-masquerade.toml");
+    const FILE: &str = include_str!("../../../cases/scenarios/docker-masquerade.toml");
 
     fn parse(text: &str) -> Scenario {
         Scenario::from_toml(text, Path::new("docker-masquerade.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::caps::Skip;
+use crate::engine::Outcome;
 use crate::firewall::Backend;
-use crate::run::Outcome;
 use crate::scenario::{Direction, Scenario};
 
 /// Everything one `netpath run` did.

@@ -1,0 +1,8 @@
+//! What a run leaves behind for people and tools: the report, JUnit XML, `--json` results,
+//! the artifacts folder, and recorded expectations.
+
+pub mod artifacts;
+pub mod junit;
+pub mod record;
+pub mod report;
+pub mod results;
