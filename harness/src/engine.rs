@@ -304,10 +304,10 @@ fn build(
         if let Some(rules) = &n.ebtables {
             located::apply(ns, &sc.source, &n.name, Kind::Ebtables, rules)?;
         }
-        if let Some(rules) = &n.iptables {
-            located::apply(ns, &sc.source, &n.name, Kind::Iptables(backend), rules)?;
+        for (family, rules) in n.iptables_rulesets() {
+            located::apply(ns, &sc.source, &n.name, Kind::Iptables(backend, family), rules)?;
             if n.trace {
-                observe::prepare_iptables(ns, rules, backend, trace)?;
+                observe::prepare_iptables(ns, rules, backend, family, trace)?;
             }
         }
         if let Some(rules) = &n.nft {

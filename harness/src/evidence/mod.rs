@@ -11,9 +11,11 @@ use serde::Serialize;
 
 use crate::evidence::packet::PacketInfo;
 use crate::observe::trace::TraceEvent;
-use crate::observe::trace::nft_events::HeaderKey;
 use crate::probe::{Sent, find_nonce};
 use crate::scenario::{CapturePoint, Direction};
+
+pub mod key;
+use key::Key;
 
 /// A frame a pcap saw.
 #[derive(Debug, Clone)]
@@ -173,10 +175,10 @@ pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Ve
             answer: s.answer.clone(),
         })
         .collect();
-    let mut by_header: BTreeMap<HeaderKey, (usize, Direction)> = BTreeMap::new();
+    let mut by_header: BTreeMap<Key, (usize, Direction)> = BTreeMap::new();
     for (f, info, nonce) in frames.iter() {
         let Some((i, d)) = classify(info, &f.data, nonce) else { continue };
-        if let Some(key) = HeaderKey::of(info) {
+        if let Some(key) = Key::of(info) {
             by_header.insert(key, (i, d));
         }
         let pe = out[i].of_mut(d);
@@ -188,7 +190,7 @@ pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Ve
             let hit = match &ev.payload {
                 Some(bytes) => classify(&ev.packet, bytes, find_nonce(bytes).as_deref()),
                 None => classify(&ev.packet, &[], None)
-                    .or_else(|| HeaderKey::of(&ev.packet).and_then(|k| by_header.get(&k).copied())),
+                    .or_else(|| Key::of(&ev.packet).and_then(|k| by_header.get(&k).copied())),
             };
             if let Some((i, d)) = hit {
                 out[i].of_mut(d).path.entry(netns.clone()).or_default().push(ev.clone());

@@ -86,6 +86,10 @@ pub struct PacketInfo {
     pub len: Option<u16>,
     pub tos: Option<u8>,
     pub dont_fragment: bool,
+    /// The IPv6 flow label: set once per flow by the sender, left alone by routers and NAT66,
+    /// so part of what identifies an IPv6 packet across hooks ([`crate::evidence::key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_label: Option<u32>,
     pub l4: L4,
 }
 
@@ -108,44 +112,44 @@ impl PacketInfo {
     }
 
     /// Summarise an IP header followed by the start of its transport header, as nf_tables
-    /// traces carry them (the rest of the packet is not there, so full parsing would fail).
-    /// IPv6 extension headers are not followed: the summary then has the protocol and no ports.
+    /// traces carry them (the rest of the packet is not there, so full parsing would fail). An
+    /// IPv6 header may bring extension headers before the transport header.
     pub fn from_ip_header(bytes: &[u8]) -> Option<PacketInfo> {
-        match bytes.first()? >> 4 {
-            4 => Self::from_ipv4_header(bytes),
-            6 => Self::from_ipv6_header(bytes),
-            _ => None,
-        }
-    }
-
-    fn from_ipv4_header(bytes: &[u8]) -> Option<PacketInfo> {
-        let (h, rest) = etherparse::Ipv4Header::from_slice(bytes).ok()?;
-        Some(PacketInfo {
-            src: Some(IpAddr::V4(h.source.into())),
-            dst: Some(IpAddr::V4(h.destination.into())),
-            proto: Some(h.protocol.0),
-            ttl: Some(h.time_to_live),
-            ip_id: Some(h.identification),
-            len: Some(h.total_len),
-            tos: Some((h.dscp.value() << 2) | h.ecn.value()),
-            dont_fragment: h.dont_fragment,
-            l4: transport_start(h.protocol.0, rest),
-            ..Default::default()
-        })
-    }
-
-    fn from_ipv6_header(bytes: &[u8]) -> Option<PacketInfo> {
-        let (h, rest) = etherparse::Ipv6Header::from_slice(bytes).ok()?;
-        Some(PacketInfo {
-            src: Some(IpAddr::V6(h.source.into())),
-            dst: Some(IpAddr::V6(h.destination.into())),
-            proto: Some(h.next_header.0),
-            ttl: Some(h.hop_limit),
-            len: Some(h.payload_length.saturating_add(40)),
-            tos: Some(h.traffic_class),
-            l4: transport_start(h.next_header.0, rest),
-            ..Default::default()
-        })
+        let (mut info, rest) = match bytes.first()? >> 4 {
+            4 => {
+                let (h, rest) = etherparse::Ipv4Header::from_slice(bytes).ok()?;
+                let info = PacketInfo {
+                    src: Some(IpAddr::V4(h.source.into())),
+                    dst: Some(IpAddr::V4(h.destination.into())),
+                    proto: Some(h.protocol.0),
+                    ttl: Some(h.time_to_live),
+                    ip_id: Some(h.identification),
+                    len: Some(h.total_len),
+                    tos: Some((h.dscp.value() << 2) | h.ecn.value()),
+                    dont_fragment: h.dont_fragment,
+                    ..Default::default()
+                };
+                (info, rest)
+            }
+            6 => {
+                let (h, rest) = etherparse::Ipv6Header::from_slice(bytes).ok()?;
+                let (_, proto, rest) = etherparse::Ipv6Extensions::from_slice(h.next_header, rest).ok()?;
+                let info = PacketInfo {
+                    src: Some(IpAddr::V6(h.source.into())),
+                    dst: Some(IpAddr::V6(h.destination.into())),
+                    proto: Some(proto.0),
+                    ttl: Some(h.hop_limit),
+                    len: Some(h.payload_length.saturating_add(40)),
+                    tos: Some(h.traffic_class),
+                    flow_label: Some(h.flow_label.value()),
+                    ..Default::default()
+                };
+                (info, rest)
+            }
+            _ => return None,
+        };
+        info.l4 = transport_head(info.proto.unwrap_or_default(), rest);
+        Some(info)
     }
 
     fn from_sliced(sliced: &SlicedPacket<'_>) -> PacketInfo {
@@ -169,6 +173,8 @@ impl PacketInfo {
                 info.proto = Some(v6.payload().ip_number.0);
                 info.ttl = Some(h.hop_limit());
                 info.len = Some(h.payload_length().saturating_add(40));
+                info.tos = Some(h.traffic_class());
+                info.flow_label = Some(h.flow_label().value());
             }
             _ => {}
         }
@@ -228,6 +234,28 @@ impl PacketInfo {
     }
 }
 
+/// The transport facts of the first bytes of a transport header of protocol `proto`.
+fn transport_head(proto: u8, rest: &[u8]) -> L4 {
+    let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+    let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+    match (proto, be16(rest, 0), be16(rest, 2)) {
+        // Echo request and reply (ICMP 8/0, ICMPv6 128/129) carry an id and a sequence number.
+        (1 | 58, _, _) if rest.len() >= 2 => {
+            let (id, seq) = if matches!((proto, rest[0]), (1, 0 | 8) | (58, 128 | 129)) {
+                (be16(rest, 4), be16(rest, 6))
+            } else {
+                (None, None)
+            };
+            L4::Icmp { kind: rest[0], code: rest[1], id, seq }
+        }
+        (6, Some(sport), Some(dport)) if rest.len() >= 14 => {
+            L4::Tcp { sport, dport, flags: tcp_flag_letters(rest[13]), seq: be32(rest, 4), ack: be32(rest, 8) }
+        }
+        (17, Some(sport), Some(dport)) => L4::Udp { sport, dport },
+        _ => L4::Unknown,
+    }
+}
+
 fn tcp_flags(tcp: &etherparse::TcpSlice<'_>) -> String {
     let mut s = String::new();
     for (on, c) in [(tcp.syn(), 'S'), (tcp.fin(), 'F'), (tcp.rst(), 'R'), (tcp.psh(), 'P'), (tcp.ack(), '.')] {
@@ -266,32 +294,6 @@ impl fmt::Display for PacketInfo {
                 None => Ok(()),
             },
         }
-    }
-}
-
-/// The transport facts of the first bytes of a transport header of IP protocol `proto`.
-fn transport_start(proto: u8, rest: &[u8]) -> L4 {
-    let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
-    let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
-    let ports = |rest: &[u8]| Some((be16(rest, 0)?, be16(rest, 2)?));
-    match proto {
-        // ICMP echo request/reply, and ICMPv6's: their id and sequence follow the checksum.
-        1 | 58 if rest.len() >= 2 => {
-            let echo = matches!((proto, rest[0]), (1, 0 | 8) | (58, 128 | 129));
-            let (id, seq) = if echo { (be16(rest, 4), be16(rest, 6)) } else { (None, None) };
-            L4::Icmp { kind: rest[0], code: rest[1], id, seq }
-        }
-        6 if rest.len() >= 14 => match ports(rest) {
-            Some((sport, dport)) => {
-                L4::Tcp { sport, dport, flags: tcp_flag_letters(rest[13]), seq: be32(rest, 4), ack: be32(rest, 8) }
-            }
-            None => L4::Unknown,
-        },
-        17 => match ports(rest) {
-            Some((sport, dport)) => L4::Udp { sport, dport },
-            None => L4::Unknown,
-        },
-        _ => L4::Unknown,
     }
 }
 

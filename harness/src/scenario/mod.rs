@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::cidr::Cidr;
 use crate::evidence::packet::Mac;
-use crate::firewall::Backend;
+use crate::firewall::{Backend, Family};
 use crate::kernel::KernelRange;
 use crate::observe::trace::Hook;
 
@@ -91,6 +91,10 @@ pub struct NetnsSpec {
     /// An IPv4 ruleset in `iptables-save` format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iptables: Option<String>,
+    /// An IPv6 ruleset in `ip6tables-save` format, applied with `ip6tables-restore` of the
+    /// run's backend and traced as the IPv4 one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6tables: Option<String>,
     /// ebtables rules in `ebtables-save` format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebtables: Option<String>,
@@ -106,6 +110,15 @@ pub struct NetnsSpec {
     /// one detected after the steps; see [`crate::scenario::handle::detect`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traced_backend: Option<Backend>,
+}
+
+impl NetnsSpec {
+    /// The netns's `iptables-save` rulesets, each with its family (IPv4 first).
+    pub fn iptables_rulesets(&self) -> impl Iterator<Item = (Family, &str)> {
+        [(Family::V4, &self.iptables), (Family::V6, &self.ip6tables)]
+            .into_iter()
+            .filter_map(|(family, rules)| Some((family, rules.as_deref()?)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1341,7 +1354,7 @@ impl Scenario {
     /// Whether netpath puts trace rules into `n`: ebtables trace rules where a traced netns has a
     /// bridge, iptables TRACE where it has a ruleset (what `run::build` does).
     pub fn has_trace_rules(&self, n: &NetnsSpec) -> bool {
-        n.trace && (n.iptables.is_some() || self.has_bridge(&n.name))
+        n.trace && (n.iptables_rulesets().next().is_some() || self.has_bridge(&n.name))
     }
 
     /// The `[[wireguard]]` entry that is `netns/iface`, if any.
@@ -1608,7 +1621,7 @@ fn ruleset_lines(doc: &Node<'_>, text: &str) -> Vec<(String, &'static str, usize
     let Some(DeValue::Array(all)) = child(doc, &Step::Key("netns".into())).map(Spanned::get_ref) else { return out };
     for n in all {
         let Some(name) = child(n, &Step::Key("name".into())).and_then(|v| v.get_ref().as_str()) else { continue };
-        for field in ["iptables", "ebtables", "nft"] {
+        for field in ["iptables", "ip6tables", "ebtables", "nft"] {
             let Some(v) = child(n, &Step::Key(field.into())) else { continue };
             let start = v.span().start;
             let (line, _) = line_col(text, start);
@@ -1919,6 +1932,7 @@ mod tests {
             name: name.into(),
             sysctls: BTreeMap::new(),
             iptables: None,
+            ip6tables: None,
             ebtables: None,
             nft: None,
             trace: true,
