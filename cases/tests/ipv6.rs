@@ -123,3 +123,68 @@ fn a_link_local_gateway_without_its_link_is_refused_at_its_line() {
         "{err}"
     );
 }
+
+/// The neighbour solicitations and advertisements captured at `point`.
+fn ndp_at(o: &Outcome, point: &str) -> usize {
+    o.frames
+        .iter()
+        .filter(|f| f.point.to_string() == point)
+        .filter(|f| f.info().as_ref().and_then(icmpv6_control).is_some_and(|k| matches!(k, 135 | 136)))
+        .count()
+}
+
+fn edit_ip6tables(sc: &mut Scenario, netns: &str, from: &str, to: &str) {
+    let rules = sc.netns_mut(netns).unwrap().ip6tables.as_mut().expect("an ip6tables ruleset");
+    assert!(rules.contains(from), "the twin's edit must change the ruleset: no `{from}` in\n{rules}");
+    *rules = rules.replace(from, to);
+}
+
+#[rstest::rstest]
+fn the_forward_policy_drops_tcp_and_icmpv6_and_ndp_still_work(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let sc = load("ipv6-forward-drop");
+    let o = run_or_return!(&sc, backend);
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+    for point in ["a/eth0", "router/to-b", "b/eth0"] {
+        assert!(ndp_at(&o, point) > 0, "{backend:?}: no NDP captured at {point}");
+    }
+    assert!(evidence(&o).iter().all(|info| icmpv6_control(info).is_none()));
+}
+
+/// Twin: with the FORWARD policy ACCEPT the connection gets through, and the probe that must be
+/// dropped fails at its reply and at b/eth0, where the SYN now is.
+#[rstest::rstest]
+fn with_an_accepting_forward_policy_the_connection_is_not_dropped(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let mut sc = load("ipv6-forward-drop");
+    edit_ip6tables(&mut sc, "router", ":FORWARD DROP", ":FORWARD ACCEPT");
+    let o = run_or_return!(&sc, backend);
+    let tcp = o.probes.iter().find(|p| p.name == "tcp-dropped").unwrap();
+    named_saying(&tcp.failures, "packet 1: no reply (the request is dropped)", &["a reply reached a"]);
+    named_saying(&tcp.failures, "addresses of packet 1 request at b/eth0", &[]);
+    assert!(o.probes.iter().filter(|p| p.name != "tcp-dropped").all(|p| p.failures.is_empty()));
+}
+
+/// Twin: without the rule that lets ICMPv6 in, the router's INPUT policy drops neighbour
+/// discovery too: a solicits its gateway and no advertisement comes back, so not even the echo
+/// to the router leaves a.
+#[rstest::rstest]
+fn without_icmpv6_input_neighbour_discovery_fails_at_the_input_policy(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let mut sc = load("ipv6-forward-drop");
+    edit_ip6tables(&mut sc, "router", "-A INPUT -p ipv6-icmp -j ACCEPT\n", "");
+    let o = run_or_return!(&sc, backend);
+    let ping = o.probes.iter().find(|p| p.name == "ping-router").unwrap();
+    named_saying(&ping.failures, "packet 1: a reply", &["no reply reached a", "the request was captured nowhere"]);
+    let kinds_at_a: Vec<u8> = o
+        .frames
+        .iter()
+        .filter(|f| f.point.to_string() == "a/eth0")
+        .filter_map(|f| icmpv6_control(&f.info()?))
+        .collect();
+    assert!(kinds_at_a.contains(&135), "{backend:?}: a never solicited its gateway: {kinds_at_a:?}");
+    assert!(!kinds_at_a.contains(&136), "{backend:?}: the router advertised through a dropping INPUT: {kinds_at_a:?}");
+}
