@@ -88,3 +88,50 @@ fn a_native_nft_rule_is_reported_at_its_line() {
     );
     assert!(e.contains("Could not process rule"), "{e}");
 }
+
+/// The same for an `ip6tables` ruleset: each backend's ip6tables-restore, the rule's line.
+#[rstest]
+fn an_ip6tables_rule_is_reported_at_its_line(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let rules =
+        "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p ipv6-icmp -j ACCEPT\n-A FORWARD -j NO-SUCH-CHAIN\nCOMMIT\n";
+    let e = error_of(&with_ruleset("ip6tables", rules), backend);
+    let tool = if backend == Backend::Legacy { "ip6tables-legacy-restore" } else { "ip6tables-nft-restore" };
+    let want =
+        format!("rules.toml:11: netns b: {tool} rejected `-A FORWARD -j NO-SUCH-CHAIN` (line 4 of the ruleset): ");
+    assert!(e.starts_with(&want), "want `{want}...`, got:\n{e}");
+}
+
+/// An IPv4 rule pasted into the IPv6 ruleset (ICMP's `--icmp-type` is ip6tables' `--icmpv6-type`)
+/// is rejected at its line; an IPv6 ruleset that loads leaves the IPv4 probe's verdict alone.
+#[rstest]
+fn an_ipv4_rule_in_the_ip6tables_ruleset_is_reported_at_its_line(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let rules = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p ipv6-icmp --icmpv6-type echo-request -j ACCEPT\n-A INPUT -p icmp --icmp-type echo-request -j ACCEPT\nCOMMIT\n";
+    let e = error_of(&with_ruleset("ip6tables", rules), backend);
+    assert!(e.starts_with("rules.toml:11: netns b: "), "{e}");
+    assert!(
+        e.contains("rejected `-A INPUT -p icmp --icmp-type echo-request -j ACCEPT` (line 4 of the ruleset)"),
+        "{e}"
+    );
+    let fixed = rules.replace("-A INPUT -p icmp --icmp-type echo-request", "-A INPUT -p ipv6-icmp --icmpv6-type 129");
+    let sc = with_ruleset("ip6tables", &fixed);
+    let o = netpath::run(&sc, backend, &RunOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+}
+
+/// ebtables rules may match IPv6 frames (`-p IPv6 --ip6-proto`); `--ip6-proto` without `-p IPv6`
+/// is rejected at its line.
+#[test]
+fn ebtables_ip6_proto_rules_load_and_a_wrong_one_is_reported_at_its_line() {
+    let good = "*filter\n:FORWARD ACCEPT\n-A FORWARD -p IPv6 --ip6-proto ipv6-icmp -j ACCEPT\n-A FORWARD -p IPv6 --ip6-proto tcp --ip6-dport 80 -j ACCEPT\n";
+    let o = netpath::run(&with_ruleset("ebtables", good), Backend::Legacy, &RunOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+    let bad = "*filter\n:FORWARD ACCEPT\n-A FORWARD -p IPv6 --ip6-proto ipv6-icmp -j ACCEPT\n-A FORWARD -p IPv4 --ip6-proto tcp -j ACCEPT\n";
+    let e = error_of(&with_ruleset("ebtables", bad), Backend::Legacy);
+    assert!(
+        e.starts_with("rules.toml:11: netns b: ebtables-nft-restore rejected `-A FORWARD -p IPv4 --ip6-proto tcp -j ACCEPT` (line 4 of the ruleset): "),
+        "{e}"
+    );
+}

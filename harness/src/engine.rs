@@ -1,9 +1,7 @@
 //! The engine: build a scenario's lab, observe, send its probes, judge, tear down.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::caps::{self, Feature};
 use crate::error::{Error, Result};
@@ -13,11 +11,9 @@ use crate::firewall::located::{self, Kind};
 use crate::lab::step::{Phase, Steps};
 use crate::lab::wireguard::{self, Implementation, Tunnels};
 use crate::lab::{Lab, VethEnd};
-use crate::observe::drops::Drops;
 use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
-use crate::probe::{Ident, Sent};
-use crate::scenario::{ProbeKind, ProbeSpec, RouteDst, Scenario};
+use crate::scenario::{RouteDst, Scenario};
 use crate::timings::{Stopwatch, Timings};
 use crate::verdict::expect::{self, Failure};
 use crate::{evidence::conntrack, lab::sysctl, probe};
@@ -173,7 +169,7 @@ fn run_in(
     let mut probes = vec![];
     let mut probe_error = None;
     for p in &sc.probe {
-        let sent = send(lab, sc, p, observers.drops());
+        let sent = probe::send(lab, sc, p, observers.drops());
         clock.lap(format!("probe {}", p.name));
         match sent {
             Ok(sent) => probes.push(sent),
@@ -315,10 +311,10 @@ fn build(
         if let Some(rules) = &n.ebtables {
             located::apply(ns, &sc.source, &n.name, Kind::Ebtables, rules)?;
         }
-        if let Some(rules) = &n.iptables {
-            located::apply(ns, &sc.source, &n.name, Kind::Iptables(backend), rules)?;
+        for (family, rules) in n.iptables_rulesets() {
+            located::apply(ns, &sc.source, &n.name, Kind::Iptables(backend, family), rules)?;
             if n.trace {
-                observe::prepare_iptables(ns, rules, backend, trace)?;
+                observe::prepare_iptables(ns, rules, backend, family, trace)?;
             }
         }
         if let Some(rules) = &n.nft {
@@ -330,73 +326,4 @@ fn build(
     }
     clock.lap("rules");
     Ok(tunnels)
-}
-
-/// Send one probe: what each of its packets was and whether it was answered.
-fn send(lab: &Lab, sc: &Scenario, p: &ProbeSpec, drops: &Drops) -> Result<Vec<Sent>> {
-    let ns = lab.netns(&p.from)?;
-    let timeout = Duration::from_millis(p.timeout_ms);
-    let to = p.to.addr().ok_or_else(|| Error::Probe {
-        probe: p.name.clone(),
-        message: format!("to = \"{}\" was not resolved to an address", p.to),
-    })?;
-    let dst = probe::ipv4(&p.name, to)?;
-    let port = || {
-        p.port.ok_or_else(|| Error::Probe { probe: p.name.clone(), message: "this kind of probe needs a port".into() })
-    };
-    match p.kind {
-        ProbeKind::Icmp => probe::icmp::icmp_echo(ns, dst, p.count, timeout, drops).map(|(_, echoes)| {
-            echoes
-                .into_iter()
-                .map(|e| Sent { nonce: e.nonce, ident: Ident::Echo, replied: e.reply.is_some(), answer: None })
-                .collect()
-        }),
-        ProbeKind::Udp => probe::udp::send(ns, dst, port()?, p.count, timeout, drops),
-        ProbeKind::Tcp => probe::tcp::connect(ns, dst, port()?, p.count, timeout),
-        ProbeKind::Frame => {
-            let seg = segment(lab, sc, p, dst, port()?)?;
-            (0..p.count).map(|_| probe::frame::inject(ns, &seg, timeout, drops)).collect()
-        }
-    }
-}
-
-/// The crafted segment of a frame probe, with the defaults filled in from the lab: the
-/// interface's MAC and first address, and the MAC of whichever lab interface owns the next hop.
-fn segment(lab: &Lab, sc: &Scenario, p: &ProbeSpec, dst: Ipv4Addr, dport: u16) -> Result<probe::frame::Segment> {
-    let f = p.frame.as_ref().ok_or_else(|| Error::Probe {
-        probe: p.name.clone(),
-        message: "kind = \"frame\" needs a [probe.frame] table".into(),
-    })?;
-    let fail = |message: String| Error::Probe { probe: p.name.clone(), message };
-    let own = sc.interface_addresses(&p.from, &f.iface);
-    let src = match f.src.or_else(|| own.iter().map(|c| c.addr).find(IpAddr::is_ipv4)) {
-        Some(IpAddr::V4(a)) => a,
-        _ => return Err(fail(format!("{}/{} has no IPv4 address: give [probe.frame] src", p.from, f.iface))),
-    };
-    let mac_src = match f.mac_src {
-        Some(m) => m,
-        None => lab.link_mac(&p.from, &f.iface)?,
-    };
-    let mac_dst = match f.mac_dst {
-        Some(m) => m,
-        None => {
-            let hop = sc.next_hop(&p.from, &f.iface, IpAddr::V4(dst));
-            let (netns, iface) = sc.owner_of(hop).ok_or_else(|| {
-                fail(format!("no lab interface owns the next hop {hop} towards {dst}: give [probe.frame] mac_dst"))
-            })?;
-            lab.link_mac(&netns, &iface)?
-        }
-    };
-    let sport = f.sport.unwrap_or(32768 + (crate::random::u64() % 28000) as u16);
-    Ok(probe::frame::Segment {
-        iface: f.iface.clone(),
-        mac_src,
-        mac_dst,
-        src,
-        dst,
-        ttl: f.ttl,
-        sport,
-        dport,
-        flags: f.flags.clone(),
-    })
 }

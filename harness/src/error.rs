@@ -20,10 +20,11 @@ pub enum Error {
     #[error("netns {netns}: {what}: {source}")]
     Netns { netns: String, what: String, source: io::Error },
 
-    /// An rtnetlink request in netns `netns` failed: `what` was asked, `message` is the kernel's answer (with its errno).
+    /// An rtnetlink request in netns `netns` failed: `what` was asked, `message` is the kernel's
+    /// answer, `errno` its error number where it refused the request.
     #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}: netlink: {what}: {message}")]
-    Netlink { netns: String, what: String, message: String },
+    Netlink { netns: String, what: String, message: String, errno: Option<i32> },
 
     /// A tool run in netns `netns` exited non-zero or timed out: the `command` line, its exit `status`, its `stderr`, and a `hint` on how to fix it where one is known.
     #[allow(missing_docs)] // the fields are named in the doc and in the message

@@ -69,11 +69,24 @@ pub enum Feature {
     WireGuardUserspace,
     /// TUN devices (`/dev/net/tun`), for userspace WireGuard.
     Tun,
+    /// IPv6 in a netns (`/proc/sys/net/ipv6` there, `disable_ipv6` off).
+    Ipv6,
+    /// xt_TRACE through ip6tables-legacy in a netns (its raw table).
+    Ip6tablesLegacyTrace,
+    /// `ip6tables-nft`: the ip6tables syntax compiled to nf_tables' ip6 family.
+    Ip6tablesNft,
+    /// `ip6tables -t nat` (MASQUERADE) through ip6tables-nft or ip6tables-legacy: NAT66.
+    Nat66,
+    /// nfnetlink_log can be bound as a netns's IPv6 logger (`nf_log/10`): IPv6 TRACE as NFLOG.
+    NflogIpv6,
+    /// The syslog logger can be bound as a netns's IPv6 logger (`nf_log/10 = nf_log_ipv6`):
+    /// IPv6 TRACE in the kernel log.
+    KernelLogIpv6,
 }
 
 impl Feature {
     /// Every feature, in the order `netpath caps` prints them.
-    pub const ALL: [Feature; 16] = [
+    pub const ALL: [Feature; 22] = [
         Feature::Netns,
         Feature::Veth,
         Feature::Bridge,
@@ -90,6 +103,12 @@ impl Feature {
         Feature::WireGuard,
         Feature::WireGuardUserspace,
         Feature::Tun,
+        Feature::Ipv6,
+        Feature::Ip6tablesLegacyTrace,
+        Feature::Ip6tablesNft,
+        Feature::Nat66,
+        Feature::NflogIpv6,
+        Feature::KernelLogIpv6,
     ];
 
     /// A stable identifier for files and command lines (`ebtables-broute`).
@@ -111,6 +130,12 @@ impl Feature {
             Feature::WireGuard => "wireguard",
             Feature::WireGuardUserspace => "wireguard-userspace",
             Feature::Tun => "tun",
+            Feature::Ipv6 => "ipv6",
+            Feature::Ip6tablesLegacyTrace => "ip6tables-legacy-trace",
+            Feature::Ip6tablesNft => "ip6tables-nft",
+            Feature::Nat66 => "ipv6-nat",
+            Feature::NflogIpv6 => "nflog-ipv6",
+            Feature::KernelLogIpv6 => "kernel-log-ipv6",
         }
     }
 
@@ -133,6 +158,12 @@ impl Feature {
             Feature::WireGuard => "WireGuard (kernel)",
             Feature::WireGuardUserspace => "WireGuard (userspace)",
             Feature::Tun => "TUN devices",
+            Feature::Ipv6 => "IPv6",
+            Feature::Ip6tablesLegacyTrace => "ip6tables-legacy TRACE",
+            Feature::Ip6tablesNft => "ip6tables-nft",
+            Feature::Nat66 => "IPv6 NAT (ip6tables nat table)",
+            Feature::NflogIpv6 => "nf_log for IPv6 to NFLOG",
+            Feature::KernelLogIpv6 => "nf_log for IPv6 to the kernel log",
         }
     }
 
@@ -164,6 +195,18 @@ impl Feature {
                 "CONFIG_TUN, with wireguard-go (Debian package wireguard-go) or boringtun-cli (crates.io)"
             }
             Feature::Tun => "CONFIG_TUN",
+            Feature::Ipv6 => "CONFIG_IPV6",
+            Feature::Ip6tablesLegacyTrace => {
+                "CONFIG_NETFILTER_XT_TARGET_TRACE and CONFIG_IP6_NF_RAW (CONFIG_IP6_NF_IPTABLES_LEGACY \
+                 on kernels that split it out), with ip6tables-legacy (package iptables)"
+            }
+            Feature::Ip6tablesNft => "CONFIG_NF_TABLES_IPV6, with ip6tables-nft (package iptables)",
+            Feature::Nat66 => {
+                "CONFIG_NF_NAT with CONFIG_IP6_NF_NAT and CONFIG_IP6_NF_TARGET_MASQUERADE (legacy) or \
+                 CONFIG_NFT_NAT (nft), with ip6tables-nft or ip6tables-legacy (package iptables)"
+            }
+            Feature::NflogIpv6 => "CONFIG_NETFILTER_NETLINK_LOG and CONFIG_IPV6 (module nfnetlink_log)",
+            Feature::KernelLogIpv6 => "CONFIG_NF_LOG_IPV6 (nf_log_syslog's IPv6 logger)",
         }
     }
 
@@ -185,6 +228,12 @@ impl Feature {
             Feature::Nat => &[&["CONFIG_NF_NAT"]],
             Feature::WireGuard => &[&["CONFIG_WIREGUARD"]],
             Feature::WireGuardUserspace | Feature::Tun => &[&["CONFIG_TUN"]],
+            Feature::Ipv6 => &[&["CONFIG_IPV6"]],
+            Feature::Ip6tablesLegacyTrace => &[&["CONFIG_NETFILTER_XT_TARGET_TRACE"], &["CONFIG_IP6_NF_RAW"]],
+            Feature::Ip6tablesNft => &[&["CONFIG_NF_TABLES_IPV6"]],
+            Feature::Nat66 => &[&["CONFIG_NF_NAT"], &["CONFIG_IP6_NF_NAT", "CONFIG_NFT_NAT"]],
+            Feature::NflogIpv6 => &[&["CONFIG_NETFILTER_NETLINK_LOG"], &["CONFIG_IPV6"]],
+            Feature::KernelLogIpv6 => &[&["CONFIG_NF_LOG_IPV6"]],
         }
     }
 
@@ -194,6 +243,9 @@ impl Feature {
             Feature::EbtablesFilter | Feature::EbtablesNat | Feature::EbtablesBroute => &["ebtables-nft"],
             Feature::LegacyTrace => &["iptables-legacy"],
             Feature::Nat => &["iptables-nft", "iptables-legacy"],
+            Feature::Ip6tablesLegacyTrace => &["ip6tables-legacy"],
+            Feature::Ip6tablesNft => &["ip6tables-nft"],
+            Feature::Nat66 => &["ip6tables-nft", "ip6tables-legacy"],
             Feature::WireGuardUserspace => &["wireguard-go", "boringtun-cli"],
             _ => &[],
         }
@@ -493,7 +545,32 @@ impl<'a> Scratch<'a> {
                 tool(Some(ns), "iptables-legacy", &args)?;
                 Ok(format!("{}: raw OUTPUT -j TRACE accepted", version(ns, "iptables-legacy")))
             }
-            Feature::Nflog => nflog(ns),
+            Feature::Nflog => nf_log(ns, "net.netfilter.nf_log.2", "nfnetlink_log")
+                .map(|()| "net.netfilter.nf_log.2=nfnetlink_log accepted: legacy TRACE can go to NFLOG group 0".into()),
+            Feature::NflogIpv6 => nf_log(ns, "net.netfilter.nf_log.10", "nfnetlink_log").map(|()| {
+                "net.netfilter.nf_log.10=nfnetlink_log accepted: legacy IPv6 TRACE can go to NFLOG group 0".into()
+            }),
+            Feature::KernelLogIpv6 => nf_log(ns, "net.netfilter.nf_log.10", "nf_log_ipv6").map(|()| {
+                "net.netfilter.nf_log.10=nf_log_ipv6 accepted: legacy IPv6 TRACE can go to the kernel log".into()
+            }),
+            Feature::Ipv6 => match read_in(ns, "net.ipv6.conf.all.disable_ipv6") {
+                Ok(v) if v.trim() == "0" => Ok("net.ipv6.conf.all.disable_ipv6=0 in a new netns".into()),
+                Ok(v) => Err(format!(
+                    "net.ipv6.conf.all.disable_ipv6={} in a new netns (ipv6.disable=1 on the kernel command line?)",
+                    v.trim()
+                )),
+                Err(e) => Err(e),
+            },
+            Feature::Ip6tablesLegacyTrace => {
+                let args = ["-w", "2", "-t", "raw", "-A", "OUTPUT", "-p", "ipv6-icmp", "-j", "TRACE"];
+                tool(Some(ns), "ip6tables-legacy", &args)?;
+                Ok(format!("{}: raw OUTPUT -j TRACE accepted", version(ns, "ip6tables-legacy")))
+            }
+            Feature::Ip6tablesNft => {
+                tool(Some(ns), "ip6tables-nft", &["-A", "OUTPUT", "-p", "ipv6-icmp", "-j", "ACCEPT"])?;
+                Ok(format!("{}: filter OUTPUT rule accepted", version(ns, "ip6tables-nft")))
+            }
+            Feature::Nat66 => nat(ns, "ip6tables"),
             Feature::NfTablesTrace => ns
                 .run(|| {
                     NfTraceSocket::open().map_err(|e| netns_io(ns, "join NFNLGRP_NFTRACE", e))?;
@@ -503,7 +580,7 @@ impl<'a> Scratch<'a> {
                 .map(|generation| format!("joined NFNLGRP_NFTRACE; nf_tables answers (generation {generation})"))
                 .map_err(|e| e.to_string()),
             Feature::Conntrack => conntrack(ns),
-            Feature::Nat => nat(ns),
+            Feature::Nat => nat(ns, "iptables"),
             Feature::WireGuard => self
                 .add_link("ip link add npc-wg0 type wireguard", LinkWireguard::new("npc-wg0").build())
                 .map(|()| "made a wireguard link over rtnetlink".into()),
@@ -588,18 +665,18 @@ fn version(ns: &Netns, program: &str) -> String {
         .unwrap_or_else(|| program.to_string())
 }
 
-fn nflog(ns: &Netns) -> Result<String, String> {
-    let path = crate::lab::sysctl::path_of("net.netfilter.nf_log.2");
-    ns.run(|| Ok(fs::write(&path, "nfnetlink_log\n"))).map_err(|e| e.to_string())?.map_err(|e| {
+/// Bind `logger` to the netns's nf_log slot `key`, as trace sources do.
+fn nf_log(ns: &Netns, key: &str, logger: &str) -> Result<(), String> {
+    let path = crate::lab::sysctl::path_of(key);
+    ns.run(|| Ok(fs::write(&path, format!("{logger}\n")))).map_err(|e| e.to_string())?.map_err(|e| {
         match (e.kind(), Path::new(&path).exists()) {
             // The kernel answers ENOENT for a logger name nobody registered.
             (io::ErrorKind::NotFound, true) => {
-                format!("write nfnetlink_log to {path}: {e} (no logger named nfnetlink_log is registered)")
+                format!("write {logger} to {path}: {e} (no logger named {logger} is registered)")
             }
-            _ => format!("write nfnetlink_log to {path}: {e}"),
+            _ => format!("write {logger} to {path}: {e}"),
         }
-    })?;
-    Ok("net.netfilter.nf_log.2=nfnetlink_log accepted: legacy TRACE can go to NFLOG group 0".into())
+    })
 }
 
 fn conntrack(ns: &Netns) -> Result<String, String> {
@@ -613,19 +690,21 @@ fn conntrack(ns: &Netns) -> Result<String, String> {
     }
 }
 
-fn nat(ns: &Netns) -> Result<String, String> {
+/// MASQUERADE through `{prefix}-nft` and `{prefix}-legacy` (`iptables` or `ip6tables`).
+fn nat(ns: &Netns, prefix: &str) -> Result<String, String> {
+    let (nft, legacy) = (format!("{prefix}-nft"), format!("{prefix}-legacy"));
     let masquerade = |program: &str| {
         let mut args = vec!["-t", "nat", "-A", "POSTROUTING", "-o", "npc-none", "-j", "MASQUERADE"];
-        if program == "iptables-legacy" {
+        if program == legacy {
             // The legacy lock is global across namespaces: wait for it rather than fail.
             args.splice(0..0, ["-w", "2"]);
         }
         tool(Some(ns), program, &args).map(drop)
     };
-    match (masquerade("iptables-nft"), masquerade("iptables-legacy")) {
-        (Ok(()), Ok(())) => Ok("MASQUERADE accepted by iptables-nft and iptables-legacy".into()),
-        (Ok(()), Err(e)) => Ok(format!("MASQUERADE accepted by iptables-nft; not by iptables-legacy: {e}")),
-        (Err(e), Ok(())) => Ok(format!("MASQUERADE accepted by iptables-legacy; not by iptables-nft: {e}")),
+    match (masquerade(&nft), masquerade(&legacy)) {
+        (Ok(()), Ok(())) => Ok(format!("MASQUERADE accepted by {nft} and {legacy}")),
+        (Ok(()), Err(e)) => Ok(format!("MASQUERADE accepted by {nft}; not by {legacy}: {e}")),
+        (Err(e), Ok(())) => Ok(format!("MASQUERADE accepted by {legacy}; not by {nft}: {e}")),
         (Err(nft), Err(legacy)) => Err(format!("{nft}; {legacy}")),
     }
 }

@@ -20,6 +20,9 @@
 //! | iptables-legacy TRACE | backend legacy and a traced netns with an `iptables` ruleset, or a ruleset with its own `-j TRACE` |
 //! | conntrack | an `iptables` ruleset with a `*nat` table, `-m conntrack`/`--ctstate`, `-m state`/`--state`, `-m connmark`, `-j CONNMARK`, `-j CT` or `-j NOTRACK`; a probe with `[[probe.conntrack]]` expectations |
 //! | iptables nat table | an `iptables` ruleset with a `*nat` table |
+//! | IPv6 | an IPv6 address on a veth or bridge, an IPv6 route, or an `ip6tables` ruleset |
+//! | ip6tables-legacy TRACE, ip6tables-nft, IPv6 NAT | an `ip6tables` ruleset, as the three iptables rows above say for `iptables` (ip6tables-nft for any ruleset under nft) |
+//! | nf_log for IPv6 | a traced netns with an `ip6tables` ruleset under legacy: to NFLOG (nflog) or to the kernel log (kmsg), by the source |
 //!
 //! `[[wireguard]]` interfaces need one of two implementations, the kernel's or wireguard-go:
 //! [`check`] skips only when neither is there (which one a run uses is
@@ -31,7 +34,7 @@ use std::collections::BTreeSet;
 
 use crate::caps::{self, Feature, Skip};
 use crate::engine::RunOptions;
-use crate::firewall::Backend;
+use crate::firewall::{Backend, Family};
 use crate::observe::TraceChoice;
 use crate::scenario::Scenario;
 
@@ -47,6 +50,14 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
     let mut need = BTreeSet::from([Feature::Netns, Feature::Veth]);
     if !sc.bridge.is_empty() {
         need.insert(Feature::Bridge);
+    }
+    let addresses = sc
+        .bridge
+        .iter()
+        .flat_map(|b| &b.addresses)
+        .chain(sc.veth.iter().flat_map(|v| [&v.a, &v.b]).flat_map(|e| &e.addresses));
+    if addresses.clone().any(|a| a.addr.is_ipv6()) || sc.route.iter().any(|r| r.is_ipv6()) {
+        need.insert(Feature::Ipv6);
     }
     for n in &sc.netns {
         let has_bridge = sc.has_bridge(&n.name);
@@ -86,21 +97,37 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
                 };
             }
         }
-        if let Some(rules) = &n.iptables {
+        for (family, rules) in n.iptables_rulesets() {
             let words = rule_words(rules);
+            let [trace_feature, nat_feature] = match family {
+                Family::V4 => [Feature::LegacyTrace, Feature::Nat],
+                Family::V6 => [Feature::Ip6tablesLegacyTrace, Feature::Nat66],
+            };
+            if family == Family::V6 {
+                need.insert(Feature::Ipv6);
+            }
             match backend {
                 Backend::Legacy => {
                     if n.trace || has_target(&words, &["TRACE"]) {
-                        need.insert(Feature::LegacyTrace);
+                        need.insert(trace_feature);
                     }
+                    // Legacy IPv6 TRACE reports through the netns's IPv6 logger.
+                    match (family, n.trace, trace) {
+                        (Family::V6, true, TraceChoice::Nflog) => need.insert(Feature::NflogIpv6),
+                        (Family::V6, true, TraceChoice::Kmsg) => need.insert(Feature::KernelLogIpv6),
+                        _ => false,
+                    };
                 }
                 Backend::Nft => {
                     need.insert(Feature::NfTablesTrace);
+                    if family == Family::V6 {
+                        need.insert(Feature::Ip6tablesNft);
+                    }
                 }
             }
             let nat = tables(rules).iter().any(|t| t == "nat");
             if nat {
-                need.extend([Feature::Nat, Feature::Conntrack]);
+                need.extend([nat_feature, Feature::Conntrack]);
             }
             if has_match(&words, &["conntrack", "state", "connmark"])
                 || words.iter().any(|w| w == "--ctstate" || w == "--state")
@@ -281,6 +308,30 @@ mod tests {
         assert_eq!(required_features(&sc, Backend::Legacy), vec![Netns, Veth, Bridge, BrNetfilter]);
         let plain = with_host("sysctls = { \"net.ipv4.ip_forward\" = \"1\" }\ntrace = false", BRIDGE);
         assert_eq!(required_features(&plain, Backend::Legacy), vec![Netns, Veth, Bridge]);
+    }
+
+    #[test]
+    fn requires_ipv6_features_from_addresses_and_ip6tables_rulesets() {
+        let v6 = "\n[[bridge]]\nnetns = \"host\"\nname = \"br0\"\naddresses = [\"fd00::1/64\"]\n";
+        assert!(required_features(&with_host("trace = false", v6), Backend::Legacy).contains(&Ipv6));
+        assert!(!required_features(&with_host("trace = false", BRIDGE), Backend::Legacy).contains(&Ipv6));
+        let nat66 = with_host(
+            "ip6tables = \"*nat\\n:POSTROUTING ACCEPT [0:0]\\n-A POSTROUTING -j MASQUERADE\\nCOMMIT\\n\"",
+            "",
+        );
+        assert_eq!(
+            required_features(&nat66, Backend::Legacy),
+            vec![Netns, Veth, Nflog, Conntrack, Ipv6, Ip6tablesLegacyTrace, Nat66, NflogIpv6]
+        );
+        assert_eq!(
+            required_features(&nat66, Backend::Nft),
+            vec![Netns, Veth, NfTablesTrace, Conntrack, Ipv6, Ip6tablesNft, Nat66]
+        );
+        let kmsg = required_features_traced(&nat66, Backend::Legacy, TraceChoice::Kmsg);
+        assert!(kmsg.contains(&KernelLogIpv6) && !kmsg.contains(&NflogIpv6), "{kmsg:?}");
+        // An IPv4 ruleset needs none of them.
+        let v4 = with_host("iptables = \"*nat\\n:POSTROUTING ACCEPT [0:0]\\nCOMMIT\\n\"", "");
+        assert_eq!(required_features(&v4, Backend::Legacy), vec![Netns, Veth, LegacyTrace, Nflog, Conntrack, Nat]);
     }
 
     #[test]

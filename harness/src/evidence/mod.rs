@@ -11,9 +11,11 @@ use serde::Serialize;
 
 use crate::evidence::packet::PacketInfo;
 use crate::observe::trace::TraceEvent;
-use crate::observe::trace::nft_events::HeaderKey;
-use crate::probe::{Ident, Sent, find_nonce};
+use crate::probe::{Sent, find_nonce};
 use crate::scenario::{CapturePoint, Direction};
+
+pub mod key;
+use key::Key;
 
 /// A frame a pcap saw.
 #[derive(Debug, Clone)]
@@ -141,27 +143,19 @@ impl<'a> Parsed<'a> {
 /// trace events that carry headers only (nf_tables, kernel log) are matched by the header
 /// fields NAT leaves alone, learnt from the frames.
 pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Vec<TimedEvent>>) -> Vec<Exchange> {
-    let mut candidates = vec![None; sent.len()];
-    for (f, info, nonce) in frames.iter() {
-        if !matches!(info.l4, crate::evidence::packet::L4::Tcp { .. }) {
-            continue;
+    let learners: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].matcher.learns()).collect();
+    if !learners.is_empty() {
+        for (f, info, nonce) in frames.iter() {
+            for &i in &learners {
+                sent[i].learn(info, &f.data, f.ts, nonce);
+            }
         }
-        // The server's answer quotes the nonce too; only the client's request names the ISN.
-        let nonce = if crate::evidence::packet::contains(&f.data, b"reply netpath-") { None } else { nonce };
-        for (s, c) in sent.iter_mut().zip(candidates.iter_mut()) {
-            s.learn(info, f.ts, nonce, c);
+        for &i in &learners {
+            sent[i].matcher.settle();
         }
-    }
-    for (s, c) in sent.iter_mut().zip(candidates) {
-        s.settle(c);
     }
     let by_nonce: BTreeMap<&[u8], usize> = sent.iter().enumerate().map(|(i, s)| (s.nonce.as_slice(), i)).collect();
-    let unnonced: Vec<usize> = sent
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.ident, Ident::Connection { .. } | Ident::Segment { .. }))
-        .map(|(i, _)| i)
-        .collect();
+    let unnonced: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].matcher.without_nonce()).collect();
     let classify = |info: &PacketInfo, bytes: &[u8], nonce: Option<&[u8]>| -> Option<(usize, Direction)> {
         match nonce.and_then(|n| by_nonce.get(n).copied()) {
             Some(i) => sent[i].classify(info, bytes).map(|d| (i, d)),
@@ -181,10 +175,10 @@ pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Ve
             answer: s.answer.clone(),
         })
         .collect();
-    let mut by_header: BTreeMap<HeaderKey, (usize, Direction)> = BTreeMap::new();
+    let mut by_header: BTreeMap<Key, (usize, Direction)> = BTreeMap::new();
     for (f, info, nonce) in frames.iter() {
         let Some((i, d)) = classify(info, &f.data, nonce) else { continue };
-        if let Some(key) = HeaderKey::of(info) {
+        if let Some(key) = Key::of(info) {
             by_header.insert(key, (i, d));
         }
         let pe = out[i].of_mut(d);
@@ -196,7 +190,7 @@ pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Ve
             let hit = match &ev.payload {
                 Some(bytes) => classify(&ev.packet, bytes, find_nonce(bytes).as_deref()),
                 None => classify(&ev.packet, &[], None)
-                    .or_else(|| HeaderKey::of(&ev.packet).and_then(|k| by_header.get(&k).copied())),
+                    .or_else(|| Key::of(&ev.packet).and_then(|k| by_header.get(&k).copied())),
             };
             if let Some((i, d)) = hit {
                 out[i].of_mut(d).path.entry(netns.clone()).or_default().push(ev.clone());
@@ -249,7 +243,8 @@ mod tests {
             data: ip.clone(),
         };
         assert!(frame.carries(&nonce));
-        let mut sent = [Sent { nonce: nonce.clone(), ident: Ident::Echo, replied: true, answer: None }];
+        let mut sent =
+            [Sent { nonce: nonce.clone(), matcher: Box::new(crate::probe::icmp::Echo), replied: true, answer: None }];
         let frames = [frame];
         let ex = join(&mut sent, &Parsed::new(&frames), &BTreeMap::new());
         let seen = &ex[0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];

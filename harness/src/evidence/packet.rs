@@ -86,6 +86,10 @@ pub struct PacketInfo {
     pub len: Option<u16>,
     pub tos: Option<u8>,
     pub dont_fragment: bool,
+    /// The IPv6 flow label: set once per flow by the sender, left alone by routers and NAT66,
+    /// so part of what identifies an IPv6 packet across hooks ([`crate::evidence::key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_label: Option<u32>,
     pub l4: L4,
 }
 
@@ -107,39 +111,45 @@ impl PacketInfo {
         Some(Self::from_sliced(&sliced))
     }
 
-    /// Summarise an IPv4 header followed by the start of its transport header, as nf_tables
-    /// traces carry them (the rest of the packet is not there, so full parsing would fail).
+    /// Summarise an IP header followed by the start of its transport header, as nf_tables
+    /// traces carry them (the rest of the packet is not there, so full parsing would fail). An
+    /// IPv6 header may bring extension headers before the transport header.
     pub fn from_ip_header(bytes: &[u8]) -> Option<PacketInfo> {
-        let (h, rest) = etherparse::Ipv4Header::from_slice(bytes).ok()?;
-        let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
-        let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
-        let l4 = match h.protocol.0 {
-            1 if rest.len() >= 2 => {
-                let (id, seq) = if matches!(rest[0], 0 | 8) { (be16(rest, 4), be16(rest, 6)) } else { (None, None) };
-                L4::Icmp { kind: rest[0], code: rest[1], id, seq }
+        let (mut info, rest) = match bytes.first()? >> 4 {
+            4 => {
+                let (h, rest) = etherparse::Ipv4Header::from_slice(bytes).ok()?;
+                let info = PacketInfo {
+                    src: Some(IpAddr::V4(h.source.into())),
+                    dst: Some(IpAddr::V4(h.destination.into())),
+                    proto: Some(h.protocol.0),
+                    ttl: Some(h.time_to_live),
+                    ip_id: Some(h.identification),
+                    len: Some(h.total_len),
+                    tos: Some((h.dscp.value() << 2) | h.ecn.value()),
+                    dont_fragment: h.dont_fragment,
+                    ..Default::default()
+                };
+                (info, rest)
             }
-            6 if rest.len() >= 14 => L4::Tcp {
-                sport: be16(rest, 0)?,
-                dport: be16(rest, 2)?,
-                flags: tcp_flag_letters(rest[13]),
-                seq: be32(rest, 4),
-                ack: be32(rest, 8),
-            },
-            17 if rest.len() >= 4 => L4::Udp { sport: be16(rest, 0)?, dport: be16(rest, 2)? },
-            _ => L4::Unknown,
+            6 => {
+                let (h, rest) = etherparse::Ipv6Header::from_slice(bytes).ok()?;
+                let (_, proto, rest) = etherparse::Ipv6Extensions::from_slice(h.next_header, rest).ok()?;
+                let info = PacketInfo {
+                    src: Some(IpAddr::V6(h.source.into())),
+                    dst: Some(IpAddr::V6(h.destination.into())),
+                    proto: Some(proto.0),
+                    ttl: Some(h.hop_limit),
+                    len: Some(h.payload_length.saturating_add(40)),
+                    tos: Some(h.traffic_class),
+                    flow_label: Some(h.flow_label.value()),
+                    ..Default::default()
+                };
+                (info, rest)
+            }
+            _ => return None,
         };
-        Some(PacketInfo {
-            src: Some(IpAddr::V4(h.source.into())),
-            dst: Some(IpAddr::V4(h.destination.into())),
-            proto: Some(h.protocol.0),
-            ttl: Some(h.time_to_live),
-            ip_id: Some(h.identification),
-            len: Some(h.total_len),
-            tos: Some((h.dscp.value() << 2) | h.ecn.value()),
-            dont_fragment: h.dont_fragment,
-            l4,
-            ..Default::default()
-        })
+        info.l4 = transport_head(info.proto.unwrap_or_default(), rest);
+        Some(info)
     }
 
     fn from_sliced(sliced: &SlicedPacket<'_>) -> PacketInfo {
@@ -163,6 +173,8 @@ impl PacketInfo {
                 info.proto = Some(v6.payload().ip_number.0);
                 info.ttl = Some(h.hop_limit());
                 info.len = Some(h.payload_length().saturating_add(40));
+                info.tos = Some(h.traffic_class());
+                info.flow_label = Some(h.flow_label().value());
             }
             _ => {}
         }
@@ -177,7 +189,13 @@ impl PacketInfo {
                 L4::Icmp { kind: icmp.type_u8(), code: icmp.code_u8(), id, seq }
             }
             Some(TransportSlice::Icmpv6(icmp)) => {
-                L4::Icmp { kind: icmp.type_u8(), code: icmp.code_u8(), id: None, seq: None }
+                let (id, seq) = match icmp.icmp_type() {
+                    etherparse::Icmpv6Type::EchoRequest(e) | etherparse::Icmpv6Type::EchoReply(e) => {
+                        (Some(e.id), Some(e.seq))
+                    }
+                    _ => (None, None),
+                };
+                L4::Icmp { kind: icmp.type_u8(), code: icmp.code_u8(), id, seq }
             }
             Some(TransportSlice::Tcp(tcp)) => L4::Tcp {
                 sport: tcp.source_port(),
@@ -200,15 +218,41 @@ impl PacketInfo {
         }
     }
 
-    /// Source and destination as `ip` or `ip:port`.
+    /// Source and destination as `ip`, `ip:port` or `[ipv6]:port`.
     pub fn endpoints(&self) -> (String, String) {
         let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let with_port = |a: Option<IpAddr>, port: u16| match a {
+            Some(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+            _ => format!("{}:{port}", ip(a)),
+        };
         match &self.l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => {
-                (format!("{}:{}", ip(self.src), sport), format!("{}:{}", ip(self.dst), dport))
+                (with_port(self.src, *sport), with_port(self.dst, *dport))
             }
             _ => (ip(self.src), ip(self.dst)),
         }
+    }
+}
+
+/// The transport facts of the first bytes of a transport header of protocol `proto`.
+fn transport_head(proto: u8, rest: &[u8]) -> L4 {
+    let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+    let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+    match (proto, be16(rest, 0), be16(rest, 2)) {
+        // Echo request and reply (ICMP 8/0, ICMPv6 128/129) carry an id and a sequence number.
+        (1 | 58, _, _) if rest.len() >= 2 => {
+            let (id, seq) = if matches!((proto, rest[0]), (1, 0 | 8) | (58, 128 | 129)) {
+                (be16(rest, 4), be16(rest, 6))
+            } else {
+                (None, None)
+            };
+            L4::Icmp { kind: rest[0], code: rest[1], id, seq }
+        }
+        (6, Some(sport), Some(dport)) if rest.len() >= 14 => {
+            L4::Tcp { sport, dport, flags: tcp_flag_letters(rest[13]), seq: be32(rest, 4), ack: be32(rest, 8) }
+        }
+        (17, Some(sport), Some(dport)) => L4::Udp { sport, dport },
+        _ => L4::Unknown,
     }
 }
 
@@ -288,6 +332,40 @@ mod tests {
         assert!(info.dont_fragment);
         assert_eq!(info.l4, L4::Icmp { kind: 8, code: 0, id: Some(2113), seq: Some(1) });
         assert_eq!(info.to_string(), "192.168.0.2 > 10.171.77.30 icmp type 8 code 0 id 2113 seq 1");
+    }
+
+    #[test]
+    fn summarises_ipv6_frames_and_headers() {
+        // An ICMPv6 echo request fd00:a::2 > fd00:b::2, id 7 seq 1, hop limit 64, in Ethernet.
+        let nonce = b"netpath-0011223344556677";
+        let eth = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                "fd00:a::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                "fd00:b::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                64,
+            )
+            .icmpv6_echo_request(7, 1);
+        let mut frame = vec![];
+        eth.write(&mut frame, nonce).unwrap();
+        let info = PacketInfo::from_ethernet(&frame).unwrap();
+        assert_eq!(info.to_string(), "fd00:a::2 > fd00:b::2 icmp type 128 code 0 id 7 seq 1");
+        assert_eq!((info.ttl, info.proto, info.len), (Some(64), Some(58), Some(40 + 8 + 24)));
+        // nf_tables carries the network header and the start of the transport header only.
+        let header = PacketInfo::from_ip_header(&frame[14..14 + 40 + 8]).unwrap();
+        assert_eq!(
+            PacketInfo { mac_src: info.mac_src, mac_dst: info.mac_dst, ..header.clone() },
+            PacketInfo { tos: Some(0), ..info }
+        );
+
+        // A TCP SYN over IPv6 prints its ports bracketed.
+        let syn = etherparse::PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 3).tcp(40000, 80, 1000, 1024).syn();
+        let mut packet = vec![];
+        syn.write(&mut packet, &[]).unwrap();
+        let info = PacketInfo::from_ip_header(&packet).unwrap();
+        assert_eq!(info.l4, L4::Tcp { sport: 40000, dport: 80, flags: "S".into(), seq: Some(1000), ack: Some(0) });
+        assert_eq!(info.endpoints().0, "[fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd]:40000");
+        assert_eq!(PacketInfo::from_ip(&packet).unwrap().l4, info.l4);
+        assert_eq!(PacketInfo::from_ip_header(&[0x20, 0, 0]), None, "neither IPv4 nor IPv6");
     }
 
     #[test]

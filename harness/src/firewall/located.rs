@@ -1,5 +1,6 @@
 //! A ruleset a firewall tool rejects is reported at the scenario file's line of the failing rule,
-//! with the rule's text and the tool's message, under both backends.
+//! with the rule's text and the tool's message, under both backends and for both families
+//! (`iptables` and `ip6tables`).
 //!
 //! netpath feeds each tool the scenario's ruleset exactly as written (its own TRACE rules and
 //! ebtables NFLOG rules go in restores of their own, with `--noflush`), so line N of the tool's
@@ -10,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backend, ebtables, nft};
+use super::{Backend, Family, ebtables, nft};
 use crate::error::{Error, Result};
 use crate::lab::netns::Netns;
 
@@ -55,7 +56,7 @@ impl Source {
 /// Which tool applies a ruleset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Iptables(Backend),
+    Iptables(Backend, Family),
     Ebtables,
     Nft,
 }
@@ -63,7 +64,7 @@ pub enum Kind {
 impl Kind {
     fn field(self) -> &'static str {
         match self {
-            Kind::Iptables(_) => "iptables",
+            Kind::Iptables(_, family) => family.iptables(),
             Kind::Ebtables => "ebtables",
             Kind::Nft => "nft",
         }
@@ -71,7 +72,7 @@ impl Kind {
 
     fn apply(self, ns: &Netns, rules: &str) -> Result<()> {
         match self {
-            Kind::Iptables(b) => b.iptables().restore(ns, rules),
+            Kind::Iptables(b, family) => b.iptables(family).restore(ns, rules),
             Kind::Ebtables => ebtables::restore(ns, rules),
             Kind::Nft => nft::apply(ns, rules),
         }
@@ -88,7 +89,7 @@ pub fn apply(ns: &Netns, source: &Source, netns: &str, kind: Kind, rules: &str) 
     let said = tool_line(stderr).filter(|n| (1..=lines.len()).contains(n));
     let rule = match (said, kind) {
         (Some(n), _) if is_rule(lines[n - 1]) => Some(n),
-        (_, Kind::Iptables(_)) => culprit(ns, kind, &lines, said),
+        (_, Kind::Iptables(..)) => culprit(ns, kind, &lines, said),
         (n, _) => n,
     };
     let mut message = stderr

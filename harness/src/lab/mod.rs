@@ -19,7 +19,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use crate::error::{Error, Result};
 use netns::Netns;
 
-pub use link::VethEnd;
+pub use link::{LinkError, VethEnd};
 
 /// One link as [`Lab::link_infos`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,7 @@ impl Lab {
         let node = Node { ns, handle };
         // Every netns's loopback is ifindex 1 (the kernel's LOOPBACK_IFINDEX): no lookup needed.
         self.block_on_node(&node, "set lo up", link::set_up(&node.handle, LOOPBACK_IFINDEX))?;
+        no_dad(&node.ns)?;
         self.nodes.insert(name.to_string(), node);
         Ok(&self.nodes[name].ns)
     }
@@ -119,7 +120,7 @@ impl Lab {
             Err(_) => Err(netlink_error(
                 node.ns.name(),
                 what,
-                format!("no answer from the kernel within {NETLINK_TIMEOUT:?}"),
+                LinkError::Request(format!("no answer from the kernel within {NETLINK_TIMEOUT:?}")),
             )),
         }
     }
@@ -196,6 +197,7 @@ impl Lab {
                     message: format!(
                         "still {state:?} after the deadline: is its peer up, or, for a bridge, has it a port that is up?"
                     ),
+                    errno: None,
                 });
             }
             // Polling: rtnetlink has no blocking wait for one link's state short of a monitor socket.
@@ -223,7 +225,7 @@ impl Lab {
     pub fn add_address(&self, netns: &str, iface: &str, cidr: crate::cidr::Cidr) -> Result<()> {
         self.on(netns, &format!("add address {cidr} to {iface}"), |h| async move {
             let index = link::index_of(&h, iface).await?;
-            h.address().add(index, cidr.addr, cidr.prefix).execute().await.map_err(|e| e.to_string())
+            link::add_address(&h, index, cidr).await
         })
     }
 
@@ -253,7 +255,7 @@ impl Lab {
     /// The interfaces of a netns by index (`ip -n NS -br link`).
     pub fn links(&self, netns: &str) -> Result<BTreeMap<u32, String>> {
         self.on(netns, "list links", |h| async move {
-            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(LinkError::from)?;
             Ok(msgs.iter().filter_map(|m| Some((m.header.index, name_of(m)?))).collect())
         })
     }
@@ -262,7 +264,7 @@ impl Lab {
     pub fn link_infos(&self, netns: &str) -> Result<Vec<LinkInfo>> {
         use rtnetlink::packet_route::link::LinkFlags;
         self.on(netns, "list links", |h| async move {
-            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(LinkError::from)?;
             Ok(msgs
                 .iter()
                 .filter_map(|m| {
@@ -289,7 +291,7 @@ impl Lab {
                 .execute()
                 .try_collect()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(LinkError::from)?;
             Ok(msgs
                 .iter()
                 .filter(|m| m.header.index == index)
@@ -306,7 +308,7 @@ impl Lab {
     /// The MAC of every interface that has one, by name (`ip -n NS link`).
     pub fn macs(&self, netns: &str) -> Result<BTreeMap<String, crate::evidence::packet::Mac>> {
         self.on(netns, "list links", |h| async move {
-            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(LinkError::from)?;
             Ok(msgs
                 .iter()
                 .filter_map(|m| {
@@ -325,8 +327,7 @@ impl Lab {
     pub fn local_addresses(&self, netns: &str) -> Result<std::collections::BTreeSet<IpAddr>> {
         use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
         self.on(netns, "list addresses", |h| async move {
-            let msgs: Vec<AddressMessage> =
-                h.address().get().execute().try_collect().await.map_err(|e| e.to_string())?;
+            let msgs: Vec<AddressMessage> = h.address().get().execute().try_collect().await.map_err(LinkError::from)?;
             // IFA_LOCAL is the interface's own address where it differs from IFA_ADDRESS (the
             // peer's, on point-to-point links); IPv6 carries only IFA_ADDRESS.
             Ok(msgs
@@ -352,8 +353,7 @@ impl Lab {
         let name = iface.to_string();
         let found = self.on(netns, &format!("read the MAC of {iface}"), |h| async move {
             let mut links = h.link().get().match_name(name.clone()).execute();
-            let msg =
-                links.try_next().await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no interface `{name}`"))?;
+            let msg = links.try_next().await?.ok_or_else(|| LinkError::NoInterface(format!("`{name}`")))?;
             Ok(msg.attributes.iter().find_map(|a| match a {
                 LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
                 _ => None,
@@ -363,6 +363,7 @@ impl Lab {
             netns: self.full_name(netns),
             what: format!("read the MAC of {iface}"),
             message: "it has no Ethernet address".into(),
+            errno: None,
         })
     }
 
@@ -379,6 +380,21 @@ impl Lab {
     }
 }
 
+/// Links made in `ns` from now on skip IPv6 duplicate address detection, as the lab's own
+/// addresses do (IFA_F_NODAD): a link-local address stays tentative for a second or two
+/// otherwise, and while it is, the netns sends no neighbour solicitation for a packet it
+/// forwards (its source would be the tentative address), so a router drops the first packets.
+/// The setting belongs to the netns and goes with it; a kernel without IPv6 has no such file.
+fn no_dad(ns: &Netns) -> Result<()> {
+    const KEY: &str = "net.ipv6.conf.default.accept_dad";
+    ns.run(|| match std::fs::write(crate::lab::sysctl::path_of(KEY), "0\n") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::Sysctl { netns: ns.name().to_string(), key: KEY.into(), source: e })
+        }
+        _ => Ok(()),
+    })
+}
+
 /// IFLA_IFNAME of a link.
 fn name_of(m: &LinkMessage) -> Option<String> {
     m.attributes.iter().find_map(|a| match a {
@@ -387,15 +403,12 @@ fn name_of(m: &LinkMessage) -> Option<String> {
     })
 }
 
-fn netlink_error(netns: &str, what: &str, message: String) -> Error {
-    let message = if message.contains("Operation not permitted") || message.contains("EPERM") {
-        format!("{message} (needs CAP_NET_ADMIN: run as root)")
-    } else if message.contains("File exists") {
-        format!("{message} (the name or address is already in use in this netns)")
-    } else if message.contains("Operation not supported") {
-        format!("{message} (the kernel lacks this link type or feature)")
-    } else {
-        message
+fn netlink_error(netns: &str, what: &str, e: LinkError) -> Error {
+    let hint = match e.errno() {
+        Some(libc::EPERM) => " (needs CAP_NET_ADMIN: run as root)",
+        Some(libc::EEXIST) => " (the name or address is already in use in this netns)",
+        Some(libc::EOPNOTSUPP) => " (the kernel lacks this link type or feature)",
+        _ => "",
     };
-    Error::Netlink { netns: netns.to_string(), what: what.to_string(), message }
+    Error::Netlink { netns: netns.to_string(), what: what.to_string(), message: format!("{e}{hint}"), errno: e.errno() }
 }

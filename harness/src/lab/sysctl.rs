@@ -6,9 +6,15 @@ use std::fs;
 use crate::error::{Error, Result};
 use crate::lab::netns::Netns;
 
-/// The /proc/sys file of `key`, resolved in the netns of the thread that opens it.
+/// The /proc/sys file of `key`, resolved in the netns of the thread that opens it. As for
+/// `sysctl`, a key may use `/` as its separator, so an interface name with a dot fits
+/// (`net/ipv6/conf/eth0.100/forwarding`).
 pub fn path_of(key: &str) -> String {
-    format!("/proc/sys/{}", key.replace('.', "/"))
+    if key.contains('/') {
+        format!("/proc/sys/{}", key.trim_start_matches('/'))
+    } else {
+        format!("/proc/sys/{}", key.replace('.', "/"))
+    }
 }
 
 /// Mirrors `ip netns exec NS sysctl -w KEY=VALUE`.

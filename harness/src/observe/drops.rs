@@ -24,7 +24,7 @@ pub struct Drops(Arc<Mutex<Seen>>);
 #[derive(Debug, Default)]
 struct Seen {
     nonces: HashSet<Vec<u8>>,
-    /// ICMP echo (id, sequence).
+    /// ICMP or ICMPv6 echo (id, sequence).
     echoes: HashSet<(u16, u16)>,
 }
 
@@ -48,14 +48,17 @@ impl Drops {
         if let Some(nonce) = payload.and_then(crate::probe::find_nonce) {
             seen.nonces.insert(nonce);
         }
-        if let Some(PacketInfo { l4: L4::Icmp { kind: 0 | 8, id: Some(id), seq: Some(seq), .. }, .. }) = packet {
+        // Echo requests and replies of ICMP (8, 0) and ICMPv6 (128, 129).
+        if let Some(PacketInfo { l4: L4::Icmp { kind: 0 | 8 | 128 | 129, id: Some(id), seq: Some(seq), .. }, .. }) =
+            packet
+        {
             seen.echoes.insert((*id, *seq));
         }
     }
 
     /// A watcher for a netns's NFLOG records (legacy TRACE): `points` says where that netns's
-    /// ruleset drops.
-    pub fn nflog_watcher(&self, points: DropPoints) -> impl FnMut(&[Record]) + Send + 'static {
+    /// ruleset of each family (by `NFPROTO_*`, as records name it) drops.
+    pub fn nflog_watcher(&self, points: Vec<(u8, DropPoints)>) -> impl FnMut(&[Record]) + Send + 'static {
         let drops = self.clone();
         move |records| {
             for r in records {
@@ -63,7 +66,7 @@ impl Drops {
                 let Some(hook) = rec.prefix.as_deref().and_then(crate::observe::trace::nflog::hook_of_prefix) else {
                     continue;
                 };
-                if rec.family == 2 && points.drops(&hook) {
+                if points.iter().any(|(family, p)| *family == rec.family && p.drops(&hook)) {
                     let payload = rec.payload.as_deref();
                     drops.add(payload.and_then(PacketInfo::from_ip).as_ref(), payload);
                 }

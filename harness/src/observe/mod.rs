@@ -17,15 +17,15 @@ pub mod drops;
 pub mod reader;
 pub mod trace;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::evidence::packet::PacketInfo;
+use crate::evidence::key::Nonces;
 use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
-use crate::firewall::{Backend, ebtables, iptables, run_tool};
+use crate::firewall::{Backend, Family, ebtables, iptables, run_tool};
 use crate::lab::Lab;
 use crate::lab::global_sysctl::KernelLogGuard;
 use crate::lab::netns::{Netns, NetnsEntry};
@@ -34,7 +34,7 @@ use crate::observe::capture::{PcapThread, Record};
 use crate::observe::drops::{DropPoints, Drops};
 use crate::observe::reader::{ReaderThread, Source, Watch};
 use crate::observe::trace::kmsg::{self, KmsgThread};
-use crate::observe::trace::nft_events::{self, HeaderKey};
+use crate::observe::trace::nft_events;
 use crate::observe::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
 use crate::scenario::{CapturePoint, Scenario};
 
@@ -128,24 +128,18 @@ pub fn prepare_nft(ns: &Netns, trace: TraceChoice) -> Result<()> {
     Ok(())
 }
 
-/// Make a netns's iptables chains report, after the user's ruleset is in.
-pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, trace: TraceChoice) -> Result<()> {
+/// Make a netns's iptables chains of `family` report, after the user's ruleset is in.
+pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, family: Family, trace: TraceChoice) -> Result<()> {
     trace.check_backend(backend).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
-    if !iptables::has_trace_rule(rules) {
-        // --noflush: keep the user's raw table.
-        let program = match backend {
-            Backend::Legacy => "iptables-legacy-restore",
-            Backend::Nft => "iptables-nft-restore",
-        };
-        run_tool(ns, program, &["-w", "--noflush"], Some(iptables::TRACE_RULESET))?;
-    }
+    backend.iptables(family).enable_trace(ns, rules)?;
     match trace {
-        // Legacy TRACE logs through the netns's nf_log; bind IPv4's to nfnetlink_log so the
-        // records reach this netns's NFLOG socket instead of the global kernel log.
-        TraceChoice::Nflog => sysctl::write(ns, "net.netfilter.nf_log.2", "nfnetlink_log")?,
+        // Legacy TRACE logs through the netns's nf_log of the family (`nf_log.2`, `nf_log.10`);
+        // bind it to nfnetlink_log so the records reach this netns's NFLOG socket (group 0 for
+        // both families, each record naming its family) instead of the global kernel log.
+        TraceChoice::Nflog => sysctl::write(ns, &family.nf_log_sysctl(), "nfnetlink_log")?,
         // ... or to the syslog logger, so they reach the kernel log (a new netns has it bound
         // already when nf_log_syslog is built in; a loaded nfnetlink_log may have come first).
-        TraceChoice::Kmsg => sysctl::write(ns, "net.netfilter.nf_log.2", "nf_log_ipv4")?,
+        TraceChoice::Kmsg => sysctl::write(ns, &family.nf_log_sysctl(), family.syslog_logger())?,
         TraceChoice::Nftrace => {}
     }
     Ok(())
@@ -221,8 +215,13 @@ impl Observers {
             let reader = match trace {
                 TraceChoice::Nflog => {
                     let device = format!("nflog:0,{}", ebtables::TRACE_GROUP);
-                    let rules = n.iptables.as_deref().unwrap_or_default();
-                    let points = DropPoints::from_iptables(rules, u32::from(!iptables::has_trace_rule(rules)));
+                    let points = n
+                        .iptables_rulesets()
+                        .map(|(family, rules)| {
+                            let shift = u32::from(!iptables::has_trace_rule(rules));
+                            (family.nfproto(), DropPoints::from_iptables(rules, shift))
+                        })
+                        .collect();
                     let watch = Box::new(drops.nflog_watcher(points));
                     let t = PcapThread::spawn(ns.entry()?, &device, Some(watch)).and_then(|t| t.ready());
                     TraceReader::Nflog(t.map_err(trace_err)?)
@@ -282,7 +281,7 @@ impl Observers {
                 Err(message) => errors.push(Error::Capture { netns: point.netns, iface: point.iface, message }),
             }
         }
-        let nonces = NonceByHeader::from_frames(&frames);
+        let nonces = Nonces::from_frames(&frames);
         let mut events = BTreeMap::new();
         let empty = BTreeMap::new();
         for (netns, reader) in self.traces {
@@ -322,7 +321,7 @@ impl Observers {
                     Ok(msgs) => {
                         let ns = lab.netns(&netns)?;
                         let index = rule_index(ns)?;
-                        let evs = nft_events::to_events(&msgs, &netns, &index, names, &|p| nonces.get(p))
+                        let evs = nft_events::to_events(&msgs, &netns, &index, names, &|p, head| nonces.get(p, head))
                             .into_iter()
                             .map(|event| TimedEvent { ts: Default::default(), event })
                             .collect();
@@ -382,7 +381,7 @@ impl KmsgObserver {
         lab: &Lab,
         ifnames: &BTreeMap<String, BTreeMap<u32, String>>,
         frames: &[Frame],
-        nonces: &NonceByHeader,
+        nonces: &Nonces,
     ) -> Result<BTreeMap<String, Vec<TimedEvent>>> {
         let records = self.reader.stop();
         let released = self.guard.release();
@@ -401,7 +400,7 @@ impl KmsgObserver {
                 .map(|ns| Ok((ns.clone(), netns_facts(lab, ns, frames)?)))
                 .collect::<Result<_>>()?,
         };
-        let packets = kmsg::Packets { seen: &|p| nonces.seen(p), nonce_of: &|p| nonces.get(p) };
+        let packets = kmsg::Packets { seen: &|p| nonces.seen(p), nonce_of: &|p| nonces.get(p, None) };
         let mut by_netns = kmsg::to_events(&records, &scope, &packets).map_err(|e| trace_err(e.join("\n")))?;
         Ok(self
             .traced
@@ -426,44 +425,20 @@ fn netns_facts(lab: &Lab, netns: &str, frames: &[Frame]) -> Result<kmsg::NetnsFa
     Ok(facts)
 }
 
-/// The rules of a netns by handle, with iptables-nft's own text for its tables.
+/// The rules of a netns by handle, with iptables-nft's own text for its tables of each family
+/// (ip6tables-nft's only where the netns has `ip6` tables).
 fn rule_index(ns: &crate::lab::netns::Netns) -> Result<RuleIndex> {
     let json = run_tool(ns, "nft", &["-j", "list", "ruleset"], None)?;
-    let index = RuleIndex::from_nft_json(&json)
+    let mut index = RuleIndex::from_nft_json(&json)
         .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("nft -j list ruleset: {e}") })?;
-    let save = run_tool(ns, "iptables-nft-save", &[], None).unwrap_or_default();
-    Ok(index.with_iptables_save(&save))
-}
-
-/// Probe nonces by the header fields that survive NAT, learnt from captured frames that carry
-/// the nonce in their payload; and the header keys of every captured frame, nonce or not.
-struct NonceByHeader {
-    nonces: BTreeMap<HeaderKey, Vec<u8>>,
-    seen: BTreeSet<HeaderKey>,
-}
-
-impl NonceByHeader {
-    fn from_frames(frames: &[Frame]) -> NonceByHeader {
-        let mut nonces = BTreeMap::new();
-        let mut seen = BTreeSet::new();
-        for f in frames {
-            let Some(key) = f.info().as_ref().and_then(HeaderKey::of) else { continue };
-            if let Some(nonce) = crate::probe::find_nonce(&f.data) {
-                nonces.insert(key.clone(), nonce);
-            }
-            seen.insert(key);
+    for family in Family::ALL {
+        if family == Family::V6 && !index.has_family(family.nfproto()) {
+            continue;
         }
-        NonceByHeader { nonces, seen }
+        let save = Backend::Nft.iptables(family).save(ns).unwrap_or_default();
+        index = index.with_iptables_save_family(family.nfproto(), &save);
     }
-
-    fn get(&self, p: &PacketInfo) -> Option<Vec<u8>> {
-        self.nonces.get(&HeaderKey::of(p)?).cloned()
-    }
-
-    /// Whether a frame with these headers was captured in the lab.
-    fn seen(&self, p: &PacketInfo) -> bool {
-        HeaderKey::of(p).is_some_and(|k| self.seen.contains(&k))
-    }
+    Ok(index)
 }
 
 /// An nf_tables trace socket read by a thread inside the netns until stopped.

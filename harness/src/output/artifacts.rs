@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::engine::{Outcome, RunOptions};
 use crate::error::{Error, Result};
 use crate::evidence::TimedEvent;
-use crate::firewall::{Backend, ebtables, run_tool};
+use crate::firewall::{Backend, Family, ebtables, run_tool};
 use crate::lab::Lab;
 use crate::observe::capture::{Record, write_pcap};
 use crate::scenario::Scenario;
@@ -48,7 +48,10 @@ pub fn write(
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
         let dump = |file: &str, r: Result<String>| put(file, &r.unwrap_or_else(|e| format!("unavailable: {e}\n")));
-        dump(&format!("{}.iptables-save", n.name), backend.iptables().save(ns))?;
+        dump(&format!("{}.iptables-save", n.name), backend.iptables(Family::V4).save(ns))?;
+        if n.ip6tables.is_some() {
+            dump(&format!("{}.ip6tables-save", n.name), backend.iptables(Family::V6).save(ns))?;
+        }
         dump(&format!("{}.ebtables-save", n.name), ebtables::save(ns))?;
         dump(&format!("{}.nft.json", n.name), run_tool(ns, "nft", &["-j", "list", "ruleset"], None))?;
         dump(&format!("{}.conntrack", n.name), run_tool(ns, "conntrack", &["-L"], None))?;

@@ -1,18 +1,111 @@
-//! Crafted frames: an Ethernet/IPv4/TCP segment built field by field (spoofed sources, TTL,
-//! a lone ACK...) and injected on an interface with an AF_PACKET socket, still carrying a nonce.
+//! Crafted frames: an Ethernet/IPv4/TCP or Ethernet/IPv6/TCP segment built field by field
+//! (spoofed sources, TTL or hop limit, a lone ACK...) and injected on an interface with an
+//! AF_PACKET socket, still carrying a nonce.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use etherparse::PacketBuilder;
 
 use super::wait::{self, Read};
-use super::{Ident, Sent, new_nonce};
+use super::{Context, Matcher, Prober, Sent, new_nonce};
 use crate::error::{Error, Result};
-use crate::evidence::packet::{L4, Mac, PacketInfo};
+use crate::evidence::packet::{L4, Mac, PacketInfo, contains};
 use crate::lab::netns::Netns;
 use crate::observe::drops::Drops;
+use crate::scenario::{Direction, ProbeKind, ProbeSpec, Scenario};
+
+/// `kind = "frame"`: a `[probe.frame]` table says how the segment is built.
+pub struct Frame;
+
+impl Prober for Frame {
+    fn kind(&self) -> ProbeKind {
+        ProbeKind::Frame
+    }
+
+    fn conntrack_proto(&self, _v6: bool) -> &'static str {
+        "tcp"
+    }
+
+    fn needs_port(&self) -> bool {
+        true
+    }
+
+    fn problems(&self, sc: &Scenario, p: &ProbeSpec) -> Vec<(String, String)> {
+        let Some(f) = &p.frame else {
+            return vec![(
+                String::new(),
+                "kind = \"frame\" needs a [probe.frame] table (iface, and optionally mac_src, mac_dst, src, sport, ttl, flags)".into(),
+            )];
+        };
+        let mut out = vec![];
+        let names = sc.interface_names(&p.from);
+        if !names.contains(&f.iface.as_str()) {
+            let have = if names.is_empty() {
+                format!("netns {} has no interface", p.from)
+            } else {
+                format!("its interfaces: {}", names.join(", "))
+            };
+            out.push(("frame.iface".into(), format!("netns {} has no interface `{}` ({have})", p.from, f.iface)));
+        } else if let Some(w) = sc.wireguard_at(&p.from, &f.iface) {
+            out.push((
+                "frame.iface".into(),
+                format!("{} is a WireGuard interface: a frame probe injects an Ethernet frame, which it has no link layer for", w.id()),
+            ));
+        }
+        if let Some(bad) = f.flags.chars().find(|c| !"SAFRP".contains(*c)) {
+            out.push(("frame.flags".into(), format!("`{bad}` is not a TCP flag letter (want S, A, F, R, P)")));
+        }
+        out
+    }
+
+    fn send(&self, cx: &Context<'_>) -> Result<Vec<Sent>> {
+        let seg = segment(cx)?;
+        (0..cx.spec.count).map(|_| inject(cx.ns, &seg, cx.timeout, cx.drops)).collect()
+    }
+}
+
+/// The crafted segment of a frame probe, with the defaults filled in from the lab: the
+/// interface's MAC and first address of the target's family, and the MAC of whichever lab
+/// interface owns the next hop.
+fn segment(cx: &Context<'_>) -> Result<Segment> {
+    let (p, sc, lab, dst) = (cx.spec, cx.scenario, cx.lab, cx.dst);
+    let f = p.frame.as_ref().ok_or_else(|| cx.fail("kind = \"frame\" needs a [probe.frame] table"))?;
+    let family = if dst.is_ipv4() { "IPv4" } else { "IPv6" };
+    let own = sc.interface_addresses(&p.from, &f.iface);
+    let src = f
+        .src
+        .or_else(|| own.iter().map(|c| c.addr).find(|a| a.is_ipv4() == dst.is_ipv4()))
+        .filter(|a| a.is_ipv4() == dst.is_ipv4())
+        .ok_or_else(|| cx.fail(format!("{}/{} has no {family} address: give [probe.frame] src", p.from, f.iface)))?;
+    let mac_src = match f.mac_src {
+        Some(m) => m,
+        None => lab.link_mac(&p.from, &f.iface)?,
+    };
+    let mac_dst = match f.mac_dst {
+        Some(m) => m,
+        None => {
+            let hop = sc.next_hop(&p.from, &f.iface, dst);
+            let (netns, iface) = sc.owner_of(hop).ok_or_else(|| {
+                cx.fail(format!("no lab interface owns the next hop {hop} towards {dst}: give [probe.frame] mac_dst"))
+            })?;
+            lab.link_mac(&netns, &iface)?
+        }
+    };
+    let sport = f.sport.unwrap_or(32768 + (crate::random::u64() % 28000) as u16);
+    Ok(Segment {
+        iface: f.iface.clone(),
+        mac_src,
+        mac_dst,
+        src,
+        dst,
+        ttl: f.ttl,
+        sport,
+        dport: cx.port()?,
+        flags: f.flags.clone(),
+    })
+}
 
 /// Every field of the segment.
 #[derive(Debug, Clone)]
@@ -20,8 +113,10 @@ pub struct Segment {
     pub iface: String,
     pub mac_src: Mac,
     pub mac_dst: Mac,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// Of the family of `dst`.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TTL or hop limit.
     pub ttl: u8,
     pub sport: u16,
     pub dport: u16,
@@ -31,9 +126,13 @@ pub struct Segment {
 
 /// Build the frame: the nonce is its payload, the sequence number random.
 pub fn build(seg: &Segment, seq: u32, nonce: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let mut b = PacketBuilder::ethernet2(seg.mac_src.0, seg.mac_dst.0)
-        .ipv4(seg.src.octets(), seg.dst.octets(), seg.ttl)
-        .tcp(seg.sport, seg.dport, seq, 64240);
+    let eth = PacketBuilder::ethernet2(seg.mac_src.0, seg.mac_dst.0);
+    let ip = match (seg.src, seg.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), seg.ttl),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), seg.ttl),
+        (s, d) => return Err(format!("source {s} and destination {d} are of different families")),
+    };
+    let mut b = ip.tcp(seg.sport, seg.dport, seq, 64240);
     for f in seg.flags.chars() {
         b = match f {
             'S' => b.syn(),
@@ -54,7 +153,7 @@ pub fn build(seg: &Segment, seq: u32, nonce: &[u8]) -> std::result::Result<Vec<u
 /// on that interface.
 pub fn inject(ns: &Netns, seg: &Segment, timeout: Duration, drops: &Drops) -> Result<Sent> {
     let fail = |m: String| Error::Probe {
-        probe: format!("frame {}/{} -> {}:{}", ns.name(), seg.iface, seg.dst, seg.dport),
+        probe: format!("frame {}/{} -> {}", ns.name(), seg.iface, std::net::SocketAddr::new(seg.dst, seg.dport)),
         message: m,
     };
     ns.run(|| {
@@ -65,12 +164,42 @@ pub fn inject(ns: &Netns, seg: &Segment, timeout: Duration, drops: &Drops) -> Re
             .map_err(|e| fail(format!("no interface {}: {e}", seg.iface)))?;
         let sock = packet_socket(ifindex)
             .map_err(|e| fail(format!("AF_PACKET socket: {e} (needs CAP_NET_RAW: run as root)")))?;
-        send(&sock, ifindex, &seg.mac_dst, &frame).map_err(|e| fail(format!("send: {e}")))?;
+        send(&sock, ifindex, &seg.mac_dst, seg.dst, &frame).map_err(|e| fail(format!("send: {e}")))?;
         let len = nonce.len() as u32;
         let replied =
             wait_ack(&sock, seq, len, timeout, &|| drops.nonce(&nonce)).map_err(|e| fail(format!("read: {e}")))?;
-        Ok(Sent { nonce, ident: Ident::Segment { seq, len }, replied, answer: None })
+        Ok(Sent { nonce, matcher: Box::new(Crafted { seq, len }), replied, answer: None })
     })
+}
+
+/// A crafted segment with sequence number `seq` and the nonce as payload (`len` bytes); the
+/// reply is whatever acknowledges it (SYN-ACK, or RST).
+#[derive(Debug, Clone)]
+pub struct Crafted {
+    pub seq: u32,
+    pub len: u32,
+}
+
+impl Matcher for Crafted {
+    fn classify(&self, nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<Direction> {
+        let L4::Tcp { seq, ack, .. } = &info.l4 else { return None };
+        let acked = |a: u32| a == self.seq.wrapping_add(1) || a == self.seq.wrapping_add(1).wrapping_add(self.len);
+        if *seq == Some(self.seq) && (bytes.is_empty() || contains(bytes, nonce)) {
+            Some(Direction::Request)
+        } else if ack.is_some_and(acked) {
+            Some(Direction::Reply)
+        } else {
+            None
+        }
+    }
+
+    fn without_nonce(&self) -> bool {
+        true
+    }
+
+    fn clone_box(&self) -> Box<dyn Matcher> {
+        Box::new(self.clone())
+    }
 }
 
 fn packet_socket(ifindex: u32) -> std::io::Result<OwnedFd> {
@@ -108,8 +237,9 @@ fn sockaddr_ll(ifindex: u32, mac: &Mac, proto: u16) -> libc::sockaddr_ll {
     addr
 }
 
-fn send(sock: &OwnedFd, ifindex: u32, dst: &Mac, frame: &[u8]) -> std::io::Result<()> {
-    let addr = sockaddr_ll(ifindex, dst, (libc::ETH_P_IP as u16).to_be());
+fn send(sock: &OwnedFd, ifindex: u32, dst: &Mac, ip: IpAddr, frame: &[u8]) -> std::io::Result<()> {
+    let ethertype = if ip.is_ipv4() { libc::ETH_P_IP } else { libc::ETH_P_IPV6 };
+    let addr = sockaddr_ll(ifindex, dst, (ethertype as u16).to_be());
     // SAFETY: sendto with a valid buffer and a sockaddr_ll of the right size.
     let n = unsafe {
         libc::sendto(

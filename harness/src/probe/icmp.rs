@@ -1,54 +1,93 @@
-//! ICMP echo probes over a raw socket: the target's kernel answers, echoing the nonce.
+//! ICMP echo probes over a raw socket, ICMPv4 or ICMPv6 by the target's family: the target's
+//! kernel answers, echoing the nonce.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::new_nonce;
 use super::wait::{self, Read};
+use super::{Context, Matcher, Prober, Sent, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
-use crate::lab::netns::Netns;
-use crate::observe::drops::Drops;
+use crate::scenario::{Direction, ProbeKind};
 
-/// One echo request and what came back for it.
+/// ICMP types of an echo request and its reply, per family.
+const ECHO_V4: (u8, u8) = (8, 0);
+const ECHO_V6: (u8, u8) = (128, 129);
+
+/// `kind = "icmp"`.
+pub struct Icmp;
+
+impl Prober for Icmp {
+    fn kind(&self) -> ProbeKind {
+        ProbeKind::Icmp
+    }
+
+    fn conntrack_proto(&self, v6: bool) -> &'static str {
+        if v6 { "icmpv6" } else { "icmp" }
+    }
+
+    fn needs_port(&self) -> bool {
+        false
+    }
+
+    /// `count` echo requests, one after the other, each with its own nonce and the same ICMP id
+    /// (one conntrack flow), each waited for up to the timeout. Mirrors
+    /// `ip netns exec NS ping -c COUNT -W TIMEOUT DST`.
+    fn send(&self, cx: &Context<'_>) -> Result<Vec<Sent>> {
+        let dst = cx.dst;
+        let id = (crate::random::u64() & 0xffff) as u16;
+        let what =
+            |e: io::Error| Error::Probe { probe: format!("icmp {} -> {dst}", cx.ns.name()), message: e.to_string() };
+        cx.ns.run(|| {
+            let sock = raw_icmp_socket(dst).map_err(|e| Error::netns(cx.ns.name(), "open raw ICMP socket", e))?;
+            let mut sent = vec![];
+            for seq in 1..=cx.spec.count {
+                let nonce = new_nonce();
+                let mut payload = nonce.clone();
+                payload.resize(56, 0);
+                send_echo(&sock, dst, id, seq, &payload).map_err(what)?;
+                let dropped = || cx.drops.nonce(&nonce) || cx.drops.echo(id, seq);
+                let replied = wait_reply(&sock, dst, &nonce, cx.timeout, &dropped).map_err(what)?;
+                sent.push(Sent { nonce, matcher: Box::new(Echo), replied, answer: None });
+            }
+            Ok(sent)
+        })
+    }
+}
+
+/// An echo request carries the nonce, and its reply echoes it.
 #[derive(Debug, Clone)]
-pub struct Echo {
-    pub seq: u16,
-    pub nonce: Vec<u8>,
-    /// The reply as the sender's socket received it, if one came before the deadline.
-    pub reply: Option<PacketInfo>,
-}
+pub struct Echo;
 
-/// Send `count` ICMP echo requests from `ns` to `dst`, one after the other, each with its own
-/// nonce and the same ICMP id (one conntrack flow), waiting up to `timeout` for each reply.
-/// Mirrors `ip netns exec NS ping -c COUNT -W TIMEOUT DST`.
-/// A packet the trace shows dropped (`drops`) is not waited for.
-pub fn icmp_echo(ns: &Netns, dst: Ipv4Addr, count: u16, timeout: Duration, drops: &Drops) -> Result<(u16, Vec<Echo>)> {
-    let id = (crate::random::u64() & 0xffff) as u16;
-    let what = |e: io::Error| Error::Probe { probe: format!("icmp {} -> {dst}", ns.name()), message: e.to_string() };
-    ns.run(|| {
-        let sock = raw_icmp_socket().map_err(|e| Error::netns(ns.name(), "open raw ICMP socket", e))?;
-        let mut echoes = vec![];
-        for seq in 1..=count {
-            let nonce = new_nonce();
-            let mut payload = nonce.clone();
-            payload.resize(56, 0);
-            send_echo(&sock, dst, id, seq, &payload).map_err(what)?;
-            let dropped = || drops.nonce(&nonce) || drops.echo(id, seq);
-            let reply = wait_reply(&sock, &nonce, timeout, &dropped).map_err(what)?;
-            echoes.push(Echo { seq, nonce, reply });
+impl Matcher for Echo {
+    fn classify(&self, nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<Direction> {
+        let L4::Icmp { kind, .. } = info.l4 else { return None };
+        if !contains(bytes, nonce) {
+            return None;
         }
-        Ok((id, echoes))
-    })
+        // An ICMP error quoting the request (unreachable, too big) carries the nonce too: neither.
+        match kind {
+            k if k == ECHO_V4.0 || k == ECHO_V6.0 => Some(Direction::Request),
+            k if k == ECHO_V4.1 || k == ECHO_V6.1 => Some(Direction::Reply),
+            _ => None,
+        }
+    }
+
+    fn clone_box(&self) -> Box<dyn Matcher> {
+        Box::new(self.clone())
+    }
 }
 
-fn raw_icmp_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, libc::IPPROTO_ICMP)
+fn raw_icmp_socket(dst: IpAddr) -> io::Result<OwnedFd> {
+    let (family, proto) = match dst {
+        IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP),
+        // The kernel fills in an ICMPv6 raw socket's checksums (RFC 3542 §3.1).
+        IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6),
     };
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, proto) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -64,40 +103,81 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn send_echo(sock: &OwnedFd, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8]) -> io::Result<()> {
-    let mut msg = vec![8, 0, 0, 0];
+fn send_echo(sock: &OwnedFd, dst: IpAddr, id: u16, seq: u16, payload: &[u8]) -> io::Result<()> {
+    let request = if dst.is_ipv4() { ECHO_V4.0 } else { ECHO_V6.0 };
+    let mut msg = vec![request, 0, 0, 0];
     msg.extend_from_slice(&id.to_be_bytes());
     msg.extend_from_slice(&seq.to_be_bytes());
     msg.extend_from_slice(payload);
-    let sum = checksum(&msg);
-    msg[2..4].copy_from_slice(&sum.to_be_bytes());
-    let addr = nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(dst, 0));
-    nix::sys::socket::sendto(sock.as_raw_fd(), &msg, &addr, nix::sys::socket::MsgFlags::empty())?;
+    let fd = sock.as_raw_fd();
+    let flags = nix::sys::socket::MsgFlags::empty();
+    match dst {
+        IpAddr::V4(a) => {
+            let sum = checksum(&msg);
+            msg[2..4].copy_from_slice(&sum.to_be_bytes());
+            nix::sys::socket::sendto(fd, &msg, &nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(a, 0)), flags)?
+        }
+        IpAddr::V6(a) => {
+            let to = nix::sys::socket::SockaddrIn6::from(SocketAddrV6::new(a, 0, 0, 0));
+            nix::sys::socket::sendto(fd, &msg, &to, flags)?
+        }
+    };
     Ok(())
 }
 
+/// Whether the echo reply carrying `nonce` came before the deadline. A raw ICMPv4 socket reads
+/// whole IP packets, an ICMPv6 one the ICMPv6 message only (RFC 3542 §3).
 fn wait_reply(
     sock: &OwnedFd,
+    dst: IpAddr,
     nonce: &[u8],
     timeout: Duration,
     dropped: &dyn Fn() -> bool,
-) -> io::Result<Option<PacketInfo>> {
+) -> io::Result<bool> {
     let mut buf = vec![0u8; 65536];
-    wait::answer(sock.as_fd(), timeout, dropped, || {
+    let is_reply = |pkt: &[u8]| match dst {
+        IpAddr::V4(_) => PacketInfo::from_ip(pkt).is_some_and(|i| matches!(i.l4, L4::Icmp { kind: 0, .. })),
+        IpAddr::V6(_) => pkt.first() == Some(&ECHO_V6.1),
+    };
+    let found = wait::answer(sock.as_fd(), timeout, dropped, || {
         loop {
             match nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
                 Ok(n) => {
                     let pkt = &buf[..n];
-                    if let Some(info) = PacketInfo::from_ip(pkt)
-                        && matches!(info.l4, L4::Icmp { kind: 0, .. })
-                        && contains(pkt, nonce)
-                    {
-                        return Ok(Read::Done(Some(info)));
+                    if is_reply(pkt) && contains(pkt, nonce) {
+                        return Ok(Read::Done(Some(())));
                     }
                 }
                 Err(nix::Error::EAGAIN) => return Ok(Read::Again),
                 Err(e) => return Err(e.into()),
             }
         }
-    })
+    })?;
+    Ok(found.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn icmp(kind: u8) -> PacketInfo {
+        PacketInfo { l4: L4::Icmp { kind, code: 0, id: Some(1), seq: Some(1) }, ..Default::default() }
+    }
+
+    #[test]
+    fn echoes_of_both_families_are_found_by_nonce_and_errors_quoting_them_are_not() {
+        let nonce = b"netpath-00112233445566aa";
+        let bytes = b"..netpath-00112233445566aa..";
+        for (kind, want) in [
+            (8, Some(Direction::Request)),
+            (0, Some(Direction::Reply)),
+            (128, Some(Direction::Request)),
+            (129, Some(Direction::Reply)),
+            (3, None),
+            (1, None),
+        ] {
+            assert_eq!(Echo.classify(nonce, &icmp(kind), bytes), want, "type {kind}");
+        }
+        assert_eq!(Echo.classify(nonce, &icmp(128), b"another packet"), None);
+    }
 }

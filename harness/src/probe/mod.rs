@@ -9,11 +9,16 @@ pub mod tcp;
 pub mod udp;
 pub mod wait;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::evidence::packet::{L4, PacketInfo, contains};
-use crate::scenario::Direction;
+use crate::evidence::packet::PacketInfo;
+use crate::lab::Lab;
+use crate::lab::netns::Netns;
+use crate::observe::drops::Drops;
+use crate::scenario::{Direction, ProbeKind, ProbeSpec, Scenario};
 
 /// The nonce of one packet: `netpath-` and 16 hex digits, unique per packet of a run.
 pub fn new_nonce() -> Vec<u8> {
@@ -47,29 +52,45 @@ pub fn answer_from(data: &[u8], nonce: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
 }
 
-/// How a probe packet and its reply are recognised in a frame or a trace event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ident {
-    /// ICMP echo: the nonce is in both; the request is type 8, the reply type 0.
-    Echo,
-    /// UDP: the nonce is in both; the reply is the server's answer.
-    Datagram,
-    /// A TCP connection from local port `sport` to `dst:dport`, opened at `since` (wall clock):
-    /// found everywhere by its initial sequence number `isn` (NAT leaves it alone); the reply is
-    /// the SYN-ACK acknowledging it. `isn` is learnt from the captures: from the request segment
-    /// that carries the nonce (seq = isn + 1), or else from the first SYN with those ports sent
-    /// after `since` (a later connection may reuse the local port).
-    Connection { sport: u16, dst: IpAddr, dport: u16, since: std::time::Duration, isn: Option<u32> },
-    /// A crafted segment with sequence number `seq` and the nonce as payload; the reply is
-    /// whatever acknowledges it (SYN-ACK, or RST).
-    Segment { seq: u32, len: u32 },
+/// How one packet a probe sent, and its reply, are recognised in a frame or a trace event: each
+/// kind of probe has its own (by nonce, by TCP sequence numbers...).
+pub trait Matcher: fmt::Debug + Send + Sync {
+    /// Whether a packet (its header summary and, where known, its bytes) is this probe packet
+    /// or its reply; `nonce` is the probe packet's.
+    fn classify(&self, nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<Direction>;
+
+    /// Whether it must see the captures before it can classify ([`Matcher::learn`]).
+    fn learns(&self) -> bool {
+        false
+    }
+
+    /// Learn what the captures alone can tell (a connection's initial sequence number) from a
+    /// frame captured at `ts`; `carried` is the probe nonce the frame's bytes carry, if any.
+    fn learn(&mut self, _nonce: &[u8], _info: &PacketInfo, _bytes: &[u8], _ts: Duration, _carried: Option<&[u8]>) {}
+
+    /// Settle what `learn` saw, once every frame was shown.
+    fn settle(&mut self) {}
+
+    /// Whether its packets may be found without their nonce (a TCP SYN, a trace event of headers
+    /// only): then every such packet is offered to it.
+    fn without_nonce(&self) -> bool {
+        false
+    }
+
+    fn clone_box(&self) -> Box<dyn Matcher>;
+}
+
+impl Clone for Box<dyn Matcher> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
 }
 
 /// One packet a probe sent and what came back.
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub nonce: Vec<u8>,
-    pub ident: Ident,
+    pub matcher: Box<dyn Matcher>,
     /// Whether the sender got the reply.
     pub replied: bool,
     /// Which server answered (udp, tcp).
@@ -77,81 +98,94 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// Learn what the captures alone can tell (a connection's initial sequence number) from a
-    /// frame captured at `ts` that carries `nonce` (see [`find_nonce`]). `candidate` keeps the
-    /// earliest fitting SYN seen so far.
-    pub fn learn(
-        &mut self,
-        info: &PacketInfo,
-        ts: std::time::Duration,
-        nonce: Option<&[u8]>,
-        candidate: &mut Option<(std::time::Duration, u32)>,
-    ) {
-        let Ident::Connection { sport, dst, dport, since, isn } = &mut self.ident else { return };
-        let L4::Tcp { sport: s, dport: d, flags, seq: Some(seq), .. } = &info.l4 else { return };
-        if !flags.contains('S') && nonce == Some(self.nonce.as_slice()) {
-            *isn = Some(seq.wrapping_sub(1));
-        } else if flags == "S"
-            && s == sport
-            && d == dport
-            && info.dst == Some(*dst)
-            && ts >= *since
-            && candidate.is_none_or(|(t, _)| ts < t)
-        {
-            *candidate = Some((ts, *seq));
-        }
-    }
-
-    /// Settle what `learn` saw: the nonce-carrying segment wins over the SYN by ports.
-    pub fn settle(&mut self, candidate: Option<(std::time::Duration, u32)>) {
-        if let Ident::Connection { isn: isn @ None, .. } = &mut self.ident {
-            *isn = candidate.map(|(_, seq)| seq);
-        }
-    }
-
-    /// Whether a packet (its header summary and, where known, its bytes) is this probe packet
-    /// or its reply.
+    /// See [`Matcher::classify`].
     pub fn classify(&self, info: &PacketInfo, bytes: &[u8]) -> Option<Direction> {
-        match (&self.ident, &info.l4) {
-            (Ident::Echo, L4::Icmp { kind, .. }) if contains(bytes, &self.nonce) => match kind {
-                8 => Some(Direction::Request),
-                0 => Some(Direction::Reply),
-                _ => None,
-            },
-            (Ident::Datagram, L4::Udp { .. }) if contains(bytes, &self.nonce) => {
-                Some(if answer_from(bytes, &self.nonce).is_some() { Direction::Reply } else { Direction::Request })
-            }
-            (Ident::Connection { isn: Some(isn), .. }, L4::Tcp { flags, seq, ack, .. }) => {
-                if flags == "S" && *seq == Some(*isn) {
-                    Some(Direction::Request)
-                } else if flags.contains('S') && flags.contains('.') && *ack == Some(isn.wrapping_add(1)) {
-                    Some(Direction::Reply)
-                } else {
-                    None
-                }
-            }
-            (Ident::Segment { seq: s, len }, L4::Tcp { seq, ack, .. }) => {
-                let acked = |a: u32| a == s.wrapping_add(1) || a == s.wrapping_add(1).wrapping_add(*len);
-                if *seq == Some(*s) && (bytes.is_empty() || contains(bytes, &self.nonce)) {
-                    Some(Direction::Request)
-                } else if ack.is_some_and(acked) {
-                    Some(Direction::Reply)
-                } else {
-                    None
-                }
-            }
-            _ => None,
-        }
+        self.matcher.classify(&self.nonce, info, bytes)
+    }
+
+    /// See [`Matcher::learn`].
+    pub fn learn(&mut self, info: &PacketInfo, bytes: &[u8], ts: Duration, carried: Option<&[u8]>) {
+        self.matcher.learn(&self.nonce, info, bytes, ts, carried);
     }
 }
 
-/// The IPv4 destination of a probe, or an error naming the probe.
-pub fn ipv4(probe: &str, addr: IpAddr) -> Result<Ipv4Addr> {
-    match addr {
-        IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => {
-            Err(Error::Probe { probe: probe.to_string(), message: "IPv6 probes are not supported yet".into() })
-        }
+/// What a probe's packets are sent with: the probe, its resolved target, the lab and the drops
+/// the trace has seen so far (a packet seen dropped is not waited for).
+pub struct Context<'a> {
+    pub lab: &'a Lab,
+    pub scenario: &'a Scenario,
+    pub spec: &'a ProbeSpec,
+    pub ns: &'a Netns,
+    /// The target's address: its family is the probe's.
+    pub dst: IpAddr,
+    pub timeout: Duration,
+    pub drops: &'a Drops,
+}
+
+impl Context<'_> {
+    /// The destination port, which kinds with [`Prober::needs_port`] have (validated).
+    pub fn port(&self) -> Result<u16> {
+        self.spec.port.ok_or_else(|| self.fail("this kind of probe needs a port"))
+    }
+
+    pub fn fail(&self, message: impl Into<String>) -> Error {
+        Error::Probe { probe: self.spec.name.clone(), message: message.into() }
+    }
+}
+
+/// One kind of probe: what it checks in a scenario, and how it sends its packets (each with a
+/// [`Matcher`] that finds it again). A new kind is one file with a `Prober` and one line in
+/// [`PROBERS`].
+pub trait Prober: Sync {
+    fn kind(&self) -> ProbeKind;
+
+    /// Whether it goes to `to:port`.
+    fn needs_port(&self) -> bool;
+
+    /// Its protocol as conntrack names it (`conntrack -L`'s first column), over IPv6 if `v6`.
+    fn conntrack_proto(&self, v6: bool) -> &'static str;
+
+    /// What is wrong with probe `p` of `sc` that only this kind knows, as (item below the
+    /// probe's, message): `("frame.iface", "...")`.
+    fn problems(&self, _sc: &Scenario, _p: &ProbeSpec) -> Vec<(String, String)> {
+        vec![]
+    }
+
+    /// Send the probe's `count` packets, one after the other.
+    fn send(&self, cx: &Context<'_>) -> Result<Vec<Sent>>;
+}
+
+/// Every kind of probe.
+pub static PROBERS: &[&dyn Prober] = &[&icmp::Icmp, &udp::Udp, &tcp::Tcp, &frame::Frame];
+
+/// The prober of a kind.
+pub fn prober(kind: ProbeKind) -> &'static dyn Prober {
+    *PROBERS.iter().find(|p| p.kind() == kind).expect("every ProbeKind has its prober in PROBERS")
+}
+
+/// Send probe `spec` of `sc` from its netns in `lab`.
+pub fn send(lab: &Lab, sc: &Scenario, spec: &ProbeSpec, drops: &Drops) -> Result<Vec<Sent>> {
+    let dst = spec.to.addr().ok_or_else(|| Error::Probe {
+        probe: spec.name.clone(),
+        message: format!("to = \"{}\" was not resolved to an address", spec.to),
+    })?;
+    let cx = Context {
+        lab,
+        scenario: sc,
+        spec,
+        ns: lab.netns(&spec.from)?,
+        dst,
+        timeout: Duration::from_millis(spec.timeout_ms),
+        drops,
+    };
+    prober(spec.kind).send(&cx)
+}
+
+/// The unspecified address of `dst`'s family, to bind a probe's socket to.
+pub fn any_of(dst: IpAddr) -> IpAddr {
+    match dst {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
 
@@ -166,55 +200,5 @@ mod tests {
         assert_eq!(answer_from(&a, &nonce).as_deref(), Some("ep1"));
         assert_eq!(answer_from(&nonce, &nonce), None);
         assert_eq!(find_nonce(&a), Some(nonce));
-    }
-
-    fn tcp(flags: &str, seq: u32, ack: u32) -> PacketInfo {
-        PacketInfo {
-            dst: Some("2.2.2.2".parse().unwrap()),
-            l4: L4::Tcp { sport: 40000, dport: 88, flags: flags.into(), seq: Some(seq), ack: Some(ack) },
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_connection_is_followed_by_sequence_numbers() {
-        let mut s = Sent {
-            nonce: vec![],
-            ident: Ident::Connection {
-                sport: 40000,
-                dst: "2.2.2.2".parse().unwrap(),
-                dport: 88,
-                since: std::time::Duration::from_secs(10),
-                isn: None,
-            },
-            replied: true,
-            answer: None,
-        };
-        assert_eq!(s.classify(&tcp("S", 1000, 0), &[]), None, "nothing is known before the SYN is seen");
-        let mut candidate = None;
-        let t = std::time::Duration::from_secs;
-        // An older connection from the same port, before this one began, is not it.
-        s.learn(&tcp("S", 500, 0), t(9), None, &mut candidate);
-        s.learn(&tcp("S", 2000, 0), t(12), None, &mut candidate);
-        s.learn(&tcp("S", 1000, 0), t(11), None, &mut candidate);
-        s.settle(candidate);
-        // After DNAT the SYN has other addresses and ports but the same sequence number.
-        let mut natted = tcp("S", 1000, 0);
-        natted.l4 = L4::Tcp { sport: 40000, dport: 12345, flags: "S".into(), seq: Some(1000), ack: Some(0) };
-        assert_eq!(s.classify(&natted, &[]), Some(Direction::Request));
-        assert_eq!(s.classify(&tcp("S.", 777, 1001), &[]), Some(Direction::Reply));
-        assert_eq!(s.classify(&tcp("S.", 777, 2001), &[]), None);
-        assert_eq!(s.classify(&tcp(".", 1001, 778), &[]), None, "the handshake's ACK is neither");
-
-        // The segment carrying the nonce names the connection even when ports say otherwise.
-        let mut s2 = Sent { nonce: b"netpath-00000000000000aa".to_vec(), ..s.clone() };
-        if let Ident::Connection { isn, .. } = &mut s2.ident {
-            *isn = None;
-        }
-        let mut candidate = None;
-        s2.learn(&tcp("P.", 4001, 9), t(20), find_nonce(b"..netpath-00000000000000aa..").as_deref(), &mut candidate);
-        s2.learn(&tcp("S", 1000, 0), t(11), None, &mut candidate);
-        s2.settle(candidate);
-        assert_eq!(s2.classify(&tcp("S", 4000, 0), &[]), Some(Direction::Request));
     }
 }

@@ -1,43 +1,136 @@
-//! TCP probes: one connection per packet, carrying a nonce as its request.
+//! TCP probes: one connection per packet, carrying a nonce as its request, over the target's
+//! family.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sockopt};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 
-use super::{Ident, Sent, answer_from, new_nonce};
+use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
-use crate::lab::netns::Netns;
+use crate::evidence::packet::{L4, PacketInfo, contains};
+use crate::scenario::{Direction, ProbeKind};
 
-/// Open `count` connections from `ns` to `dst:port`, one after the other, each sending its
-/// nonce and reading the answer, each within `timeout`. Mirrors `ip netns exec NS nc DST PORT`.
-pub fn connect(ns: &Netns, dst: Ipv4Addr, port: u16, count: u16, timeout: Duration) -> Result<Vec<Sent>> {
-    let fail = |e: std::io::Error| Error::Probe {
-        probe: format!("tcp {} -> {dst}:{port}", ns.name()),
-        message: e.to_string(),
-    };
-    ns.run(|| (0..count).map(|_| one(dst, port, timeout).map_err(fail)).collect())
+/// `kind = "tcp"`.
+pub struct Tcp;
+
+impl Prober for Tcp {
+    fn kind(&self) -> ProbeKind {
+        ProbeKind::Tcp
+    }
+
+    fn conntrack_proto(&self, _v6: bool) -> &'static str {
+        "tcp"
+    }
+
+    fn needs_port(&self) -> bool {
+        true
+    }
+
+    /// `count` connections to `to:port`, one after the other, each sending its nonce and reading
+    /// the answer, each within the timeout. Mirrors `ip netns exec NS nc DST PORT`.
+    fn send(&self, cx: &Context<'_>) -> Result<Vec<Sent>> {
+        let port = cx.port()?;
+        let fail = |e: std::io::Error| Error::Probe {
+            probe: format!("tcp {} -> {}", cx.ns.name(), SocketAddr::new(cx.dst, port)),
+            message: e.to_string(),
+        };
+        cx.ns.run(|| (0..cx.spec.count).map(|_| one(cx.dst, port, cx.timeout).map_err(fail)).collect())
+    }
 }
 
-fn one(dst: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
+/// A TCP connection from local port `sport` to `dst:dport`, opened at `since` (wall clock):
+/// found everywhere by its initial sequence number `isn` (NAT leaves it alone); the reply is the
+/// SYN-ACK acknowledging it. `isn` is learnt from the captures: from the request segment that
+/// carries the nonce (seq = isn + 1), or else from the first SYN with those ports sent after
+/// `since` (a later connection may reuse the local port).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub since: Duration,
+    pub isn: Option<u32>,
+    /// The earliest fitting SYN seen so far: (when, its sequence number).
+    candidate: Option<(Duration, u32)>,
+}
+
+impl Connection {
+    pub fn new(sport: u16, dst: IpAddr, dport: u16, since: Duration) -> Connection {
+        Connection { sport, dst, dport, since, isn: None, candidate: None }
+    }
+}
+
+impl Matcher for Connection {
+    fn classify(&self, _nonce: &[u8], info: &PacketInfo, _bytes: &[u8]) -> Option<Direction> {
+        let (Some(isn), L4::Tcp { flags, seq, ack, .. }) = (self.isn, &info.l4) else { return None };
+        if flags == "S" && *seq == Some(isn) {
+            Some(Direction::Request)
+        } else if flags.contains('S') && flags.contains('.') && *ack == Some(isn.wrapping_add(1)) {
+            Some(Direction::Reply)
+        } else {
+            None
+        }
+    }
+
+    fn learns(&self) -> bool {
+        true
+    }
+
+    fn learn(&mut self, nonce: &[u8], info: &PacketInfo, bytes: &[u8], ts: Duration, carried: Option<&[u8]>) {
+        let L4::Tcp { sport: s, dport: d, flags, seq: Some(seq), .. } = &info.l4 else { return };
+        // The server's answer quotes the nonce too; only the client's request names the ISN.
+        let carried = if contains(bytes, b"reply netpath-") { None } else { carried };
+        if !flags.contains('S') && carried == Some(nonce) {
+            self.isn = Some(seq.wrapping_sub(1));
+        } else if flags == "S"
+            && *s == self.sport
+            && *d == self.dport
+            && info.dst == Some(self.dst)
+            && ts >= self.since
+            && self.candidate.is_none_or(|(t, _)| ts < t)
+        {
+            self.candidate = Some((ts, *seq));
+        }
+    }
+
+    /// The nonce-carrying segment wins over the SYN by ports.
+    fn settle(&mut self) {
+        if self.isn.is_none() {
+            self.isn = self.candidate.map(|(_, seq)| seq);
+        }
+    }
+
+    fn without_nonce(&self) -> bool {
+        true
+    }
+
+    fn clone_box(&self) -> Box<dyn Matcher> {
+        Box::new(self.clone())
+    }
+}
+
+fn one(dst: IpAddr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
     let nonce = new_nonce();
     let deadline = Instant::now() + timeout;
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     // Bind first so the local port is known even when the connection fails: it is how the
     // SYN is found in the captures.
-    let fd: OwnedFd =
-        socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
-    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))?;
-    let local: SockaddrIn = socket::getsockname(fd.as_raw_fd())?;
-    let ident = Ident::Connection { sport: local.port(), dst: IpAddr::V4(dst), dport: port, since, isn: None };
-    let not_answered = |ident: Ident| Sent { nonce: nonce.clone(), ident, replied: false, answer: None };
-    match socket::connect(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(dst, port))) {
+    let family = if dst.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd: OwnedFd = socket::socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(any_of(dst), 0)))?;
+    let local: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
+    let sport = local.as_sockaddr_in().map(|a| a.port()).or(local.as_sockaddr_in6().map(|a| a.port())).unwrap_or(0);
+    let matcher = Connection::new(sport, dst, port, since);
+    let not_answered =
+        |m: Connection| Sent { nonce: nonce.clone(), matcher: Box::new(m), replied: false, answer: None };
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(dst, port))) {
         Ok(()) | Err(nix::Error::EINPROGRESS) => {}
         Err(nix::Error::ECONNREFUSED | nix::Error::ENETUNREACH | nix::Error::EHOSTUNREACH) => {
-            return Ok(not_answered(ident));
+            return Ok(not_answered(matcher));
         }
         Err(e) => return Err(e.into()),
     }
@@ -46,7 +139,7 @@ fn one(dst: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
     let ready = poll(&mut fds, PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX))?;
     if ready == 0 || socket::getsockopt(&fd, sockopt::SocketError)? != 0 {
         // No SYN-ACK in time, or a RST / ICMP error: the handshake did not complete.
-        return Ok(not_answered(ident));
+        return Ok(not_answered(matcher));
     }
     // SAFETY: the fd is a connected TCP socket owned here; TcpStream takes ownership.
     let mut stream = unsafe { TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
@@ -56,5 +149,61 @@ fn one(dst: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
     let answer = answer_from(&buf, &nonce);
-    Ok(Sent { nonce, ident, replied: true, answer })
+    Ok(Sent { nonce, matcher: Box::new(matcher), replied: true, answer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(flags: &str, seq: u32, ack: u32) -> PacketInfo {
+        PacketInfo {
+            dst: Some("2.2.2.2".parse().unwrap()),
+            l4: L4::Tcp { sport: 40000, dport: 88, flags: flags.into(), seq: Some(seq), ack: Some(ack) },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_connection_is_followed_by_sequence_numbers() {
+        let t = Duration::from_secs;
+        let mut s = Connection::new(40000, "2.2.2.2".parse().unwrap(), 88, t(10));
+        let none: &[u8] = &[];
+        assert_eq!(s.classify(none, &tcp("S", 1000, 0), &[]), None, "nothing is known before the SYN is seen");
+        // An older connection from the same port, before this one began, is not it.
+        s.learn(none, &tcp("S", 500, 0), &[], t(9), None);
+        s.learn(none, &tcp("S", 2000, 0), &[], t(12), None);
+        s.learn(none, &tcp("S", 1000, 0), &[], t(11), None);
+        s.settle();
+        // After DNAT the SYN has other addresses and ports but the same sequence number.
+        let mut natted = tcp("S", 1000, 0);
+        natted.l4 = L4::Tcp { sport: 40000, dport: 12345, flags: "S".into(), seq: Some(1000), ack: Some(0) };
+        assert_eq!(s.classify(none, &natted, &[]), Some(Direction::Request));
+        assert_eq!(s.classify(none, &tcp("S.", 777, 1001), &[]), Some(Direction::Reply));
+        assert_eq!(s.classify(none, &tcp("S.", 777, 2001), &[]), None);
+        assert_eq!(s.classify(none, &tcp(".", 1001, 778), &[]), None, "the handshake's ACK is neither");
+
+        // The segment carrying the nonce names the connection even when ports say otherwise;
+        // the server's answer quoting it does not.
+        let nonce = b"netpath-00000000000000aa";
+        let mut s2 = Connection::new(40000, "2.2.2.2".parse().unwrap(), 88, t(10));
+        s2.learn(nonce, &tcp("P.", 9001, 9), b"reply netpath-00000000000000aa from x", t(21), Some(nonce));
+        s2.learn(nonce, &tcp("P.", 4001, 9), b"..netpath-00000000000000aa..", t(20), Some(nonce));
+        s2.learn(nonce, &tcp("S", 1000, 0), &[], t(11), None);
+        s2.settle();
+        assert_eq!(s2.classify(nonce, &tcp("S", 4000, 0), &[]), Some(Direction::Request));
+    }
+
+    #[test]
+    fn a_connection_over_ipv6_is_learnt_by_its_destination() {
+        let t = Duration::from_secs;
+        let dst: IpAddr = "fd00::2".parse().unwrap();
+        let mut s = Connection::new(40000, dst, 88, t(10));
+        let mut syn = tcp("S", 1000, 0);
+        syn.dst = Some(dst);
+        s.learn(&[], &tcp("S", 500, 0), &[], t(11), None);
+        s.learn(&[], &syn, &[], t(12), None);
+        s.settle();
+        assert_eq!(s.isn, Some(1000), "the IPv4 SYN with the same ports is another connection");
+    }
 }

@@ -1,36 +1,70 @@
 //! UDP probes: one datagram per packet, each answered by a scenario's server.
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::wait::{self, Read};
-use super::{Ident, Sent, answer_from, new_nonce};
+use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
-use crate::lab::netns::Netns;
-use crate::observe::drops::Drops;
+use crate::evidence::packet::{L4, PacketInfo, contains};
+use crate::scenario::{Direction, ProbeKind};
 
-/// Send `count` datagrams from `ns` to `dst:port` from one socket (one conntrack flow), waiting
-/// up to `timeout` for each answer. Mirrors `ip netns exec NS nc -u DST PORT`.
-/// A datagram the trace shows dropped (`drops`) is not waited for.
-pub fn send(ns: &Netns, dst: Ipv4Addr, port: u16, count: u16, timeout: Duration, drops: &Drops) -> Result<Vec<Sent>> {
-    let fail = |e: std::io::Error| Error::Probe {
-        probe: format!("udp {} -> {dst}:{port}", ns.name()),
-        message: e.to_string(),
-    };
-    ns.run(|| {
-        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(fail)?;
-        sock.connect(SocketAddrV4::new(dst, port)).map_err(fail)?;
-        sock.set_nonblocking(true).map_err(fail)?;
-        let mut out = vec![];
-        for _ in 0..count {
-            let nonce = new_nonce();
-            sock.send(&nonce).map_err(fail)?;
-            let answer = wait_answer(&sock, &nonce, timeout, &|| drops.nonce(&nonce)).map_err(fail)?;
-            out.push(Sent { nonce, ident: Ident::Datagram, replied: answer.is_some(), answer });
+/// `kind = "udp"`.
+pub struct Udp;
+
+impl Prober for Udp {
+    fn kind(&self) -> ProbeKind {
+        ProbeKind::Udp
+    }
+
+    fn conntrack_proto(&self, _v6: bool) -> &'static str {
+        "udp"
+    }
+
+    fn needs_port(&self) -> bool {
+        true
+    }
+
+    /// `count` datagrams to `to:port` from one socket (one conntrack flow), each answer waited
+    /// for up to the timeout. Mirrors `ip netns exec NS nc -u DST PORT`.
+    fn send(&self, cx: &Context<'_>) -> Result<Vec<Sent>> {
+        let port = cx.port()?;
+        let fail = |e: std::io::Error| Error::Probe {
+            probe: format!("udp {} -> {}", cx.ns.name(), SocketAddr::new(cx.dst, port)),
+            message: e.to_string(),
+        };
+        cx.ns.run(|| {
+            let sock = UdpSocket::bind(SocketAddr::new(any_of(cx.dst), 0)).map_err(fail)?;
+            sock.connect(SocketAddr::new(cx.dst, port)).map_err(fail)?;
+            sock.set_nonblocking(true).map_err(fail)?;
+            let mut out = vec![];
+            for _ in 0..cx.spec.count {
+                let nonce = new_nonce();
+                sock.send(&nonce).map_err(fail)?;
+                let answer = wait_answer(&sock, &nonce, cx.timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)?;
+                out.push(Sent { nonce, matcher: Box::new(Datagram), replied: answer.is_some(), answer });
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// The datagram carries the nonce, and the server's answer quotes it.
+#[derive(Debug, Clone)]
+pub struct Datagram;
+
+impl Matcher for Datagram {
+    fn classify(&self, nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<Direction> {
+        if !matches!(info.l4, L4::Udp { .. }) || !contains(bytes, nonce) {
+            return None;
         }
-        Ok(out)
-    })
+        Some(if answer_from(bytes, nonce).is_some() { Direction::Reply } else { Direction::Request })
+    }
+
+    fn clone_box(&self) -> Box<dyn Matcher> {
+        Box::new(self.clone())
+    }
 }
 
 fn wait_answer(

@@ -350,8 +350,8 @@ pub struct AddrExpect {
     /// TCP/UDP destination port: a number, `"kept"` or `"changed"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dport: Option<PortExpect>,
-    /// IPv4 TTL / IPv6 hop limit: how many routers it crossed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// IPv4 TTL / IPv6 hop limit (`hoplimit` is the same key): how many routers it crossed.
+    #[serde(default, alias = "hoplimit", skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u8>,
     /// Its source MAC there.
     #[serde(default, skip_serializing_if = "Option::is_none")]

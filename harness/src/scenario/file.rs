@@ -132,7 +132,7 @@ fn ruleset_lines(doc: &Node<'_>, files: &extends::Files) -> Vec<(String, &'stati
     let Some(DeValue::Array(all)) = child(doc, &Step::Key("netns".into())).map(Spanned::get_ref) else { return out };
     for n in all {
         let Some(name) = child(n, &Step::Key("name".into())).and_then(|v| v.get_ref().as_str()) else { continue };
-        for field in ["iptables", "ebtables", "nft"] {
+        for field in ["iptables", "ip6tables", "ebtables", "nft"] {
             let Some(v) = child(n, &Step::Key(field.into())) else { continue };
             let start = v.span().start;
             let (file, line) = files.line_of(start);

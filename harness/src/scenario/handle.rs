@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::firewall::{Backend, run_tool};
+use crate::firewall::{Backend, Family, run_tool};
 use crate::lab::{Lab, LinkInfo};
 use crate::observe::{self, TraceChoice};
 use crate::scenario::{CapturePoint, Scenario};
@@ -216,8 +216,9 @@ pub fn after_steps(lab: &Lab, sc: &Scenario, backend: Backend, trace: TraceChoic
             // kernel log), else the one the other backend reports through.
             let source = if b == backend { trace } else { TraceChoice::for_backend(b) };
             // The scenario's own ruleset under this run's backend has its TRACE rules already.
+            // (Only IPv4: the backends are detected from what the tools wrote with iptables.)
             if !(b == backend && n.iptables.is_some()) {
-                observe::prepare_iptables(lab.netns(&n.name)?, "", b, source)?;
+                observe::prepare_iptables(lab.netns(&n.name)?, "", b, Family::V4, source)?;
             }
             if source != trace {
                 setup.traces.insert(n.name.clone(), source);

@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cidr::Cidr;
 use crate::evidence::packet::Mac;
-use crate::firewall::Backend;
+use crate::firewall::{Backend, Family};
 
 /// A scenario: topology, rules, probes and what each probe must show. Build one in Rust or
 /// load a scenario file with [`Scenario::load`].
@@ -107,6 +107,10 @@ pub struct NetnsSpec {
     /// An IPv4 ruleset in `iptables-save` format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iptables: Option<String>,
+    /// An IPv6 ruleset in `ip6tables-save` format, applied with `ip6tables-restore` of the
+    /// run's backend and traced as the IPv4 one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6tables: Option<String>,
     /// ebtables rules in `ebtables-save` format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebtables: Option<String>,
@@ -122,6 +126,15 @@ pub struct NetnsSpec {
     /// one detected after the steps; see [`crate::scenario::handle::detect`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traced_backend: Option<Backend>,
+}
+
+impl NetnsSpec {
+    /// The netns's `iptables-save` rulesets, each with its family (IPv4 first).
+    pub fn iptables_rulesets(&self) -> impl Iterator<Item = (Family, &str)> {
+        [(Family::V4, &self.iptables), (Family::V6, &self.ip6tables)]
+            .into_iter()
+            .filter_map(|(family, rules)| Some((family, rules.as_deref()?)))
+    }
 }
 
 /// A Linux bridge (`ip link add NAME type bridge`).
@@ -259,7 +272,10 @@ impl<'de> Deserialize<'de> for RouteDst {
     }
 }
 
-/// A route (`ip route add TO [via VIA] [dev DEV]`).
+/// A route (`ip route add TO [via VIA] [dev DEV]`). Its family is its destination's; `default`
+/// takes the gateway's (IPv4 without one, as `ip route add default dev X` does), and `::/0` is
+/// IPv6's default. A link-local gateway (`fe80::1`) needs `dev`: it is the same address on
+/// every link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
@@ -273,6 +289,32 @@ pub struct RouteSpec {
     /// The interface it leaves through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
+}
+
+impl RouteSpec {
+    /// Whether it is an IPv6 route.
+    pub fn is_ipv6(&self) -> bool {
+        match self.to {
+            RouteDst::Prefix(c) => c.addr.is_ipv6(),
+            RouteDst::Default => self.via.is_some_and(|v| v.is_ipv6()),
+        }
+    }
+
+    /// The prefix it leads to: `default` is 0.0.0.0/0 or ::/0 by its family.
+    pub fn prefix(&self) -> Cidr {
+        match self.to {
+            RouteDst::Prefix(c) => c,
+            RouteDst::Default if self.is_ipv6() => {
+                Cidr { addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), prefix: 0 }
+            }
+            RouteDst::Default => Cidr { addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), prefix: 0 },
+        }
+    }
+}
+
+/// Whether `a` is an IPv6 link-local unicast address (fe80::/10): valid on every link alike.
+pub fn is_link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 impl Scenario {
@@ -308,6 +350,15 @@ impl Scenario {
             .collect()
     }
 
+    /// The names of the interfaces the scenario declares in `netns`: bridges, veth ends and
+    /// WireGuard interfaces, in that order.
+    pub fn interface_names(&self, netns: &str) -> Vec<&str> {
+        let bridges = self.bridge.iter().filter(|b| b.netns == netns).map(|b| b.name.as_str());
+        let ends = self.veth.iter().flat_map(|v| [&v.a, &v.b]).filter(|e| e.netns == netns).map(|e| e.name.as_str());
+        let tunnels = self.wireguard.iter().filter(|w| w.netns == netns).map(|w| w.iface.as_str());
+        bridges.chain(ends).chain(tunnels).collect()
+    }
+
     /// The interface (netns, name) the scenario gives address `addr`.
     pub fn owner_of(&self, addr: IpAddr) -> Option<(String, String)> {
         let bridges = self.bridge.iter().map(|b| (&b.netns, &b.name, &b.addresses));
@@ -329,6 +380,7 @@ impl Scenario {
         self.route
             .iter()
             .filter(|r| r.netns == netns)
+            .filter(|r| r.is_ipv6() == dst.is_ipv6())
             .filter_map(|r| match r.to {
                 RouteDst::Default => Some((0, r.via?)),
                 RouteDst::Prefix(c) if c.contains(dst) => Some((c.prefix, r.via?)),
@@ -378,7 +430,7 @@ impl Scenario {
     /// Whether netpath puts trace rules into `n`: ebtables trace rules where a traced netns has a
     /// bridge, iptables TRACE where it has a ruleset (what `run::build` does).
     pub fn has_trace_rules(&self, n: &NetnsSpec) -> bool {
-        n.trace && (n.iptables.is_some() || self.has_bridge(&n.name))
+        n.trace && (n.iptables_rulesets().next().is_some() || self.has_bridge(&n.name))
     }
 
     /// The `[[wireguard]]` entry that is `netns/iface`, if any.

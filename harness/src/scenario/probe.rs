@@ -83,7 +83,8 @@ pub struct Tuple {
 pub struct ConntrackExpect {
     /// The netns whose conntrack table holds the entry.
     pub netns: String,
-    /// `icmp`, `tcp` or `udp`; default: the probe's protocol.
+    /// `icmp`, `icmpv6`, `tcp` or `udp`; default: the probe's protocol (`icmpv6` for an icmp
+    /// probe to an IPv6 address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
     /// The original tuple (as the request left its sender).

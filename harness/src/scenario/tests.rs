@@ -56,6 +56,7 @@ fn small() -> Scenario {
         name: name.into(),
         sysctls: BTreeMap::new(),
         iptables: None,
+        ip6tables: None,
         ebtables: None,
         nft: None,
         trace: true,
@@ -132,6 +133,66 @@ name = "ping"
 from = "c1"
 to = "10.0.0.1"
 "#;
+
+/// SMALL with both families on its veth, a default route per family in c1 (IPv6's via a
+/// link-local gateway) and one to an IPv6 prefix in host; the probe pings host over IPv6.
+fn dual() -> String {
+    const ROUTES: &str = r#"[[route]]
+netns = "c1"
+to = "default"
+via = "fe80::1"
+dev = "eth0"
+
+[[route]]
+netns = "c1"
+to = "default"
+via = "10.0.0.1"
+
+[[route]]
+netns = "host"
+to = "fd00:1::/64"
+via = "fd00::2"
+
+"#;
+    SMALL
+        .replace(r#"["10.0.0.1/24"]"#, r#"["fd00::1/64", "10.0.0.1/24"]"#)
+        .replace(r#"["10.0.0.2/24"]"#, r#"["fd00::2/64", "10.0.0.2/24"]"#)
+        .replace("[[probe]]", &format!("{ROUTES}[[probe]]"))
+        .replace(r#"to = "10.0.0.1""#, r#"to = "fd00::1""#)
+}
+
+#[test]
+fn ipv6_routes_are_checked_like_ipv4_ones_and_located() {
+    let dual = dual();
+    assert_eq!(diags(&dual), Vec::<String>::new(), "one default per family is no duplicate");
+    let sc = Scenario::parse(&dual, Path::new("t.toml")).unwrap();
+    assert!(sc.route[0].is_ipv6() && !sc.route[1].is_ipv6());
+    assert_eq!(sc.route[0].prefix().to_string(), "::/0");
+    assert_eq!(sc.next_hop("c1", "eth0", "fd00:9::9".parse().unwrap()).to_string(), "fe80::1");
+    assert_eq!(sc.next_hop("c1", "eth0", "10.9.9.9".parse().unwrap()).to_string(), "10.0.0.1");
+    let bad = dual.replace("dev = \"eth0\"\n", "").replace("via = \"fd00::2\"", "via = \"fd00:9::2\"").replace(
+        "via = \"10.0.0.1\"",
+        "via = \"10.0.0.1\"\n\n[[route]]\nnetns = \"c1\"\nto = \"::/0\"\nvia = \"fd00::1\"",
+    );
+    assert_eq!(
+        diags(&bad),
+        [
+            "t.toml:16:7: route[0].via: gateway fe80::1 is link-local, the same address on every link: give dev, the interface it is reached on (dev = \"eth0\")",
+            "t.toml:25:6: route[2].to: netns c1 already has a route to ::/0 (route[0])",
+            "t.toml:31:7: route[3].via: gateway fd00:9::2 is outside every connected prefix of netns host (it has fd00::1/64, 10.0.0.1/24), so the kernel refuses the route",
+        ]
+    );
+    let mixed = dual.replace("to = \"fd00:1::/64\"", "to = \"10.1.0.0/16\"");
+    assert_eq!(
+        diags(&mixed),
+        [
+            "t.toml:27:7: route[2].via: gateway fd00::2 is not of the family of the route to 10.1.0.0/16: give an IPv4 gateway"
+        ]
+    );
+    let hop = format!("{dual}addr = [{{ at = \"host/veth0\", hoplimit = 64 }}]\n");
+    let sc = Scenario::parse(&hop, Path::new("t.toml")).unwrap();
+    assert_eq!(sc.probe[0].addr[0].ttl, Some(64), "hoplimit is ttl's other name");
+}
 
 #[test]
 fn semantic_errors_carry_line_and_column() {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::evidence::conntrack::Entry;
 use crate::observe::trace::Hook;
-use crate::scenario::{AddrExpect, CapturePoint, Direction, Packets, PathExpect, PortExpect, ProbeKind, ProbeSpec};
+use crate::scenario::{AddrExpect, CapturePoint, Direction, Packets, PathExpect, PortExpect, ProbeSpec};
 
 /// What kind of expectation a [`Failure`] is about. Tests match on it and on the failure's
 /// structured fields, never on its text, so the text can be reworded.
@@ -290,11 +290,8 @@ fn whereabouts(ex: &Exchange) -> String {
 
 /// Check a probe's conntrack expectations against the entries of each netns after the run.
 pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>) -> Vec<Failure> {
-    let default_proto = match probe.kind {
-        ProbeKind::Icmp => "icmp",
-        ProbeKind::Udp => "udp",
-        ProbeKind::Tcp | ProbeKind::Frame => "tcp",
-    };
+    let v6 = probe.to.addr().is_some_and(|a| a.is_ipv6());
+    let default_proto = crate::probe::prober(probe.kind).conntrack_proto(v6);
     probe
         .conntrack
         .iter()
@@ -537,12 +534,21 @@ fn mismatched(e: &AddrExpect, p: &PacketInfo, reference: (Option<u16>, Option<u1
     .collect()
 }
 
+/// An address (`none` when unknown) and what follows it, `:port...`: an IPv6 address before a
+/// port is bracketed (`[fd00::2]:80`), as in a URL.
+fn endpoint(a: Option<std::net::IpAddr>, none: &str, port: &str) -> String {
+    match a {
+        Some(a @ std::net::IpAddr::V6(_)) if !port.is_empty() => format!("[{a}]{port}"),
+        Some(a) => format!("{a}{port}"),
+        None => format!("{none}{port}"),
+    }
+}
+
 /// `src[:sport] > dst[:dport]` plus the TTL and MACs the expectation names (`any` where it
 /// names nothing), so expected and observed print side by side.
 fn expected_text(e: &AddrExpect) -> String {
-    let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "any".into());
     let port = |p: Option<PortExpect>| p.map(|p| format!(":{p}")).unwrap_or_default();
-    let mut s = format!("{}{} > {}{}", ip(e.src), port(e.sport), ip(e.dst), port(e.dport));
+    let mut s = format!("{} > {}", endpoint(e.src, "any", &port(e.sport)), endpoint(e.dst, "any", &port(e.dport)));
     if let Some(t) = e.ttl {
         s.push_str(&format!(" ttl {t}"));
     }
@@ -556,7 +562,6 @@ fn expected_text(e: &AddrExpect) -> String {
 /// The observed header in the shape of [`expected_text`]; a port held against a relation says
 /// how it relates (`:40312 (kept)`, `:1024 (changed from 40312)`).
 fn describe(e: &AddrExpect, p: &PacketInfo, reference: (Option<u16>, Option<u16>)) -> String {
-    let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
     let (sport, dport) = p.ports();
     let port = |want: Option<PortExpect>, got: Option<u16>, r: Option<u16>| match (want, got, r) {
         (Some(PortExpect::Is(_)), Some(g), _) => format!(":{g}"),
@@ -566,11 +571,9 @@ fn describe(e: &AddrExpect, p: &PacketInfo, reference: (Option<u16>, Option<u16>
         _ => String::new(),
     };
     let mut s = format!(
-        "{}{} > {}{}",
-        ip(p.src),
-        port(e.sport, sport, reference.0),
-        ip(p.dst),
-        port(e.dport, dport, reference.1)
+        "{} > {}",
+        endpoint(p.src, "?", &port(e.sport, sport, reference.0)),
+        endpoint(p.dst, "?", &port(e.dport, dport, reference.1))
     );
     if e.ttl.is_some() {
         s.push_str(&format!(" ttl {}", p.ttl.map(|t| t.to_string()).unwrap_or_else(|| "?".into())));
@@ -673,7 +676,7 @@ mod tests {
     }
 
     fn probe_with(addr: Vec<AddrExpect>, path: Vec<PathExpect>) -> ProbeSpec {
-        let mut p = ProbeSpec::new("p", ProbeKind::Tcp, "client", "10.9.0.30".parse().unwrap());
+        let mut p = ProbeSpec::new("p", crate::scenario::ProbeKind::Tcp, "client", "10.9.0.30".parse().unwrap());
         p.port = Some(80);
         p.addr = addr;
         p.path = path;

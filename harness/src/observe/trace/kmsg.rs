@@ -36,8 +36,9 @@
 //!    guess would put hooks into the wrong path; multicast and broadcast lines (an IGMP report
 //!    every node of a segment logs alike) and other traffic are dropped.
 //! 3. Only events of the lab's own packets are kept: an iptables line is kept when its header
-//!    key (IP id, protocol, ICMP type and sequence or TCP flags and sequence numbers:
-//!    [`crate::observe::trace::nft_events::HeaderKey`]) is that of a frame the lab's captures saw, as
+//!    key (IPv4: IP id, protocol, ICMP type and sequence or TCP flags and sequence numbers;
+//!    IPv6: `FLOWLBL=`, `LEN=` and the same per protocol, ICMPv6's echo `ID=` too:
+//!    [`crate::evidence::key::Key`]) is that of a frame the lab's captures saw, as
 //!    nf_tables trace events are joined to probes. ebtables lines print no IP id. An ebtables
 //!    line is given the identity of the frame it logged where the captures say which: the lines
 //!    of one chain at one port for one MAC, IP and port header are the frames the port's capture
@@ -63,10 +64,10 @@ use std::time::Duration;
 
 use super::event::{Hook, TraceEvent, TraceSource};
 use super::text;
+use crate::evidence::key::Key;
 use crate::evidence::packet::{L4, Mac, PacketInfo};
 use crate::lab::netns::NetnsEntry;
 use crate::observe::reader::{ReaderThread, Source};
-use crate::observe::trace::nft_events::HeaderKey;
 
 /// The kernel log device.
 pub const DEVICE: &str = "/dev/kmsg";
@@ -359,9 +360,9 @@ impl NetnsFacts {
             // The MAC header of an iptables line is the frame's as it came in (on the bridge port
             // where there is one); NAT may have changed its addresses since, never its header key.
             Hook::Xt { .. } if p.mac_src.is_some() => {
-                let key = HeaderKey::of(p);
+                let key = Key::of(p);
                 let ingress = if e.ifaces.physindev.is_some() { &e.ifaces.physindev } else { &e.ifaces.indev };
-                key.is_some() && !captured(ingress, &|f| same_macs(f) && HeaderKey::of(f) == key)
+                key.is_some() && !captured(ingress, &|f| same_macs(f) && Key::of(f) == key)
             }
             // Sent from this netns: from one of its addresses.
             Hook::Xt { .. } => {
@@ -408,7 +409,7 @@ pub type TimedLine = (Duration, TraceEvent);
 
 /// What the lab's captures saw, to tell the lab's packets from other traffic of the same names.
 pub struct Packets<'a> {
-    /// Whether a captured frame had these headers (by [`crate::observe::trace::nft_events::HeaderKey`]).
+    /// Whether a captured frame had these headers (by [`crate::evidence::key::Key`]).
     pub seen: &'a dyn Fn(&PacketInfo) -> bool,
     /// The nonce of the probe packet with these headers, when its frames carried one.
     pub nonce_of: &'a dyn Fn(&PacketInfo) -> Option<Vec<u8>>,
@@ -572,6 +573,11 @@ fn join(mut events: Vec<TimedLine>, packets: &Packets<'_>, facts: Option<&NetnsF
 /// numbers) of the packet it was joined to; ports and addresses stay the line's own.
 fn adopt_identity(p: &mut PacketInfo, from: &PacketInfo, icmp_id: bool) {
     p.ip_id = p.ip_id.or(from.ip_id);
+    // An IPv6 packet's key has its flow label and length, which ebtables lines do not print.
+    if matches!(from.src, Some(IpAddr::V6(_))) {
+        p.flow_label = p.flow_label.or(from.flow_label);
+        p.len = p.len.or(from.len);
+    }
     match (&mut p.l4, &from.l4) {
         (l4 @ L4::Unknown, &L4::Icmp { kind, code, id, seq }) => {
             *l4 = L4::Icmp { kind, code, id: id.filter(|_| icmp_id), seq }
@@ -963,5 +969,40 @@ mod tests {
         assert!(denied.contains("root"), "{denied}");
         let missing = open_error(&io::Error::from(io::ErrorKind::NotFound));
         assert!(missing.contains("CONFIG_PRINTK"), "{missing}");
+    }
+
+    #[test]
+    fn ipv6_lines_of_the_kernel_join_their_probe_by_flow_label_length_and_echo_id() {
+        let records: Vec<KmsgRecord> = include_str!("fixtures/kmsg_ipv6.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| parse_record(format!("{l}\n").as_bytes()).unwrap())
+            .collect();
+        // What the captures saw: the echo (flow label 149156) and its reply (930166), the nonce
+        // carried by the request; not the routers' neighbour discovery nor the TCP connection.
+        let key = |p: &PacketInfo| Key::of(p);
+        let echo = |p: &PacketInfo, label| matches!(key(p), Some(Key::V6 { flow_label, len: 88, proto: 58, .. }) if flow_label == label);
+        let seen = |p: &PacketInfo| echo(p, 149156) || echo(p, 930166);
+        let nonce_of = |p: &PacketInfo| echo(p, 149156).then(|| b"n6".to_vec());
+        let packets = Packets { seen: &seen, nonce_of: &nonce_of };
+        let sc = scope(&[("router", &["r0", "r1", "lo"])]);
+        let router = to_events(&records, &sc, &packets).unwrap().remove("router").unwrap();
+        let path: Vec<(String, bool)> =
+            router.iter().map(|(_, e)| (e.hook.to_string(), e.nonce.as_deref() == Some(&b"n6"[..]))).collect();
+        let hop = |h: &str, request| (h.to_string(), request);
+        assert_eq!(
+            path,
+            [
+                hop("raw:PREROUTING:policy:3", true),
+                hop("nat:PREROUTING:policy:1", true),
+                hop("filter:FORWARD:rule:1", true),
+                hop("nat:POSTROUTING:rule:1", true),
+                hop("raw:PREROUTING:policy:3", false),
+                hop("filter:FORWARD:policy:3", false),
+            ]
+        );
+        // The reply's hooks: before and after de-NAT, the same flow label and echo id.
+        assert_eq!(router[4].1.packet.dst, "fd00:2::1".parse().ok());
+        assert_eq!(router[5].1.packet.dst, "fd00:1::2".parse().ok());
     }
 }

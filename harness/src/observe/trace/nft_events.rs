@@ -1,11 +1,13 @@
 //! nf_tables trace messages turned into [`TraceEvent`]s named like legacy TRACE lines, and
-//! joined to probes by header (the trace carries headers only, never the payload's nonce).
+//! joined to probes by header (the trace carries headers only, never the whole nonce: see
+//! [`crate::evidence::key`]).
 
 use std::collections::BTreeMap;
 
 use super::event::{Hook, Ifaces, RuleKind, TraceEvent, TraceSource};
 use super::nftrace::{NfTraceMsg, RuleIndex, TraceType, family};
-use crate::evidence::packet::{L4, PacketInfo};
+use crate::evidence::key::NonceOf;
+use crate::evidence::packet::PacketInfo;
 
 /// The table netpath adds to set `nftrace` on every packet of a traced netns, so the bridge
 /// family's chains (ebtables-nft's) report too; its own events are not part of any path.
@@ -23,53 +25,34 @@ pub fn trace_ruleset(family: &str) -> String {
     )
 }
 
-/// What identifies a packet across hooks and NAT: the IPv4 id, protocol and the part of the
-/// L4 header NAT leaves alone (ICMP type and sequence; TCP flags, sequence and ack numbers,
-/// which also tell apart SYN-ACKs, whose IP id Linux sets to 0).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HeaderKey {
-    ip_id: u16,
-    proto: u8,
-    l4: Option<(String, u32, u32)>,
-}
-
-impl HeaderKey {
-    pub fn of(info: &PacketInfo) -> Option<HeaderKey> {
-        let l4 = match &info.l4 {
-            L4::Icmp { kind, seq, .. } => Some((kind.to_string(), seq.unwrap_or(0) as u32, 0)),
-            L4::Tcp { flags, seq, ack, .. } => Some((flags.clone(), seq.unwrap_or(0), ack.unwrap_or(0))),
-            _ => None,
-        };
-        Some(HeaderKey { ip_id: info.ip_id?, proto: info.proto?, l4 })
-    }
-}
-
 /// Turn one netns's trace messages into events, in the order the kernel sent them. Each event
 /// gets the headers of the latest message of the same packet (trace id) that carried them, and
-/// `nonce_of` resolves a header to the nonce of the probe packet it belongs to.
+/// `nonce_of` resolves them, with the payload bytes the transport header brought, to the nonce
+/// of the probe packet they belong to.
 pub fn to_events(
     msgs: &[NfTraceMsg],
     netns: &str,
     index: &RuleIndex,
     ifnames: &BTreeMap<u32, String>,
-    nonce_of: &dyn Fn(&PacketInfo) -> Option<Vec<u8>>,
+    nonce_of: NonceOf<'_>,
 ) -> Vec<TraceEvent> {
-    let mut headers: BTreeMap<u32, PacketInfo> = BTreeMap::new();
+    let mut headers: BTreeMap<u32, (PacketInfo, Option<Vec<u8>>)> = BTreeMap::new();
     // The kernel sends interfaces, like headers, only with a packet's first event in a hook.
     let mut ifaces: BTreeMap<u32, (Option<u32>, Option<u32>)> = BTreeMap::new();
     let name = |i: Option<u32>| i.map(|i| ifnames.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
     let mut out = vec![];
     for msg in msgs {
         if let Some(info) = msg.headers() {
-            headers.insert(msg.id, info);
+            let head = msg.payload_start(&info).map(<[u8]>::to_vec);
+            headers.insert(msg.id, (info, head));
         }
         if msg.iif.is_some() || msg.oif.is_some() {
             ifaces.insert(msg.id, (msg.iif, msg.oif));
         }
         let Some(hook) = hook_of(msg, index) else { continue };
         let (iif, oif) = ifaces.get(&msg.id).copied().unwrap_or_default();
-        let packet = headers.get(&msg.id).cloned().unwrap_or_default();
-        let nonce = nonce_of(&packet);
+        let (packet, head) = headers.get(&msg.id).cloned().unwrap_or_default();
+        let nonce = nonce_of(&packet, head.as_deref());
         out.push(TraceEvent {
             netns: netns.to_string(),
             hook,
@@ -94,7 +77,7 @@ fn hook_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Hook> {
             let first = msg.trace_type == TraceType::Rule && index.rule_of(msg).is_some_and(|r| r.position == 1);
             first.then(|| Hook::eb(&msg.table, &msg.chain))
         }
-        family::IPV4 | family::INET => {
+        family::IPV4 | family::IPV6 | family::INET => {
             let (table, chain, kind, num) = index.name(msg)?;
             let kind = match kind {
                 "rule" => RuleKind::Rule,
@@ -104,5 +87,101 @@ fn hook_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Hook> {
             Some(Hook::xt(&table, &chain, kind, num))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::key::Key;
+    use crate::evidence::packet::L4;
+    use crate::observe::trace::nftrace::{family, fixture_messages};
+
+    const IP6T_FORWARD: &str = include_str!("fixtures/nftrace_ip6t_forward.hex");
+    const IP6T_RULESET: &str = include_str!("fixtures/nftrace_ip6t_ruleset.json");
+    const IP6T_SAVE: &str = include_str!("fixtures/nftrace_ip6t_save.txt");
+    const NATIVE6: &str = include_str!("fixtures/nftrace_native6.hex");
+    const NATIVE6_RULESET: &str = include_str!("fixtures/nftrace_native6_ruleset.json");
+
+    fn ifnames() -> BTreeMap<u32, String> {
+        [(2, "r0".to_string()), (3, "r1".to_string())].into()
+    }
+
+    /// Resolves the recorded echo request (flow label 149156) to nonce `req`, its reply to `rep`,
+    /// when the 12 payload bytes the trace carries are those of the recorded ping.
+    fn nonce_of(p: &PacketInfo, head: Option<&[u8]>) -> Option<Vec<u8>> {
+        let ping = head == Some(&[0x9f, 0xb9, 0x0e, 0x6b, 0, 0, 0, 0, 0x80, 0xca, 0, 0][..])
+            || head == Some(&[0xb2, 0xb9, 0x0e, 0x6b, 0, 0, 0, 0, 0x2c, 0xae, 0x0b, 0][..]);
+        match (Key::of(p)?, ping) {
+            (Key::V6 { flow_label: 149156, .. }, true) => Some(b"req".to_vec()),
+            (Key::V6 { flow_label: 930166, .. }, true) => Some(b"rep".to_vec()),
+            _ => None,
+        }
+    }
+
+    fn path(events: &[TraceEvent]) -> Vec<(String, Option<String>)> {
+        events
+            .iter()
+            .map(|e| (e.hook.to_string(), e.nonce.as_ref().map(|n| String::from_utf8_lossy(n).into_owned())))
+            .collect()
+    }
+
+    fn hop(hook: &str, nonce: &str) -> (String, Option<String>) {
+        (hook.to_string(), Some(nonce.to_string()))
+    }
+
+    #[test]
+    fn ip6tables_nft_trace_events_read_as_legacy_trace_lines_of_the_probe() {
+        let msgs = fixture_messages(IP6T_FORWARD);
+        assert!(msgs.iter().all(|m| m.family == family::IPV6));
+        let index = RuleIndex::from_nft_json(IP6T_RULESET).unwrap().with_iptables_save_family(family::IPV6, IP6T_SAVE);
+        let events = to_events(&msgs, "router", &index, &ifnames(), &nonce_of);
+        assert_eq!(
+            path(&events),
+            [
+                hop("raw:PREROUTING:rule:1", "req"),
+                hop("raw:PREROUTING:policy:3", "req"),
+                hop("nat:PREROUTING:policy:1", "req"),
+                hop("filter:FORWARD:rule:1", "req"),
+                hop("nat:POSTROUTING:rule:1", "req"),
+                hop("raw:PREROUTING:rule:1", "rep"),
+                hop("raw:PREROUTING:policy:3", "rep"),
+                hop("filter:FORWARD:policy:3", "rep"),
+            ]
+        );
+        let request = &events[3].packet;
+        assert_eq!(request.src, Some("fd00:1::2".parse().unwrap()));
+        assert_eq!((request.ttl, request.flow_label, request.len), (Some(63), Some(149156), Some(104)));
+        assert!(matches!(request.l4, L4::Icmp { kind: 128, seq: Some(1), .. }));
+        assert_eq!(events[3].ifaces.outdev.as_deref(), Some("r1"));
+        // The reply before de-NAT: to the router's own address.
+        assert_eq!(events[5].packet.dst, Some("fd00:2::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn native_ip6_and_inet_chains_are_traced() {
+        let msgs = fixture_messages(NATIVE6);
+        let index = RuleIndex::from_nft_json(NATIVE6_RULESET).unwrap();
+        let events = to_events(&msgs, "router", &index, &ifnames(), &nonce_of);
+        let hooks: Vec<String> = events.iter().map(|e| e.hook.to_string()).collect();
+        assert_eq!(
+            hooks,
+            [
+                "t:pre:rule:1",
+                "t:pre:policy:2",
+                "t:fwdc:rule:1",
+                "n:fwd6:policy:2",
+                "n:post:rule:1",
+                "t:pre:rule:1",
+                "t:pre:policy:2",
+                "t:fwdc:policy:2",
+                "n:fwd6:rule:1",
+                "n:fwd6:policy:2",
+            ]
+        );
+        assert!(events[..5].iter().all(|e| e.nonce.as_deref() == Some(&b"req"[..])), "{events:?}");
+        assert!(events[5..].iter().all(|e| e.nonce.as_deref() == Some(&b"rep"[..])), "{events:?}");
+        // Without the payload bytes, headers alone name no probe here (see nonce_of).
+        assert_eq!(nonce_of(&events[0].packet, None), None);
     }
 }

@@ -123,6 +123,16 @@ impl NfTraceMsg {
         bytes.extend_from_slice(self.transport_header.as_deref().unwrap_or_default());
         PacketInfo::from_ip_header(&bytes)
     }
+
+    /// The payload bytes the transport header attribute brought after the transport header of
+    /// `info` (the kernel sends up to 20 bytes: 12 of an ICMP echo's or a UDP datagram's payload).
+    pub fn payload_start(&self, info: &PacketInfo) -> Option<&[u8]> {
+        let header = match info.proto? {
+            1 | 58 | 17 => 8,
+            _ => return None,
+        };
+        self.transport_header.as_deref()?.get(header..).filter(|b| !b.is_empty())
+    }
 }
 
 /// `NFTA_TRACE_TYPE` (enum nft_trace_types).
@@ -893,6 +903,11 @@ impl RuleIndex {
         self.chain(family, table, chain).map(|c| c.handles.len() as u32)
     }
 
+    /// Whether the ruleset has a chain of `family`.
+    pub fn has_family(&self, family: u8) -> bool {
+        self.chains.keys().any(|(f, _, _)| *f == family)
+    }
+
     /// True when the listing has this chain as a base chain (it has a hook).
     pub fn is_base_chain(&self, family: u8, table: &str, chain: &str) -> bool {
         self.chain(family, table, chain).is_some_and(|c| c.hook.is_some())
@@ -1010,6 +1025,22 @@ fn summarize_expr(e: &serde_json::Value) -> String {
     }
 }
 
+/// Netlink messages of a fixture: one hex message a line, `#` lines are comments.
+#[cfg(test)]
+pub(crate) fn fixture(text: &str) -> Vec<Vec<u8>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| (0..l.len()).step_by(2).map(|i| u8::from_str_radix(&l[i..i + 2], 16).expect("hex")).collect())
+        .collect()
+}
+
+/// The trace events of a fixture (see [`fixture`]).
+#[cfg(test)]
+pub(crate) fn fixture_messages(text: &str) -> Vec<NfTraceMsg> {
+    fixture(text).iter().map(|m| decode(m).expect("decodes").expect("is a trace event")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1021,18 +1052,7 @@ mod tests {
     const IPT_SAVE: &str = include_str!("fixtures/nftrace_ipt_save.txt");
     const NATIVE_RULESET: &str = include_str!("fixtures/nftrace_native_ruleset.json");
 
-    /// Netlink messages of a fixture: one hex message a line, `#` lines are comments.
-    fn fixture(text: &str) -> Vec<Vec<u8>> {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| (0..l.len()).step_by(2).map(|i| u8::from_str_radix(&l[i..i + 2], 16).expect("hex")).collect())
-            .collect()
-    }
-
-    fn decode_all(text: &str) -> Vec<NfTraceMsg> {
-        fixture(text).iter().map(|m| decode(m).expect("decodes").expect("is a trace event")).collect()
-    }
+    pub(crate) use super::fixture_messages as decode_all;
 
     /// (table, chain, type, handle, verdict) of an event.
     type Step = (String, String, TraceType, Option<u64>, Option<String>);

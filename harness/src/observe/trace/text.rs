@@ -176,8 +176,12 @@ fn iface(key: &str, value: &str) -> Result<Option<String>, String> {
     Ok(Some(value.to_string()))
 }
 
-const XT_HEAD_KEYS: &[&str] =
-    &["IN", "OUT", "PHYSIN", "PHYSOUT", "MAC", "SRC", "DST", "LEN", "TOS", "PREC", "TTL", "ID", "FRAG"];
+/// The IP header fields of an iptables record: IPv4's `TOS= PREC= TTL= ID=`, or IPv6's
+/// `TC= HOPLIMIT= FLOWLBL=` (`nf_log_ip6_packet`, which prints the addresses unabbreviated).
+const XT_HEAD_KEYS: &[&str] = &[
+    "IN", "OUT", "PHYSIN", "PHYSOUT", "MAC", "SRC", "DST", "LEN", "TOS", "PREC", "TTL", "ID", "FRAG", "TC", "HOPLIMIT",
+    "FLOWLBL",
+];
 const XT_HEAD_WORDS: &[&str] = &["CE", "DF", "MF"];
 
 /// The TCP flags as the kernel log spells them, in its order, with the letter `packet.rs` uses.
@@ -297,10 +301,15 @@ fn skip_bracketed<'t, 'a>(first: &str, mut rest: &'t [&'a str]) -> Result<&'t [&
     Ok(rest)
 }
 
-/// Skips the hex dump of IP or TCP options, `OPT (0204...)`.
+/// Skips the hex dump of IPv4 or TCP options, `OPT (0204...)`, and what IPv6 prints of an
+/// extension header, `OPT ( )` (a hop-by-hop header: an MLD report's) or `OPT ( FRAG:0 ID:2a )`.
 fn skip_options<'t, 'a>(rest: &'t [&'a str]) -> Result<&'t [&'a str], String> {
     match rest.split_first() {
         Some((dump, tail)) if dump.starts_with('(') && dump.ends_with(')') => Ok(tail),
+        Some((&"(", tail)) => match tail.iter().position(|t| *t == ")") {
+            Some(end) => Ok(&tail[end + 1..]),
+            None => Err("`OPT (` is never closed".into()),
+        },
         _ => Err("`OPT` without its `(hex)`".into()),
     }
 }
@@ -317,11 +326,12 @@ fn ip_header(head: &Fields<'_>) -> Result<PacketInfo, String> {
         src: head.ip("SRC")?,
         dst: head.ip("DST")?,
         proto: None,
-        ttl: head.number("TTL")?,
+        ttl: head.number("TTL")?.or(head.number("HOPLIMIT")?),
         ip_id: head.number("ID")?,
         len: head.number("LEN")?,
-        tos: tos(head)?,
+        tos: tos(head)?.or(head.number("TC")?),
         dont_fragment: head.has("DF"),
+        flow_label: head.number("FLOWLBL")?,
         l4: L4::Unknown,
     })
 }
@@ -519,6 +529,14 @@ fn write_xt(f: &mut fmt::Formatter<'_>, ifaces: &Ifaces, p: &PacketInfo) -> fmt:
         let [hi, lo] = ethertype(p).to_be_bytes();
         write!(f, " MAC={dst}:{src}:{hi:02x}:{lo:02x}")?;
     }
+    if let (Some(IpAddr::V6(src)), Some(IpAddr::V6(dst))) = (p.src, p.dst) {
+        write!(f, " SRC={} DST={}", Unabbreviated(src), Unabbreviated(dst))?;
+        field(f, "LEN", p.len)?;
+        field(f, "TC", p.tos)?;
+        field(f, "HOPLIMIT", p.ttl)?;
+        field(f, "FLOWLBL", p.flow_label)?;
+        return write_xt_transport(f, p);
+    }
     field(f, "SRC", p.src)?;
     field(f, "DST", p.dst)?;
     field(f, "LEN", p.len)?;
@@ -533,6 +551,16 @@ fn write_xt(f: &mut fmt::Formatter<'_>, ifaces: &Ifaces, p: &PacketInfo) -> fmt:
         f.write_str(" DF")?;
     }
     write_xt_transport(f, p)
+}
+
+/// An IPv6 address as the kernel's `%pI6` prints it: eight groups of four hex digits.
+struct Unabbreviated(std::net::Ipv6Addr);
+
+impl fmt::Display for Unabbreviated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let groups: Vec<String> = self.0.segments().iter().map(|g| format!("{g:04x}")).collect();
+        f.write_str(&groups.join(":"))
+    }
 }
 
 /// Writes the protocol's fields only when `l4` is of that protocol, as the parser reads them.
@@ -677,6 +705,7 @@ mod tests {
                 len: Some(84),
                 tos: Some(0),
                 dont_fragment: true,
+                flow_label: None,
                 l4: L4::Icmp { kind: 8, code: 0, id: Some(90), seq: Some(1) },
             },
             payload: None,
@@ -864,6 +893,7 @@ mod tests {
                 len: Some(60),
                 tos: Some(0xB8),
                 dont_fragment: true,
+                flow_label: None,
                 l4: L4::Tcp { sport: 80, dport: 40000, flags: "S.".into(), seq: None, ack: None },
             },
             payload: None,
@@ -916,5 +946,60 @@ mod tests {
         assert!(parse_line("TRACE: raw:PREROUTING:policy:2").unwrap_err().why.contains("no `IN=`"));
         let err = parse_line("TRACE: filter:OUTPUT:policy:1 IN=0UT=docker0 SRC=192.168.0.1").unwrap_err();
         assert_eq!(err.why, "`IN=0UT=docker0` is not an interface name");
+    }
+
+    /// The messages of the kernel-log fixture recorded on 6.18 (IPv6 TRACE lines).
+    fn ipv6_lines() -> Vec<&'static str> {
+        include_str!("fixtures/kmsg_ipv6.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(';').map(|(_, m)| m))
+            .collect()
+    }
+
+    #[test]
+    fn reads_the_ipv6_lines_of_the_kernel() {
+        let lines = ipv6_lines();
+        assert_eq!(lines.len(), 35);
+        let events: Vec<TraceEvent> = lines.iter().map(|l| parse_line(l).unwrap_or_else(|e| panic!("{e}"))).collect();
+        let request = &events[2].packet;
+        assert_eq!(events[2].hook.to_string(), "filter:FORWARD:rule:1");
+        assert_eq!((request.src, request.dst), (ip("fd00:1::2"), ip("fd00:2::2")));
+        assert_eq!(
+            (request.len, request.tos, request.ttl, request.flow_label),
+            (Some(88), Some(0), Some(63), Some(149156))
+        );
+        assert_eq!(request.ip_id, None, "IPv6 has no IP id; ID= is the echo id");
+        assert_eq!(request.proto, Some(58));
+        assert_eq!(request.l4, L4::Icmp { kind: 128, code: 0, id: Some(31816), seq: Some(1) });
+        assert_eq!(request.mac_src, mac("ea:64:e7:d3:98:c5"));
+        let syn = events.iter().find(|e| e.packet.proto == Some(6)).unwrap();
+        assert!(matches!(&syn.packet.l4, L4::Tcp { sport: 37650, dport: 8080, flags, .. } if flags == "S"));
+        // Neighbour discovery between the routers' links: link-local, no echo id.
+        let na = &events[6].packet;
+        assert_eq!(na.l4, L4::Icmp { kind: 136, code: 0, id: None, seq: None });
+        assert_eq!(na.flow_label, Some(0));
+        // An MLD report: its hop-by-hop header printed as `OPT ( )`.
+        let mld = &events[32].packet;
+        assert_eq!(
+            (mld.dst, mld.ttl, mld.l4.clone()),
+            (ip("ff02::16"), Some(1), L4::Icmp { kind: 143, code: 0, id: None, seq: None })
+        );
+        assert!(parse_line(&ipv6_lines()[32].replace("OPT ( )", "OPT (")).is_err());
+    }
+
+    #[test]
+    fn renders_ipv6_lines_as_the_kernel_wrote_them() {
+        // Not the port unreachable, whose quoted datagram (`[SRC=...]`) no event keeps, nor the
+        // MLD reports, whose extension header (`OPT ( )`) and mark no event keeps either.
+        let plain = |l: &&str| l.contains("PROTO=ICMPv6") && !l.contains('[') && !l.contains("OPT");
+        for line in ipv6_lines().into_iter().filter(plain) {
+            let event = parse_line(line).unwrap();
+            assert_eq!(render(&event), line.trim_end());
+            assert_eq!(parse_line(&render(&event)), Ok(event));
+        }
+        // A damaged IPv6 field is an error naming it.
+        let line = ipv6_lines()[0].replace("FLOWLBL=149156", "FLOWLBL=x");
+        assert!(parse_line(&line).unwrap_err().to_string().contains("FLOWLBL"), "{line}");
     }
 }

@@ -42,28 +42,21 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
                 );
             }
         }
-        let needs_port = matches!(p.kind, ProbeKind::Udp | ProbeKind::Tcp | ProbeKind::Frame);
+        let prober = crate::probe::prober(p.kind);
+        let needs_port = prober.needs_port();
         if needs_port && p.port.is_none() {
             ps.add(format!("probe[{i}].port"), format!("a {:?} probe needs a destination port", p.kind).to_lowercase());
         }
         if !needs_port && p.port.is_some() {
             ps.add(format!("probe[{i}].port"), "an icmp probe has no port");
         }
-        match (&p.kind, &p.frame) {
-                (ProbeKind::Frame, None) => ps.add(format!("probe[{i}]"), "kind = \"frame\" needs a [probe.frame] table (iface, and optionally mac_src, mac_dst, src, sport, ttl, flags)"),
-                (ProbeKind::Frame, Some(f)) => {
-                    if !t.ifaces.contains_key(&(p.from.as_str(), f.iface.as_str())) {
-                        ps.add(format!("probe[{i}].frame.iface"), format!("netns {} has no interface `{}` ({})", p.from, f.iface, t.names_of(&p.from)));
-                    } else if let Some(w) = sc.wireguard_at(&p.from, &f.iface) {
-                        ps.add(format!("probe[{i}].frame.iface"), format!("{} is a WireGuard interface: a frame probe injects an Ethernet frame, which it has no link layer for", w.id()));
-                    }
-                    if let Some(bad) = f.flags.chars().find(|c| !"SAFRP".contains(*c)) {
-                        ps.add(format!("probe[{i}].frame.flags"), format!("`{bad}` is not a TCP flag letter (want S, A, F, R, P)"));
-                    }
-                }
-                (_, Some(_)) => ps.add(format!("probe[{i}].frame"), "only kind = \"frame\" takes a [probe.frame] table"),
-                (_, None) => {}
-            }
+        if p.frame.is_some() && p.kind != ProbeKind::Frame {
+            ps.add(format!("probe[{i}].frame"), "only kind = \"frame\" takes a [probe.frame] table");
+        }
+        for (below, message) in prober.problems(sc, p) {
+            let item = if below.is_empty() { format!("probe[{i}]") } else { format!("probe[{i}].{below}") };
+            ps.add(item, message);
+        }
         for server in p.answered_by.keys() {
             if !sc.server.iter().any(|s| &s.netns == server) {
                 ps.add(format!("probe[{i}].answered_by.{server}"), format!("no [[server]] runs in netns `{server}`"));

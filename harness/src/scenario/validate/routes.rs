@@ -2,7 +2,7 @@
 
 use super::{Problems, Topology, list, network, sane};
 use crate::cidr::Cidr;
-use crate::scenario::{RouteDst, Scenario};
+use crate::scenario::{RouteDst, RouteSpec, Scenario, is_link_local};
 
 pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
     // Routes, in the order the lab adds them.
@@ -21,13 +21,11 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
         if r.via.is_none() && r.dev.is_none() {
             ps.add(format!("route[{i}]"), "gives neither via nor dev: say where the route leads");
         }
-        let mut v6 = false;
+        let mut broken = false;
         if let RouteDst::Prefix(c) = r.to {
             if !sane(&c) {
+                broken = true;
                 ps.add(format!("route[{i}].to"), format!("prefix length /{} is too long", c.prefix));
-            } else if c.addr.is_ipv6() {
-                v6 = true;
-                ps.add(format!("route[{i}].to"), "IPv6 routes are not supported yet");
             } else if network(c) != c.addr {
                 ps.add(
                     format!("route[{i}].to"),
@@ -39,14 +37,29 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
                 );
             }
         }
-        if let Some(via) = r.via
-            && via.is_ipv6()
-            && !v6
-        {
-            v6 = true;
-            ps.add(format!("route[{i}].via"), "IPv6 routes are not supported yet");
+        if let Some(via) = r.via {
+            if via.is_ipv6() != r.is_ipv6() {
+                broken = true;
+                ps.add(
+                    format!("route[{i}].via"),
+                    format!(
+                        "gateway {via} is not of the family of the route to {}: give an {} gateway",
+                        r.prefix(),
+                        if r.is_ipv6() { "IPv6" } else { "IPv4" }
+                    ),
+                );
+            } else if is_link_local(via) && r.dev.is_none() {
+                broken = true;
+                ps.add(
+                        format!("route[{i}].via"),
+                        format!(
+                            "gateway {via} is link-local, the same address on every link: give dev, the interface it is reached on (dev = \"eth0\")"
+                        ),
+                    );
+            }
         }
-        if let Some(j) = sc.route[..i].iter().position(|o| o.netns == r.netns && o.to == r.to) {
+        let same = |o: &RouteSpec| o.netns == r.netns && o.is_ipv6() == r.is_ipv6() && o.prefix() == r.prefix();
+        if let Some(j) = sc.route[..i].iter().position(same) {
             let to = match r.to {
                 RouteDst::Default => "default".to_string(),
                 RouteDst::Prefix(c) => c.to_string(),
@@ -54,10 +67,12 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
             ps.add(format!("route[{i}].to"), format!("netns {} already has a route to {to} (route[{j}])", r.netns));
         }
         // The kernel takes a gateway only if a link route reaches it: a connected prefix of an
-        // interface there (of `dev` if given) or an earlier route through a device.
+        // interface there (of `dev` if given) or an earlier route through a device. A
+        // link-local gateway is reached on its `dev`, whose fe80::/64 every link has.
         if let Some(via) = r.via
             && ns_ok
-            && !v6
+            && !broken
+            && !is_link_local(via)
         {
             let on_dev = |dev: &str| r.dev.as_deref().is_none_or(|d| d == dev);
             let mut prefixes: Vec<Cidr> = t
