@@ -60,16 +60,24 @@ pub fn parse(text: &str) -> Vec<Entry> {
         .collect()
 }
 
-/// The entries of every netns some probe has a conntrack expectation for.
+/// The entries of every netns some probe has a conntrack expectation for: IPv4's (what
+/// `conntrack -L` lists), and IPv6's (`-f ipv6`) where a probe to an IPv6 address expects some.
 pub fn snapshot(lab: &Lab, sc: &Scenario) -> Result<BTreeMap<String, Vec<Entry>>> {
-    let mut out = BTreeMap::new();
-    for netns in sc.probe.iter().flat_map(|p| p.conntrack.iter().map(|c| c.netns.clone())) {
-        if out.contains_key(&netns) {
-            continue;
+    let mut wanted: BTreeMap<&str, bool> = BTreeMap::new();
+    for p in &sc.probe {
+        let v6 = p.to.addr().is_some_and(|a| a.is_ipv6());
+        for c in &p.conntrack {
+            *wanted.entry(c.netns.as_str()).or_default() |= v6;
         }
-        let ns = lab.netns(&netns)?;
-        let text = run_tool(ns, "conntrack", &["-L"], None)?;
-        out.insert(netns, parse(&text));
+    }
+    let mut out = BTreeMap::new();
+    for (netns, v6) in wanted {
+        let ns = lab.netns(netns)?;
+        let mut entries = parse(&run_tool(ns, "conntrack", &["-L"], None)?);
+        if v6 {
+            entries.extend(parse(&run_tool(ns, "conntrack", &["-L", "-f", "ipv6"], None)?));
+        }
+        out.insert(netns.to_string(), entries);
     }
     Ok(out)
 }
@@ -92,6 +100,13 @@ mod tests {
         let to_c1 = Tuple { src: Some("192.168.0.2".parse().unwrap()), sport: Some(80), ..Default::default() };
         assert!(e[0].matches(Some("tcp"), &dnat, &to_c1));
         assert!(!e[0].matches(Some("udp"), &dnat, &to_c1));
+        let v6 = parse(
+            "icmpv6   58 29 src=fd00:a::2 dst=fd00:b::2 type=128 code=0 id=4711 src=fd00:b::2 dst=fd00:a::2 type=129 code=0 id=4711 mark=0 use=1\n",
+        );
+        let want = Tuple { src: Some("fd00:A:0::2".parse().unwrap()), ..Default::default() };
+        assert!(v6[0].matches(Some("icmpv6"), &want, &Tuple::default()), "{v6:?}");
+        assert!(!v6[0].matches(Some("icmp"), &want, &Tuple::default()));
+        assert_eq!(v6[0].reply.1, Some("fd00:a::2".parse().unwrap()));
         assert!(e[1].matches(
             None,
             &Tuple::default(),

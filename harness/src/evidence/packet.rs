@@ -335,6 +335,40 @@ mod tests {
     }
 
     #[test]
+    fn summarises_ipv6_frames_and_headers() {
+        // An ICMPv6 echo request fd00:a::2 > fd00:b::2, id 7 seq 1, hop limit 64, in Ethernet.
+        let nonce = b"netpath-0011223344556677";
+        let eth = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                "fd00:a::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                "fd00:b::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                64,
+            )
+            .icmpv6_echo_request(7, 1);
+        let mut frame = vec![];
+        eth.write(&mut frame, nonce).unwrap();
+        let info = PacketInfo::from_ethernet(&frame).unwrap();
+        assert_eq!(info.to_string(), "fd00:a::2 > fd00:b::2 icmp type 128 code 0 id 7 seq 1");
+        assert_eq!((info.ttl, info.proto, info.len), (Some(64), Some(58), Some(40 + 8 + 24)));
+        // nf_tables carries the network header and the start of the transport header only.
+        let header = PacketInfo::from_ip_header(&frame[14..14 + 40 + 8]).unwrap();
+        assert_eq!(
+            PacketInfo { mac_src: info.mac_src, mac_dst: info.mac_dst, ..header.clone() },
+            PacketInfo { tos: Some(0), ..info }
+        );
+
+        // A TCP SYN over IPv6 prints its ports bracketed.
+        let syn = etherparse::PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 3).tcp(40000, 80, 1000, 1024).syn();
+        let mut packet = vec![];
+        syn.write(&mut packet, &[]).unwrap();
+        let info = PacketInfo::from_ip_header(&packet).unwrap();
+        assert_eq!(info.l4, L4::Tcp { sport: 40000, dport: 80, flags: "S".into(), seq: Some(1000), ack: Some(0) });
+        assert_eq!(info.endpoints().0, "[fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd]:40000");
+        assert_eq!(PacketInfo::from_ip(&packet).unwrap().l4, info.l4);
+        assert_eq!(PacketInfo::from_ip_header(&[0x20, 0, 0]), None, "neither IPv4 nor IPv6");
+    }
+
+    #[test]
     fn finds_a_nonce() {
         assert!(contains(b"xxNETPATHabc", b"NETPATHa"));
         assert!(!contains(b"xxNETPATHabc", b"NETPATHb"));

@@ -24,6 +24,10 @@ impl Prober for Frame {
         ProbeKind::Frame
     }
 
+    fn conntrack_proto(&self, _v6: bool) -> &'static str {
+        "tcp"
+    }
+
     fn needs_port(&self) -> bool {
         true
     }

@@ -24,6 +24,10 @@ impl Prober for Icmp {
         ProbeKind::Icmp
     }
 
+    fn conntrack_proto(&self, v6: bool) -> &'static str {
+        if v6 { "icmpv6" } else { "icmp" }
+    }
+
     fn needs_port(&self) -> bool {
         false
     }

@@ -142,6 +142,9 @@ pub trait Prober: Sync {
     /// Whether it goes to `to:port`.
     fn needs_port(&self) -> bool;
 
+    /// Its protocol as conntrack names it (`conntrack -L`'s first column), over IPv6 if `v6`.
+    fn conntrack_proto(&self, v6: bool) -> &'static str;
+
     /// What is wrong with probe `p` of `sc` that only this kind knows, as (item below the
     /// probe's, message): `("frame.iface", "...")`.
     fn problems(&self, _sc: &Scenario, _p: &ProbeSpec) -> Vec<(String, String)> {

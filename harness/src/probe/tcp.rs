@@ -22,6 +22,10 @@ impl Prober for Tcp {
         ProbeKind::Tcp
     }
 
+    fn conntrack_proto(&self, _v6: bool) -> &'static str {
+        "tcp"
+    }
+
     fn needs_port(&self) -> bool {
         true
     }

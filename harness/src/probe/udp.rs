@@ -18,6 +18,10 @@ impl Prober for Udp {
         ProbeKind::Udp
     }
 
+    fn conntrack_proto(&self, _v6: bool) -> &'static str {
+        "udp"
+    }
+
     fn needs_port(&self) -> bool {
         true
     }

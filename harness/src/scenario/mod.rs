@@ -343,7 +343,8 @@ pub struct Tuple {
 #[serde(deny_unknown_fields)]
 pub struct ConntrackExpect {
     pub netns: String,
-    /// `icmp`, `tcp` or `udp`; default: the probe's protocol.
+    /// `icmp`, `icmpv6`, `tcp` or `udp`; default: the probe's protocol (`icmpv6` for an icmp
+    /// probe to an IPv6 address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
     #[serde(default)]
@@ -1241,9 +1242,12 @@ impl Scenario {
             for (j, c) in p.conntrack.iter().enumerate() {
                 known(format!("probe[{i}].conntrack[{j}].netns"), &c.netns, &mut ps);
                 if let Some(proto) = &c.proto
-                    && !["icmp", "tcp", "udp"].contains(&proto.as_str())
+                    && !["icmp", "icmpv6", "tcp", "udp"].contains(&proto.as_str())
                 {
-                    ps.add(format!("probe[{i}].conntrack[{j}].proto"), format!("`{proto}` is not icmp, tcp or udp"));
+                    ps.add(
+                        format!("probe[{i}].conntrack[{j}].proto"),
+                        format!("`{proto}` is not icmp, icmpv6, tcp or udp"),
+                    );
                 }
             }
             if p.count == 0 || p.count > MAX_COUNT {
@@ -2006,19 +2010,10 @@ from = "c1"
 to = "10.0.0.1"
 "#;
 
-    const DUAL: &str = r#"name = "dual"
-
-[[netns]]
-name = "host"
-
-[[netns]]
-name = "c1"
-
-[[veth]]
-a = { netns = "host", name = "veth0", addresses = ["fd00::1/64", "10.0.0.1/24"] }
-b = { netns = "c1", name = "eth0", addresses = ["fd00::2/64", "10.0.0.2/24"] }
-
-[[route]]
+    /// SMALL with both families on its veth, a default route per family in c1 (IPv6's via a
+    /// link-local gateway) and one to an IPv6 prefix in host; the probe pings host over IPv6.
+    fn dual() -> String {
+        const ROUTES: &str = r#"[[route]]
 netns = "c1"
 to = "default"
 via = "fe80::1"
@@ -2034,21 +2029,24 @@ netns = "host"
 to = "fd00:1::/64"
 via = "fd00::2"
 
-[[probe]]
-name = "ping6"
-from = "c1"
-to = "fd00::1"
 "#;
+        SMALL
+            .replace(r#"["10.0.0.1/24"]"#, r#"["fd00::1/64", "10.0.0.1/24"]"#)
+            .replace(r#"["10.0.0.2/24"]"#, r#"["fd00::2/64", "10.0.0.2/24"]"#)
+            .replace("[[probe]]", &format!("{ROUTES}[[probe]]"))
+            .replace(r#"to = "10.0.0.1""#, r#"to = "fd00::1""#)
+    }
 
     #[test]
     fn ipv6_routes_are_checked_like_ipv4_ones_and_located() {
-        assert_eq!(diags(DUAL), Vec::<String>::new(), "one default per family is no duplicate");
-        let sc = Scenario::parse(DUAL, Path::new("t.toml")).unwrap();
+        let dual = dual();
+        assert_eq!(diags(&dual), Vec::<String>::new(), "one default per family is no duplicate");
+        let sc = Scenario::parse(&dual, Path::new("t.toml")).unwrap();
         assert!(sc.route[0].is_ipv6() && !sc.route[1].is_ipv6());
         assert_eq!(sc.route[0].prefix().to_string(), "::/0");
         assert_eq!(sc.next_hop("c1", "eth0", "fd00:9::9".parse().unwrap()).to_string(), "fe80::1");
         assert_eq!(sc.next_hop("c1", "eth0", "10.9.9.9".parse().unwrap()).to_string(), "10.0.0.1");
-        let bad = DUAL.replace("dev = \"eth0\"\n", "").replace("via = \"fd00::2\"", "via = \"fd00:9::2\"").replace(
+        let bad = dual.replace("dev = \"eth0\"\n", "").replace("via = \"fd00::2\"", "via = \"fd00:9::2\"").replace(
             "via = \"10.0.0.1\"",
             "via = \"10.0.0.1\"\n\n[[route]]\nnetns = \"c1\"\nto = \"::/0\"\nvia = \"fd00::1\"",
         );
@@ -2060,14 +2058,14 @@ to = "fd00::1"
                 "t.toml:31:7: route[3].via: gateway fd00:9::2 is outside every connected prefix of netns host (it has fd00::1/64, 10.0.0.1/24), so the kernel refuses the route",
             ]
         );
-        let mixed = DUAL.replace("to = \"fd00:1::/64\"", "to = \"10.1.0.0/16\"");
+        let mixed = dual.replace("to = \"fd00:1::/64\"", "to = \"10.1.0.0/16\"");
         assert_eq!(
             diags(&mixed),
             [
                 "t.toml:27:7: route[2].via: gateway fd00::2 is not of the family of the route to 10.1.0.0/16: give an IPv4 gateway"
             ]
         );
-        let hop = format!("{DUAL}addr = [{{ at = \"host/veth0\", hoplimit = 64 }}]\n");
+        let hop = format!("{dual}addr = [{{ at = \"host/veth0\", hoplimit = 64 }}]\n");
         let sc = Scenario::parse(&hop, Path::new("t.toml")).unwrap();
         assert_eq!(sc.probe[0].addr[0].ttl, Some(64), "hoplimit is ttl's other name");
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::evidence::conntrack::Entry;
 use crate::observe::trace::Hook;
-use crate::scenario::{AddrExpect, Direction, Packets, PathExpect, PortExpect, ProbeKind, ProbeSpec};
+use crate::scenario::{AddrExpect, Direction, Packets, PathExpect, PortExpect, ProbeSpec};
 
 /// One expectation that did not hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -144,11 +144,8 @@ fn whereabouts(ex: &Exchange) -> String {
 
 /// Check a probe's conntrack expectations against the entries of each netns after the run.
 pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>) -> Vec<Failure> {
-    let default_proto = match probe.kind {
-        ProbeKind::Icmp => "icmp",
-        ProbeKind::Udp => "udp",
-        ProbeKind::Tcp | ProbeKind::Frame => "tcp",
-    };
+    let v6 = probe.to.addr().is_some_and(|a| a.is_ipv6());
+    let default_proto = crate::probe::prober(probe.kind).conntrack_proto(v6);
     probe
         .conntrack
         .iter()
@@ -465,7 +462,7 @@ mod tests {
     }
 
     fn probe_with(addr: Vec<AddrExpect>, path: Vec<PathExpect>) -> ProbeSpec {
-        let mut p = ProbeSpec::new("p", ProbeKind::Tcp, "client", "10.9.0.30".parse().unwrap());
+        let mut p = ProbeSpec::new("p", crate::scenario::ProbeKind::Tcp, "client", "10.9.0.30".parse().unwrap());
         p.port = Some(80);
         p.addr = addr;
         p.path = path;
