@@ -35,3 +35,32 @@ fn without_the_ipv6_masquerade_only_the_ipv6_probe_fails_at_the_uplink(
     assert!(v6.failures.iter().any(|f| f.what == "packet 1: a reply"), "{:#?}", v6.failures);
     assert!(v4.failures.is_empty(), "{:#?}", v4.failures);
 }
+
+/// Issue 12 scenario 2: external → [host]:8080 DNATed to [container]:80 by Docker's ip6tables
+/// chains, the SYN-ACK back from [host]:8080, the conntrack entry with both tuples.
+#[rstest]
+fn a_published_port_is_reached_over_ipv6(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    netpath_cases::assert_passes(&load("ipv6-port-mapping"), backend);
+}
+
+/// Without the ip6tables DNAT rule nothing listens on [host]:8080: the SYN meets no DOCKER
+/// rule, the container never sees it, and there is no conntrack entry with the container's tuple.
+#[rstest]
+fn without_the_ipv6_dnat_rule_the_container_is_never_reached(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let mut sc = load("ipv6-port-mapping");
+    let host = sc.netns_mut("host").expect("netns host");
+    let rules = host.ip6tables.take().expect("an ip6tables ruleset");
+    let without = netpath_cases::without_lines(&rules, "-j DNAT");
+    assert_ne!(rules, without, "the edit changed nothing");
+    host.ip6tables = Some(without);
+
+    let o = netpath_cases::run_or_return!(&sc, backend);
+    let failures = &o.probes[0].failures;
+    let at_c1 = netpath_cases::named(failures, "addresses of packet 1 request at c1/eth0");
+    assert!(at_c1.detail.ends_with("observed not seen"), "{}", at_c1.detail);
+    let path = netpath_cases::named(failures, "path of packet 1 request in netns host (includes, in order)");
+    assert!(path.detail.contains("`nat:DOCKER:rule:2` not found in order"), "{}", path.detail);
+    assert!(failures.iter().any(|f| f.what.starts_with("conntrack entry in netns host")), "{failures:#?}");
+}
