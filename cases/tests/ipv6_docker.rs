@@ -3,8 +3,21 @@
 //! translated back; the same probe over IPv4); these tests run it and prove it can fail.
 
 use netpath::Backend;
+use netpath::Scenario;
 use netpath_cases::load;
 use rstest::rstest;
+
+/// The bundled scenario `stem` without the lines of its host's ip6tables ruleset that contain
+/// `needle` (checked to remove something: a twin whose edit missed would pass for nothing).
+fn without_ip6tables_lines(stem: &str, needle: &str) -> Scenario {
+    let mut sc = load(stem);
+    let host = sc.netns_mut("host").expect("netns host");
+    let rules = host.ip6tables.take().expect("an ip6tables ruleset");
+    let without = netpath_cases::without_lines(&rules, needle);
+    assert_ne!(rules, without, "the edit changed nothing");
+    host.ip6tables = Some(without);
+    sc
+}
 
 #[rstest]
 fn the_container_reaches_the_external_host_over_both_families(
@@ -19,12 +32,7 @@ fn the_container_reaches_the_external_host_over_both_families(
 fn without_the_ipv6_masquerade_only_the_ipv6_probe_fails_at_the_uplink(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
-    let mut sc = load("ipv6-docker-dual-stack");
-    let host = sc.netns_mut("host").expect("netns host");
-    let rules = host.ip6tables.take().expect("an ip6tables ruleset");
-    let without = netpath_cases::without_lines(&rules, "-j MASQUERADE");
-    assert_ne!(rules, without, "the edit changed nothing");
-    host.ip6tables = Some(without);
+    let sc = without_ip6tables_lines("ipv6-docker-dual-stack", "-j MASQUERADE");
 
     let o = netpath_cases::run_or_return!(&sc, backend);
     let (v6, v4) = (&o.probes[0], &o.probes[1]);
@@ -49,12 +57,7 @@ fn a_published_port_is_reached_over_ipv6(#[values(Backend::Legacy, Backend::Nft)
 fn without_the_ipv6_dnat_rule_the_container_is_never_reached(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
-    let mut sc = load("ipv6-port-mapping");
-    let host = sc.netns_mut("host").expect("netns host");
-    let rules = host.ip6tables.take().expect("an ip6tables ruleset");
-    let without = netpath_cases::without_lines(&rules, "-j DNAT");
-    assert_ne!(rules, without, "the edit changed nothing");
-    host.ip6tables = Some(without);
+    let sc = without_ip6tables_lines("ipv6-port-mapping", "-j DNAT");
 
     let o = netpath_cases::run_or_return!(&sc, backend);
     let failures = &o.probes[0].failures;
