@@ -1,6 +1,7 @@
-//! Issue 12 scenario 1: Docker's dual-stack bridge. The scenario file holds the expectations
-//! (IPv6 through Docker's ip6tables chains and MASQUERADE for the ULA prefix, the reply
-//! translated back; the same probe over IPv4); these tests run it and prove it can fail.
+//! Issue 12 scenarios 1 and 2: Docker's dual-stack bridge (IPv6 through Docker's ip6tables chains
+//! and MASQUERADE for the ULA prefix, the reply translated back; the same probe over IPv4) and a
+//! port published over IPv6. The scenario files hold the expectations; these tests run them and
+//! prove they can fail.
 
 use netpath::Backend;
 use netpath::Scenario;
