@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use netpath::lab::global_sysctl::{self, KernelLogGuard};
 use netpath::observe::TraceChoice;
-use netpath::observe::trace::TraceSource;
 use netpath::scenario::Direction;
 use netpath::{Backend, Outcome, RunOptions, Scenario};
 use netpath_cases::load;
@@ -86,7 +85,7 @@ fn kmsg_under_legacy_passes_the_nflog_expectations_with_the_same_paths() {
 
     let events: Vec<_> =
         kmsg.probes.iter().flat_map(|p| &p.exchanges).flat_map(|x| x.request.path.values()).flatten().collect();
-    assert!(events.iter().all(|e| e.source == TraceSource::Kmsg), "{events:#?}");
+    assert!(events.iter().all(|e| e.source == Some(TraceChoice::Kmsg)), "{events:#?}");
     // ebtables lines carry no IP id: their events were joined to the packet's iptables lines.
     assert!(events.iter().any(|e| e.hook.to_string().starts_with("eb:") && e.packet.ip_id.is_some()));
 }

@@ -14,7 +14,7 @@
 //! | br_netfilter | a netns sets a `net.bridge.*` sysctl (`net.bridge.bridge-nf-call-iptables`) |
 //! | ebtables filter and nat tables | a traced netns has a bridge (netpath's trace rules go into both), or the netns's `ebtables` text uses the table |
 //! | ebtables broute table | the `ebtables` text uses `broute` (`*broute`, `-t broute`, `BROUTING`) |
-//! | the trace source | any traced netns (`trace` is on by default), by the source the run reads: NFLOG (legacy's default: a reader per traced netns), nf_tables trace events (nft's default: a reader per traced netns), the kernel log (`kmsg`, when a traced netns has trace rules) |
+//! | the trace source | any traced netns (`trace` is on by default), by the source the run reads, as its [`crate::observe::trace::TraceSource::features`] says: NFLOG (legacy's default: a reader per traced netns), nf_tables trace events (nft's default: a reader per traced netns), the kernel log (`kmsg`, when a traced netns has trace rules) |
 //! | NFLOG | also a traced bridge under nftrace: the ebtables trace rules log to NFLOG group 1 |
 //! | nf_tables trace events | also any `iptables` ruleset under nft (iptables-nft needs nf_tables) |
 //! | iptables-legacy TRACE | backend legacy and a traced netns with an `iptables` ruleset, or a ruleset with its own `-j TRACE` |
@@ -36,6 +36,7 @@ use crate::caps::{self, Feature, Skip};
 use crate::engine::RunOptions;
 use crate::firewall::{Backend, Family};
 use crate::observe::TraceChoice;
+use crate::observe::trace::Traced;
 use crate::scenario::Scenario;
 
 /// Every feature `sc` needs under `backend`, read through the backend's own trace source
@@ -65,24 +66,13 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
             need.insert(Feature::BrNetfilter);
         }
         if n.trace {
-            match trace {
-                // A reader per traced netns.
-                TraceChoice::Nflog => {
-                    need.insert(Feature::Nflog);
-                }
-                TraceChoice::Nftrace => {
-                    need.insert(Feature::NfTablesTrace);
-                    if has_bridge {
-                        // The ebtables trace rules log to NFLOG group 1 under every source but kmsg.
-                        need.insert(Feature::Nflog);
-                    }
-                }
-                // One reader of the kernel log, for the netns netpath puts trace rules into.
-                TraceChoice::Kmsg if sc.has_trace_rules(n) => {
-                    need.insert(Feature::KernelLog);
-                }
-                TraceChoice::Kmsg => {}
-            }
+            // What the source needs to read this netns (its trait says, per source).
+            let traced = Traced {
+                has_bridge,
+                has_trace_rules: sc.has_trace_rules(n),
+                families: n.iptables_rulesets().map(|(family, _)| family).collect(),
+            };
+            need.extend(trace.source().features(&traced));
             if has_bridge {
                 need.extend([Feature::EbtablesFilter, Feature::EbtablesNat]);
             }
@@ -111,12 +101,6 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
                     if n.trace || has_target(&words, &["TRACE"]) {
                         need.insert(trace_feature);
                     }
-                    // Legacy IPv6 TRACE reports through the netns's IPv6 logger.
-                    match (family, n.trace, trace) {
-                        (Family::V6, true, TraceChoice::Nflog) => need.insert(Feature::NflogIpv6),
-                        (Family::V6, true, TraceChoice::Kmsg) => need.insert(Feature::KernelLogIpv6),
-                        _ => false,
-                    };
                 }
                 Backend::Nft => {
                     need.insert(Feature::NfTablesTrace);

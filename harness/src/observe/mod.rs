@@ -1,11 +1,6 @@
 //! Observers that run while probes are sent: a pcap on every interface, and per traced netns
-//! the trace source its backend reports through (or the one a run forces).
-//!
-//! | source | backend | setup in a traced netns | scope |
-//! |---|---|---|---|
-//! | [`TraceChoice::Nflog`] | legacy (default) | `nf_log.2 = nfnetlink_log`, ebtables `--nflog-group 1` rules | per netns |
-//! | [`TraceChoice::Nftrace`] | nft (default) | ebtables `--nflog-group 1` rules and a bridge `nftrace` table | per netns |
-//! | [`TraceChoice::Kmsg`] | legacy | `nf_log.2 = nf_log_ipv4`, ebtables `--log --log-level 6 --log-ip` rules | global: [`crate::lab::global_sysctl`] |
+//! the trace source its backend reports through (or the one a run forces): the sources, what
+//! each needs and sets up, are in [`trace::source`].
 //!
 //! The kernel log is the one source that changes something outside the lab: while a run reads
 //! it, the init netns's `net.netfilter.nf_log_all_netns` is 1, under a lock that makes kernel-log
@@ -24,12 +19,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::evidence::key::Nonces;
 use crate::evidence::{Frame, TimedEvent};
-use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, Family, ebtables, iptables, run_tool};
 use crate::lab::Lab;
 use crate::lab::global_sysctl::KernelLogGuard;
 use crate::lab::netns::{Netns, NetnsEntry};
-use crate::lab::sysctl;
 use crate::observe::capture::{PcapThread, Record};
 use crate::observe::drops::{DropPoints, Drops};
 use crate::observe::reader::{ReaderThread, Source, Watch};
@@ -38,111 +31,30 @@ use crate::observe::trace::nft_events;
 use crate::observe::trace::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex};
 use crate::scenario::{CapturePoint, Scenario};
 
-/// Which mechanism reports the hooks of the traced netns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TraceChoice {
-    /// nfnetlink_log: legacy TRACE through the netns's nf_log, ebtables NFLOG rules.
-    Nflog,
-    /// nf_tables trace events: iptables-nft, native nft, ebtables-nft's bridge chains.
-    Nftrace,
-    /// The kernel log (`/dev/kmsg`): legacy TRACE through the netns's nf_log bound to the syslog
-    /// logger, ebtables `--log` rules; global, so it holds the kernel-log lock while it observes.
-    Kmsg,
-}
-
-impl TraceChoice {
-    /// The source that sees a backend's hooks.
-    pub fn for_backend(backend: Backend) -> TraceChoice {
-        match backend {
-            Backend::Legacy => TraceChoice::Nflog,
-            Backend::Nft => TraceChoice::Nftrace,
-        }
-    }
-
-    /// Whether this source sees the iptables TRACE of `backend`; `Err` says why not. (ebtables
-    /// chains report to every source under both backends.)
-    pub fn check_backend(self, backend: Backend) -> std::result::Result<(), String> {
-        match (backend, self) {
-            (Backend::Legacy, TraceChoice::Nflog | TraceChoice::Kmsg) | (Backend::Nft, TraceChoice::Nftrace) => Ok(()),
-            (Backend::Legacy, TraceChoice::Nftrace) => {
-                Err("iptables-legacy TRACE is never reported as nf_tables trace events: with backend legacy \
-                 trace with nflog (the default) or kmsg"
-                    .into())
-            }
-            (Backend::Nft, choice) => Err(format!(
-                "iptables-nft TRACE is reported only as nf_tables trace events, never through nf_log: \
-                 {} would miss every iptables hook; with backend nft trace with nftrace (the default)",
-                choice.name()
-            )),
-        }
-    }
-
-    /// The name a scenario or command line gives it.
-    pub fn name(self) -> &'static str {
-        match self {
-            TraceChoice::Nflog => "nflog",
-            TraceChoice::Nftrace => "nftrace",
-            TraceChoice::Kmsg => "kmsg",
-        }
-    }
-}
-
-impl std::str::FromStr for TraceChoice {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        [TraceChoice::Nflog, TraceChoice::Nftrace, TraceChoice::Kmsg]
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown trace source `{s}` (want nflog, nftrace or kmsg)"))
-    }
-}
+pub use trace::TraceChoice;
 
 /// Make a bridge netns's ebtables chains report (before the user's ebtables rules, so the
-/// trace rule is first in every chain).
+/// trace rule is first in every chain), to `trace`.
 pub fn prepare_bridge(ns: &Netns, trace: TraceChoice) -> Result<()> {
     let tables: Vec<&str> =
         ebtables::CHAINS.iter().map(|(t, _)| *t).filter(|t| *t != "broute" || ebtables::has_table(ns, t)).collect();
-    let via = match trace {
-        TraceChoice::Kmsg => TraceVia::Log,
-        TraceChoice::Nflog | TraceChoice::Nftrace => TraceVia::Nflog,
-    };
-    ebtables::restore(ns, &ebtables::trace_rules(&tables, via))?;
-    if trace == TraceChoice::Nftrace {
-        // nf_tables reports the bridge chains only for frames with nftrace set.
-        run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::trace_ruleset("bridge")))?;
-    }
-    Ok(())
+    let source = trace.source();
+    ebtables::restore(ns, &ebtables::trace_rules(&tables, source.ebtables_via()))?;
+    source.prepare_bridge(ns)
 }
 
-/// Make a netns's native nft chains report: a `netpath_trace` table sets nftrace on every
-/// packet before any other chain sees it (its own events are left out of paths).
+/// Make a netns's native nft chains report: under nftrace, a `netpath_trace` table sets nftrace
+/// on every packet before any other chain sees it (its own events are left out of paths).
 pub fn prepare_nft(ns: &Netns, trace: TraceChoice) -> Result<()> {
-    if trace != TraceChoice::Nftrace {
-        return Err(Error::Trace {
-            netns: ns.name().to_string(),
-            message: "a native nft ruleset reports only through nf_tables trace events (trace source nftrace)".into(),
-        });
-    }
-    run_tool(ns, "nft", &["-f", "-"], Some(&nft_events::trace_ruleset("inet")))?;
-    Ok(())
+    trace.source().prepare_nft(ns)
 }
 
-/// Make a netns's iptables chains of `family` report, after the user's ruleset is in.
+/// Make a netns's iptables chains of `family` report to `trace`, after the user's ruleset is in.
 pub fn prepare_iptables(ns: &Netns, rules: &str, backend: Backend, family: Family, trace: TraceChoice) -> Result<()> {
-    trace.check_backend(backend).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
+    let source = trace.source();
+    source.check_backend(backend).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
     backend.iptables(family).enable_trace(ns, rules)?;
-    match trace {
-        // Legacy TRACE logs through the netns's nf_log of the family (`nf_log.2`, `nf_log.10`);
-        // bind it to nfnetlink_log so the records reach this netns's NFLOG socket (group 0 for
-        // both families, each record naming its family) instead of the global kernel log.
-        TraceChoice::Nflog => sysctl::write(ns, &family.nf_log_sysctl(), "nfnetlink_log")?,
-        // ... or to the syslog logger, so they reach the kernel log (a new netns has it bound
-        // already when nf_log_syslog is built in; a loaded nfnetlink_log may have come first).
-        TraceChoice::Kmsg => sysctl::write(ns, &family.nf_log_sysctl(), family.syslog_logger())?,
-        TraceChoice::Nftrace => {}
-    }
-    Ok(())
+    source.prepare_iptables(ns, family)
 }
 
 /// Per file name stem: the linktype and records, for artifacts.

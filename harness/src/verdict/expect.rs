@@ -758,7 +758,7 @@ mod tests {
 
     /// An exchange whose request met `hooks` in netns `host` and got no reply.
     fn traced(hooks_seen: &[&str]) -> Exchange {
-        use crate::observe::trace::event::{Ifaces, TraceEvent, TraceSource};
+        use crate::observe::trace::event::{Ifaces, TraceEvent};
         let mut ex = connection(1, 40312, None);
         ex.replied = false;
         let event = |h: &Hook| TraceEvent {
@@ -768,7 +768,7 @@ mod tests {
             packet: PacketInfo::default(),
             payload: None,
             nonce: None,
-            source: TraceSource::Text,
+            source: None,
         };
         ex.request.path.insert("host".into(), hooks(hooks_seen).iter().map(event).collect());
         ex

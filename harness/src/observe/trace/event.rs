@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::source::TraceChoice;
 use crate::evidence::packet::PacketInfo;
 
 /// How an iptables TRACE line says the packet left the chain position it names.
@@ -117,19 +118,6 @@ impl<'de> Deserialize<'de> for Hook {
     }
 }
 
-/// Which mechanism delivered an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TraceSource {
-    /// nfnetlink_log: legacy TRACE through nf_log, ebtables `--nflog-group`.
-    Nflog,
-    /// nf_tables trace events (NFNLGRP_NFTRACE).
-    NfTrace,
-    /// The kernel log, `/dev/kmsg`.
-    Kmsg,
-    /// Parsed from text (the seed articles, a saved log).
-    Text,
-}
-
 /// The interfaces the kernel reported with the event, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Ifaces {
@@ -155,5 +143,8 @@ pub struct TraceEvent {
     /// trace) resolved it from the headers.
     #[serde(skip)]
     pub nonce: Option<Vec<u8>>,
-    pub source: TraceSource,
+    /// The source that delivered it; `None` for an event read from text (the seed articles, a
+    /// saved log).
+    #[serde(with = "super::source::origin")]
+    pub source: Option<TraceChoice>,
 }

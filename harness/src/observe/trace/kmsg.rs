@@ -62,11 +62,16 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
-use super::event::{Hook, TraceEvent, TraceSource};
+use super::event::{Hook, TraceEvent};
+use super::source::{TraceChoice, TraceSource, Traced};
 use super::text;
+use crate::caps::Feature;
 use crate::evidence::key::Key;
 use crate::evidence::packet::{L4, Mac, PacketInfo};
+use crate::firewall::ebtables::TraceVia;
+use crate::firewall::{Backend, Family};
 use crate::lab::netns::NetnsEntry;
+use crate::lab::{netns::Netns, sysctl};
 use crate::observe::reader::{ReaderThread, Source};
 
 /// The kernel log device.
@@ -452,7 +457,7 @@ pub fn to_events(
             ([], _) => {}
             ([ns], Ok(mut e)) => {
                 e.netns = ns.to_string();
-                e.source = TraceSource::Kmsg;
+                e.source = Some(TraceChoice::Kmsg);
                 per_netns.entry(ns.to_string()).or_default().push((line.ts, e));
             }
             (_, Err(err)) => errors.push(format!("netns {}: kernel log line {}: {err}", owners.join(" or "), line.seq)),
@@ -661,6 +666,42 @@ fn is_xt(e: &TraceEvent) -> bool {
     matches!(e.hook, Hook::Xt { .. })
 }
 
+/// The kernel log as a trace source: legacy TRACE through the netns's nf_log slots bound to the
+/// syslog loggers, and ebtables `--log` rules; one reader for every traced netns, under the
+/// kernel-log lock ([`crate::lab::global_sysctl::KernelLogGuard`]).
+pub struct KmsgSource;
+
+impl TraceSource for KmsgSource {
+    fn choice(&self) -> TraceChoice {
+        TraceChoice::Kmsg
+    }
+    fn name(&self) -> &'static str {
+        "kmsg"
+    }
+    fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
+        super::nflog::legacy_only(backend, self.name())
+    }
+    fn features(&self, netns: &Traced) -> Vec<Feature> {
+        // One reader of the kernel log, for the netns netpath puts trace rules into.
+        let mut need = vec![];
+        if netns.has_trace_rules {
+            need.push(Feature::KernelLog);
+        }
+        if netns.families.contains(&Family::V6) {
+            need.push(Feature::KernelLogIpv6);
+        }
+        need
+    }
+    fn ebtables_via(&self) -> TraceVia {
+        TraceVia::Log
+    }
+    fn prepare_iptables(&self, ns: &Netns, family: Family) -> Result<(), crate::error::Error> {
+        // A new netns has the syslog logger bound already when nf_log_syslog is built in; a
+        // loaded nfnetlink_log may have come first.
+        sysctl::write(ns, &family.nf_log_sysctl(), family.syslog_logger())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -777,7 +818,7 @@ mod tests {
         let host = &events["host"];
         let hooks: Vec<String> = host.iter().map(|(_, e)| e.hook.to_string()).collect();
         assert_eq!(hooks, ["eb:nat:PREROUTING", "raw:PREROUTING:policy:2"]);
-        assert!(host.iter().all(|(_, e)| e.netns == "host" && e.source == TraceSource::Kmsg));
+        assert!(host.iter().all(|(_, e)| e.netns == "host" && e.source == Some(TraceChoice::Kmsg)));
         assert!(host.iter().all(|(_, e)| e.nonce.as_deref() == Some(&b"n1"[..])));
         // The ebtables event reads as the same packet: IP id and ICMP type from its iptables line.
         let eb = &host[0].1.packet;

@@ -3,8 +3,10 @@
 pub mod event;
 pub mod kmsg;
 pub mod nflog;
+pub mod nft_events;
 pub mod nftrace;
+pub mod source;
 pub mod text;
 
-pub use event::{Hook, RuleKind, TraceEvent, TraceSource};
-pub mod nft_events;
+pub use event::{Hook, RuleKind, TraceEvent};
+pub use source::{SOURCES, TraceChoice, TraceSource, Traced};

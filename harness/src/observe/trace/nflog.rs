@@ -3,8 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use super::event::{Hook, Ifaces, TraceEvent, TraceSource};
+use super::event::{Hook, Ifaces, TraceEvent};
+use super::source::{TraceChoice, TraceSource, Traced};
+use crate::caps::Feature;
+use crate::error::Result;
 use crate::evidence::packet::PacketInfo;
+use crate::firewall::ebtables::TraceVia;
+use crate::firewall::{Backend, Family};
+use crate::lab::{netns::Netns, sysctl};
 
 // Attribute types of include/uapi/linux/netfilter/nfnetlink_log.h.
 const NFULA_PACKET_HDR: u16 = 1;
@@ -148,8 +154,52 @@ pub fn to_event(rec: &NflogRecord, netns: &str, ifnames: &BTreeMap<u32, String>)
         packet,
         payload,
         nonce: None,
-        source: TraceSource::Nflog,
+        source: Some(TraceChoice::Nflog),
     })
+}
+
+/// nfnetlink_log as a trace source: legacy TRACE through the netns's nf_log slots, bound to
+/// nfnetlink_log (one NFLOG group 0 for both families, each record naming its family), and the
+/// ebtables trace rules' `--nflog-group 1`, read from one libpcap `nflog:0,1` handle per netns.
+pub struct NflogSource;
+
+impl TraceSource for NflogSource {
+    fn choice(&self) -> TraceChoice {
+        TraceChoice::Nflog
+    }
+    fn name(&self) -> &'static str {
+        "nflog"
+    }
+    fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
+        legacy_only(backend, self.name())
+    }
+    fn features(&self, netns: &Traced) -> Vec<Feature> {
+        let mut need = vec![Feature::Nflog];
+        if netns.families.contains(&Family::V6) {
+            need.push(Feature::NflogIpv6);
+        }
+        need
+    }
+    fn ebtables_via(&self) -> TraceVia {
+        TraceVia::Nflog
+    }
+    fn prepare_iptables(&self, ns: &Netns, family: Family) -> Result<()> {
+        // Legacy TRACE logs through the netns's nf_log of the family (`nf_log.2`, `nf_log.10`):
+        // bound to nfnetlink_log, the records reach this netns's NFLOG socket instead of the
+        // global kernel log.
+        sysctl::write(ns, &family.nf_log_sysctl(), "nfnetlink_log")
+    }
+}
+
+/// Why a source reading legacy TRACE through nf_log cannot serve `backend` nft.
+pub(crate) fn legacy_only(backend: Backend, name: &str) -> std::result::Result<(), String> {
+    match backend {
+        Backend::Legacy => Ok(()),
+        Backend::Nft => Err(format!(
+            "iptables-nft TRACE is reported only as nf_tables trace events, never through nf_log: \
+             {name} would miss every iptables hook; with backend nft trace with nftrace (the default)"
+        )),
+    }
 }
 
 #[cfg(test)]

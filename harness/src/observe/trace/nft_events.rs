@@ -4,10 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use super::event::{Hook, Ifaces, RuleKind, TraceEvent, TraceSource};
+use super::event::{Hook, Ifaces, RuleKind, TraceEvent};
 use super::nftrace::{NfTraceMsg, RuleIndex, TraceType, family};
+use super::source::{TraceChoice, TraceSource, Traced};
+use crate::caps::Feature;
+use crate::error::Result;
 use crate::evidence::key::NonceOf;
 use crate::evidence::packet::PacketInfo;
+use crate::firewall::ebtables::TraceVia;
+use crate::firewall::{Backend, Family, run_tool};
+use crate::lab::netns::Netns;
 
 /// The table netpath adds to set `nftrace` on every packet of a traced netns, so the bridge
 /// family's chains (ebtables-nft's) report too; its own events are not part of any path.
@@ -60,7 +66,7 @@ pub fn to_events(
             packet,
             payload: None,
             nonce,
-            source: TraceSource::NfTrace,
+            source: Some(TraceChoice::Nftrace),
         });
     }
     out
@@ -87,6 +93,50 @@ fn hook_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Hook> {
             Some(Hook::xt(&table, &chain, kind, num))
         }
         _ => None,
+    }
+}
+
+/// nf_tables trace events as a trace source: iptables-nft and native nft chains, and the bridge
+/// family's (ebtables-nft's) for frames netpath's `netpath_trace` table marks, read from an
+/// `NFNLGRP_NFTRACE` socket per netns.
+pub struct NftraceSource;
+
+impl TraceSource for NftraceSource {
+    fn choice(&self) -> TraceChoice {
+        TraceChoice::Nftrace
+    }
+    fn name(&self) -> &'static str {
+        "nftrace"
+    }
+    fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
+        match backend {
+            Backend::Nft => Ok(()),
+            Backend::Legacy => Err("iptables-legacy TRACE is never reported as nf_tables trace events: with backend \
+                 legacy trace with nflog (the default) or kmsg"
+                .into()),
+        }
+    }
+    fn features(&self, netns: &Traced) -> Vec<Feature> {
+        let mut need = vec![Feature::NfTablesTrace];
+        if netns.has_bridge {
+            // The ebtables trace rules log to NFLOG group 1 under every source but kmsg.
+            need.push(Feature::Nflog);
+        }
+        need
+    }
+    fn ebtables_via(&self) -> TraceVia {
+        TraceVia::Nflog
+    }
+    fn prepare_bridge(&self, ns: &Netns) -> Result<()> {
+        // nf_tables reports the bridge chains only for frames with nftrace set.
+        run_tool(ns, "nft", &["-f", "-"], Some(&trace_ruleset("bridge"))).map(drop)
+    }
+    fn prepare_iptables(&self, _ns: &Netns, _family: Family) -> Result<()> {
+        // iptables-nft's TRACE sets nftrace itself: nothing to bind.
+        Ok(())
+    }
+    fn prepare_nft(&self, ns: &Netns) -> Result<()> {
+        run_tool(ns, "nft", &["-f", "-"], Some(&trace_ruleset("inet"))).map(drop)
     }
 }
 

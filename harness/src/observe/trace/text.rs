@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::evidence::packet::{L4, Mac, PacketInfo};
-use crate::observe::trace::event::{Hook, HookParseError, Ifaces, TraceEvent, TraceSource};
+use crate::observe::trace::event::{Hook, HookParseError, Ifaces, TraceEvent};
 
 /// Where every record starts: the TRACE target's log prefix, or the prefix given to ebtables.
 const MARKER: &str = "TRACE:";
@@ -78,7 +78,7 @@ fn read_record(record: &str) -> Result<TraceEvent, String> {
         Hook::Xt { .. } => read_xt(body)?,
         Hook::Eb { .. } => read_eb(body)?,
     };
-    Ok(TraceEvent { netns: String::new(), hook, ifaces, packet, payload: None, nonce: None, source: TraceSource::Text })
+    Ok(TraceEvent { netns: String::new(), hook, ifaces, packet, payload: None, nonce: None, source: None })
 }
 
 fn read_hook(text: &str) -> Result<Hook, String> {
@@ -710,7 +710,7 @@ mod tests {
             },
             payload: None,
             nonce: None,
-            source: TraceSource::Text,
+            source: None,
         };
         assert_eq!(event, expected);
     }
@@ -898,7 +898,7 @@ mod tests {
             },
             payload: None,
             nonce: None,
-            source: TraceSource::Text,
+            source: None,
         };
         let text = "TRACE: filter:FORWARD:rule:3 IN=eth0 OUT=docker0 \
                     MAC=00:16:3e:06:3a:3a:00:2a:6a:aa:12:7c:08:00 SRC=10.28.61.30 DST=192.168.0.2 \

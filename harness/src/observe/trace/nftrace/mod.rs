@@ -14,7 +14,7 @@
 //! read with `ntohl` by libnftnl; it is read big-endian here so that it equals the
 //! `trace id` that `nft monitor trace` prints).
 //!
-//! In three parts: the wire format ([`wire`]: constants, [`decode`], [`split_messages`]), the
+//! In three parts: the wire format (`wire`: constants, [`decode`], [`split_messages`]), the
 //! socket ([`NfTraceSocket`], on netlink-sys) and the rule index ([`RuleIndex`]).
 //!
 //! # What the kernel sends (measured on Linux 6.18, see the fixtures)

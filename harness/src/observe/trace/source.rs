@@ -1,0 +1,170 @@
+//! The trace sources behind one trait: what each needs of the kernel, what it sets up in a
+//! traced netns, and whether it can see a backend's TRACE at all. Each source's implementation
+//! lives in its own file (`nflog.rs`, `nft_events.rs`, `kmsg.rs`), beside its decoder, and is
+//! listed once in [`SOURCES`]; [`TraceChoice`] is the value that names one (scenario files, the
+//! command line, a run's options, and each event's origin).
+//!
+//! | source | backend | setup in a traced netns | scope |
+//! |---|---|---|---|
+//! | [`TraceChoice::Nflog`] | legacy (default) | `nf_log.2`/`nf_log.10 = nfnetlink_log`, ebtables `--nflog-group 1` rules | per netns |
+//! | [`TraceChoice::Nftrace`] | nft (default) | ebtables `--nflog-group 1` rules and a bridge `nftrace` table | per netns |
+//! | [`TraceChoice::Kmsg`] | legacy | `nf_log.2 = nf_log_ipv4`, `nf_log.10 = nf_log_ipv6`, ebtables `--log --log-level 6 --log-ip` rules | global: [`crate::lab::global_sysctl`] |
+
+use crate::caps::Feature;
+use crate::error::{Error, Result};
+use crate::firewall::ebtables::TraceVia;
+use crate::firewall::{Backend, Family};
+use crate::lab::netns::Netns;
+
+/// Which mechanism reports the hooks of the traced netns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceChoice {
+    /// nfnetlink_log: legacy TRACE through the netns's nf_log, ebtables NFLOG rules.
+    Nflog,
+    /// nf_tables trace events: iptables-nft, native nft, ebtables-nft's bridge chains.
+    Nftrace,
+    /// The kernel log (`/dev/kmsg`): legacy TRACE through the netns's nf_log bound to the syslog
+    /// logger, ebtables `--log` rules; global, so it holds the kernel-log lock while it observes.
+    Kmsg,
+}
+
+/// Every source, once.
+pub const SOURCES: [&dyn TraceSource; 3] =
+    [&super::nflog::NflogSource, &super::nft_events::NftraceSource, &super::kmsg::KmsgSource];
+
+/// What a traced netns has, which decides what a source needs and sets up there.
+#[derive(Debug, Clone, Default)]
+pub struct Traced {
+    /// A bridge (netpath's ebtables trace rules go in).
+    pub has_bridge: bool,
+    /// Rules netpath puts TRACE or trace rules into ([`crate::scenario::Scenario::has_trace_rules`]).
+    pub has_trace_rules: bool,
+    /// The families of its `iptables`/`ip6tables` rulesets.
+    pub families: Vec<Family>,
+}
+
+/// One trace source.
+pub trait TraceSource: Sync {
+    /// The value that names it.
+    fn choice(&self) -> TraceChoice;
+    /// The name a scenario or command line gives it.
+    fn name(&self) -> &'static str;
+    /// Whether it sees the iptables TRACE of `backend`; `Err` says why not. (ebtables chains
+    /// report to every source under both backends.)
+    fn check_backend(&self, backend: Backend) -> std::result::Result<(), String>;
+    /// The kernel features reading a traced netns that has `netns` needs.
+    fn features(&self, netns: &Traced) -> Vec<Feature>;
+    /// How netpath's ebtables trace rules report to it.
+    fn ebtables_via(&self) -> TraceVia;
+    /// Set up a traced netns with a bridge, once the ebtables trace rules are in.
+    fn prepare_bridge(&self, _ns: &Netns) -> Result<()> {
+        Ok(())
+    }
+    /// Set up a traced netns's iptables chains of `family`, once the TRACE rules are in.
+    fn prepare_iptables(&self, ns: &Netns, family: Family) -> Result<()>;
+    /// Set up a traced netns with a native nft ruleset.
+    fn prepare_nft(&self, ns: &Netns) -> Result<()> {
+        Err(Error::Trace {
+            netns: ns.name().to_string(),
+            message: format!(
+                "a native nft ruleset reports only through nf_tables trace events (trace source nftrace), not {}",
+                self.name()
+            ),
+        })
+    }
+}
+
+impl TraceChoice {
+    /// The source that sees a backend's hooks.
+    pub fn for_backend(backend: Backend) -> TraceChoice {
+        match backend {
+            Backend::Legacy => TraceChoice::Nflog,
+            Backend::Nft => TraceChoice::Nftrace,
+        }
+    }
+
+    /// The source this names.
+    pub fn source(self) -> &'static dyn TraceSource {
+        SOURCES.into_iter().find(|s| s.choice() == self).expect("every TraceChoice is in SOURCES")
+    }
+
+    /// See [`TraceSource::check_backend`].
+    pub fn check_backend(self, backend: Backend) -> std::result::Result<(), String> {
+        self.source().check_backend(backend)
+    }
+
+    /// The name a scenario or command line gives it.
+    pub fn name(self) -> &'static str {
+        self.source().name()
+    }
+}
+
+impl std::str::FromStr for TraceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        SOURCES.into_iter().find(|c| c.name() == s).map(|c| c.choice()).ok_or_else(|| {
+            let names: Vec<&str> = SOURCES.iter().map(|c| c.name()).collect();
+            let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+            format!("unknown trace source `{s}` (want {} or {last})", rest.join(", "))
+        })
+    }
+}
+
+/// How events name their origin in serialized evidence: a source, or `Text` for events read
+/// from text (the seed articles, a saved log), as before the two enums were one.
+pub mod origin {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::TraceChoice;
+
+    pub fn serialize<S: Serializer>(v: &Option<TraceChoice>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match v {
+            Some(TraceChoice::Nflog) => "Nflog",
+            Some(TraceChoice::Nftrace) => "NfTrace",
+            Some(TraceChoice::Kmsg) => "Kmsg",
+            None => "Text",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TraceChoice>, D::Error> {
+        Ok(match String::deserialize(d)?.as_str() {
+            "Nflog" => Some(TraceChoice::Nflog),
+            "NfTrace" => Some(TraceChoice::Nftrace),
+            "Kmsg" => Some(TraceChoice::Kmsg),
+            "Text" => None,
+            other => return Err(serde::de::Error::custom(format!("unknown event source `{other}`"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_source_is_registered_once_and_named_back() {
+        for choice in [TraceChoice::Nflog, TraceChoice::Nftrace, TraceChoice::Kmsg] {
+            assert_eq!(choice.source().choice(), choice);
+            assert_eq!(choice.name().parse::<TraceChoice>(), Ok(choice));
+        }
+        assert_eq!(
+            "pcap".parse::<TraceChoice>().unwrap_err(),
+            "unknown trace source `pcap` (want nflog, nftrace or kmsg)"
+        );
+        // Each backend's default source sees its TRACE; the others say why not.
+        for backend in [Backend::Legacy, Backend::Nft] {
+            assert_eq!(TraceChoice::for_backend(backend).check_backend(backend), Ok(()));
+        }
+        assert!(TraceChoice::Kmsg.check_backend(Backend::Nft).unwrap_err().contains("kmsg would miss"));
+    }
+
+    #[test]
+    fn features_follow_what_the_netns_has() {
+        let v6 = Traced { has_bridge: true, has_trace_rules: true, families: vec![Family::V4, Family::V6] };
+        assert_eq!(TraceChoice::Nflog.source().features(&v6), [Feature::Nflog, Feature::NflogIpv6]);
+        assert_eq!(TraceChoice::Nftrace.source().features(&v6), [Feature::NfTablesTrace, Feature::Nflog]);
+        assert_eq!(TraceChoice::Kmsg.source().features(&v6), [Feature::KernelLog, Feature::KernelLogIpv6]);
+        assert_eq!(TraceChoice::Kmsg.source().features(&Traced::default()), []);
+    }
+}
