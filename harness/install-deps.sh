@@ -15,15 +15,9 @@ fi
 # [[step]] entries run.
 packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc tcpdump
   wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "install-deps: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install_missing install-deps "${packages[@]}"
 
 # Debian 12's own rustc (1.63) is too old for this workspace (edition 2024 needs 1.85).
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then

@@ -14,15 +14,9 @@ fi
 # debian-archive-keyring: the private apt configuration checks Debian's signatures with it
 # (preinstalled on Debian, not on Ubuntu runners).
 packages=(qemu-system-x86 kmod busybox-static udev python3-venv dpkg debian-archive-keyring)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "vm/install-deps: installing ${missing[*]}"
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/../harness/apt-install.sh"
+apt_install_missing vm/install-deps "${packages[@]}"
 
 # The venv netpath-vm looks for first (see vm/src/tools.rs); NETPATH_VM_VENV moves it.
 venv="${NETPATH_VM_VENV:-$HOME/.cache/netpath/venv}"

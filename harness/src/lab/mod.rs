@@ -263,20 +263,25 @@ impl Lab {
     /// Every link of a netns with what the lab needs to find tools' interfaces (`ip -n NS -d link`).
     pub fn link_infos(&self, netns: &str) -> Result<Vec<LinkInfo>> {
         use rtnetlink::packet_route::link::LinkFlags;
+        Ok(self
+            .link_messages(netns)?
+            .iter()
+            .filter_map(|m| {
+                let name = name_of(m)?;
+                let peer_index = m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Link(i) => Some(*i),
+                    _ => None,
+                });
+                let up = m.header.flags.contains(LinkFlags::Up);
+                Some(LinkInfo { index: m.header.index, name, peer_index, up })
+            })
+            .collect())
+    }
+
+    /// Every link of a netns as the kernel describes it (`ip -n NS -d link`).
+    fn link_messages(&self, netns: &str) -> Result<Vec<LinkMessage>> {
         self.on(netns, "list links", |h| async move {
-            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(LinkError::from)?;
-            Ok(msgs
-                .iter()
-                .filter_map(|m| {
-                    let name = name_of(m)?;
-                    let peer_index = m.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::Link(i) => Some(*i),
-                        _ => None,
-                    });
-                    let up = m.header.flags.contains(LinkFlags::Up);
-                    Some(LinkInfo { index: m.header.index, name, peer_index, up })
-                })
-                .collect())
+            h.link().get().execute().try_collect().await.map_err(LinkError::from)
         })
     }
 
@@ -307,20 +312,18 @@ impl Lab {
 
     /// The MAC of every interface that has one, by name (`ip -n NS link`).
     pub fn macs(&self, netns: &str) -> Result<BTreeMap<String, crate::evidence::packet::Mac>> {
-        self.on(netns, "list links", |h| async move {
-            let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(LinkError::from)?;
-            Ok(msgs
-                .iter()
-                .filter_map(|m| {
-                    let name = name_of(m)?;
-                    let mac = m.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
-                        _ => None,
-                    })?;
-                    Some((name, crate::evidence::packet::Mac(mac)))
-                })
-                .collect())
-        })
+        Ok(self
+            .link_messages(netns)?
+            .iter()
+            .filter_map(|m| {
+                let name = name_of(m)?;
+                let mac = m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(m) if m.len() == 6 => Some([m[0], m[1], m[2], m[3], m[4], m[5]]),
+                    _ => None,
+                })?;
+                Some((name, crate::evidence::packet::Mac(mac)))
+            })
+            .collect())
     }
 
     /// Every address of the netns's interfaces (`ip -n NS addr`).
