@@ -113,7 +113,7 @@ fn run_bundled_scenarios_in_parallel_with_a_junit_report() {
     assert!(out.status.success(), "exit {}\n{stdout}{stderr}", out.status);
     // One path per class of packets, not one per packet: k8s-service's 200 connections to the
     // ClusterIP are a few classes, named by the endpoint that answered them (one per packet
-    // would be over 20,000 lines; the bundled set, IPv6 scenarios included, prints ~3,300).
+    // would be over 20,000 lines; the bundled set, IPv6 scenarios included, prints ~3,700).
     let lines = stdout.lines().count();
     assert!(lines < 4000, "--show-path printed {lines} lines");
     assert!(stdout.contains("\n    200 connections: "), "{stdout}");
