@@ -10,11 +10,19 @@
 //! | [`TraceChoice::Nftrace`] | nft (default) | ebtables `--nflog-group 1` rules and a bridge `nftrace` table | per netns |
 //! | [`TraceChoice::Kmsg`] | legacy | `nf_log.2 = nf_log_ipv4`, `nf_log.10 = nf_log_ipv6`, ebtables `--log --log-level 6 --log-ip` rules | global: [`crate::lab::global_sysctl`] |
 
+use std::collections::BTreeMap;
+
 use crate::caps::Feature;
 use crate::error::{Error, Result};
+use crate::evidence::key::Nonces;
+use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, Family};
+use crate::lab::Lab;
 use crate::lab::netns::Netns;
+use crate::observe::Pcaps;
+use crate::observe::drops::Drops;
+use crate::scenario::{NetnsSpec, Scenario};
 
 /// Which mechanism reports the hooks of the traced netns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -73,6 +81,59 @@ pub trait TraceSource: Sync {
             ),
         })
     }
+    /// Whether one reader sees every traced netns at once (the kernel log): as the run's source
+    /// it is then the only one, opened before any capture (it may wait its turn) with every
+    /// traced netns; a per-netns source is opened once per traced netns.
+    fn global(&self) -> bool {
+        false
+    }
+    /// Start reading `netns` and return once the reader is live, so nothing sent after this
+    /// returns is missed; `None` when there is nothing to read.
+    fn open(&self, cx: &Opening, netns: &[&NetnsSpec]) -> Result<Option<Box<dyn TraceReader>>>;
+}
+
+/// What a source's reader is opened with.
+pub struct Opening<'a> {
+    /// The lab the run built.
+    pub lab: &'a Lab,
+    /// The scenario it built it from.
+    pub scenario: &'a Scenario,
+    /// Where readers report the probe packets they see dropped while the run goes on.
+    pub drops: &'a Drops,
+}
+
+/// What a reader is stopped with: the lab and what the captures saw.
+pub struct Stopping<'a> {
+    /// The lab the run built.
+    pub lab: &'a Lab,
+    /// Per netns, its interfaces' names by index.
+    pub ifnames: &'a BTreeMap<String, BTreeMap<u32, String>>,
+    /// Every captured frame.
+    pub frames: &'a [Frame],
+    /// The probes' nonces, by what the captures saw of them.
+    pub nonces: &'a Nonces,
+}
+
+/// Where stopped readers put what they read.
+#[derive(Default)]
+pub struct Collected {
+    /// Per traced netns, its events.
+    pub events: BTreeMap<String, Vec<TimedEvent>>,
+    /// What a reader failed at or lost (a loss's message starts with
+    /// [`crate::observe::reader::LOST`]).
+    pub errors: Vec<Error>,
+    /// Raw records kept as artifacts.
+    pub pcaps: Pcaps,
+}
+
+/// A source's running reader.
+pub trait TraceReader {
+    /// Ask it to stop once it has drained what is queued (signalling every reader first lets
+    /// their closes overlap).
+    fn signal(&self) {}
+    /// Stop after draining what the kernel queued and put its events, losses and failures in
+    /// `out`; an `Err` fails the whole stop at once.
+    fn stop(self: Box<Self>, cx: &Stopping, out: &mut Collected) -> Result<()>;
 }
 
 impl TraceChoice {
