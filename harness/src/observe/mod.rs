@@ -1,6 +1,7 @@
 //! Observers that run while probes are sent: a pcap on every interface, and per traced netns
 //! the trace source its backend reports through (or the one a run forces): the sources, what
-//! each needs and sets up, are in [`trace::source`].
+//! each needs, sets up and reads, are in [`trace::source`]; this module only opens, signals and
+//! stops their [`trace::source::TraceReader`]s, never naming one.
 //!
 //! The kernel log is the one source that changes something outside the lab: while a run reads
 //! it, the init netns's `net.netfilter.nf_log_all_netns` is 1, under a lock that makes kernel-log

@@ -683,6 +683,9 @@ impl TraceSource for KmsgSource {
     fn name(&self) -> &'static str {
         "kmsg"
     }
+    fn origin(&self) -> &'static str {
+        "Kmsg"
+    }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
         super::nflog::legacy_only(backend, self.name())
     }

@@ -175,6 +175,9 @@ impl TraceSource for NflogSource {
     fn name(&self) -> &'static str {
         "nflog"
     }
+    fn origin(&self) -> &'static str {
+        "Nflog"
+    }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
         legacy_only(backend, self.name())
     }

@@ -112,6 +112,9 @@ impl TraceSource for NftraceSource {
     fn name(&self) -> &'static str {
         "nftrace"
     }
+    fn origin(&self) -> &'static str {
+        "NfTrace"
+    }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
         match backend {
             Backend::Nft => Ok(()),
