@@ -1,6 +1,17 @@
 //! Probes: real packets sent from inside a netns. Each carries a nonce or is pinned by fields
 //! NAT leaves alone (TCP sequence numbers), so the same packet is found at every capture point
 //! and in every trace event even after NAT rewrote its addresses.
+//!
+//! Adding a probe kind takes:
+//! - one new file here with a [`Prober`] (whether it needs a port, its conntrack protocol, its
+//!   own validation in `problems`, how it sends) and a [`Matcher`] per packet it sends (how the
+//!   packet and its reply are found in frames and trace events);
+//! - its line in [`PROBERS`];
+//! - its variant in [`crate::scenario::ProbeKind`] (the `kind = "..."` of scenario files).
+//!
+//! A kind a `[[server]]` answers also needs its listening socket in [`server`] and its name in
+//! the server kinds `scenario/validate/rules.rs` allows. The unit tests fail if a `ProbeKind`
+//! has no prober in [`PROBERS`].
 
 pub mod frame;
 pub mod icmp;
@@ -192,6 +203,19 @@ pub fn any_of(dst: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_probe_kind_has_exactly_one_prober() {
+        // An exhaustive match: a new kind fails to compile here until it is listed.
+        let all = [ProbeKind::Icmp, ProbeKind::Udp, ProbeKind::Tcp, ProbeKind::Frame];
+        for k in all {
+            match k {
+                ProbeKind::Icmp | ProbeKind::Udp | ProbeKind::Tcp | ProbeKind::Frame => {}
+            }
+            assert_eq!(PROBERS.iter().filter(|p| p.kind() == k).count(), 1, "{k:?} in PROBERS");
+        }
+        assert_eq!(PROBERS.len(), all.len(), "PROBERS has a prober per ProbeKind, no more");
+    }
 
     #[test]
     fn answers_name_their_server() {

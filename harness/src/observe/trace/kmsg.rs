@@ -63,16 +63,21 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use super::event::{Hook, TraceEvent};
-use super::source::{TraceChoice, TraceSource, Traced};
+use super::source::{Collected, Opening, Stopping, TraceChoice, TraceReader, TraceSource, Traced};
 use super::text;
 use crate::caps::Feature;
+use crate::error::Error;
 use crate::evidence::key::Key;
 use crate::evidence::packet::{L4, Mac, PacketInfo};
+use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, Family};
+use crate::lab::Lab;
+use crate::lab::global_sysctl::KernelLogGuard;
 use crate::lab::netns::NetnsEntry;
 use crate::lab::{netns::Netns, sysctl};
 use crate::observe::reader::{ReaderThread, Source};
+use crate::scenario::NetnsSpec;
 
 /// The kernel log device.
 pub const DEVICE: &str = "/dev/kmsg";
@@ -678,6 +683,9 @@ impl TraceSource for KmsgSource {
     fn name(&self) -> &'static str {
         "kmsg"
     }
+    fn origin(&self) -> &'static str {
+        "Kmsg"
+    }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
         super::nflog::legacy_only(backend, self.name())
     }
@@ -700,6 +708,87 @@ impl TraceSource for KmsgSource {
         // loaded nfnetlink_log may have come first.
         sysctl::write(ns, &family.nf_log_sysctl(), family.syslog_logger())
     }
+    fn global(&self) -> bool {
+        true
+    }
+    /// Take the kernel-log lock, set `nf_log_all_netns`, and start reading the log from its end;
+    /// `None` when no netns has trace rules (nothing would be logged).
+    fn open(&self, cx: &Opening, netns: &[&NetnsSpec]) -> crate::error::Result<Option<Box<dyn TraceReader>>> {
+        let sc = cx.scenario;
+        let traced: Vec<String> = netns.iter().map(|n| n.name.clone()).collect();
+        let with_rules: Vec<String> =
+            sc.netns.iter().filter(|n| sc.has_trace_rules(n)).map(|n| n.name.clone()).collect();
+        let Some(first) = with_rules.first() else { return Ok(None) };
+        let guard = KernelLogGuard::acquire()?;
+        let ns = cx.lab.netns(first)?;
+        let reader =
+            KmsgThread::start(ns.entry()?).map_err(|message| Error::Trace { netns: ns.name().to_string(), message })?;
+        Ok(Some(Box::new(KmsgReader { reader, traced, with_rules, guard })))
+    }
+}
+
+/// The kernel log, read for every traced netns at once while the guard holds the lock.
+struct KmsgReader {
+    reader: KmsgThread,
+    /// The traced netns (each gets an event list, as with the per-netns sources).
+    traced: Vec<String>,
+    /// Those netpath put trace rules in: the only ones a line may come from.
+    with_rules: Vec<String>,
+    guard: KernelLogGuard,
+}
+
+impl TraceReader for KmsgReader {
+    fn stop(self: Box<Self>, cx: &Stopping, out: &mut Collected) -> crate::error::Result<()> {
+        match self.events(cx) {
+            Ok(evs) => out.events.extend(evs),
+            Err(e) => out.errors.push(e),
+        }
+        Ok(())
+    }
+}
+
+impl KmsgReader {
+    /// Stop reading, restore the sysctl and release the lock, then turn the lines into events.
+    fn events(self, cx: &Stopping) -> crate::error::Result<BTreeMap<String, Vec<TimedEvent>>> {
+        let records = self.reader.stop();
+        let released = self.guard.release();
+        let trace_err = |message: String| Error::Trace { netns: "(kernel log)".into(), message };
+        let records = records.map_err(trace_err)?;
+        released?;
+        let scope = Scope {
+            netns: self
+                .with_rules
+                .iter()
+                .map(|ns| (ns.clone(), cx.ifnames.get(ns).map(|m| m.values().cloned().collect()).unwrap_or_default()))
+                .collect(),
+            facts: self
+                .with_rules
+                .iter()
+                .map(|ns| Ok((ns.clone(), netns_facts(cx.lab, ns, cx.frames)?)))
+                .collect::<crate::error::Result<_>>()?,
+        };
+        let packets = Packets { seen: &|p| cx.nonces.seen(p), nonce_of: &|p| cx.nonces.get(p, None) };
+        let mut by_netns = to_events(&records, &scope, &packets).map_err(|e| trace_err(e.join("\n")))?;
+        Ok(self
+            .traced
+            .into_iter()
+            .map(|ns| {
+                let evs = by_netns.remove(&ns).unwrap_or_default();
+                (ns, evs.into_iter().map(|(ts, event)| TimedEvent { ts, event }).collect())
+            })
+            .collect())
+    }
+}
+
+/// The MACs and addresses of a netns's interfaces, and what its captures saw.
+fn netns_facts(lab: &Lab, netns: &str, frames: &[Frame]) -> crate::error::Result<NetnsFacts> {
+    let mut facts = NetnsFacts { macs: lab.macs(netns)?, addrs: lab.local_addresses(netns)?, ..Default::default() };
+    for f in frames.iter().filter(|f| f.point.netns == netns) {
+        if let Some(info) = f.info() {
+            facts.frames.entry(f.point.iface.clone()).or_default().push(info);
+        }
+    }
+    Ok(facts)
 }
 
 #[cfg(test)]

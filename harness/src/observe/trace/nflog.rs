@@ -2,15 +2,20 @@
 //! a netns's nf_log bound to nfnetlink_log (group 0), ebtables `--nflog-group` rules (group 1).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::event::{Hook, Ifaces, TraceEvent};
-use super::source::{TraceChoice, TraceSource, Traced};
+use super::source::{Collected, Opening, Stopping, TraceChoice, TraceReader, TraceSource, Traced};
 use crate::caps::Feature;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::evidence::TimedEvent;
 use crate::evidence::packet::PacketInfo;
-use crate::firewall::ebtables::TraceVia;
-use crate::firewall::{Backend, Family};
+use crate::firewall::ebtables::{self, TraceVia};
+use crate::firewall::{Backend, Family, iptables};
 use crate::lab::{netns::Netns, sysctl};
+use crate::observe::capture::PcapThread;
+use crate::observe::drops::DropPoints;
+use crate::scenario::NetnsSpec;
 
 // Attribute types of include/uapi/linux/netfilter/nfnetlink_log.h.
 const NFULA_PACKET_HDR: u16 = 1;
@@ -170,6 +175,9 @@ impl TraceSource for NflogSource {
     fn name(&self) -> &'static str {
         "nflog"
     }
+    fn origin(&self) -> &'static str {
+        "Nflog"
+    }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
         legacy_only(backend, self.name())
     }
@@ -188,6 +196,62 @@ impl TraceSource for NflogSource {
         // bound to nfnetlink_log, the records reach this netns's NFLOG socket instead of the
         // global kernel log.
         sysctl::write(ns, &family.nf_log_sysctl(), "nfnetlink_log")
+    }
+    fn open(&self, cx: &Opening, netns: &[&NetnsSpec]) -> Result<Option<Box<dyn TraceReader>>> {
+        let [n] = netns else { unreachable!("a per-netns source is opened for one netns") };
+        let ns = cx.lab.netns(&n.name)?;
+        let trace_err = |message: String| Error::Trace { netns: ns.name().to_string(), message };
+        let device = format!("nflog:0,{}", ebtables::TRACE_GROUP);
+        let points = n
+            .iptables_rulesets()
+            .map(|(family, rules)| {
+                let shift = u32::from(!iptables::has_trace_rule(rules));
+                (family.nfproto(), DropPoints::from_iptables(rules, shift))
+            })
+            .collect();
+        let watch = Box::new(cx.drops.nflog_watcher(points));
+        let t = PcapThread::spawn(ns.entry()?, &device, Some(watch)).and_then(|t| t.ready());
+        Ok(Some(Box::new(NflogReader { netns: n.name.clone(), thread: t.map_err(trace_err)? })))
+    }
+}
+
+/// A netns's `nflog:0,1` handle, read until stopped.
+struct NflogReader {
+    netns: String,
+    thread: PcapThread,
+}
+
+impl TraceReader for NflogReader {
+    fn signal(&self) {
+        self.thread.signal()
+    }
+    fn stop(self: Box<Self>, cx: &Stopping, out: &mut Collected) -> Result<()> {
+        let NflogReader { netns, thread } = *self;
+        let empty = BTreeMap::new();
+        let names = cx.ifnames.get(&netns).unwrap_or(&empty);
+        let linktype = thread.linktype;
+        let records = match thread.stop() {
+            Ok(records) => records,
+            Err(message) => {
+                out.errors.push(Error::Trace { netns, message });
+                return Ok(());
+            }
+        };
+        let parsed: Vec<(Duration, NflogRecord)> =
+            records.iter().filter_map(|r| Some((r.ts, parse_record(&r.data).ok()?))).collect();
+        for (group, n) in lost_records(parsed.iter().map(|(_, r)| r)) {
+            out.errors.push(Error::Trace {
+                netns: netns.clone(),
+                message: format!("{}{n} NFLOG records of group {group} (sequence gaps)", crate::observe::reader::LOST),
+            });
+        }
+        let evs = parsed
+            .iter()
+            .filter_map(|(ts, rec)| Some(TimedEvent { ts: *ts, event: to_event(rec, &netns, names)? }))
+            .collect();
+        out.events.insert(netns.clone(), evs);
+        out.pcaps.push((format!("{netns}_nflog"), linktype, records));
+        Ok(())
     }
 }
 

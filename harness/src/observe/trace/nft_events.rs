@@ -3,17 +3,21 @@
 //! [`crate::evidence::key`]).
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 
 use super::event::{Hook, Ifaces, RuleKind, TraceEvent};
-use super::nftrace::{NfTraceMsg, RuleIndex, TraceType, family};
-use super::source::{TraceChoice, TraceSource, Traced};
+use super::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex, TraceType, family};
+use super::source::{Collected, Opening, Stopping, TraceChoice, TraceReader, TraceSource, Traced};
 use crate::caps::Feature;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::evidence::TimedEvent;
 use crate::evidence::key::NonceOf;
 use crate::evidence::packet::PacketInfo;
 use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, Family, run_tool};
-use crate::lab::netns::Netns;
+use crate::lab::netns::{Netns, NetnsEntry};
+use crate::observe::reader::{ReaderThread, Source, Watch};
+use crate::scenario::NetnsSpec;
 
 /// The table netpath adds to set `nftrace` on every packet of a traced netns, so the bridge
 /// family's chains (ebtables-nft's) report too; its own events are not part of any path.
@@ -108,6 +112,9 @@ impl TraceSource for NftraceSource {
     fn name(&self) -> &'static str {
         "nftrace"
     }
+    fn origin(&self) -> &'static str {
+        "NfTrace"
+    }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
         match backend {
             Backend::Nft => Ok(()),
@@ -137,6 +144,94 @@ impl TraceSource for NftraceSource {
     }
     fn prepare_nft(&self, ns: &Netns) -> Result<()> {
         run_tool(ns, "nft", &["-f", "-"], Some(&trace_ruleset("inet"))).map(drop)
+    }
+    fn open(&self, cx: &Opening, netns: &[&NetnsSpec]) -> Result<Option<Box<dyn TraceReader>>> {
+        let [n] = netns else { unreachable!("a per-netns source is opened for one netns") };
+        let ns = cx.lab.netns(&n.name)?;
+        let trace_err = |message: String| Error::Trace { netns: ns.name().to_string(), message };
+        let watch = Box::new(cx.drops.nftrace_watcher());
+        let thread = NfTraceThread::start(ns.entry()?, watch).map_err(trace_err)?;
+        Ok(Some(Box::new(NftraceReader { netns: n.name.clone(), thread })))
+    }
+}
+
+/// A netns's trace socket, read until stopped.
+struct NftraceReader {
+    netns: String,
+    thread: NfTraceThread,
+}
+
+impl TraceReader for NftraceReader {
+    fn signal(&self) {
+        self.thread.0.signal()
+    }
+    fn stop(self: Box<Self>, cx: &Stopping, out: &mut Collected) -> Result<()> {
+        let NftraceReader { netns, thread } = *self;
+        let empty = BTreeMap::new();
+        let names = cx.ifnames.get(&netns).unwrap_or(&empty);
+        match thread.stop() {
+            Ok(msgs) => {
+                let ns = cx.lab.netns(&netns)?;
+                let index = rule_index(ns)?;
+                let evs = to_events(&msgs, &netns, &index, names, &|p, head| cx.nonces.get(p, head))
+                    .into_iter()
+                    .map(|event| TimedEvent { ts: Default::default(), event })
+                    .collect();
+                out.events.insert(netns.clone(), evs);
+            }
+            Err(message) => out.errors.push(Error::Trace { netns, message }),
+        }
+        Ok(())
+    }
+}
+
+/// The rules of a netns by handle, with iptables-nft's own text for its tables of each family
+/// (ip6tables-nft's only where the netns has `ip6` tables).
+fn rule_index(ns: &Netns) -> Result<RuleIndex> {
+    let json = run_tool(ns, "nft", &["-j", "list", "ruleset"], None)?;
+    let mut index = RuleIndex::from_nft_json(&json)
+        .map_err(|e| Error::Trace { netns: ns.name().to_string(), message: format!("nft -j list ruleset: {e}") })?;
+    for family in Family::ALL {
+        if family == Family::V6 && !index.has_family(family.nfproto()) {
+            continue;
+        }
+        let save = Backend::Nft.iptables(family).save(ns).unwrap_or_default();
+        index = index.with_iptables_save_family(family.nfproto(), &save);
+    }
+    Ok(index)
+}
+
+/// An nf_tables trace socket read by a thread inside the netns until stopped.
+struct NfTraceThread(ReaderThread<NfTraceMsg>);
+
+impl NfTraceThread {
+    fn start(ns: NetnsEntry, watch: Watch<NfTraceMsg>) -> std::result::Result<NfTraceThread, String> {
+        let open = || {
+            let sock = NfTraceSocket::open().map_err(|e| format!("open NFNLGRP_NFTRACE socket: {e}"))?;
+            Ok((TraceSocket(sock), ()))
+        };
+        Ok(NfTraceThread(ReaderThread::spawn(ns, "nftrace".into(), open, Some(watch))?.ready()?.0))
+    }
+
+    fn stop(self) -> std::result::Result<Vec<NfTraceMsg>, String> {
+        self.0.stop()
+    }
+}
+
+struct TraceSocket(NfTraceSocket);
+
+impl Source for TraceSocket {
+    type Item = NfTraceMsg;
+    fn fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+    fn drain(&mut self, out: &mut Vec<NfTraceMsg>) -> std::result::Result<(), String> {
+        out.extend(self.0.recv_all().map_err(|e| format!("read trace events: {e}"))?);
+        match self.0.overruns() {
+            // A lost event would make a path look shorter than it was: fail, never guess.
+            0 => Ok(()),
+            n => Err(format!("{}{n} trace events (ENOBUFS: the socket buffer was full)", crate::observe::reader::LOST)),
+        }
     }
 }
 

@@ -4,17 +4,32 @@
 //! listed once in [`SOURCES`]; [`TraceChoice`] is the value that names one (scenario files, the
 //! command line, a run's options, and each event's origin).
 //!
+//! Adding a source is one new file with a [`TraceSource`] (its features, per-netns setup, and
+//! [`TraceSource::open`] returning its [`TraceReader`], which turns what it read into events and
+//! reports its losses), its line in [`SOURCES`] and its variant in [`TraceChoice`]: nothing
+//! else names a source (the observers, the rule loading and `requires` go through the trait;
+//! only the CLI's `--trace` help text lists the names). The unit tests fail if a variant has no
+//! source in [`SOURCES`].
+//!
 //! | source | backend | setup in a traced netns | scope |
 //! |---|---|---|---|
 //! | [`TraceChoice::Nflog`] | legacy (default) | `nf_log.2`/`nf_log.10 = nfnetlink_log`, ebtables `--nflog-group 1` rules | per netns |
 //! | [`TraceChoice::Nftrace`] | nft (default) | ebtables `--nflog-group 1` rules and a bridge `nftrace` table | per netns |
 //! | [`TraceChoice::Kmsg`] | legacy | `nf_log.2 = nf_log_ipv4`, `nf_log.10 = nf_log_ipv6`, ebtables `--log --log-level 6 --log-ip` rules | global: [`crate::lab::global_sysctl`] |
 
+use std::collections::BTreeMap;
+
 use crate::caps::Feature;
 use crate::error::{Error, Result};
+use crate::evidence::key::Nonces;
+use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::ebtables::TraceVia;
 use crate::firewall::{Backend, Family};
+use crate::lab::Lab;
 use crate::lab::netns::Netns;
+use crate::observe::Pcaps;
+use crate::observe::drops::Drops;
+use crate::scenario::{NetnsSpec, Scenario};
 
 /// Which mechanism reports the hooks of the traced netns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -50,6 +65,8 @@ pub trait TraceSource: Sync {
     fn choice(&self) -> TraceChoice;
     /// The name a scenario or command line gives it.
     fn name(&self) -> &'static str;
+    /// How serialized evidence names it as an event's origin (`Nflog`, `NfTrace`, `Kmsg`).
+    fn origin(&self) -> &'static str;
     /// Whether it sees the iptables TRACE of `backend`; `Err` says why not. (ebtables chains
     /// report to every source under both backends.)
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String>;
@@ -73,6 +90,59 @@ pub trait TraceSource: Sync {
             ),
         })
     }
+    /// Whether one reader sees every traced netns at once (the kernel log): as the run's source
+    /// it is then the only one, opened before any capture (it may wait its turn) with every
+    /// traced netns; a per-netns source is opened once per traced netns.
+    fn global(&self) -> bool {
+        false
+    }
+    /// Start reading `netns` and return once the reader is live, so nothing sent after this
+    /// returns is missed; `None` when there is nothing to read.
+    fn open(&self, cx: &Opening, netns: &[&NetnsSpec]) -> Result<Option<Box<dyn TraceReader>>>;
+}
+
+/// What a source's reader is opened with.
+pub struct Opening<'a> {
+    /// The lab the run built.
+    pub lab: &'a Lab,
+    /// The scenario it built it from.
+    pub scenario: &'a Scenario,
+    /// Where readers report the probe packets they see dropped while the run goes on.
+    pub drops: &'a Drops,
+}
+
+/// What a reader is stopped with: the lab and what the captures saw.
+pub struct Stopping<'a> {
+    /// The lab the run built.
+    pub lab: &'a Lab,
+    /// Per netns, its interfaces' names by index.
+    pub ifnames: &'a BTreeMap<String, BTreeMap<u32, String>>,
+    /// Every captured frame.
+    pub frames: &'a [Frame],
+    /// The probes' nonces, by what the captures saw of them.
+    pub nonces: &'a Nonces,
+}
+
+/// Where stopped readers put what they read.
+#[derive(Default)]
+pub struct Collected {
+    /// Per traced netns, its events.
+    pub events: BTreeMap<String, Vec<TimedEvent>>,
+    /// What a reader failed at or lost (a loss's message starts with
+    /// [`crate::observe::reader::LOST`]).
+    pub errors: Vec<Error>,
+    /// Raw records kept as artifacts.
+    pub pcaps: Pcaps,
+}
+
+/// A source's running reader.
+pub trait TraceReader {
+    /// Ask it to stop once it has drained what is queued (signalling every reader first lets
+    /// their closes overlap).
+    fn signal(&self) {}
+    /// Stop after draining what the kernel queued and put its events, losses and failures in
+    /// `out`; an `Err` fails the whole stop at once.
+    fn stop(self: Box<Self>, cx: &Stopping, out: &mut Collected) -> Result<()>;
 }
 
 impl TraceChoice {
@@ -116,25 +186,21 @@ impl std::str::FromStr for TraceChoice {
 pub mod origin {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use super::TraceChoice;
+    use super::{SOURCES, TraceChoice};
 
     pub fn serialize<S: Serializer>(v: &Option<TraceChoice>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match v {
-            Some(TraceChoice::Nflog) => "Nflog",
-            Some(TraceChoice::Nftrace) => "NfTrace",
-            Some(TraceChoice::Kmsg) => "Kmsg",
-            None => "Text",
-        })
+        s.serialize_str(v.map_or("Text", |c| c.source().origin()))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TraceChoice>, D::Error> {
-        Ok(match String::deserialize(d)?.as_str() {
-            "Nflog" => Some(TraceChoice::Nflog),
-            "NfTrace" => Some(TraceChoice::Nftrace),
-            "Kmsg" => Some(TraceChoice::Kmsg),
-            "Text" => None,
-            other => return Err(serde::de::Error::custom(format!("unknown event source `{other}`"))),
-        })
+        match String::deserialize(d)?.as_str() {
+            "Text" => Ok(None),
+            other => SOURCES
+                .into_iter()
+                .find(|s| s.origin() == other)
+                .map(|s| Some(s.choice()))
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown event source `{other}`"))),
+        }
     }
 }
 
@@ -157,6 +223,30 @@ mod tests {
             assert_eq!(TraceChoice::for_backend(backend).check_backend(backend), Ok(()));
         }
         assert!(TraceChoice::Kmsg.check_backend(Backend::Nft).unwrap_err().contains("kmsg would miss"));
+    }
+
+    /// Every variant, listed by an exhaustive match: a new one fails to compile here until it
+    /// is listed, and then the test below fails until it has its source in [`SOURCES`].
+    fn all_choices() -> Vec<TraceChoice> {
+        let all = vec![TraceChoice::Nflog, TraceChoice::Nftrace, TraceChoice::Kmsg];
+        for c in &all {
+            match c {
+                TraceChoice::Nflog | TraceChoice::Nftrace | TraceChoice::Kmsg => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_trace_choice_has_exactly_one_source_and_origin() {
+        let all = all_choices();
+        assert_eq!(SOURCES.len(), all.len(), "SOURCES has a source per TraceChoice, no more");
+        for c in all {
+            assert_eq!(SOURCES.iter().filter(|s| s.choice() == c).count(), 1, "{c:?} in SOURCES");
+            let origin = c.source().origin();
+            assert_eq!(SOURCES.iter().filter(|s| s.origin() == origin).count(), 1, "origin {origin} is unique");
+            assert_ne!(origin, "Text");
+        }
     }
 
     #[test]
