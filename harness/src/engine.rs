@@ -302,9 +302,7 @@ fn build(
     }
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
-        for (k, v) in &n.sysctls {
-            sysctl::write(ns, k, v)?;
-        }
+        sysctl::apply(ns, &n.name, &n.sysctls, &sc.source)?;
         if n.trace && sc.has_bridge(&n.name) {
             observe::prepare_bridge(ns, trace)?;
         }

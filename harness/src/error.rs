@@ -53,6 +53,13 @@ pub enum Error {
     #[error("netns {netns}: sysctl {key}: {source}")]
     Sysctl { netns: String, key: String, source: io::Error },
 
+    /// A sysctl of a lab netns was refused or could not be set: where it is in the scenario
+    /// file (`FILE:LINE`; `netns NAME sysctls` for a scenario built in Rust, `netpath` for
+    /// netpath's own), the netns, the key, and why.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
+    #[error("{at}: netns {netns}: sysctl {key}: {message}")]
+    LabSysctl { at: String, netns: String, key: String, message: String },
+
     /// The pcap capture on `iface` in netns `netns` failed.
     #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}, interface {iface}: capture: {message}")]

@@ -155,9 +155,7 @@ fn run(args: RunArgs) -> ExitCode {
 
 fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     // Read once: the text is parsed here and rewritten with the recording below.
-    let loaded = std::fs::read_to_string(file)
-        .map_err(|e| netpath::Error::File { path: file.to_path_buf(), message: e.to_string() })
-        .and_then(|text| Ok((Scenario::from_toml(&text, file)?, text)));
+    let loaded = netpath::scenario::read_file(file).and_then(|text| Ok((Scenario::from_toml(&text, file)?, text)));
     let (sc, original) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -21,6 +21,8 @@ use crate::lab::netns::Netns;
 pub struct Source {
     /// `(netns, field, file, line of the ruleset's first line)`.
     lines: Vec<(String, &'static str, PathBuf, usize)>,
+    /// `(netns, sysctl key, file, line)`.
+    sysctls: Vec<(String, String, PathBuf, usize)>,
 }
 
 /// Where a scenario came from is not part of what it is: a scenario equals its copy written
@@ -40,7 +42,21 @@ impl Source {
 
     /// Rulesets each in a file of its own: `(netns, field, file, line)`.
     pub fn in_files(lines: Vec<(String, &'static str, PathBuf, usize)>) -> Source {
-        Source { lines }
+        Source { lines, sysctls: vec![] }
+    }
+
+    /// The same, knowing where each netns's sysctls are too: `(netns, key, file, line)`.
+    pub fn with_sysctls(self, sysctls: Vec<(String, String, PathBuf, usize)>) -> Source {
+        Source { sysctls, ..self }
+    }
+
+    /// `FILE:LINE` of the sysctl `key` of `netns`, or, for a scenario built in Rust, `netns NAME
+    /// sysctls`.
+    pub fn sysctl_at(&self, netns: &str, key: &str) -> String {
+        match self.sysctls.iter().find(|(ns, k, _, _)| ns == netns && k == key) {
+            Some((_, _, file, line)) => format!("{}:{line}", file.display()),
+            None => format!("netns {netns} sysctls"),
+        }
     }
 
     /// `FILE:LINE` of line `n` (1-based) of the `field` ruleset of `netns`, or, for a scenario

@@ -203,8 +203,8 @@ pub fn problems(sc: &Scenario) -> Vec<(String, String)> {
     let mut add = |item: String, message: String| out.push((item, message));
     for (i, s) in sc.step.iter().enumerate() {
         let item = |field: &str| format!("step[{i}].{field}");
-        if s.name.trim().is_empty() {
-            add(item("name"), "the step's name is empty".into());
+        if let Some(why) = crate::scenario::name_problem("step", &s.name) {
+            add(item("name"), why);
         } else if let Some(j) = sc.step[..i].iter().position(|o| o.name == s.name) {
             add(item("name"), format!("step `{}` is declared twice (first as step[{j}])", s.name));
         }
@@ -233,7 +233,8 @@ pub fn problems(sc: &Scenario) -> Vec<(String, String)> {
             }
         }
         for k in s.env.keys() {
-            if k.is_empty() || k.contains(['=', '\0']) {
+            if k.is_empty() || k.contains('=') || k.chars().any(char::is_control) {
+                let k = crate::scenario::printable(k);
                 add(item(&format!("env.{k}")), format!("`{k}` is not an environment variable name"));
             }
         }
@@ -241,9 +242,9 @@ pub fn problems(sc: &Scenario) -> Vec<(String, String)> {
             add(item("stdin_file"), "give stdin or stdin_file, not both".into());
         }
         if let Some(f) = &s.stdin_file
-            && !f.is_file()
+            && let Some(why) = crate::scenario::input::file_problem(f)
         {
-            add(item("stdin_file"), format!("{} is not a readable file", f.display()));
+            add(item("stdin_file"), format!("{}: {why}", f.display()));
         }
         if s.timeout_ms == 0 || s.timeout_ms > MAX_TIMEOUT_MS {
             add(
@@ -349,7 +350,7 @@ impl Steps {
         let stdin = match (&s.stdin, &s.stdin_file) {
             (Some(t), _) => Some(ex(t)?),
             (None, Some(f)) => {
-                let text = std::fs::read_to_string(f)
+                let text = crate::scenario::input::read_text(f, false)
                     .map_err(|e| fail(format!("cannot read stdin_file {}: {e}", f.display()), &command, ""))?;
                 Some(ex(&text)?)
             }
@@ -498,7 +499,8 @@ mod tests {
         let file = add.stdin_file.as_ref().unwrap();
         assert!(file.is_absolute() && file.is_file(), "{}", file.display());
         assert_eq!(sc.step[1].phase, Phase::Teardown);
-        let again = Scenario::from_toml(&sc.to_toml(), Path::new("again.toml")).unwrap_or_else(|e| panic!("{e}"));
+        // Written out, its stdin_file is absolute: still in the folder of the file it is read as.
+        let again = Scenario::from_toml(&sc.to_toml(), &path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again, sc);
     }
 

@@ -118,7 +118,7 @@ impl<T: Send + 'static> ReaderThread<T> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (flag, woken) = (stop.clone(), wake_fd.clone());
         let thread = std::thread::Builder::new()
-            .name(name.clone())
+            .name(thread_name(&name))
             .spawn(move || {
                 favour_this_thread();
                 let opened = ns.enter_current_thread().map_err(|e| e.to_string()).and_then(|()| open());
@@ -220,5 +220,22 @@ fn read_until_stopped<S: Source>(
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }
+    }
+}
+
+/// A thread name made of `name`: std panics on a NUL in one, and names come from scenario
+/// files (interfaces), so every control character becomes `?`.
+fn thread_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn any_text_makes_a_thread_name() {
+        let name = super::thread_name("pcap eth\0x\n");
+        assert_eq!(name, "pcap eth?x?");
+        let t = std::thread::Builder::new().name(name).spawn(|| std::thread::current().name().map(str::to_string));
+        assert_eq!(t.unwrap().join().unwrap().as_deref(), Some("pcap eth?x?"));
     }
 }

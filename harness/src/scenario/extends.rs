@@ -22,7 +22,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::file::Node;
-use super::{Diagnostic, line_col};
+use super::{Diagnostic, input, line_col};
 
 /// The arrays of tables whose entries merge by their `name`.
 const BY_NAME: [&str; 3] = ["netns", "probe", "step"];
@@ -80,9 +80,24 @@ impl Files {
                 .collect();
             return fail(format!("`extends = \"{name}\"` makes a cycle: {}", chain.join(" extends ")));
         }
-        match std::fs::read_to_string(&path) {
+        let cannot = |why: String| fail(format!("`extends = \"{name}\"`: cannot read the base file {why}"));
+        // Only from the folder tree of the file netpath was given, and only a bounded regular file.
+        let root = match input::root_of(&self.parts[0].file) {
+            Ok(root) => root,
+            Err(why) => return cannot(why),
+        };
+        let real = match input::confine(&root, &path) {
+            Ok(real) => real,
+            Err(input::Escape::Unresolved(why)) => return cannot(format!("{}: {why}", path.display())),
+            Err(outside) => return fail(format!("`extends = \"{name}\"` {outside}")),
+        };
+        match input::read_text(&real, true) {
             Ok(text) => Ok(Some((path, part.dir.join(Path::new(name).parent().unwrap_or(Path::new(""))), text))),
-            Err(e) => fail(format!("`extends = \"{name}\"`: cannot read the base file {}: {e}", path.display())),
+            Err(input::ReadError::Refused(why)) => cannot(format!("{}: {why}", path.display())),
+            Err(input::ReadError::NotUtf8 { line, column, message }) => {
+                let message = format!("{message} (in the base of {})", self.parts[0].file.display());
+                Err(vec![Diagnostic { file: path, line, column, message }])
+            }
         }
     }
 

@@ -74,7 +74,9 @@ impl Scenario {
         // The file and the bases it `extends`, each parsed on its own, merged into one document
         // whose spans say which file a value is in.
         let files = extends::Files::read(text, origin)?;
-        let diag = |span: Range<usize>, message: String| files.diagnostic(span, message);
+        // A message quotes what the file says: its control characters are shown as escapes.
+        let diag =
+            |span: Range<usize>, message: String| files.diagnostic(span, super::printable(&message).into_owned());
         let sorted = |mut v: Vec<Diagnostic>| {
             v.sort_by_key(|d| (d.line, d.column));
             v
@@ -104,25 +106,40 @@ impl Scenario {
         let mut sc =
             deserialize_all(&doc).map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
         crate::lab::step::resolve_files(&mut sc, origin);
-        sc.source = crate::firewall::located::Source::in_files(ruleset_lines(&doc, &files));
-        let problems = sc.problems();
+        let escapes = input::confine_steps(&mut sc, origin);
+        sc.source = crate::firewall::located::Source::in_files(ruleset_lines(&doc, &files))
+            .with_sysctls(sysctl_lines(&doc, &files));
+        let mut problems = sc.problems();
+        // A file outside the tree is reported as that, not as what else is wrong with it.
+        problems.retain(|p| !escapes.iter().any(|e| e.item == p.item));
+        problems.extend(escapes);
         if problems.is_empty() {
             return Ok(sc);
         }
         Err(sorted(problems.into_iter().map(|p| diag(span_of(&doc, &parse_item(&p.item)), p.to_string())).collect()))
     }
 
-    /// Read and parse a scenario file.
+    /// Read and parse a scenario file: a regular file of at most [`MAX_FILE_BYTES`] of UTF-8
+    /// (see [`input`](super::input)); invalid UTF-8 is an error at its line and column.
     pub fn load(path: &Path) -> crate::Result<Scenario> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| crate::Error::File { path: path.to_path_buf(), message: e.to_string() })?;
-        Scenario::from_toml(&text, path)
+        Scenario::from_toml(&read_file(path)?, path)
     }
 
     /// The scenario as a scenario file.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))
     }
+}
+
+/// The text of the scenario file `path`, read as [`input::read_text`] reads it; an error names
+/// the file (and the line and column of a byte that is not UTF-8).
+pub fn read_file(path: &Path) -> crate::Result<String> {
+    input::read_text(path, false).map_err(|e| match e {
+        input::ReadError::Refused(message) => crate::Error::File { path: path.to_path_buf(), message },
+        input::ReadError::NotUtf8 { line, column, message } => {
+            crate::Error::File { path: PathBuf::from(format!("{}:{line}:{column}", path.display())), message }
+        }
+    })
 }
 
 /// Per netns with a ruleset: `(netns, field, file, line)`, the file line of the ruleset's first
@@ -139,6 +156,21 @@ fn ruleset_lines(doc: &Node<'_>, files: &extends::Files) -> Vec<(String, &'stati
             let rest = files.text.get(start..).unwrap_or("");
             let skips_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"].iter().any(|q| rest.starts_with(q));
             out.push((name.to_string(), field, file.to_path_buf(), line + usize::from(skips_newline)));
+        }
+    }
+    out
+}
+
+/// Per netns and sysctl key: `(netns, key, file, line)` of the key.
+fn sysctl_lines(doc: &Node<'_>, files: &extends::Files) -> Vec<(String, String, PathBuf, usize)> {
+    let mut out = vec![];
+    let Some(DeValue::Array(all)) = child(doc, &Step::Key("netns".into())).map(Spanned::get_ref) else { return out };
+    for n in all {
+        let Some(name) = child(n, &Step::Key("name".into())).and_then(|v| v.get_ref().as_str()) else { continue };
+        let Some(DeValue::Table(t)) = child(n, &Step::Key("sysctls".into())).map(Spanned::get_ref) else { continue };
+        for (k, _) in t.iter() {
+            let (file, line) = files.line_of(k.span().start);
+            out.push((name.to_string(), k.get_ref().to_string(), file.to_path_buf(), line));
         }
     }
     out
@@ -163,11 +195,7 @@ fn item_name(steps: &[Step]) -> String {
                 if !s.is_empty() {
                     s.push('.');
                 }
-                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                    s.push_str(k);
-                } else {
-                    s.push_str(&format!("{k:?}"));
-                }
+                s.push_str(&key_item(k));
             }
             Step::Index(i) => s.push_str(&format!("[{i}]")),
         }
@@ -175,19 +203,68 @@ fn item_name(steps: &[Step]) -> String {
     s
 }
 
-/// The steps of `veth[2].b.netns`.
+/// A key as an item names it: as it is when it is a plain word, else quoted as Rust quotes a
+/// string (`sysctls."net.ipv4.ip_forward"`).
+pub(in crate::scenario) fn key_item(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        k.to_string()
+    } else {
+        format!("{k:?}")
+    }
+}
+
+/// The steps of `veth[2].b.netns` (or of `netns[0].sysctls."net.ipv4.ip_forward"`).
 fn parse_item(item: &str) -> Vec<Step> {
     let mut steps = vec![];
-    for seg in item.split('.').filter(|s| !s.is_empty()) {
-        let mut parts = seg.split('[');
-        if let Some(k) = parts.next()
-            && !k.is_empty()
-        {
-            steps.push(Step::Key(k.to_string()));
+    let mut rest = item;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '.' => rest = &rest[1..],
+            '"' => {
+                let (key, after) = unquote(&rest[1..]);
+                steps.push(Step::Key(key));
+                rest = after;
+            }
+            '[' => {
+                let end = rest.find(']').unwrap_or(rest.len());
+                if let Ok(i) = rest[1..end].parse() {
+                    steps.push(Step::Index(i));
+                }
+                rest = rest.get(end + 1..).unwrap_or("");
+            }
+            _ => {
+                let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                steps.push(Step::Key(rest[..end].to_string()));
+                rest = &rest[end..];
+            }
         }
-        steps.extend(parts.filter_map(|p| p.trim_end_matches(']').parse().ok()).map(Step::Index));
     }
     steps
+}
+
+/// The string `{:?}` wrote, from after its opening quote; and what follows its closing one.
+fn unquote(s: &str) -> (String, &str) {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (out, &s[i + 1..]),
+            '\\' => match chars.next().map(|(_, e)| e) {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some('0') => out.push('\0'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().map(|(_, h)| h).skip(1).take_while(|h| *h != '}').collect();
+                    out.extend(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32));
+                }
+                Some(other) => out.push(other),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    (out, "")
 }
 
 fn child<'a, 'i>(v: &'a Node<'i>, step: &Step) -> Option<&'a Node<'i>> {

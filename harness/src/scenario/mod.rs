@@ -5,14 +5,18 @@ mod expect;
 mod extends;
 mod file;
 pub mod handle;
+pub mod input;
 mod probe;
+pub mod sysctl;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use expect::*;
-pub use file::{Diagnostic, line_col};
+pub use file::{Diagnostic, line_col, read_file};
+pub use input::MAX_FILE_BYTES;
 pub use probe::*;
+pub use validate::names::{label as name_problem, printable};
 pub use validate::{MAX_COUNT, MAX_TIMEOUT_MS, Problem};
 
 use std::collections::BTreeMap;

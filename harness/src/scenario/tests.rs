@@ -421,7 +421,7 @@ addresses = ["10.0.0.2/32"]"#,
             "t.toml:20:8: wireguard[0].peers[0].peer: `p3/wg0` is no [[wireguard]] entry (have: p2/wireguard-interface)",
             "t.toml:22:16: wireguard[0].peers[0].allowed_ips[0]: `10.0.0.2/24` has host bits set: WireGuard would silently take it as 10.0.0.0/24; write that",
             "t.toml:22:46: wireguard[0].peers[0].allowed_ips[2]: 10.0.0.2/32 is given twice",
-            "t.toml:26:9: wireguard[1].iface: interface name `wireguard-interface` must be 1 to 15 characters without `/`, `:` or spaces",
+            "t.toml:26:9: wireguard[1].iface: interface name `wireguard-interface` must be 1 to 15 bytes without `/`, `:`, spaces or control characters, and not `.` or `..`",
             "t.toml:28:15: wireguard[1].listen_port: port 0 is not a port to listen on: leave listen_port out and WireGuard picks one",
             "t.toml:43:11: probe[0].addr[0].mac_src: p1/wg0 is a WireGuard interface: it carries raw IP packets, without MAC addresses",
         ]

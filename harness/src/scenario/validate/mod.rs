@@ -3,6 +3,7 @@
 //! expectations. Each check reads the names [`Topology`] collected; the order of the problems
 //! is the order of the scenario's parts.
 
+pub(super) mod names;
 mod probes;
 mod routes;
 mod rules;

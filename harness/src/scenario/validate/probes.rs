@@ -2,17 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use super::{MAX_COUNT, MAX_TIMEOUT_MS, Problems, Topology, list};
+use super::{MAX_COUNT, MAX_TIMEOUT_MS, Problems, Topology, list, names};
 use crate::cidr::Cidr;
-use crate::scenario::{Packets, ProbeKind, Scenario};
+use crate::scenario::{CapturePoint, Packets, ProbeKind, Scenario};
 
 pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
     // Probes and their expectations.
     let mut probes: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, p) in sc.probe.iter().enumerate() {
         let item = format!("probe[{i}].name");
-        if p.name.trim().is_empty() {
-            ps.add(&item, "the probe's name is empty");
+        if let Some(why) = names::label("probe", &p.name) {
+            ps.add(&item, why);
         } else if let Some(j) = probes.get(p.name.as_str()) {
             ps.add(&item, format!("probe `{}` is declared twice (first as probe[{j}])", p.name));
         } else {
@@ -20,6 +20,7 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
         }
         if let crate::scenario::handle::Target::Iface(at) = &p.to {
             t.known(format!("probe[{i}].to"), &at.netns, ps);
+            point_names(format!("probe[{i}].to"), at, ps);
         }
         // Steps may give any netns its addresses: that one has them is checked after them.
         let to = p.to.addr().filter(|_| sc.step.is_empty());
@@ -108,6 +109,7 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
         }
         for (j, a) in p.addr.iter().enumerate() {
             let item = format!("probe[{i}].addr[{j}].at");
+            point_names(item.clone(), &a.at, ps);
             if !t.netns.contains_key(a.at.netns.as_str()) {
                 t.known(item, &a.at.netns, ps);
             } else if let Some(peer) = crate::scenario::handle::peer_of(&a.at) {
@@ -147,6 +149,19 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
                 );
             }
             conditions_ok(format!("probe[{i}].addr[{j}]"), a.packet, a.answered_by.as_ref(), ps);
+        }
+    }
+}
+
+/// The interface names of a capture point or an `@netns/iface` target (and of the veth end a
+/// `peer:` handle names) are names the kernel could have: with steps, an interface the scenario
+/// does not declare is looked up after them, so its name is checked here.
+fn point_names(item: String, at: &CapturePoint, ps: &mut Problems) {
+    let peer = crate::scenario::handle::peer_of(at);
+    let iface = if peer.is_some() { None } else { Some(at.iface.as_str()) };
+    for name in iface.into_iter().chain(peer.as_ref().map(|p| p.iface.as_str())) {
+        if let Some(why) = names::iface(name) {
+            ps.add(item.clone(), why);
         }
     }
 }

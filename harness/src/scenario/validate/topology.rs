@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use super::{IfaceDecl, Problems, Topology, known, list, sane};
+use super::{IfaceDecl, Problems, Topology, known, list, names, sane};
 use crate::scenario::Scenario;
+use crate::scenario::sysctl::{self, SysctlKey};
 
 /// The scenario's own fields: its name and backends.
 pub(super) fn scenario(sc: &Scenario, ps: &mut Problems) {
-    if sc.name.trim().is_empty() {
-        ps.add("name", "the scenario's name is empty");
+    if let Some(why) = names::label("scenario", &sc.name) {
+        ps.add("name", why);
     }
     if sc.backends.is_empty() {
         ps.add("backends", "names no backend: give legacy, nft or both, or leave it out to run under legacy");
@@ -27,8 +28,15 @@ pub(super) fn declared<'a>(sc: &'a Scenario, ps: &mut Problems) -> Topology<'a> 
     let mut netns: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, n) in sc.netns.iter().enumerate() {
         let item = format!("netns[{i}].name");
-        if n.name.is_empty() || n.name.contains(['/', ' ', '\t', '\n']) || n.name.len() > 32 {
-            ps.add(&item, format!("netns name `{}` must be 1 to 32 characters without `/` or spaces", n.name));
+        if let Some(why) = names::netns(&n.name) {
+            ps.add(&item, why);
+        }
+        for (key, value) in &n.sysctls {
+            let item = format!("netns[{i}].sysctls.{}", crate::scenario::file::key_item(key));
+            let problem = SysctlKey::parse(key).err().or_else(|| sysctl::value_problem(value));
+            if let Some(why) = problem {
+                ps.add(item, why);
+            }
         }
         if let Some(j) = netns.get(n.name.as_str()) {
             ps.add(&item, format!("netns `{}` is declared twice (first as netns[{j}])", n.name));
@@ -87,8 +95,8 @@ pub(super) fn declared<'a>(sc: &'a Scenario, ps: &mut Problems) -> Topology<'a> 
     for d in &decls {
         known(&netns, format!("{}.netns", d.item), d.netns, ps);
         let item = format!("{}.{}", d.item, d.name_key);
-        if d.name.is_empty() || d.name.len() > 15 || d.name.contains(['/', ' ', ':', '\t', '\n']) {
-            ps.add(&item, format!("interface name `{}` must be 1 to 15 characters without `/`, `:` or spaces", d.name));
+        if let Some(why) = names::iface(d.name) {
+            ps.add(&item, why);
         }
         if let Some(first) = ifaces.get(&(d.netns, d.name)) {
             ps.add(&item, format!("interface `{}` is declared twice in netns {} (first as {first})", d.name, d.netns));
