@@ -215,12 +215,18 @@ mod tests {
     }
 
     /// Netns `host` (with `host` as the rest of its table) joined by a veth to an untraced netns
-    /// `peer`, then `extra` (more tables).
+    /// `peer`, then `extra` (more tables), and a ping from peer to host unless `extra` has a probe
+    /// (a scenario without one does not load).
     fn with_host(host: &str, extra: &str) -> Scenario {
+        let ping = if extra.contains("[[probe]]") {
+            ""
+        } else {
+            "\n[[probe]]\nname = \"ping\"\nfrom = \"peer\"\nto = \"10.0.0.1\"\n"
+        };
         scenario(&format!(
             "name = \"t\"\n\n[[netns]]\nname = \"host\"\n{host}\n\n[[netns]]\nname = \"peer\"\ntrace = false\n\n\
              [[veth]]\na = {{ netns = \"host\", name = \"eth0\", addresses = [\"10.0.0.1/24\"] }}\n\
-             b = {{ netns = \"peer\", name = \"eth0\", addresses = [\"10.0.0.2/24\"] }}\n{extra}"
+             b = {{ netns = \"peer\", name = \"eth0\", addresses = [\"10.0.0.2/24\"] }}\n{extra}{ping}"
         ))
     }
 

@@ -43,7 +43,6 @@ pub const GLOBAL: &[&str] = &[
     "net.core.netdev_rss_key",
     "net.core.netdev_tstamp_prequeue",
     "net.core.netdev_unregister_timeout_secs",
-    "net.core.optmem_max",
     "net.core.rmem_default",
     "net.core.rmem_max",
     "net.core.rps_sock_flow_entries",

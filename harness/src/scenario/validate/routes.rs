@@ -59,12 +59,22 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
             }
         }
         let same = |o: &RouteSpec| o.netns == r.netns && o.is_ipv6() == r.is_ipv6() && o.prefix() == r.prefix();
+        let to = match r.to {
+            RouteDst::Default => "default".to_string(),
+            RouteDst::Prefix(c) => c.to_string(),
+        };
         if let Some(j) = sc.route[..i].iter().position(same) {
-            let to = match r.to {
-                RouteDst::Default => "default".to_string(),
-                RouteDst::Prefix(c) => c.to_string(),
-            };
             ps.add(format!("route[{i}].to"), format!("netns {} already has a route to {to} (route[{j}])", r.netns));
+        } else if let Some((iface, addr)) = connected_v4(t, r) {
+            // The kernel added that prefix's route with the address, at the metric a route gets
+            // (0): adding it again is EEXIST. (IPv6 prefix routes have metric 256, ours 1024.)
+            ps.add(
+                format!("route[{i}].to"),
+                format!(
+                    "netns {} already has a route to {to}: the kernel adds it for address {addr} of interface {iface}, and refuses a second one (leave this route out)",
+                    r.netns
+                ),
+            );
         }
         // The kernel takes a gateway only if a link route reaches it: a connected prefix of an
         // interface there (of `dev` if given) or an earlier route through a device. A
@@ -105,4 +115,19 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
             }
         }
     }
+}
+
+/// The interface and address whose IPv4 prefix route is `r`'s destination, if one is: the
+/// kernel adds `PREFIX dev IFACE proto kernel` for each address shorter than /32.
+fn connected_v4<'a>(t: &Topology<'a>, r: &RouteSpec) -> Option<(&'a str, Cidr)> {
+    let RouteDst::Prefix(c) = r.to else { return None };
+    if !c.addr.is_ipv4() || c.prefix >= 32 || !sane(&c) {
+        return None;
+    }
+    t.ifaces_of(&r.netns).into_iter().find_map(|d| {
+        d.addresses
+            .iter()
+            .find(|a| a.addr.is_ipv4() && a.prefix == c.prefix && sane(a) && network(**a) == c.addr)
+            .map(|a| (d.name, *a))
+    })
 }

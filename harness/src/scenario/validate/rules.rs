@@ -13,6 +13,28 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
         if srv.port == 0 {
             ps.add(format!("server[{i}].port"), "port 0 is not a port to listen on");
         }
+        // The second bind would fail mid-run (EADDRINUSE): say so where the file says it.
+        let kind = format!("{:?}", srv.kind).to_lowercase();
+        if let Some(j) =
+            sc.server[..i].iter().position(|o| o.netns == srv.netns && o.kind == srv.kind && o.port == srv.port)
+        {
+            ps.add(
+                format!("server[{i}].port"),
+                format!("netns {} already has server[{j}] on {kind} port {}: one server per port", srv.netns, srv.port),
+            );
+        } else if let Some(j) = sc
+            .wireguard
+            .iter()
+            .position(|w| srv.kind == ProbeKind::Udp && w.netns == srv.netns && w.listen_port == Some(srv.port))
+        {
+            ps.add(
+                format!("server[{i}].port"),
+                format!(
+                    "netns {} has wireguard[{j}] listening on udp port {}: give the server another port",
+                    srv.netns, srv.port
+                ),
+            );
+        }
     }
 
     for (i, n) in sc.netns.iter().enumerate() {

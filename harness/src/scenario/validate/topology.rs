@@ -6,10 +6,16 @@ use super::{IfaceDecl, Problems, Topology, known, list, names, sane};
 use crate::scenario::Scenario;
 use crate::scenario::sysctl::{self, SysctlKey};
 
-/// The scenario's own fields: its name and backends.
+/// The scenario's own fields: its name, backends and that it has probes.
 pub(super) fn scenario(sc: &Scenario, ps: &mut Problems) {
     if let Some(why) = names::label("scenario", &sc.name) {
         ps.add("name", why);
+    }
+    if sc.probe.is_empty() {
+        ps.add(
+            "probe",
+            "the scenario has no [[probe]]: it would pass asserting nothing (add a probe and what it must show)",
+        );
     }
     if sc.backends.is_empty() {
         ps.add("backends", "names no backend: give legacy, nft or both, or leave it out to run under legacy");
