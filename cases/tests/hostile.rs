@@ -427,3 +427,81 @@ fn truncated_bundled_files_load_or_fail_located() {
     }
     assert!(tried > 200, "only {tried} cuts");
 }
+
+/// Files as large as netpath reads (just under `MAX_FILE_BYTES`), full of entries or of errors,
+/// load within the deadline; one byte more is refused unread.
+#[test]
+fn the_largest_files_load_within_the_deadline() {
+    let max = netpath::scenario::MAX_FILE_BYTES as usize;
+    let lab = "name = \"big\"\n[[netns]]\nname = \"a\"\n[[netns]]\nname = \"b\"\n[[veth]]\n\
+               a = { netns = \"a\", name = \"eth0\", addresses = [\"10.9.0.1/16\"] }\n\
+               b = { netns = \"b\", name = \"eth0\", addresses = [\"10.9.0.2/16\"] }\n";
+    let ping = "[[probe]]\nname = \"p\"\nfrom = \"a\"\nto = \"10.9.0.2\"\n";
+    let fill = |head: &str, entry: &dyn Fn(usize) -> String, tail: &str| {
+        let mut text = head.to_string();
+        let mut i = 0;
+        loop {
+            let next = entry(i);
+            if text.len() + next.len() + tail.len() > max {
+                break;
+            }
+            text.push_str(&next);
+            i += 1;
+        }
+        text + tail
+    };
+    let shapes = [
+        ("probes", fill(lab, &|i| format!("[[probe]]\nname = \"p{i}\"\nfrom = \"a\"\nto = \"10.9.0.2\"\n"), "")),
+        (
+            "routes",
+            fill(
+                lab,
+                &|i| {
+                    format!(
+                        "[[route]]\nnetns = \"a\"\nto = \"10.{}.{}.0/24\"\nvia = \"10.9.0.2\"\n",
+                        i / 256 % 256,
+                        i % 256
+                    )
+                },
+                ping,
+            ),
+        ),
+        (
+            "netns",
+            fill(
+                "name = \"big\"\n",
+                &|i| {
+                    format!(
+                        "[[netns]]\nname = \"n{i}\"\n[[veth]]\na = {{ netns = \"n{i}\", name = \"eth0\" }}\nb = {{ netns = \"n{i}\", name = \"eth1\" }}\n"
+                    )
+                },
+                "[[probe]]\nname = \"p\"\nfrom = \"n0\"\nto = \"10.0.0.2\"\n",
+            ),
+        ),
+        ("errors", fill(lab, &|i| format!("[[probe]]\nname = \"p{i}\"\nfrom = \"x\"\ncount = \"lots\"\n"), "")),
+        (
+            "sysctls",
+            fill(
+                "name = \"big\"\n[[netns]]\nname = \"a\"\n[netns.sysctls]\n",
+                &|i| format!("\"kernel.k{i}\" = \"1\"\n"),
+                ping,
+            ),
+        ),
+    ];
+    let scratch = Scratch::new("large");
+    for (shape, text) in shapes {
+        assert!(text.len() <= max && text.len() > max - 200, "{shape}: {} bytes", text.len());
+        let path = scratch.0.join(format!("{shape}.toml"));
+        std::fs::write(&path, &text).unwrap();
+        let started = Instant::now();
+        let loaded = load_within(&path).unwrap_or_else(|e| panic!("{shape}: {e}"));
+        eprintln!("{shape}: {} bytes, loaded in {:?}: {}", text.len(), started.elapsed(), loaded.is_ok());
+        if let Err(e) = loaded {
+            let e = e.to_string();
+            assert!(e.lines().all(|l| l.starts_with(&format!("{}:", path.display()))), "{shape}: {e}");
+        }
+        std::fs::write(&path, text + &" ".repeat(max)).unwrap();
+        let err = load_within(&path).unwrap_or_else(|e| panic!("{shape}: {e}")).unwrap_err().to_string();
+        assert!(err.contains("bytes, more than the 1024 KiB"), "{err}");
+    }
+}

@@ -32,6 +32,9 @@ pub(super) struct Files {
     /// Every file's text, each followed by a newline.
     pub text: String,
     parts: Vec<Part>,
+    /// Where each newline of `text` is: a line is found by a binary search, so a file with
+    /// thousands of located entries is not read from its start for each.
+    newlines: Vec<usize>,
 }
 
 struct Part {
@@ -47,7 +50,7 @@ impl Files {
     /// that cannot be read, that is not a string, or that leads back to a file of the chain is
     /// a diagnostic at the `extends` that names it.
     pub fn read(text: &str, origin: &Path) -> Result<Files, Vec<Diagnostic>> {
-        let mut files = Files { text: String::new(), parts: vec![] };
+        let mut files = Files { text: String::new(), parts: vec![], newlines: vec![] };
         let mut next = Some((origin.to_path_buf(), PathBuf::new(), text.to_string()));
         while let Some((file, dir, own)) = next.take() {
             let start = files.text.len();
@@ -56,6 +59,7 @@ impl Files {
             files.parts.push(Part { file, dir, range: start..start + own.len() });
             next = files.base_of_last()?;
         }
+        files.newlines = files.text.match_indices('\n').map(|(i, _)| i).collect();
         Ok(files)
     }
 
@@ -117,7 +121,7 @@ impl Files {
     /// column there; in a base, it names the file that extends it too.
     pub fn diagnostic(&self, span: Range<usize>, message: String) -> Diagnostic {
         let (i, part) = self.part_of(span.start);
-        let (line, column) = line_col(&self.text[part.range.clone()], span.start - part.range.start);
+        let (line, column) = self.line_col(part, span.start);
         let message = match i {
             0 => message,
             _ => format!("{message} (in the base of {})", self.parts[0].file.display()),
@@ -128,7 +132,28 @@ impl Files {
     /// The file and 1-based line that `offset` of [`Files::text`] is at.
     pub fn line_of(&self, offset: usize) -> (&Path, usize) {
         let (_, part) = self.part_of(offset);
-        (&part.file, line_col(&self.text[part.range.clone()], offset - part.range.start).0)
+        (&part.file, self.line_col(part, offset).0)
+    }
+
+    /// [`line_col`] of `offset` of [`Files::text`] in `part`, from the newline index (before
+    /// it is made, from the text).
+    fn line_col(&self, part: &Part, offset: usize) -> (usize, usize) {
+        let offset = offset.clamp(part.range.start, part.range.end);
+        if self.newlines.is_empty() {
+            return line_col(&self.text[part.range.clone()], offset - part.range.start);
+        }
+        let before = |at: usize| self.newlines.partition_point(|&n| n < at);
+        let line = before(offset) - before(part.range.start) + 1;
+        let line_start = match before(offset) {
+            0 => 0,
+            k => self.newlines[k - 1] + 1,
+        }
+        .max(part.range.start);
+        let mut end = offset;
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        (line, self.text[line_start..end].chars().count() + 1)
     }
 }
 

@@ -103,8 +103,8 @@ impl Scenario {
             docs.push(doc);
         }
         let doc = extends::merge(docs);
-        let mut sc =
-            deserialize_all(&doc).map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
+        let mut sc = deserialize_all(&doc, files.text.len())
+            .map_err(|errs| sorted(errs.into_iter().map(|(s, m)| diag(s, m)).collect()))?;
         crate::lab::step::resolve_files(&mut sc, origin);
         let escapes = input::confine_steps(&mut sc, origin);
         sc.source = crate::firewall::located::Source::in_files(ruleset_lines(&doc, &files))
@@ -116,7 +116,18 @@ impl Scenario {
         if problems.is_empty() {
             return Ok(sc);
         }
-        Err(sorted(problems.into_iter().map(|p| diag(span_of(&doc, &parse_item(&p.item)), p.to_string())).collect()))
+        let mut located: Vec<(Range<usize>, String)> =
+            problems.into_iter().map(|p| (span_of(&doc, &parse_item(&p.item)), p.to_string())).collect();
+        // Each diagnostic counts lines up to its place: a file with thousands of problems
+        // shows the first of them, in file order, and how many more there are.
+        if located.len() > MAX_PROBLEMS {
+            located.sort_by_key(|(span, _)| span.start);
+            let more = located.len() - MAX_PROBLEMS;
+            located.truncate(MAX_PROBLEMS);
+            let last = located[MAX_PROBLEMS - 1].0.clone();
+            located.push((last, format!("and {more} more problems: fix these first")));
+        }
+        Err(sorted(located.into_iter().map(|(span, message)| diag(span, message)).collect()))
     }
 
     /// Read and parse a scenario file: a regular file of at most [`MAX_FILE_BYTES`] of UTF-8
@@ -141,6 +152,9 @@ pub fn read_file(path: &Path) -> crate::Result<String> {
         }
     })
 }
+
+/// The most problems a file's error lists; the last line says how many more there are.
+const MAX_PROBLEMS: usize = 100;
 
 /// Per netns with a ruleset: `(netns, field, file, line)`, the file line of the ruleset's first
 /// line (a multi-line string's first newline is not part of its value).
@@ -356,12 +370,24 @@ fn locate(root: &Node<'_>, span: &Range<usize>, message: &str) -> Option<(Vec<St
 /// Deserialize the document, collecting every type error rather than the first: after each
 /// error the offending value is cut from a working copy (a table missing a field goes whole)
 /// and deserialization runs again. A "missing field" for a field cut that way is not reported.
-fn deserialize_all(doc: &Node<'_>) -> Result<Scenario, Vec<(Range<usize>, String)>> {
+///
+/// Each round deserializes the whole document again: the rounds are bounded by the text's
+/// size (`len`, in bytes), so a large file full of errors answers in bounded time with the
+/// first of them.
+fn deserialize_all(doc: &Node<'_>, len: usize) -> Result<Scenario, Vec<(Range<usize>, String)>> {
+    /// Bytes deserialized, summed over the rounds, beyond which no more round is run.
+    const WORK: usize = 8 << 20;
+    let rounds = (WORK / len.max(1)).clamp(8, 500);
     let mut work = doc.clone();
     let mut found: Vec<(Range<usize>, String)> = vec![];
     let mut cut: Vec<(Range<usize>, String)> = vec![];
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..500 {
+    for round in 0.. {
+        if round == rounds {
+            let more = "more problems may follow: fix these first (netpath stops looking in a file this large)";
+            found.push((found.last().map_or(0..0, |(s, _)| s.clone()), more.to_string()));
+            break;
+        }
         let e = match Scenario::deserialize(work.clone().into_deserializer()) {
             Ok(sc) if found.is_empty() => return Ok(sc),
             Ok(_) => return Err(found),

@@ -5,7 +5,8 @@ use crate::cidr::Cidr;
 use crate::scenario::{RouteDst, RouteSpec, Scenario, is_link_local};
 
 pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
-    // Routes, in the order the lab adds them.
+    // Routes, in the order the lab adds them; (netns, family, prefix) -> the first route there.
+    let mut seen = std::collections::HashMap::new();
     for (i, r) in sc.route.iter().enumerate() {
         let ns_ok = t.known(format!("route[{i}].netns"), &r.netns, ps);
         if let Some(d) = &r.dev
@@ -58,12 +59,14 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
                     );
             }
         }
-        let same = |o: &RouteSpec| o.netns == r.netns && o.is_ipv6() == r.is_ipv6() && o.prefix() == r.prefix();
         let to = match r.to {
             RouteDst::Default => "default".to_string(),
             RouteDst::Prefix(c) => c.to_string(),
         };
-        if let Some(j) = sc.route[..i].iter().position(same) {
+        if let Some(j) = seen.get(&(r.netns.as_str(), r.is_ipv6(), r.prefix())).copied().or_else(|| {
+            seen.insert((r.netns.as_str(), r.is_ipv6(), r.prefix()), i);
+            None
+        }) {
             ps.add(format!("route[{i}].to"), format!("netns {} already has a route to {to} (route[{j}])", r.netns));
         } else if let Some((iface, addr)) = connected_v4(t, r) {
             // The kernel added that prefix's route with the address, at the metric a route gets
