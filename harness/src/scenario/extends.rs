@@ -88,7 +88,7 @@ impl Files {
         // Only from the folder tree of the file netpath was given, and only a bounded regular file.
         let root = match input::root_of(&self.parts[0].file) {
             Ok(root) => root,
-            Err(why) => return cannot(why),
+            Err(why) => return fail(format!("`extends = \"{name}\"`: {why}")),
         };
         let real = match input::confine(&root, &path) {
             Ok(real) => real,
