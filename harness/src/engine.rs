@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::caps::{self, Feature};
-use crate::error::{Error, Result};
+use crate::error::{Error, Incomplete, Result};
 use crate::evidence::{self, Exchange, Frame};
 use crate::firewall::Backend;
 use crate::firewall::located::{self, Kind};
@@ -191,12 +191,19 @@ fn run_in(
     clock.lap("conntrack");
 
     let parsed = evidence::Parsed::new(&frames);
+    let joined = evidence::join(&mut probes, &parsed, &events);
+    if !joined.unattributed.is_empty() {
+        let names: Vec<&str> = sc.probe.iter().map(|p| p.name.as_str()).collect();
+        return Err(Error::EvidenceIncomplete {
+            losses: joined.unattributed(&names),
+            cause: Incomplete::Unattributable,
+        });
+    }
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
-        .zip(probes)
-        .map(|(spec, mut sent)| {
-            let exchanges = evidence::join(&mut sent, &parsed, &events);
+        .zip(joined.probes)
+        .map(|(spec, exchanges)| {
             let mut failures = expect::check(spec, backend, &exchanges);
             failures.extend(expect::check_conntrack(spec, &conntrack));
             setup.decorate(&mut failures);
