@@ -89,8 +89,10 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     if !errs.is_empty() {
         return Err(Error::Scenario { scenario: scenario.name.clone(), message: errs.join("; ") });
     }
-    // Before anything is built: a missing feature must not leave half a lab behind.
+    // Before anything is built: a missing feature must not leave half a lab behind, nor a
+    // trace source that would see nothing of a netns.
     let wireguard = wireguard_implementation(scenario)?;
+    observe::trace::source::check_run(scenario, backend, opts.trace.unwrap_or(TraceChoice::for_backend(backend)))?;
     let mut clock = Stopwatch::default();
     let mut lab = Lab::new()?;
     // Dropped last: `{run_dir}` outlives the teardown steps, and goes also after a panic.

@@ -76,7 +76,7 @@ impl Observers {
     }
 
     /// [`Observers::start`] capturing at `points`, each netns of `sources` read with its own
-    /// source (the tools of a step wrote its rules to another backend than the run's). A
+    /// source (the one that sees the backend a step's tools wrote its rules to). A
     /// [global](trace::TraceSource::global) run source reads every traced netns itself.
     pub fn start_at(
         lab: &Lab,
@@ -86,7 +86,7 @@ impl Observers {
         sources: &BTreeMap<String, TraceChoice>,
     ) -> Result<Observers> {
         let drops = Drops::default();
-        let cx = Opening { lab, scenario: sc, drops: &drops };
+        let cx = Opening { lab, scenario: sc, drops: &drops, step_sources: sources };
         let traced: Vec<&NetnsSpec> = sc.netns.iter().filter(|n| n.trace).collect();
         let run_source = trace.source();
         let mut traces = vec![];

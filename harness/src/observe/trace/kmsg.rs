@@ -679,7 +679,12 @@ impl TraceSource for KmsgSource {
         "Kmsg"
     }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
-        super::nflog::legacy_only(backend, self.name())
+        match backend {
+            Backend::Legacy => Ok(()),
+            Backend::Nft => Err("the kernel log does not see nf_tables TRACE: iptables-nft TRACE is reported only as \
+                 nf_tables trace events, which trace source nftrace reads, so kmsg would miss every iptables hook"
+                .into()),
+        }
     }
     fn features(&self, netns: &Traced) -> Vec<Feature> {
         // One reader of the kernel log, for the netns netpath puts trace rules into.
@@ -708,8 +713,13 @@ impl TraceSource for KmsgSource {
     fn open(&self, cx: &Opening, netns: &[&NetnsSpec]) -> crate::error::Result<Option<Box<dyn TraceReader>>> {
         let sc = cx.scenario;
         let traced: Vec<String> = netns.iter().map(|n| n.name.clone()).collect();
-        let with_rules: Vec<String> =
-            sc.netns.iter().filter(|n| sc.has_trace_rules(n)).map(|n| n.name.clone()).collect();
+        // Those with trace rules from the file, and those netpath traced after their steps.
+        let with_rules: Vec<String> = sc
+            .netns
+            .iter()
+            .filter(|n| sc.has_trace_rules(n) || cx.step_sources.get(&n.name) == Some(&TraceChoice::Kmsg))
+            .map(|n| n.name.clone())
+            .collect();
         let Some(first) = with_rules.first() else { return Ok(None) };
         let guard = KernelLogGuard::acquire()?;
         let ns = cx.lab.netns(first)?;
