@@ -4,8 +4,9 @@
 //!
 //! A step is a program and its arguments, never a shell unless the user writes `sh -c`; its
 //! arguments, environment and stdin may name the lab with placeholders ([`expand`]). Each runs
-//! under a deadline in a process group of its own, which is killed when the step ends, so a
-//! step can neither hang the run nor leave a process behind after its lab is gone.
+//! under a deadline as PID 1 of a PID namespace of its own ([`crate::contain`]): everything it
+//! starts is killed when it exits, at its deadline and when netpath dies, so a step can neither
+//! hang the run nor leave a process behind after its lab is gone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -282,6 +283,10 @@ pub struct StepRecord {
     pub millis: u128,
     pub stdout: String,
     pub stderr: String,
+    /// Why `stdout`/`stderr` may lack an end: a pipe something outside the step still held after
+    /// it exited, output past [`tool::MAX_OUTPUT`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 /// The steps of one run and the private folder `{run_dir}` stands for; the folder is removed
@@ -365,7 +370,7 @@ impl Steps {
         }
         let timeout = Duration::from_millis(s.timeout_ms);
         let started = Instant::now();
-        let ran = tool::run_group(cmd, stdin.as_deref(), timeout);
+        let ran = tool::run_contained(cmd, stdin.as_deref(), timeout);
         let mut record = StepRecord {
             name: s.name.clone(),
             netns: s.netns.clone(),
@@ -376,6 +381,7 @@ impl Steps {
             millis: started.elapsed().as_millis(),
             stdout: String::new(),
             stderr: String::new(),
+            incomplete: vec![],
         };
         let result = match ran {
             Ok(out) => {
@@ -383,10 +389,12 @@ impl Steps {
                 record.status = out.status.to_string();
                 record.stdout = out.stdout;
                 record.stderr = out.stderr;
+                record.incomplete = out.incomplete;
                 if out.status.success() { Ok(()) } else { Err(fail(record.status.clone(), &command, &record.stderr)) }
             }
-            Err(tool::Failure::TimedOut { after, stderr }) => {
+            Err(tool::Failure::TimedOut { after, stdout, stderr }) => {
                 record.status = format!("killed after {after:?} without finishing (timeout_ms = {})", s.timeout_ms);
+                record.stdout = stdout;
                 record.stderr = stderr;
                 Err(fail(record.status.clone(), &command, &record.stderr))
             }
