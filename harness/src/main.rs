@@ -36,9 +36,10 @@ enum Command {
         #[arg(long)]
         kernel_config: bool,
     },
-    /// Remove the namespaces of netpath runs that were killed.
+    /// Remove what netpath runs that were killed left: their namespaces and the processes in
+    /// them, their temp folders, the kernel-log setting.
     Sweep {
-        /// Also remove those of runs still alive.
+        /// Also remove what runs still alive use.
         #[arg(long)]
         all: bool,
     },
@@ -207,6 +208,34 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `netpath sweep`: a line per thing removed, then the namespace count; what failed on stderr.
+fn sweep(all: bool) -> ExitCode {
+    let swept = netpath::lab::sweep::sweep(all);
+    if let Some(v) = &swept.restored {
+        // A run killed while it used the kernel log left nf_log_all_netns set.
+        println!("restored net.netfilter.nf_log_all_netns={v}");
+    }
+    for k in &swept.killed {
+        println!("killed {} ({}) in {}", k.pid, k.comm, k.netns);
+    }
+    for r in &swept.namespaces {
+        println!("removed {r}");
+    }
+    for f in &swept.folders {
+        println!("removed {}", f.display());
+    }
+    println!(
+        "{} namespaces removed, {} processes killed, {} folders removed",
+        swept.namespaces.len(),
+        swept.killed.len(),
+        swept.folders.len()
+    );
+    for e in &swept.errors {
+        eprintln!("netpath sweep: {e}");
+    }
+    if swept.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -220,24 +249,6 @@ fn main() -> ExitCode {
             print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
             ExitCode::SUCCESS
         }
-        Command::Sweep { all } => match netpath::lab::netns::sweep(all) {
-            Ok(removed) => {
-                // A run killed while it used the kernel log left nf_log_all_netns set.
-                match netpath::lab::global_sysctl::recover_stale() {
-                    Ok(Some(v)) => println!("restored net.netfilter.nf_log_all_netns={v}"),
-                    Ok(None) => {}
-                    Err(e) => eprintln!("netpath sweep: {e}"),
-                }
-                for r in &removed {
-                    println!("removed {r}");
-                }
-                println!("{} namespaces removed", removed.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("netpath sweep: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Sweep { all } => sweep(all),
     }
 }

@@ -60,8 +60,7 @@ pub fn run(cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Outpu
 pub fn run_contained(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
     crate::contain::prepare(&mut cmd);
     let stdin = stdin.map(str::to_string);
-    crate::contain::in_new_pid_namespace(move || run_with(cmd, stdin.as_deref(), timeout))
-        .map_err(Failure::Spawn)?
+    crate::contain::in_new_pid_namespace(move || run_with(cmd, stdin.as_deref(), timeout)).map_err(Failure::Spawn)?
 }
 
 fn run_with(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
@@ -145,7 +144,10 @@ impl Pipes {
         };
         Ok(Pipes {
             stdin,
-            out: [stream("stdout", child.stdout.take().map(Into::into))?, stream("stderr", child.stderr.take().map(Into::into))?],
+            out: [
+                stream("stdout", child.stdout.take().map(Into::into))?,
+                stream("stderr", child.stderr.take().map(Into::into))?,
+            ],
         })
     }
 
@@ -435,7 +437,13 @@ mod tests {
     fn endless_output_is_kept_up_to_the_bound() {
         let out = run(sh("head -c 70000000 /dev/zero; echo done >&2"), None, TIMEOUT).unwrap();
         assert_eq!((out.stdout.len(), out.stderr.as_str()), (MAX_OUTPUT, "done\n"));
-        assert_eq!(out.incomplete, [format!("its stdout went past 64 MiB: the first 64 MiB are kept, {} more bytes were dropped", 70_000_000 - MAX_OUTPUT)]);
+        assert_eq!(
+            out.incomplete,
+            [format!(
+                "its stdout went past 64 MiB: the first 64 MiB are kept, {} more bytes were dropped",
+                70_000_000 - MAX_OUTPUT
+            )]
+        );
     }
 
     #[test]

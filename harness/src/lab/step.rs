@@ -303,7 +303,7 @@ impl Steps {
     /// Make the run's private folder (`$TMPDIR/netpath-run-<run id>`, mode 0700).
     pub fn new(lab: &Lab) -> Result<Steps> {
         use std::os::unix::fs::DirBuilderExt;
-        let run_dir = std::env::temp_dir().join(format!("netpath-run-{}", lab.run_id()));
+        let run_dir = crate::lab::sweep::RunFolder::Steps.path(lab.run_id());
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&run_dir)
