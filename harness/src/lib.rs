@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 // The API: what a scenario is, running it, judging and reporting it.
+pub mod bound;
 pub mod caps;
 pub mod cidr;
 pub mod engine;

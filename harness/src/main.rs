@@ -87,6 +87,11 @@ struct RunArgs {
     /// repeats (a flaky datapath or test), and print in full only the runs that did not pass.
     #[arg(long, value_name = "N", default_value = "1")]
     repeat: NonZeroUsize,
+    /// Stop a run that takes longer than this with an error saying where it was (90s, 10m, 1h;
+    /// also NETPATH_MAX_DURATION). Default: the scenario's worst case (every packet and step
+    /// waiting out its timeout, plus 2 min for the lab), at most 10 min.
+    #[arg(long, value_name = "DURATION", value_parser = netpath::bound::parse_duration)]
+    max_duration: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -120,7 +125,21 @@ fn check_capabilities(command: &str) -> Result<(), ExitCode> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { paths, show_path, verbose, keep, backend, strict, jobs, junit, trace, timings, repeat, json } = args;
+    let RunArgs {
+        paths,
+        show_path,
+        verbose,
+        keep,
+        backend,
+        strict,
+        jobs,
+        junit,
+        trace,
+        timings,
+        repeat,
+        json,
+        max_duration,
+    } = args;
     let paths = if paths.is_empty() { vec![suite::bundled()] } else { paths };
     let files = match suite::scenario_files(&paths) {
         Ok(f) => f,
@@ -132,8 +151,19 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(code) = check_capabilities("run") {
         return code;
     }
+    // The flag wins; a wrong NETPATH_MAX_DURATION is a usage error like a wrong flag.
+    let max_duration = match max_duration {
+        Some(d) => Some(d),
+        None => match netpath::bound::from_env() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("netpath: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let settings = Settings {
-        opts: RunOptions { keep, trace, ..RunOptions::default() },
+        opts: RunOptions { keep, trace, max_duration, ..RunOptions::default() },
         detail: Detail::of(show_path, verbose),
         strict: strict || netpath::caps::strict(),
         timings,

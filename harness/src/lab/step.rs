@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bound::RunBound;
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::scenario::Scenario;
@@ -315,10 +316,11 @@ impl Steps {
         &self.run_dir
     }
 
-    /// Run the steps of `phase` in order; the first that fails stops the phase with its error.
-    pub fn run_phase(&mut self, lab: &Lab, sc: &Scenario, phase: Phase) -> Result<()> {
+    /// Run the steps of `phase` in order, none past the run's `bound`; the first that fails
+    /// stops the phase with its error.
+    pub fn run_phase(&mut self, lab: &Lab, sc: &Scenario, phase: Phase, bound: &RunBound) -> Result<()> {
         for s in sc.step.iter().filter(|s| s.phase == phase) {
-            self.run_one(lab, s)?;
+            self.run_one(lab, s, Some(bound))?;
         }
         Ok(())
     }
@@ -327,7 +329,8 @@ impl Steps {
     /// all that failed.
     pub fn teardown(&mut self, lab: &Lab, sc: &Scenario) -> Result<()> {
         let errors: Vec<Error> =
-            sc.step.iter().filter(|s| s.phase == Phase::Teardown).filter_map(|s| self.run_one(lab, s).err()).collect();
+            // Not bounded by the run: each undoes what the run made, past its bound or not.
+            sc.step.iter().filter(|s| s.phase == Phase::Teardown).filter_map(|s| self.run_one(lab, s, None).err()).collect();
         match <[Error; 1]>::try_from(errors) {
             Ok([e]) => Err(e),
             Err(errors) if errors.is_empty() => Ok(()),
@@ -335,7 +338,7 @@ impl Steps {
         }
     }
 
-    fn run_one(&mut self, lab: &Lab, s: &StepSpec) -> Result<()> {
+    fn run_one(&mut self, lab: &Lab, s: &StepSpec, bound: Option<&RunBound>) -> Result<()> {
         let fail = |status: String, command: &str, stderr: &str| Error::Step {
             step: s.name.clone(),
             netns: s.netns.clone(),
@@ -368,7 +371,14 @@ impl Steps {
         for (k, v) in &s.env {
             cmd.env(k, ex(v)?);
         }
-        let timeout = Duration::from_millis(s.timeout_ms);
+        let own = Duration::from_millis(s.timeout_ms);
+        let timeout = match bound {
+            Some(b) => {
+                b.at(format!("step {}", s.name))?;
+                b.cap(own)
+            }
+            None => own,
+        };
         let started = Instant::now();
         let ran = tool::run_contained(cmd, stdin.as_deref(), timeout);
         let mut record = StepRecord {
@@ -393,10 +403,19 @@ impl Steps {
                 if out.status.success() { Ok(()) } else { Err(fail(record.status.clone(), &command, &record.stderr)) }
             }
             Err(tool::Failure::TimedOut { after, stdout, stderr }) => {
-                record.status = format!("killed after {after:?} without finishing (timeout_ms = {})", s.timeout_ms);
                 record.stdout = stdout;
                 record.stderr = stderr;
-                Err(fail(record.status.clone(), &command, &record.stderr))
+                match bound {
+                    Some(b) if timeout < own => {
+                        record.status = format!("killed after {after:?} without finishing: the run reached its bound");
+                        Err(b.exceeded())
+                    }
+                    _ => {
+                        record.status =
+                            format!("killed after {after:?} without finishing (timeout_ms = {})", s.timeout_ms);
+                        Err(fail(record.status.clone(), &command, &record.stderr))
+                    }
+                }
             }
             Err(tool::Failure::Spawn(e)) => {
                 record.status = format!("could not start: {e}");
