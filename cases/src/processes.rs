@@ -62,6 +62,19 @@ pub fn alive(pid: u32) -> bool {
     stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).is_some_and(|state| state != 'Z')
 }
 
+/// Poll until none of `pids` is [`alive`], at most `within` (a process SIGKILLed a moment ago
+/// may still be exiting); returns those still alive then.
+pub fn pids_gone_within(pids: &[u32], within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `netpath run FILE` in the background, artifacts under `artifacts`, its output discarded.
 pub fn spawn_run(file: &Path, artifacts: &Path) -> Child {
     Command::new(crate::netpath_bin())

@@ -69,7 +69,14 @@ fn run_with(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(Failure::Spawn)?;
-    let mut io = Pipes::new(&mut child, stdin).map_err(Failure::Wait)?;
+    let mut io = match Pipes::new(&mut child, stdin) {
+        Ok(io) => io,
+        Err(e) => {
+            let _ = child.kill();
+            wait_gone(&mut child, None);
+            return Err(Failure::Wait(e));
+        }
+    };
     let exit = crate::contain::pidfd_open(child.id());
     let mut exited: Option<(ExitStatus, Instant)> = None;
     loop {

@@ -328,9 +328,9 @@ impl Steps {
     /// Run every teardown step, also after one failed (each undoes its own part), and report
     /// all that failed.
     pub fn teardown(&mut self, lab: &Lab, sc: &Scenario) -> Result<()> {
-        let errors: Vec<Error> =
-            // Not bounded by the run: each undoes what the run made, past its bound or not.
-            sc.step.iter().filter(|s| s.phase == Phase::Teardown).filter_map(|s| self.run_one(lab, s, None).err()).collect();
+        // Not bounded by the run's bound: each undoes what the run made, past its bound or not.
+        let teardown = sc.step.iter().filter(|s| s.phase == Phase::Teardown);
+        let errors: Vec<Error> = teardown.filter_map(|s| self.run_one(lab, s, None).err()).collect();
         match <[Error; 1]>::try_from(errors) {
             Ok([e]) => Err(e),
             Err(errors) if errors.is_empty() => Ok(()),
