@@ -31,13 +31,21 @@ pub fn with_marker(tag: &str) -> Vec<(u32, String)> {
 
 /// Poll until a process with `tag` in its command line runs; panics after `within`.
 pub fn wait_for_marker(tag: &str, within: Duration) -> Vec<(u32, String)> {
+    wait_for_markers(tag, 1, within)
+}
+
+/// Poll until `n` processes with `tag` in their command lines run; panics after `within`.
+pub fn wait_for_markers(tag: &str, n: usize, within: Duration) -> Vec<(u32, String)> {
     let deadline = Instant::now() + within;
     loop {
         let found = with_marker(tag);
-        if !found.is_empty() {
+        if found.len() >= n {
             return found;
         }
-        assert!(Instant::now() < deadline, "no process with `{tag}` in its command line within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "not {n} processes with `{tag}` in their command lines within {within:?}: {found:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

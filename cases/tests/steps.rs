@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use netpath::lab::step::{Phase, StepSpec};
 use netpath::{Backend, RunOptions, Scenario};
-use netpath_cases::processes::{gone_within, kill, sleep_marker, spawn_run, sweep, wait_for_marker, with_marker};
+use netpath_cases::processes::{
+    gone_within, kill, sleep_marker, spawn_run, sweep, wait_for_marker, wait_for_markers, with_marker,
+};
 use netpath_cases::step_stdout;
 
 /// Two namespaces on a link, a ping between them, and `steps`.
@@ -306,13 +308,11 @@ fn a_killed_netpath_leaves_no_step_process_and_sweep_removes_the_rest() {
     std::fs::write(&file, with_steps(vec![step]).to_toml()).unwrap();
     let run = spawn_run(&file, &dir.join("artifacts"));
     let pid = run.id();
-    let found = wait_for_marker(&daemon, Duration::from_secs(120));
+    let found = wait_for_markers(&daemon, 2, Duration::from_secs(120));
     assert_eq!(found.len(), 2, "the step and its daemon: {found:?}");
     assert_eq!(netpath_cases::run_dirs_of(pid).len(), 1, "the run folder is there while it runs");
     kill(run);
     assert_eq!(gone_within(&daemon, Duration::from_secs(10)), vec![], "step processes outlived netpath");
-    // The killed run's namespaces and run folder are there until the sweep.
-    assert_eq!(netpath_cases::namespaces_of(pid).len(), 2);
     let swept = sweep();
     assert_eq!(netpath_cases::namespaces_of(pid), Vec::<String>::new(), "{swept}");
     assert_eq!(netpath_cases::run_dirs_of(pid), Vec::<String>::new(), "{swept}");
