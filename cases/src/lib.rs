@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use netpath::verdict::expect::{Failure, FailureKind};
 use netpath::{Outcome, Scenario};
 
+pub mod processes;
+
 pub use netpath::run_or_return;
 pub use netpath::testing::{
     assert_passes, check, hook, require_root, run, run_or_skip, strict, want, want_any, without_lines,

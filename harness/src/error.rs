@@ -68,6 +68,16 @@ pub enum Error {
     #[error("probe {probe}: {message}")]
     Probe { probe: String, message: String },
 
+    /// The run went past its bound (`--max-duration`, or the one derived from the scenario):
+    /// `limit` the bound, `at` where the run was (`probe NAME, packet 37 of 1000`), `why` the
+    /// scenario's worst case.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
+    #[error(
+        "run exceeded its {limit} bound during {at}: {why}; raise --max-duration (or NETPATH_MAX_DURATION) \
+         or lower the probes' count or timeout_ms"
+    )]
+    RunBound { limit: String, at: String, why: String },
+
     /// Scenario `scenario` cannot be run as given.
     #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("scenario {scenario}: {message}")]

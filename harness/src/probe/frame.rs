@@ -62,7 +62,7 @@ impl Prober for Frame {
 
     fn send(&self, cx: &Context<'_>) -> Result<Vec<Sent>> {
         let seg = segment(cx)?;
-        (0..cx.spec.count).map(|_| inject(cx.ns, &seg, cx.timeout, cx.drops)).collect()
+        (1..=cx.spec.count).map(|n| inject(cx.ns, &seg, cx.packet(n.into())?, cx.drops)).collect()
     }
 }
 

@@ -49,7 +49,7 @@ impl Prober for Icmp {
                 payload.resize(56, 0);
                 send_echo(&sock, dst, id, seq, &payload).map_err(what)?;
                 let dropped = || cx.drops.nonce(&nonce) || cx.drops.echo(id, seq);
-                let replied = wait_reply(&sock, dst, &nonce, cx.timeout, &dropped).map_err(what)?;
+                let replied = wait_reply(&sock, dst, &nonce, cx.packet(seq.into())?, &dropped).map_err(what)?;
                 sent.push(Sent { nonce, matcher: Box::new(Echo), replied, answer: None });
             }
             Ok(sent)

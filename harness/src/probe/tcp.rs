@@ -38,7 +38,7 @@ impl Prober for Tcp {
             probe: format!("tcp {} -> {}", cx.ns.name(), SocketAddr::new(cx.dst, port)),
             message: e.to_string(),
         };
-        cx.ns.run(|| (0..cx.spec.count).map(|_| one(cx.dst, port, cx.timeout).map_err(fail)).collect())
+        cx.ns.run(|| (1..=cx.spec.count).map(|n| one(cx.dst, port, cx.packet(n.into())?).map_err(fail)).collect())
     }
 }
 

@@ -39,10 +39,11 @@ impl Prober for Udp {
             sock.connect(SocketAddr::new(cx.dst, port)).map_err(fail)?;
             sock.set_nonblocking(true).map_err(fail)?;
             let mut out = vec![];
-            for _ in 0..cx.spec.count {
+            for n in 1..=cx.spec.count {
                 let nonce = new_nonce();
                 sock.send(&nonce).map_err(fail)?;
-                let answer = wait_answer(&sock, &nonce, cx.timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)?;
+                let timeout = cx.packet(n.into())?;
+                let answer = wait_answer(&sock, &nonce, timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)?;
                 out.push(Sent { nonce, matcher: Box::new(Datagram), replied: answer.is_some(), answer });
             }
             Ok(out)
