@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netpath::lab::step::{Phase, StepSpec};
-use netpath::{Backend, RunOptions, Scenario};
+use netpath::observe::TraceChoice;
+use netpath::{Backend, Error, RunOptions, Scenario};
 use netpath_cases::processes::{
     gone_within, kill, sleep_marker, spawn_run, sweep, wait_for_marker, wait_for_markers, with_marker,
 };
@@ -214,6 +215,56 @@ fn rules_in_both_backends_are_reported_unless_pinned() {
     pinned.netns_mut("b").unwrap().traced_backend = Some(Backend::Nft);
     let o = netpath_cases::run_or_return!(&pinned, Backend::Nft);
     assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+}
+
+/// Issue 24 item 9: the kernel log never sees nf_tables TRACE, and a kernel-log run reads no
+/// other source. Rules a step wrote with iptables-nft make such a run an error naming nftrace,
+/// once the steps revealed them; pinned with `traced_backend = "nft"` the file says so, and the
+/// run is refused before anything is built. The twins: the same step under the run's own
+/// source (nftrace then reads netns b), and a step that writes iptables-legacy rules, which the
+/// kernel log sees.
+#[test]
+fn a_kernel_log_run_refuses_the_nf_tables_rules_a_step_wrote() {
+    let _turn = turn();
+    netpath_cases::require_root();
+    let kmsg = RunOptions { trace: Some(TraceChoice::Kmsg), ..RunOptions::default() };
+    let rule = ["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"];
+    let nft = with_path_in_b(
+        vec![StepSpec::new("nft-rule", "b", "iptables-nft", &rule)],
+        &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:rule:1"],
+    );
+    let e = netpath::run(&nft, Backend::Legacy, &kmsg).expect_err("the kernel log cannot trace netns b");
+    assert!(matches!(&e, Error::Trace { netns, .. } if netns == "b"), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(
+            "netns b: trace: its steps wrote its iptables rules to nft (x_tables: 0 rules in iptables-legacy-save, \
+             nf_tables: 1 rules in iptables-nft-save): the kernel log does not see nf_tables TRACE"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("(without --trace kmsg, netpath traces this netns with nftrace)"), "{text}");
+
+    let mut pinned = nft.clone();
+    pinned.netns_mut("b").unwrap().traced_backend = Some(Backend::Nft);
+    // Refused by the file's word (after the steps the message would say what they wrote).
+    let e = netpath::run(&pinned, Backend::Legacy, &kmsg).expect_err("refused from the file").to_string();
+    assert!(
+        e.starts_with("netns b: trace: traced_backend = \"nft\": the kernel log does not see nf_tables TRACE"),
+        "{e}"
+    );
+
+    // Twins: the run's own source reads the nf_tables rules; the kernel log reads legacy ones.
+    let o = netpath_cases::run_or_return!(&nft, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+    let legacy = with_path_in_b(
+        vec![StepSpec::new("legacy-rule", "b", "iptables-legacy", &rule)],
+        &["raw:PREROUTING:policy:2", "filter:INPUT:rule:1"],
+    );
+    let o = netpath::run(&legacy, Backend::Legacy, &kmsg).unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+    let hooks = &o.probes[0].exchanges[0].request.path["b"];
+    assert!(hooks.iter().all(|e| e.source == Some(TraceChoice::Kmsg)), "{hooks:?}");
 }
 
 /// The issue's reproduction: a step that leaves a setsid'd daemon behind and exits. The run

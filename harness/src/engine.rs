@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::bound::{self, RunBound};
 use crate::caps::{self, Feature};
-use crate::error::{Error, Result};
+use crate::error::{Error, Incomplete, Result};
 use crate::evidence::{self, Exchange, Frame};
 use crate::firewall::Backend;
 use crate::firewall::located::{self, Kind};
@@ -99,8 +99,10 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
         None => bound::from_env().map_err(|m| Error::io(m, std::io::ErrorKind::InvalidInput.into()))?,
     };
     let bound = RunBound::new(scenario, max);
-    // Before anything is built: a missing feature must not leave half a lab behind.
+    // Before anything is built: a missing feature must not leave half a lab behind, nor a
+    // trace source that would see nothing of a netns.
     let wireguard = wireguard_implementation(scenario)?;
+    observe::trace::source::check_run(scenario, backend, opts.trace.unwrap_or(TraceChoice::for_backend(backend)))?;
     let mut clock = Stopwatch::default();
     let mut lab = Lab::new()?;
     // Dropped last: `{run_dir}` outlives the teardown steps, and goes also after a panic.
@@ -206,12 +208,19 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
     clock.lap("conntrack");
 
     let parsed = evidence::Parsed::new(&frames);
+    let joined = evidence::join(&mut probes, &parsed, &events);
+    if !joined.unattributed.is_empty() {
+        let names: Vec<&str> = sc.probe.iter().map(|p| p.name.as_str()).collect();
+        return Err(Error::EvidenceIncomplete {
+            losses: joined.unattributed(&names),
+            cause: Incomplete::Unattributable,
+        });
+    }
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
-        .zip(probes)
-        .map(|(spec, mut sent)| {
-            let exchanges = evidence::join(&mut sent, &parsed, &events);
+        .zip(joined.probes)
+        .map(|(spec, exchanges)| {
             let mut failures = expect::check(spec, backend, &exchanges);
             failures.extend(expect::check_conntrack(spec, &conntrack));
             setup.decorate(&mut failures);
