@@ -296,12 +296,12 @@ pub fn check_conntrack(probe: &ProbeSpec, entries: &BTreeMap<String, Vec<Entry>>
         .conntrack
         .iter()
         .filter_map(|c| {
-            let proto = c.proto.as_deref().unwrap_or(default_proto);
+            let proto = c.proto.unwrap_or(default_proto);
             let list = entries.get(&c.netns).map(Vec::as_slice).unwrap_or_default();
-            if list.iter().any(|e| e.matches(Some(proto), &c.orig, &c.reply)) {
+            if list.iter().any(|e| e.matches(Some(proto.name()), &c.orig, &c.reply)) {
                 return None;
             }
-            let lines: Vec<&str> = list.iter().filter(|e| e.proto == proto).map(|e| e.line.as_str()).collect();
+            let lines: Vec<&str> = list.iter().filter(|e| e.proto == proto.name()).map(|e| e.line.as_str()).collect();
             let f = Failure::new(
                 FailureKind::Conntrack,
                 format!("conntrack entry in netns {}", c.netns),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{MAX_COUNT, MAX_TIMEOUT_MS, Problems, Topology, list};
 use crate::cidr::Cidr;
+use crate::firewall::Family;
 use crate::scenario::{Packets, ProbeKind, Scenario};
 
 pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
@@ -64,10 +65,19 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
         }
         for (j, c) in p.conntrack.iter().enumerate() {
             t.known(format!("probe[{i}].conntrack[{j}].netns"), &c.netns, ps);
-            if let Some(proto) = &c.proto
-                && !["icmp", "tcp", "udp"].contains(&proto.as_str())
+            // An ICMP of the other family never has an entry of this probe's flow.
+            if let (Some(family), Some(to)) = (c.proto.and_then(|p| p.family()), p.to.addr())
+                && family != Family::of(to)
             {
-                ps.add(format!("probe[{i}].conntrack[{j}].proto"), format!("`{proto}` is not icmp, tcp or udp"));
+                let own = crate::probe::prober(p.kind).conntrack_proto(to.is_ipv6());
+                let only = if family == Family::V6 { "IPv6" } else { "IPv4" };
+                ps.add(
+                    format!("probe[{i}].conntrack[{j}].proto"),
+                    format!(
+                        "`{}` is carried over {only} only and this probe sends to {to}: its entries are `{own}`",
+                        c.proto.unwrap_or(own)
+                    ),
+                );
             }
         }
         if p.count == 0 || p.count > MAX_COUNT {
