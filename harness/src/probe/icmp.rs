@@ -10,6 +10,7 @@ use super::wait::{self, Read};
 use super::{Context, Matcher, Prober, Sent, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
+use crate::firewall::Family;
 use crate::scenario::{ConntrackProto, Direction, ProbeKind};
 
 /// ICMP types of an echo request and its reply, per family.
@@ -25,7 +26,7 @@ impl Prober for Icmp {
     }
 
     fn conntrack_proto(&self, v6: bool) -> ConntrackProto {
-        if v6 { ConntrackProto::Icmpv6 } else { ConntrackProto::Icmp }
+        ConntrackProto::icmp_over(if v6 { Family::V6 } else { Family::V4 })
     }
 
     fn needs_port(&self) -> bool {

@@ -212,7 +212,7 @@ fn conntrack_protocols_are_the_probes_own_and_fit_their_family() {
     assert_eq!(
         diags(&v4),
         [format!(
-            "t.toml:{}:40: probe[0].conntrack[0].proto: `icmp` is carried over IPv4 only and this probe sends to fd00::1: its entries are `icmpv6`",
+            "t.toml:{}:40: probe[0].conntrack[0].proto: `icmp` is carried over IPv4 only and this probe sends to fd00::1: over IPv6 it is `icmpv6`",
             line(&v4)
         )]
     );
