@@ -306,7 +306,7 @@ fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
         replied: true,
         answer: None,
     };
-    let ctx = |backend, release: Option<&str>| crate::verdict::expect::Context {
+    let ctx = |backend, release: Option<&str>| crate::verdict::Context {
         backend,
         kernel: release.map(|r| r.parse().unwrap()),
         exchange: &ex,

@@ -7,7 +7,7 @@ use super::{Group, Recorder, packets_text};
 use crate::evidence::Exchange;
 use crate::firewall::Backend;
 use crate::scenario::{AddrExpect, CapturePoint, Direction, PortExpect, ProbeSpec, Scenario};
-use crate::verdict::expect::{oriented, reference_ports};
+use crate::verdict::addr::{oriented, reference_ports};
 
 /// The address entries of the probe of `rec`: one per direction and capture point (`absent`
 /// where its packets were not seen), split by packets or backend where they differ.

@@ -189,7 +189,7 @@ pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::expect::{Failure, FailureKind};
+    use crate::verdict::{Failure, FailureKind};
 
     fn exchange(packet: u16, answer: &str, dst: &str) -> Exchange {
         let mut request = PacketEvidence::default();
