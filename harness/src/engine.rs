@@ -16,7 +16,7 @@ use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
 use crate::scenario::{RouteDst, Scenario};
 use crate::timings::{Stopwatch, Timings};
-use crate::verdict::expect::{self, Failure};
+use crate::verdict::{self, Failure, ProbeEvidence};
 use crate::{evidence::conntrack, lab::sysctl, probe};
 
 /// How to run.
@@ -216,13 +216,14 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
             cause: Incomplete::Unattributable,
         });
     }
+    let kernel = crate::kernel::running();
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
         .zip(joined.probes)
         .map(|(spec, exchanges)| {
-            let mut failures = expect::check(spec, backend, &exchanges);
-            failures.extend(expect::check_conntrack(spec, &conntrack));
+            let evidence = ProbeEvidence { backend, kernel, exchanges: &exchanges, conntrack: &conntrack };
+            let mut failures = verdict::judge(spec, &evidence);
             setup.decorate(&mut failures);
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })

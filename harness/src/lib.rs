@@ -86,4 +86,4 @@ pub use error::{Error, Result};
 pub use firewall::Backend;
 pub use observe::TraceChoice;
 pub use scenario::Scenario;
-pub use verdict::expect::{Failure, FailureKind};
+pub use verdict::{Failure, FailureKind};

@@ -30,7 +30,7 @@ use crate::evidence::packet::PacketInfo;
 use crate::lab::Lab;
 use crate::lab::netns::Netns;
 use crate::observe::drops::Drops;
-use crate::scenario::{Direction, ProbeKind, ProbeSpec, Scenario};
+use crate::scenario::{ConntrackProto, Direction, ProbeKind, ProbeSpec, Scenario};
 
 /// The nonce of one packet: `netpath-` and 16 hex digits, unique per packet of a run.
 pub fn new_nonce() -> Vec<u8> {
@@ -166,7 +166,7 @@ pub trait Prober: Sync {
     fn needs_port(&self) -> bool;
 
     /// Its protocol as conntrack names it (`conntrack -L`'s first column), over IPv6 if `v6`.
-    fn conntrack_proto(&self, v6: bool) -> &'static str;
+    fn conntrack_proto(&self, v6: bool) -> ConntrackProto;
 
     /// What is wrong with probe `p` of `sc` that only this kind knows, as (item below the
     /// probe's, message): `("frame.iface", "...")`.

@@ -12,7 +12,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage,
 use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
-use crate::scenario::{Direction, ProbeKind};
+use crate::scenario::{ConntrackProto, Direction, ProbeKind};
 
 /// `kind = "tcp"`.
 pub struct Tcp;
@@ -22,8 +22,8 @@ impl Prober for Tcp {
         ProbeKind::Tcp
     }
 
-    fn conntrack_proto(&self, _v6: bool) -> &'static str {
-        "tcp"
+    fn conntrack_proto(&self, _v6: bool) -> ConntrackProto {
+        ConntrackProto::Tcp
     }
 
     fn needs_port(&self) -> bool {

@@ -8,7 +8,7 @@ use super::wait::{self, Read};
 use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
-use crate::scenario::{Direction, ProbeKind};
+use crate::scenario::{ConntrackProto, Direction, ProbeKind};
 
 /// `kind = "udp"`.
 pub struct Udp;
@@ -18,8 +18,8 @@ impl Prober for Udp {
         ProbeKind::Udp
     }
 
-    fn conntrack_proto(&self, _v6: bool) -> &'static str {
-        "udp"
+    fn conntrack_proto(&self, _v6: bool) -> ConntrackProto {
+        ConntrackProto::Udp
     }
 
     fn needs_port(&self) -> bool {

@@ -15,7 +15,7 @@ use crate::firewall::{Backend, Family, run_tool};
 use crate::lab::{Lab, LinkInfo};
 use crate::observe::{self, TraceChoice};
 use crate::scenario::{CapturePoint, Scenario};
-use crate::verdict::expect::Failure;
+use crate::verdict::Failure;
 
 /// Where a probe is sent: an address, or `@netns/iface`, the address that interface has once
 /// the steps ran (a CNI plugin's IPAM chose it).
@@ -367,7 +367,7 @@ mod tests {
             ..Default::default()
         };
         let mut f = vec![Failure::new(
-            crate::verdict::expect::FailureKind::Header,
+            crate::verdict::FailureKind::Header,
             "addresses of packet 1 reply at host/veth1".into(),
             "at host/veth1: x; host/veth12".into(),
         )];
