@@ -77,7 +77,7 @@ fn main() {
         let took = measure(&format!("10,000 traced packets (5,000 ICMP + 5,000 UDP), {}", backend.name()), || {
             match netpath::run(&sc, backend, &opts) {
                 Ok(o) => assert!(o.passed(), "{}", netpath::output::report::outcome(&o, false)),
-                Err(netpath::Error::EvidenceIncomplete { losses }) => incomplete.push(losses.join("; ")),
+                Err(netpath::Error::EvidenceIncomplete { losses, .. }) => incomplete.push(losses.join("; ")),
                 Err(e) => panic!("{e}"),
             }
         });

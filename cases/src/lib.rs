@@ -2,10 +2,13 @@
 //! and the checks several of their tests share. Running, skipping and finding failures by kind
 //! are netpath's own ([`netpath::testing`], re-exported here), as any downstream crate uses them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use netpath::verdict::expect::{Failure, FailureKind};
 use netpath::{Outcome, Scenario};
+
+pub mod processes;
 
 pub use netpath::run_or_return;
 pub use netpath::testing::{
@@ -211,6 +214,58 @@ pub fn load_scenario(icmp: usize, udp: usize, containers: usize) -> Scenario {
         });
     }
     sc
+}
+
+/// IPv4 ids that collide: [`load_scenario`]'s topology with 10 UDP probes of 1,000 datagrams
+/// each and no ICMP, every packet traced in the host (its TRACE rules without `-p icmp`). Linux
+/// numbers a connected socket's datagrams from a random id and the server's answers from another,
+/// so with 20,000 packets some request most likely shares its id (and with it its
+/// [`netpath::evidence::key::Key`]) with an answer or with another probe's request
+/// ([`key_collisions`] counts them). Every packet's hooks in the host are asserted both ways, so
+/// an event given to the wrong packet fails the run: a request meets the bridge's PREROUTING and
+/// the FORWARD rule of traffic leaving docker0 (rule 5), never the reply's ctstate rule (rule 3) or
+/// the bridge's OUTPUT; a reply the other way round.
+pub fn udp_collision_scenario() -> Scenario {
+    use netpath::scenario::{Direction, PathExpect};
+    let mut sc = load_scenario(0, 10, 2);
+    sc.name = "udp-ip-id-collisions".into();
+    edit_iptables(&mut sc, "host", |rules| rules.replace(" -p icmp -j TRACE", " -j TRACE"));
+    let pattern = |text: &str| text.parse().unwrap_or_else(|e| panic!("{e}"));
+    let side = |direction, includes: [&str; 2], never: [&str; 2]| {
+        let mut e = PathExpect::new(direction, "host");
+        e.includes = Some(includes.iter().map(|h| hook(h)).collect());
+        e.never = never.iter().map(|h| pattern(h)).collect();
+        e
+    };
+    for p in &mut sc.probe {
+        p.path = vec![
+            side(
+                Direction::Request,
+                ["eb:nat:PREROUTING", "filter:FORWARD:rule:5"],
+                ["filter:FORWARD:rule:3", "eb:filter:OUTPUT"],
+            ),
+            side(
+                Direction::Reply,
+                ["filter:FORWARD:rule:3", "eb:filter:OUTPUT"],
+                ["filter:FORWARD:rule:5", "eb:nat:PREROUTING"],
+            ),
+        ];
+    }
+    sc
+}
+
+/// How many correlation keys ([`netpath::evidence::key::Key`]) of the captured frames name two
+/// different probe packets (two nonces, or a request and its reply): the collisions the
+/// correlation of header-only trace events must resolve.
+pub fn key_collisions(o: &Outcome) -> usize {
+    let mut packets: BTreeMap<netpath::evidence::key::Key, BTreeSet<(Vec<u8>, bool)>> = BTreeMap::new();
+    for f in &o.frames {
+        let (Some(info), Some(nonce)) = (f.info(), netpath::probe::find_nonce(&f.data)) else { continue };
+        let Some(key) = netpath::evidence::key::Key::of(&info) else { continue };
+        let reply = netpath::probe::answer_from(&f.data, &nonce).is_some();
+        packets.entry(key).or_default().insert((nonce, reply));
+    }
+    packets.values().filter(|p| p.len() > 1).count()
 }
 
 /// `sc` with every expectation removed (paths, addresses, conntrack entries, answered_by

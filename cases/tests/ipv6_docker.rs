@@ -6,6 +6,7 @@
 use netpath::Backend;
 use netpath::FailureKind;
 use netpath::Scenario;
+use netpath::scenario::ConntrackProto;
 use netpath::testing::{hook, want};
 use netpath_cases::load;
 use rstest::rstest;
@@ -68,4 +69,33 @@ fn without_the_ipv6_dnat_rule_the_container_is_never_reached(
     let path = want(FailureKind::PathIncludes).packet(1).request().netns("host").find(failures);
     assert_eq!(path.missing, [hook("nat:DOCKER:rule:2")], "{path:#?}");
     want(FailureKind::Conntrack).netns("host").find(failures);
+}
+
+/// The IPv6 ping's `[[probe.conntrack]] proto = "icmpv6"` entry: it loads, holds against the
+/// host's real ICMPv6 entry, and fails by kind when its original tuple names another source or
+/// when it asks for another protocol with the same tuple.
+#[test]
+fn an_icmpv6_conntrack_entry_holds_and_a_wrong_tuple_or_protocol_fails() {
+    let sc = load("ipv6-docker-dual-stack");
+    let entry = &sc.probe[0].conntrack[0];
+    assert_eq!(entry.proto, Some(ConntrackProto::Icmpv6), "{entry:?}");
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.probes[0].failures.is_empty(), "{:#?}", o.probes[0].failures);
+
+    let mut twin = sc.clone();
+    let right = twin.probe[0].conntrack[0].clone();
+    let mut wrong_source = right.clone();
+    wrong_source.orig.src = Some("fd00:dead:beef::99".parse().unwrap());
+    let wrong_proto = netpath::scenario::ConntrackExpect { proto: Some(ConntrackProto::Tcp), ..right };
+    twin.probe[0].conntrack = vec![wrong_source, wrong_proto];
+    let o = netpath_cases::run_or_return!(&twin, Backend::Legacy);
+    let failures = &o.probes[0].failures;
+    assert_eq!(failures.len(), 2, "only the two conntrack entries fail: {failures:#?}");
+    let source = want(FailureKind::Conntrack).netns("host").find(failures);
+    assert!(source.expected.as_deref().is_some_and(|e| e.starts_with("icmpv6 orig")), "{source:#?}");
+    // The real entry was there, with the container's own address: only the tuple was wrong.
+    let observed = source.observed.as_deref().unwrap_or_default();
+    assert!(observed.contains("icmpv6") && observed.contains("src=fd00:dead:beef::2 "), "{source:#?}");
+    assert!(failures[1].expected.as_deref().is_some_and(|e| e.starts_with("tcp orig")), "{failures:#?}");
+    assert_eq!(failures[1].kind, FailureKind::Conntrack);
 }

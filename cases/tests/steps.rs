@@ -2,9 +2,14 @@
 //! failing or hanging step reports, and that teardown steps run after a failure too.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use netpath::lab::step::{Phase, StepSpec};
-use netpath::{Backend, RunOptions, Scenario};
+use netpath::observe::TraceChoice;
+use netpath::{Backend, Error, RunOptions, Scenario};
+use netpath_cases::processes::{
+    gone_within, kill, sleep_marker, spawn_run, sweep, wait_for_marker, wait_for_markers, with_marker,
+};
 use netpath_cases::step_stdout;
 
 /// Two namespaces on a link, a ping between them, and `steps`.
@@ -210,4 +215,161 @@ fn rules_in_both_backends_are_reported_unless_pinned() {
     pinned.netns_mut("b").unwrap().traced_backend = Some(Backend::Nft);
     let o = netpath_cases::run_or_return!(&pinned, Backend::Nft);
     assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+}
+
+/// Issue 24 item 9: the kernel log never sees nf_tables TRACE, and a kernel-log run reads no
+/// other source. Rules a step wrote with iptables-nft make such a run an error naming nftrace,
+/// once the steps revealed them; pinned with `traced_backend = "nft"` the file says so, and the
+/// run is refused before anything is built. The twins: the same step under the run's own
+/// source (nftrace then reads netns b), and a step that writes iptables-legacy rules, which the
+/// kernel log sees.
+#[test]
+fn a_kernel_log_run_refuses_the_nf_tables_rules_a_step_wrote() {
+    let _turn = turn();
+    netpath_cases::require_root();
+    let kmsg = RunOptions { trace: Some(TraceChoice::Kmsg), ..RunOptions::default() };
+    let rule = ["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"];
+    let nft = with_path_in_b(
+        vec![StepSpec::new("nft-rule", "b", "iptables-nft", &rule)],
+        &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:rule:1"],
+    );
+    let e = netpath::run(&nft, Backend::Legacy, &kmsg).expect_err("the kernel log cannot trace netns b");
+    assert!(matches!(&e, Error::Trace { netns, .. } if netns == "b"), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(
+            "netns b: trace: its steps wrote its iptables rules to nft (x_tables: 0 rules in iptables-legacy-save, \
+             nf_tables: 1 rules in iptables-nft-save): the kernel log does not see nf_tables TRACE"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("(without --trace kmsg, netpath traces this netns with nftrace)"), "{text}");
+
+    let mut pinned = nft.clone();
+    pinned.netns_mut("b").unwrap().traced_backend = Some(Backend::Nft);
+    // Refused by the file's word (after the steps the message would say what they wrote).
+    let e = netpath::run(&pinned, Backend::Legacy, &kmsg).expect_err("refused from the file").to_string();
+    assert!(
+        e.starts_with("netns b: trace: traced_backend = \"nft\": the kernel log does not see nf_tables TRACE"),
+        "{e}"
+    );
+
+    // Twins: the run's own source reads the nf_tables rules; the kernel log reads legacy ones.
+    let o = netpath_cases::run_or_return!(&nft, Backend::Legacy);
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+    let legacy = with_path_in_b(
+        vec![StepSpec::new("legacy-rule", "b", "iptables-legacy", &rule)],
+        &["raw:PREROUTING:policy:2", "filter:INPUT:rule:1"],
+    );
+    let o = netpath::run(&legacy, Backend::Legacy, &kmsg).unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+    let hooks = &o.probes[0].exchanges[0].request.path["b"];
+    assert!(hooks.iter().all(|e| e.source == Some(TraceChoice::Kmsg)), "{hooks:?}");
+}
+
+/// The issue's reproduction: a step that leaves a setsid'd daemon behind and exits. The run
+/// neither waits for the daemon (it held the step's stdout: the run lasted 40 s) nor leaves it
+/// running in a netns whose name is gone.
+#[test]
+fn a_daemon_a_step_leaves_ends_with_the_step() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    let held = sleep_marker(40);
+    let redirected = sleep_marker(41);
+    let mut step = sh(
+        "daemonize",
+        "b",
+        &format!("setsid sleep {held} & setsid sleep {redirected} >/dev/null 2>&1 & sleep 0.5; echo started"),
+    );
+    step.timeout_ms = 5000;
+    let sc = with_steps(vec![step]);
+    let started = Instant::now();
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    let took = started.elapsed();
+    assert!(o.passed(), "{}", netpath::output::report::outcome(&o, true));
+    assert!(took < Duration::from_secs(20), "the run waited for the daemon: {took:?}");
+    let r = &o.setup.steps[0];
+    assert_eq!((r.exit, r.stdout.as_str()), (Some(0), "started\n"));
+    assert_eq!(r.incomplete, Vec::<String>::new(), "every pipe closed when the step's namespace ended");
+    // The wait for the step returns once its namespace is empty: nothing to poll for.
+    assert_eq!(with_marker(&held), vec![]);
+    assert_eq!(with_marker(&redirected), vec![]);
+}
+
+/// A step past its deadline whose daemons setsid()ed away from it: killed with all of them.
+#[test]
+fn a_step_past_its_deadline_takes_its_setsid_daemons_along() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    let daemon = sleep_marker(42);
+    let mut step =
+        sh("hangs", "b", &format!("setsid sleep {daemon} >/dev/null 2>&1 & echo forked; exec sleep {daemon}0"));
+    step.timeout_ms = 500;
+    let sc = with_steps(vec![step]);
+    let started = Instant::now();
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("the step hangs").to_string();
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(e.contains("killed after 500ms without finishing (timeout_ms = 500)"), "{e}");
+    assert_eq!(with_marker(&daemon), vec![]);
+    assert_eq!(netpath_cases::namespaces_of(std::process::id()), Vec::<String>::new());
+}
+
+/// Something outside the step's reach (here: this test, through /proc/PID/fd/1) holds its stdout
+/// after it exited: the run does not wait for it past the grace, keeps what arrived and says so.
+#[test]
+fn a_pipe_held_from_outside_does_not_hold_the_run() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    let tag = sleep_marker(1);
+    let sc = with_steps(vec![sh("chatty", "b", &format!("echo first; sleep {tag}; echo last"))]);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let (pid, _) = wait_for_marker(&tag, Duration::from_secs(60))[0].clone();
+        // The sleep's stdout is the step's stdout pipe: a second writer on it.
+        let pipe = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/fd/1"));
+        let _ = done_rx.recv_timeout(Duration::from_secs(120));
+        pipe.map(|_| ()).map_err(|e| e.to_string())
+    });
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    done_tx.send(()).unwrap();
+    holder.join().unwrap().expect("open the step's stdout through /proc");
+    let r = &o.setup.steps[0];
+    assert_eq!((r.exit, r.stdout.as_str()), (Some(0), "first\nlast\n"));
+    assert_eq!(r.incomplete.len(), 1, "{:?}", r.incomplete);
+    assert!(r.incomplete[0].starts_with("its stdout was still held open 1s after it exited"), "{:?}", r.incomplete);
+    assert!(r.millis < 10_000, "{} ms", r.millis);
+}
+
+/// netpath SIGKILLed while a step runs: the step and the daemon it started die with it (PID 1
+/// of their namespace gets SIGKILL when netpath's thread dies), and `netpath sweep` removes the
+/// namespaces and the `{run_dir}` folder the run left.
+#[test]
+fn a_killed_netpath_leaves_no_step_process_and_sweep_removes_the_rest() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    let daemon = sleep_marker(43);
+    let step = sh(
+        "long",
+        "b",
+        &format!("echo state > {{run_dir}}/ipam; setsid sleep {daemon} >/dev/null 2>&1 & exec sleep {daemon}1"),
+    );
+    let dir = std::env::temp_dir().join(format!("netpath-steps-killed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("killed.toml");
+    std::fs::write(&file, with_steps(vec![step]).to_toml()).unwrap();
+    let run = spawn_run(&file, &dir.join("artifacts"));
+    let pid = run.id();
+    let found = wait_for_markers(&daemon, 2, Duration::from_secs(120));
+    assert_eq!(found.len(), 2, "the step and its daemon: {found:?}");
+    assert_eq!(netpath_cases::run_dirs_of(pid).len(), 1, "the run folder is there while it runs");
+    kill(run);
+    assert_eq!(gone_within(&daemon, Duration::from_secs(10)), vec![], "step processes outlived netpath");
+    let swept = sweep();
+    assert_eq!(netpath_cases::namespaces_of(pid), Vec::<String>::new(), "{swept}");
+    assert_eq!(netpath_cases::run_dirs_of(pid), Vec::<String>::new(), "{swept}");
+    assert!(
+        swept.contains(&format!("removed {}", std::env::temp_dir().join(format!("netpath-run-{pid}x")).display())),
+        "{swept}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

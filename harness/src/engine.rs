@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::bound::{self, RunBound};
 use crate::caps::{self, Feature};
-use crate::error::{Error, Result};
+use crate::error::{Error, Incomplete, Result};
 use crate::evidence::{self, Exchange, Frame};
 use crate::firewall::Backend;
 use crate::firewall::located::{self, Kind};
@@ -15,7 +16,7 @@ use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
 use crate::scenario::{RouteDst, Scenario};
 use crate::timings::{Stopwatch, Timings};
-use crate::verdict::expect::{self, Failure};
+use crate::verdict::{self, Failure, ProbeEvidence};
 use crate::{evidence::conntrack, lab::sysctl, probe};
 
 /// How to run.
@@ -27,6 +28,10 @@ pub struct RunOptions {
     pub keep: bool,
     /// Which trace source to read; `None` follows the backend.
     pub trace: Option<TraceChoice>,
+    /// The most the run may take before it stops with [`Error::RunBound`]; `None`:
+    /// `NETPATH_MAX_DURATION` if set, else the scenario's worst case capped at ten minutes
+    /// ([`crate::bound`]).
+    pub max_duration: Option<std::time::Duration>,
 }
 
 impl Default for RunOptions {
@@ -34,7 +39,7 @@ impl Default for RunOptions {
         let root = std::env::var_os("NETPATH_ARTIFACTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("netpath-artifacts"));
-        RunOptions { artifacts_root: root, keep: false, trace: None }
+        RunOptions { artifacts_root: root, keep: false, trace: None, max_duration: None }
     }
 }
 
@@ -89,13 +94,21 @@ pub fn run(scenario: &Scenario, backend: Backend, opts: &RunOptions) -> Result<O
     if !errs.is_empty() {
         return Err(Error::Scenario { scenario: scenario.name.clone(), message: errs.join("; ") });
     }
-    // Before anything is built: a missing feature must not leave half a lab behind.
+    let max = match opts.max_duration {
+        Some(d) => Some(d),
+        None => bound::from_env().map_err(|m| Error::io(m, std::io::ErrorKind::InvalidInput.into()))?,
+    };
+    let bound = RunBound::new(scenario, max);
+    // Before anything is built: a missing feature must not leave half a lab behind, nor a
+    // trace source that would see nothing of a netns.
     let wireguard = wireguard_implementation(scenario)?;
+    observe::trace::source::check_run(scenario, backend, opts.trace.unwrap_or(TraceChoice::for_backend(backend)))?;
     let mut clock = Stopwatch::default();
     let mut lab = Lab::new()?;
     // Dropped last: `{run_dir}` outlives the teardown steps, and goes also after a panic.
     let mut steps = Steps::new(&lab)?;
-    let result = run_in(&mut lab, &mut steps, scenario, backend, opts, wireguard.as_ref(), &mut clock);
+    let cx = Run { backend, opts, wireguard: wireguard.as_ref(), bound: &bound };
+    let result = run_in(&mut lab, &mut steps, scenario, &cx, &mut clock);
     // Before the namespaces go, whatever happened: each undoes what its ADD step made.
     let teardown_steps = steps.teardown(&lab, scenario);
     if !scenario.step.is_empty() {
@@ -135,20 +148,21 @@ fn wireguard_implementation(sc: &Scenario) -> Result<Option<Implementation>> {
     Implementation::find(kind).map(Some).map_err(fail)
 }
 
-fn run_in(
-    lab: &mut Lab,
-    steps: &mut Steps,
-    sc: &Scenario,
+/// What one run is given besides its lab and scenario.
+struct Run<'a> {
     backend: Backend,
-    opts: &RunOptions,
-    wireguard: Option<&Implementation>,
-    clock: &mut Stopwatch,
-) -> Result<Outcome> {
+    opts: &'a RunOptions,
+    wireguard: Option<&'a Implementation>,
+    bound: &'a RunBound,
+}
+
+fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: &mut Stopwatch) -> Result<Outcome> {
+    let Run { backend, opts, wireguard, bound } = *cx;
     let trace = opts.trace.unwrap_or(TraceChoice::for_backend(backend));
     // Held to the end: dropped on an early return or a panic, it kills the wireguard-go
     // processes before the lab's namespaces go.
-    let tunnels = build(lab, steps, sc, backend, trace, wireguard, clock)?;
-    steps.run_phase(lab, sc, Phase::AfterRules)?;
+    let tunnels = build(lab, steps, sc, cx, trace, clock)?;
+    steps.run_phase(lab, sc, Phase::AfterRules, bound)?;
     // From here on the scenario speaks of what the tools made by its real names.
     let (sc, setup) = crate::scenario::handle::after_steps(lab, sc, backend, trace)?;
     let sc = &sc;
@@ -158,18 +172,21 @@ fn run_in(
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
 
+    bound.at("starting the servers and observers")?;
     let servers = sc
         .server
         .iter()
         .map(|srv| Server::start(lab.netns(&srv.netns)?, srv.kind, srv.port, &srv.netns))
         .collect::<Result<Vec<_>>>()?;
     clock.lap("servers");
-    let observers = Observers::start_at(lab, sc, trace, &setup.points, &setup.traces)?;
+    // Not counted: a global trace source first waits for the other runs reading it.
+    let observers = bound.excluding(|| Observers::start_at(lab, sc, trace, &setup.points, &setup.traces))?;
     clock.lap("observers");
     let mut probes = vec![];
     let mut probe_error = None;
     for p in &sc.probe {
-        let sent = probe::send(lab, sc, p, observers.drops());
+        // A packet whose wait the bound cut short has no verdict: past the bound is an error.
+        let sent = probe::send(lab, sc, p, observers.drops(), bound).and_then(|s| bound.check().map(|()| s));
         clock.lap(format!("probe {}", p.name));
         match sent {
             Ok(sent) => probes.push(sent),
@@ -191,14 +208,22 @@ fn run_in(
     clock.lap("conntrack");
 
     let parsed = evidence::Parsed::new(&frames);
+    let joined = evidence::join(&mut probes, &parsed, &events);
+    if !joined.unattributed.is_empty() {
+        let names: Vec<&str> = sc.probe.iter().map(|p| p.name.as_str()).collect();
+        return Err(Error::EvidenceIncomplete {
+            losses: joined.unattributed(&names),
+            cause: Incomplete::Unattributable,
+        });
+    }
+    let kernel = crate::kernel::running();
     let outcomes: Vec<ProbeOutcome> = sc
         .probe
         .iter()
-        .zip(probes)
-        .map(|(spec, mut sent)| {
-            let exchanges = evidence::join(&mut sent, &parsed, &events);
-            let mut failures = expect::check(spec, backend, &exchanges);
-            failures.extend(expect::check_conntrack(spec, &conntrack));
+        .zip(joined.probes)
+        .map(|(spec, exchanges)| {
+            let evidence = ProbeEvidence { backend, kernel, exchanges: &exchanges, conntrack: &conntrack };
+            let mut failures = verdict::judge(spec, &evidence);
             setup.decorate(&mut failures);
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
@@ -232,11 +257,12 @@ fn build(
     lab: &mut Lab,
     steps: &mut Steps,
     sc: &Scenario,
-    backend: Backend,
+    cx: &Run<'_>,
     trace: TraceChoice,
-    wireguard: Option<&Implementation>,
     clock: &mut Stopwatch,
 ) -> Result<Option<Tunnels>> {
+    let Run { backend, wireguard, bound, .. } = *cx;
+    bound.at("building the lab")?;
     for n in &sc.netns {
         lab.add_netns(&n.name)?;
     }
@@ -296,7 +322,8 @@ fn build(
         lab.add_route(&r.netns, dst, r.via, r.dev.as_deref())?;
     }
     clock.lap("routes");
-    steps.run_phase(lab, sc, Phase::BeforeRules)?;
+    steps.run_phase(lab, sc, Phase::BeforeRules, bound)?;
+    bound.at("applying the rules")?;
     if !sc.step.is_empty() {
         clock.lap("steps before rules");
     }

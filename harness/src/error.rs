@@ -75,6 +75,16 @@ pub enum Error {
     #[error("probe {probe}: {message}")]
     Probe { probe: String, message: String },
 
+    /// The run went past its bound (`--max-duration`, or the one derived from the scenario):
+    /// `limit` the bound, `at` where the run was (`probe NAME, packet 37 of 1000`), `why` the
+    /// scenario's worst case.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
+    #[error(
+        "run exceeded its {limit} bound during {at}: {why}; raise --max-duration (or NETPATH_MAX_DURATION) \
+         or lower the probes' count or timeout_ms"
+    )]
+    RunBound { limit: String, at: String, why: String },
+
     /// Scenario `scenario` cannot be run as given.
     #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("scenario {scenario}: {message}")]
@@ -90,20 +100,45 @@ pub enum Error {
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
 
-    /// The kernel reported losing frames or trace events: no verdict is built from what is left.
-    #[error(
-        "evidence incomplete, no verdict: {}; the kernel dropped what the readers could not take in time \
-         (fewer packets per probe, or fewer runs at once with -j, leave the readers more room)",
-        .losses.join("; ")
-    )]
+    /// Evidence is missing (the kernel reported losing frames or trace events) or cannot be
+    /// attributed to one probe packet: no verdict is built from what is left.
+    #[error("evidence incomplete, no verdict: {}; {cause}", .losses.join("; "))]
     EvidenceIncomplete {
-        /// What was lost, per capture or trace source (`netns host: 3 NFLOG records`).
+        /// What was lost, per capture or trace source (`netns host: 3 NFLOG records`), or what
+        /// cannot be attributed, per netns.
         losses: Vec<String>,
+        /// Why, and what to do about it.
+        cause: Incomplete,
     },
 
     /// Several things failed (teardown keeps going and reports them all).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
+}
+
+/// Why evidence is incomplete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incomplete {
+    /// The kernel dropped frames or trace events.
+    Lost,
+    /// Trace events that carry headers only fit more than one probe packet.
+    Unattributable,
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Incomplete::Lost => {
+                "the kernel dropped what the readers could not take in time (fewer packets per probe, \
+                 or fewer runs at once with -j, leave the readers more room)"
+            }
+            Incomplete::Unattributable => {
+                "the headers, payload start, trace id and time those events show are the same for \
+                 both packets (send fewer packets per run, so that IPv4 ids do not repeat, or trace \
+                 with a source that carries the packet: nflog, under the legacy backend)"
+            }
+        })
+    }
 }
 
 impl Error {

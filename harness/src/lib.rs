@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 // The API: what a scenario is, running it, judging and reporting it.
+pub mod bound;
 pub mod caps;
 pub mod cidr;
 pub mod engine;
@@ -64,6 +65,8 @@ pub mod verdict;
 
 // The inner stages. Public for netpath's own cases (cases/, vm/), which drive them one by one
 // on the real kernel from outside the crate; not an API: their types change with the stages.
+#[doc(hidden)]
+pub mod contain;
 #[doc(hidden)]
 pub mod evidence;
 #[doc(hidden)]
@@ -83,4 +86,4 @@ pub use error::{Error, Result};
 pub use firewall::Backend;
 pub use observe::TraceChoice;
 pub use scenario::Scenario;
-pub use verdict::expect::{Failure, FailureKind};
+pub use verdict::{Failure, FailureKind};

@@ -36,9 +36,10 @@ enum Command {
         #[arg(long)]
         kernel_config: bool,
     },
-    /// Remove the namespaces of netpath runs that were killed.
+    /// Remove what netpath runs that were killed left: their namespaces and the processes in
+    /// them, their temp folders, the kernel-log setting.
     Sweep {
-        /// Also remove those of runs still alive.
+        /// Also remove what runs still alive use.
         #[arg(long)]
         all: bool,
     },
@@ -86,6 +87,11 @@ struct RunArgs {
     /// repeats (a flaky datapath or test), and print in full only the runs that did not pass.
     #[arg(long, value_name = "N", default_value = "1")]
     repeat: NonZeroUsize,
+    /// Stop a run that takes longer than this with an error saying where it was (90s, 10m, 1h;
+    /// also NETPATH_MAX_DURATION). Default: the scenario's worst case (every packet and step
+    /// waiting out its timeout, plus 2 min for the lab), at most 10 min.
+    #[arg(long, value_name = "DURATION", value_parser = netpath::bound::parse_duration)]
+    max_duration: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -119,7 +125,21 @@ fn check_capabilities(command: &str) -> Result<(), ExitCode> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { paths, show_path, verbose, keep, backend, strict, jobs, junit, trace, timings, repeat, json } = args;
+    let RunArgs {
+        paths,
+        show_path,
+        verbose,
+        keep,
+        backend,
+        strict,
+        jobs,
+        junit,
+        trace,
+        timings,
+        repeat,
+        json,
+        max_duration,
+    } = args;
     let paths = if paths.is_empty() { vec![suite::bundled()] } else { paths };
     let files = match suite::scenario_files(&paths) {
         Ok(f) => f,
@@ -131,8 +151,19 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(code) = check_capabilities("run") {
         return code;
     }
+    // The flag wins; a wrong NETPATH_MAX_DURATION is a usage error like a wrong flag.
+    let max_duration = match max_duration {
+        Some(d) => Some(d),
+        None => match netpath::bound::from_env() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("netpath: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let settings = Settings {
-        opts: RunOptions { keep, trace, ..RunOptions::default() },
+        opts: RunOptions { keep, trace, max_duration, ..RunOptions::default() },
         detail: Detail::of(show_path, verbose),
         strict: strict || netpath::caps::strict(),
         timings,
@@ -205,6 +236,34 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `netpath sweep`: a line per thing removed, then the namespace count; what failed on stderr.
+fn sweep(all: bool) -> ExitCode {
+    let swept = netpath::lab::sweep::sweep(all);
+    if let Some(v) = &swept.restored {
+        // A run killed while it used the kernel log left nf_log_all_netns set.
+        println!("restored net.netfilter.nf_log_all_netns={v}");
+    }
+    for k in &swept.killed {
+        println!("killed {} ({}) in {}", k.pid, k.comm, k.netns);
+    }
+    for r in &swept.namespaces {
+        println!("removed {r}");
+    }
+    for f in &swept.folders {
+        println!("removed {}", f.display());
+    }
+    println!(
+        "{} namespaces removed, {} processes killed, {} folders removed",
+        swept.namespaces.len(),
+        swept.killed.len(),
+        swept.folders.len()
+    );
+    for e in &swept.errors {
+        eprintln!("netpath sweep: {e}");
+    }
+    if swept.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -218,24 +277,6 @@ fn main() -> ExitCode {
             print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
             ExitCode::SUCCESS
         }
-        Command::Sweep { all } => match netpath::lab::netns::sweep(all) {
-            Ok(removed) => {
-                // A run killed while it used the kernel log left nf_log_all_netns set.
-                match netpath::lab::global_sysctl::recover_stale() {
-                    Ok(Some(v)) => println!("restored net.netfilter.nf_log_all_netns={v}"),
-                    Ok(None) => {}
-                    Err(e) => eprintln!("netpath sweep: {e}"),
-                }
-                for r in &removed {
-                    println!("removed {r}");
-                }
-                println!("{} namespaces removed", removed.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("netpath sweep: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Sweep { all } => sweep(all),
     }
 }

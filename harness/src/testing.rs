@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! // Needs root: the scenario builds namespaces on the real kernel.
-//! use netpath::verdict::expect::FailureKind;
+//! use netpath::FailureKind;
 //! use netpath::testing::{want, without_lines};
 //! use netpath::{Backend, Scenario};
 //!
@@ -28,7 +28,7 @@ use std::io::Write;
 
 use crate::observe::trace::Hook;
 use crate::scenario::Direction;
-use crate::verdict::expect::{Failure, FailureKind};
+use crate::verdict::{Failure, FailureKind};
 use crate::{Backend, Outcome, RunOptions, Scenario};
 
 /// Whether skips are failures: `NETPATH_STRICT=1`.
@@ -125,7 +125,7 @@ pub fn hook(text: &str) -> Hook {
 /// Build one with [`want`].
 ///
 /// ```
-/// use netpath::verdict::expect::{Failure, FailureKind};
+/// use netpath::{Failure, FailureKind};
 /// use netpath::testing::want;
 ///
 /// let mut f = Failure::new(FailureKind::PathLast, "path ... (last hook)".into(), "...".into());

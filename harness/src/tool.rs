@@ -1,10 +1,11 @@
-//! Running the userspace tools netpath drives (iptables-restore, nft, conntrack, wg, ...):
-//! never longer than a deadline, with stdin written and stdout/stderr read on their own threads
-//! so a chatty tool cannot block on a full pipe while it is waited for.
+//! Running the userspace tools netpath drives (iptables-restore, nft, conntrack, wg, ...) and the
+//! scenario's steps: never longer than a deadline, with stdin written and stdout/stderr read by
+//! one poll loop, so a chatty tool cannot block on a full pipe while it is waited for, and a pipe
+//! something else still holds cannot keep netpath waiting past the deadline.
 
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a firewall, conntrack or WireGuard tool may run in a lab: each does a few netlink or
@@ -12,12 +13,27 @@ use std::time::{Duration, Instant};
 /// call that never returns) and must fail the run, not hang it.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long, after a program exited, its stdout and stderr are still read when something else
+/// holds them open (a process it left that is out of reach): what arrived by then is kept.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// How much of each stream is kept; the rest is read and dropped, so a step that writes without
+/// end cannot fill netpath's memory before its deadline.
+pub const MAX_OUTPUT: usize = 64 << 20;
+
+/// How long a process killed at its deadline may take to be gone (for a step, every process of
+/// its PID namespace) before netpath stops waiting for it.
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a finished tool left.
 #[derive(Debug)]
 pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// Why the output may be incomplete (`stdout was still held open 1s after ...`): empty when
+    /// both streams were read to their end.
+    pub incomplete: Vec<String>,
 }
 
 /// Why a tool has no [`Output`].
@@ -27,52 +43,239 @@ pub enum Failure {
     Spawn(io::Error),
     /// Waiting for it failed.
     Wait(io::Error),
-    /// It was killed at the deadline; what it had written to stderr by then.
-    TimedOut { after: Duration, stderr: String },
+    /// It was killed at the deadline; what it had written by then.
+    TimedOut { after: Duration, stdout: String, stderr: String },
 }
 
 /// Run `cmd` (its args set, stdio left to this function), feed it `stdin`, and wait at most
 /// `timeout` for it to exit.
 pub fn run(cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
-    run_with(cmd, stdin, timeout, false)
+    run_with(cmd, stdin, timeout)
 }
 
 /// [`run`] for a command that may start processes of its own (a user's script, a plugin that
-/// forks): it leads a process group, and the whole group is killed at the deadline and when the
-/// command exits, so nothing it started outlives it or holds its pipes open.
-pub fn run_group(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    run_with(cmd, stdin, timeout, true)
+/// forks, a daemon that double-forks and setsid()s): it runs as PID 1 of a PID namespace of its
+/// own ([`crate::contain`]), so everything it started is killed when it exits, at the deadline,
+/// and when netpath dies.
+pub fn run_contained(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
+    crate::contain::prepare(&mut cmd);
+    let stdin = stdin.map(str::to_string);
+    crate::contain::in_new_pid_namespace(move || run_with(cmd, stdin.as_deref(), timeout)).map_err(Failure::Spawn)?
 }
 
-fn run_with(mut cmd: Command, stdin: Option<&str>, timeout: Duration, group: bool) -> Result<Output, Failure> {
+fn run_with(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, Failure> {
+    let deadline = Instant::now() + timeout;
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(Failure::Spawn)?;
-    let feeder = match (stdin, child.stdin.take()) {
-        (Some(text), Some(mut pipe)) => {
-            let text = text.to_string();
-            // A tool that exits early closes the pipe; its stderr says why, so the write error
-            // is not the story.
-            Some(std::thread::spawn(move || drop(pipe.write_all(text.as_bytes()))))
+    let mut io = match Pipes::new(&mut child, stdin) {
+        Ok(io) => io,
+        Err(e) => {
+            let _ = child.kill();
+            wait_gone(&mut child, None);
+            return Err(Failure::Wait(e));
         }
-        _ => None,
     };
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let status = wait_until(&mut child, Instant::now() + timeout, group).map_err(Failure::Wait)?;
-    if group {
-        // What the command left running would keep the pipes open and the drains waiting.
-        kill_group(child.id());
+    let exit = crate::contain::pidfd_open(child.id());
+    let mut exited: Option<(ExitStatus, Instant)> = None;
+    loop {
+        io.pump();
+        if exited.is_none() {
+            exited = child.try_wait().map_err(Failure::Wait)?.map(|s| (s, Instant::now()));
+        }
+        let now = Instant::now();
+        match exited {
+            None if now >= deadline => {
+                let _ = child.kill();
+                wait_gone(&mut child, exit.as_ref());
+                // What was written before the kill is still in the pipes.
+                io.pump();
+                let (stdout, stderr) = io.text();
+                return Err(Failure::TimedOut { after: timeout, stdout, stderr });
+            }
+            None => io.wait(deadline, exit.as_ref(), true),
+            Some((status, _)) if io.outputs_closed() => return Ok(io.output(status, vec![])),
+            Some((status, at)) => {
+                let until = deadline.min(at + DRAIN_GRACE).max(at);
+                if now >= until {
+                    let held = io.open_outputs();
+                    let why = format!(
+                        "its {held} {} still held open {:?} after it exited (by a process out of netpath's \
+                         reach): what arrived until then is kept",
+                        if held.contains(" and ") { "were" } else { "was" },
+                        until - at,
+                    );
+                    return Ok(io.output(status, vec![why]));
+                }
+                io.wait(until, None, false);
+            }
+        }
     }
-    if let Some(f) = feeder {
-        let _ = f.join();
+}
+
+/// After a SIGKILL: wait until `child` is gone, at most [`REAP_TIMEOUT`] (a process stuck in the
+/// kernel cannot be waited for without end).
+fn wait_gone(child: &mut Child, exit: Option<&OwnedFd>) {
+    let deadline = Instant::now() + REAP_TIMEOUT;
+    while let Ok(None) = child.try_wait() {
+        if Instant::now() >= deadline {
+            return;
+        }
+        poll(&mut vec![], exit, true, deadline);
     }
-    let text = |h: JoinHandle<Vec<u8>>| String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned();
-    match status {
-        Some(status) => Ok(Output { status, stdout: text(stdout), stderr: text(stderr) }),
-        None => Err(Failure::TimedOut { after: timeout, stderr: text(stderr) }),
+}
+
+/// One output stream of a child: its pipe until its end, and what was read.
+struct Stream {
+    name: &'static str,
+    fd: Option<OwnedFd>,
+    data: Vec<u8>,
+    dropped: usize,
+}
+
+/// The child's stdin (with what is left to write) and its stdout and stderr, non-blocking.
+struct Pipes {
+    stdin: Option<(OwnedFd, Vec<u8>, usize)>,
+    out: [Stream; 2],
+}
+
+impl Pipes {
+    fn new(child: &mut Child, stdin: Option<&str>) -> io::Result<Pipes> {
+        let stdin = match (child.stdin.take(), stdin) {
+            (Some(pipe), Some(text)) => Some((nonblocking(pipe.into())?, text.as_bytes().to_vec(), 0)),
+            _ => None,
+        };
+        let stream = |name, fd: Option<OwnedFd>| -> io::Result<Stream> {
+            Ok(Stream { name, fd: fd.map(nonblocking).transpose()?, data: vec![], dropped: 0 })
+        };
+        Ok(Pipes {
+            stdin,
+            out: [
+                stream("stdout", child.stdout.take().map(Into::into))?,
+                stream("stderr", child.stderr.take().map(Into::into))?,
+            ],
+        })
+    }
+
+    /// Write what the stdin pipe takes and read what the output pipes hold, without blocking.
+    fn pump(&mut self) {
+        if let Some((fd, text, done)) = &mut self.stdin {
+            loop {
+                if *done == text.len() {
+                    // Closing it is the end of input.
+                    self.stdin = None;
+                    break;
+                }
+                // SAFETY: writing from a live buffer of the given length.
+                let n = unsafe { libc::write(fd.as_raw_fd(), text[*done..].as_ptr().cast(), text.len() - *done) };
+                match n {
+                    n if n > 0 => *done += n as usize,
+                    _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                    // Full (EAGAIN) waits for the next round; a tool that exits early closes the
+                    // pipe (EPIPE), and its stderr says why, so the write error is not the story.
+                    _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => break,
+                    _ => {
+                        self.stdin = None;
+                        break;
+                    }
+                }
+            }
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        for s in &mut self.out {
+            let Some(fd) = &s.fd else { continue };
+            loop {
+                // SAFETY: reading into a buffer of its length.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n > 0 {
+                    let n = n as usize;
+                    let keep = n.min(MAX_OUTPUT.saturating_sub(s.data.len()));
+                    s.data.extend_from_slice(&buf[..keep]);
+                    s.dropped += n - keep;
+                    continue;
+                }
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted if n < 0 => continue,
+                    io::ErrorKind::WouldBlock if n < 0 => {}
+                    // The end (0), or an error that ends the stream just as well.
+                    _ => s.fd = None,
+                }
+                break;
+            }
+        }
+    }
+
+    /// Wait until a pipe is ready, the child exits (if `running`; `exit` polls readable then), or
+    /// `until`.
+    fn wait(&self, until: Instant, exit: Option<&OwnedFd>, running: bool) {
+        let mut fds: Vec<libc::pollfd> = vec![];
+        if let Some((fd, ..)) = &self.stdin {
+            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+        }
+        for s in &self.out {
+            if let Some(fd) = &s.fd {
+                fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+        }
+        poll(&mut fds, exit, running, until);
+    }
+
+    fn outputs_closed(&self) -> bool {
+        self.out.iter().all(|s| s.fd.is_none())
+    }
+
+    /// `stdout`, `stderr` or `stdout and stderr`: the streams not read to their end.
+    fn open_outputs(&self) -> String {
+        self.out.iter().filter(|s| s.fd.is_some()).map(|s| s.name).collect::<Vec<_>>().join(" and ")
+    }
+
+    fn text(&self) -> (String, String) {
+        let text = |s: &Stream| String::from_utf8_lossy(&s.data).into_owned();
+        (text(&self.out[0]), text(&self.out[1]))
+    }
+
+    fn output(&self, status: ExitStatus, mut incomplete: Vec<String>) -> Output {
+        for s in self.out.iter().filter(|s| s.dropped > 0) {
+            incomplete.push(format!(
+                "its {} went past {} MiB: the first {} MiB are kept, {} more bytes were dropped",
+                s.name,
+                MAX_OUTPUT >> 20,
+                MAX_OUTPUT >> 20,
+                s.dropped
+            ));
+        }
+        let (stdout, stderr) = self.text();
+        Output { status, stdout, stderr, incomplete }
+    }
+}
+
+fn nonblocking(fd: OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a descriptor owned here.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// poll(2) on `fds` and `exit` (a pidfd, readable once the child exited) until one is ready or
+/// `until`; while a child `running` has no pidfd (before Linux 5.3), at most 5 ms at a time, so
+/// its exit is seen soon.
+fn poll(fds: &mut Vec<libc::pollfd>, exit: Option<&OwnedFd>, running: bool, until: Instant) {
+    let mut left = until.saturating_duration_since(Instant::now());
+    match exit {
+        Some(p) => fds.push(libc::pollfd { fd: p.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }),
+        None if running => left = left.min(Duration::from_millis(5)),
+        None => {}
+    }
+    let ms = (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32;
+    // SAFETY: `fds` is a valid array of its length for the call; EINTR and the rest are seen by
+    // the caller's next round.
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
     }
 }
 
@@ -104,7 +307,7 @@ pub fn checked(cmd: Command, netns: &str, program: &str, command: &str, stdin: O
             let hint = if denied { " (needs CAP_NET_ADMIN: run as root)" } else { "" };
             Err(failed(out.status.to_string(), &out.stderr, hint))
         }
-        Err(Failure::TimedOut { after, stderr }) => {
+        Err(Failure::TimedOut { after, stderr, .. }) => {
             let hint = if program.starts_with("iptables") {
                 " (is another process holding /run/xtables.lock? `fuser -v /run/xtables.lock` names it)"
             } else {
@@ -143,45 +346,6 @@ pub fn install_hint(program: &str) -> &'static str {
     }
 }
 
-/// SIGKILL every process of the group `pgid` (one [`run_group`] started); none left is fine.
-fn kill_group(pgid: u32) {
-    if let Ok(pgid) = i32::try_from(pgid) {
-        // SAFETY: kill has no memory effects; a negative pid names the process group.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut out);
-        }
-        out
-    })
-}
-
-/// The exit status, or None after killing a child that outlived `deadline`. Polls instead of
-/// killing by pid from another thread, which could hit a reused pid.
-fn wait_until(child: &mut Child, deadline: Instant, group: bool) -> io::Result<Option<ExitStatus>> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= deadline {
-            if group {
-                kill_group(child.id());
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,28 +365,92 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_past_its_deadline_is_killed_with_its_stderr_so_far() {
-        match run(sh("echo waiting for the lock >&2; exec sleep 600"), None, Duration::from_millis(300)) {
-            Err(Failure::TimedOut { after, stderr }) => {
+    fn a_tool_past_its_deadline_is_killed_with_its_output_so_far() {
+        match run(sh("echo half; echo waiting for the lock >&2; exec sleep 600"), None, Duration::from_millis(300)) {
+            Err(Failure::TimedOut { after, stdout, stderr }) => {
                 assert_eq!(after, Duration::from_millis(300));
-                assert_eq!(stderr, "waiting for the lock\n");
+                assert_eq!((stdout.as_str(), stderr.as_str()), ("half\n", "waiting for the lock\n"));
             }
             other => panic!("{other:?}"),
         }
     }
 
+    /// The processes whose command line holds `tag`.
+    fn processes_with(tag: &str) -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(tag))
+            .collect()
+    }
+
     #[test]
-    fn a_group_is_killed_whole_at_the_deadline_and_at_exit() {
-        // The background sleep holds stdout open: without the group kill the drain would wait
-        // for it, past any deadline.
+    fn a_contained_command_takes_its_setsid_daemons_with_it_at_exit_and_at_the_deadline() {
+        crate::testing::require_root();
+        // Unique sleep lengths find the daemons if they survived; `setsid` puts them out of the
+        // command's process group and session, which a group kill would miss.
+        let tag = format!("7{}.125", std::process::id());
         let started = Instant::now();
-        let out = run_group(sh("sleep 600 & echo started"), None, Duration::from_secs(20)).unwrap();
-        assert_eq!(out.stdout, "started\n");
-        match run_group(sh("sleep 600 & sleep 600"), None, Duration::from_millis(300)) {
-            Err(Failure::TimedOut { .. }) => {}
+        let script = format!("setsid sleep {tag} & setsid sh -c 'sleep {tag}1 >/dev/null 2>&1 &'; echo started");
+        let out = run_contained(sh(&script), None, Duration::from_secs(20)).unwrap();
+        assert_eq!((out.stdout.as_str(), out.status.code()), ("started\n", Some(0)));
+        assert_eq!(out.incomplete, Vec::<String>::new());
+        assert_eq!(processes_with(&tag), Vec::<String>::new());
+        match run_contained(sh(&format!("setsid sleep {tag} & echo up; sleep 600")), None, Duration::from_millis(300)) {
+            Err(Failure::TimedOut { stdout, .. }) => assert_eq!(stdout, "up\n"),
             other => panic!("{other:?}"),
         }
+        assert_eq!(processes_with(&tag), Vec::<String>::new());
         assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+        // The twin: not contained, the same daemon outlives its command, and the check sees it.
+        let out = run(sh(&format!("setsid sleep {tag} >/dev/null 2>&1 & echo $!")), None, TIMEOUT).unwrap();
+        let survivors = processes_with(&tag);
+        if let Ok(pid) = out.stdout.trim().parse::<i32>() {
+            // SAFETY: kill has no memory effects; the sleep is this test's own.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // Read while `setsid` may not have exec'd `sleep` yet: one process, either name.
+        assert_eq!(survivors.len(), 1, "{survivors:?}");
+    }
+
+    #[test]
+    fn a_contained_command_sees_its_own_pid_namespace_in_proc() {
+        crate::testing::require_root();
+        // What a CNI plugin's Go code opens: /proc/<getpid()>/task/<gettid()>/ns/net.
+        let out = run_contained(sh("echo $$; test -e /proc/$$/ns/net && echo /proc/[0-9]*"), None, TIMEOUT).unwrap();
+        assert_eq!(out.stdout, "1\n/proc/1\n", "PID 1, and in its /proc the shell alone");
+    }
+
+    #[test]
+    fn a_pipe_held_by_a_process_left_behind_ends_the_wait_after_the_grace() {
+        // Not contained: the background sleep survives `sh` and holds stdout open.
+        let tag = format!("8{}.375", std::process::id());
+        let started = Instant::now();
+        let out = run(sh(&format!("sleep {tag} & echo $!")), None, Duration::from_secs(30)).unwrap();
+        let waited = started.elapsed();
+        if let Ok(pid) = out.stdout.trim().parse::<i32>() {
+            // SAFETY: kill has no memory effects; the sleep is this test's own.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        assert!(waited >= DRAIN_GRACE && waited < DRAIN_GRACE * 5, "{waited:?}");
+        assert!(out.stdout.trim().parse::<i32>().is_ok(), "what arrived is kept: {:?}", out.stdout);
+        assert_eq!(out.incomplete.len(), 1, "{:?}", out.incomplete);
+        assert!(out.incomplete[0].starts_with("its stdout and stderr were still held open 1s after it exited"));
+    }
+
+    #[test]
+    fn endless_output_is_kept_up_to_the_bound() {
+        let out = run(sh("head -c 70000000 /dev/zero; echo done >&2"), None, TIMEOUT).unwrap();
+        assert_eq!((out.stdout.len(), out.stderr.as_str()), (MAX_OUTPUT, "done\n"));
+        assert_eq!(
+            out.incomplete,
+            [format!(
+                "its stdout went past 64 MiB: the first 64 MiB are kept, {} more bytes were dropped",
+                70_000_000 - MAX_OUTPUT
+            )]
+        );
     }
 
     #[test]

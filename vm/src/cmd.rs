@@ -17,7 +17,7 @@ pub fn output(c: Command, line: &str, timeout: Duration, hint: &str) -> Result<S
     match tool::run(c, None, timeout) {
         Ok(o) if o.status.success() => Ok(o.stdout),
         Ok(o) => Err(format!("`{line}` failed ({}): {}", o.status, last_lines(&o.stderr, 20))),
-        Err(Failure::TimedOut { after, stderr }) => {
+        Err(Failure::TimedOut { after, stderr, .. }) => {
             Err(format!("`{line}` killed after {after:?} without finishing: {}", last_lines(&stderr, 20)))
         }
         Err(Failure::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -23,9 +23,16 @@
 //! Where an event carries bytes after its transport header (an nf_tables trace event of an ICMP
 //! echo or a UDP datagram: 12 bytes of payload, the start of the nonce), they must occur in the
 //! frame too: two UDP datagrams of the same length on one flow, or two crafted IPv6 packets with
-//! flow label 0, are told apart by them. A key that still names two different packets names
-//! none ([`Index::get`]): an event joined to the wrong probe would put its hook into the wrong
-//! path, a missing one shows as a shorter path, which a failing expectation reports.
+//! flow label 0, are told apart by them.
+//!
+//! A key is not unique: an IPv4 id has 16 bits, and a run of thousands of UDP datagrams has
+//! requests whose id an answer (or another probe's request) also had. The evidence join
+//! ([`crate::evidence::attribute`]) tells such packets apart by what else the event shows (its
+//! addresses and ports, its nf_tables trace id, when it was read), and where nothing does, the
+//! run has no verdict (`evidence incomplete`): an event given to the wrong packet would put its
+//! hook into the wrong path, one dropped would make a path look shorter. The nonce a source
+//! records on its events ([`Nonces::get`], used to place kernel-log lines) is `None` for a key
+//! that still names two packets' nonces ([`Index::get`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

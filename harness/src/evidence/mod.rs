@@ -1,6 +1,8 @@
-//! Evidence of one probe: for each packet of the flow, request and reply, the hooks it met
-//! (per netns, in order) and what it carried at each capture point. Joined by payload nonce.
+//! Evidence of each probe: for each packet of the flow, request and reply, the hooks it met
+//! (per netns, in order) and what it carried at each capture point. Joined by payload nonce,
+//! and where an event carries no payload, by its headers ([`key`], [`attribute`]).
 
+pub mod attribute;
 pub mod conntrack;
 pub mod packet;
 
@@ -9,13 +11,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::evidence::attribute::{Ambiguous, Clues, Seen, Sightings, Who};
 use crate::evidence::packet::PacketInfo;
 use crate::observe::trace::TraceEvent;
 use crate::probe::{Sent, find_nonce};
 use crate::scenario::{CapturePoint, Direction};
 
 pub mod key;
-use key::Key;
 
 /// A frame a pcap saw.
 #[derive(Debug, Clone)]
@@ -60,11 +62,20 @@ pub fn summarize(linktype: pcap::Linktype, data: &[u8]) -> Option<PacketInfo> {
     }
 }
 
-/// A trace event with the time the collector got it.
+/// A trace event with the time the collector got it, and what its source knows beyond its
+/// headers to tell its packet from another with the same key.
 #[derive(Debug, Clone)]
 pub struct TimedEvent {
     pub ts: Duration,
     pub event: TraceEvent,
+    pub clues: Clues,
+}
+
+impl TimedEvent {
+    /// An event its source knows nothing more of (its payload, where it has one, says it all).
+    pub fn new(ts: Duration, event: TraceEvent) -> TimedEvent {
+        TimedEvent { ts, event, clues: Clues::default() }
+    }
 }
 
 /// Where one packet was seen.
@@ -138,13 +149,73 @@ impl<'a> Parsed<'a> {
     }
 }
 
-/// Gather the evidence of each packet a probe sent from everything observed: frames and trace
-/// events that carry the packet's nonce or its TCP sequence numbers are classified directly;
-/// trace events that carry headers only (nf_tables, kernel log) are matched by the header
-/// fields NAT leaves alone, learnt from the frames.
-pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Vec<TimedEvent>>) -> Vec<Exchange> {
-    let learners: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].matcher.learns()).collect();
-    if !learners.is_empty() {
+/// Every probe's evidence, and the events no single probe packet fits.
+#[derive(Debug)]
+pub struct Joined {
+    /// Per probe, in the order given, its exchanges.
+    pub probes: Vec<Vec<Exchange>>,
+    /// The traversals whose events more than one probe packet fits, per netns in order.
+    pub unattributed: Vec<Unattributed>,
+}
+
+/// One traversal of a netns's chains that the captures cannot attribute to a single packet.
+#[derive(Debug, Clone)]
+pub struct Unattributed {
+    pub netns: String,
+    /// Its first event.
+    pub first: TraceEvent,
+    pub ambiguous: Ambiguous,
+}
+
+impl Joined {
+    /// What cannot be attributed, a line per netns: how many events, and the first traversals
+    /// with the packets they could be (`names`: the probes' names, in the order given to [`join`]).
+    pub fn unattributed(&self, names: &[&str]) -> Vec<String> {
+        const SHOWN: usize = 3;
+        let mut by_netns: BTreeMap<&str, Vec<&Unattributed>> = BTreeMap::new();
+        for u in &self.unattributed {
+            by_netns.entry(&u.netns).or_default().push(u);
+        }
+        let who = |(probe, packet, d): Who| {
+            format!("packet {} {d} of probe {}", packet + 1, names.get(probe).copied().unwrap_or("?"))
+        };
+        by_netns
+            .into_iter()
+            .map(|(netns, us)| {
+                let events: usize = us.iter().map(|u| u.ambiguous.events).sum();
+                let shown: Vec<String> = us
+                    .iter()
+                    .take(SHOWN)
+                    .map(|u| {
+                        let id = u.first.packet.ip_id.map(|id| format!(", IPv4 id {id}")).unwrap_or_default();
+                        let could: Vec<String> = u.ambiguous.candidates.iter().map(|&c| who(c)).collect();
+                        format!("{} of {}{id} could be {}", u.first.hook, u.first.packet, could.join(" or "))
+                    })
+                    .collect();
+                let more = us.len().saturating_sub(SHOWN);
+                format!(
+                    "netns {netns}: {events} trace events of {} packet traversals fit more than one probe packet ({}{})",
+                    us.len(),
+                    shown.join("; "),
+                    if more > 0 { format!("; and {more} more") } else { String::new() }
+                )
+            })
+            .collect()
+    }
+}
+
+/// Gather the evidence of each packet the probes sent from everything observed: frames and
+/// trace events that carry the packet's nonce or its TCP sequence numbers are classified
+/// directly; trace events that carry headers only (nf_tables, kernel log) are matched by the
+/// header fields NAT leaves alone, learnt from the frames, and where two probe packets have
+/// those, told apart by the rest of what the event shows ([`attribute`]). All probes at once:
+/// a key one probe's packets share with another's must be seen as shared.
+pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<String, Vec<TimedEvent>>) -> Joined {
+    for sent in probes.iter_mut() {
+        let learners: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].matcher.learns()).collect();
+        if learners.is_empty() {
+            continue;
+        }
         for (f, info, nonce) in frames.iter() {
             for &i in &learners {
                 sent[i].learn(info, &f.data, f.ts, nonce);
@@ -154,50 +225,82 @@ pub fn join(sent: &mut [Sent], frames: &Parsed<'_>, events: &BTreeMap<String, Ve
             sent[i].matcher.settle();
         }
     }
-    let by_nonce: BTreeMap<&[u8], usize> = sent.iter().enumerate().map(|(i, s)| (s.nonce.as_slice(), i)).collect();
-    let unnonced: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].matcher.without_nonce()).collect();
-    let classify = |info: &PacketInfo, bytes: &[u8], nonce: Option<&[u8]>| -> Option<(usize, Direction)> {
+    let packets: Vec<(usize, usize, &Sent)> =
+        probes.iter().enumerate().flat_map(|(p, sent)| sent.iter().enumerate().map(move |(i, s)| (p, i, s))).collect();
+    let by_nonce: BTreeMap<&[u8], usize> =
+        packets.iter().enumerate().map(|(k, (_, _, s))| (s.nonce.as_slice(), k)).collect();
+    let unnonced: Vec<usize> = (0..packets.len()).filter(|&k| packets[k].2.matcher.without_nonce()).collect();
+    let classify = |info: &PacketInfo, bytes: &[u8], nonce: Option<&[u8]>| -> Option<Who> {
+        let of = |k: usize| {
+            let (p, i, s) = packets[k];
+            s.classify(info, bytes).map(|d| (p, i, d))
+        };
         match nonce.and_then(|n| by_nonce.get(n).copied()) {
-            Some(i) => sent[i].classify(info, bytes).map(|d| (i, d)),
-            None => unnonced.iter().find_map(|&i| sent[i].classify(info, bytes).map(|d| (i, d))),
+            Some(k) => of(k),
+            None => unnonced.iter().find_map(|&k| of(k)),
         }
     };
 
-    let mut out: Vec<Exchange> = sent
+    let mut out: Vec<Vec<Exchange>> = probes
         .iter()
-        .enumerate()
-        .map(|(i, s)| Exchange {
-            packet: i as u16 + 1,
-            nonce: s.nonce.clone(),
-            request: PacketEvidence::default(),
-            reply: PacketEvidence::default(),
-            replied: s.replied,
-            answer: s.answer.clone(),
+        .map(|sent| {
+            sent.iter()
+                .enumerate()
+                .map(|(i, s)| Exchange {
+                    packet: i as u16 + 1,
+                    nonce: s.nonce.clone(),
+                    request: PacketEvidence::default(),
+                    reply: PacketEvidence::default(),
+                    replied: s.replied,
+                    answer: s.answer.clone(),
+                })
+                .collect()
         })
         .collect();
-    let mut by_header: BTreeMap<Key, (usize, Direction)> = BTreeMap::new();
+    let mut sightings = Sightings::default();
     for (f, info, nonce) in frames.iter() {
-        let Some((i, d)) = classify(info, &f.data, nonce) else { continue };
-        if let Some(key) = Key::of(info) {
-            by_header.insert(key, (i, d));
-        }
-        let pe = out[i].of_mut(d);
-        pe.seen.entry(f.point.clone()).or_insert_with(|| info.clone());
+        let Some(who @ (p, i, d)) = classify(info, &f.data, nonce) else { continue };
+        sightings.add(who, info, &f.data, f.ts);
+        out[p][i].of_mut(d).seen.entry(f.point.clone()).or_insert_with(|| info.clone());
     }
+    let mut unattributed = vec![];
     for (netns, evs) in events {
-        for te in evs {
+        let mut owner: Vec<Option<Who>> = vec![None; evs.len()];
+        // Events with a payload, or a TCP segment's sequence numbers, name their packet; the
+        // others go by their headers, a traversal at a time.
+        let mut by_headers = vec![];
+        for (k, te) in evs.iter().enumerate() {
             let ev = &te.event;
-            let hit = match &ev.payload {
+            owner[k] = match &ev.payload {
                 Some(bytes) => classify(&ev.packet, bytes, find_nonce(bytes).as_deref()),
-                None => classify(&ev.packet, &[], None)
-                    .or_else(|| Key::of(&ev.packet).and_then(|k| by_header.get(&k).copied())),
+                None => {
+                    let direct = classify(&ev.packet, &[], None);
+                    if direct.is_none() {
+                        by_headers.push(k);
+                    }
+                    direct
+                }
             };
-            if let Some((i, d)) = hit {
-                out[i].of_mut(d).path.entry(netns.clone()).or_default().push(ev.clone());
+        }
+        let seen: Vec<Seen> =
+            by_headers.iter().map(|&k| Seen { packet: &evs[k].event.packet, clues: &evs[k].clues }).collect();
+        for range in attribute::traversals(&seen) {
+            match sightings.attribute(&seen[range.clone()]) {
+                Ok(who) => range.for_each(|j| owner[by_headers[j]] = who),
+                Err(ambiguous) => unattributed.push(Unattributed {
+                    netns: netns.clone(),
+                    first: evs[by_headers[range.start]].event.clone(),
+                    ambiguous,
+                }),
+            }
+        }
+        for (te, who) in evs.iter().zip(owner) {
+            if let Some((p, i, d)) = who {
+                out[p][i].of_mut(d).path.entry(netns.clone()).or_default().push(te.event.clone());
             }
         }
     }
-    out
+    Joined { probes: out, unattributed }
 }
 
 #[cfg(test)]
@@ -243,12 +346,236 @@ mod tests {
             data: ip.clone(),
         };
         assert!(frame.carries(&nonce));
-        let mut sent =
+        let sent =
             [Sent { nonce: nonce.clone(), matcher: Box::new(crate::probe::icmp::Echo), replied: true, answer: None }];
         let frames = [frame];
-        let ex = join(&mut sent, &Parsed::new(&frames), &BTreeMap::new());
-        let seen = &ex[0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];
+        let mut probes = [sent.to_vec()];
+        let joined = join(&mut probes, &Parsed::new(&frames), &BTreeMap::new());
+        let seen = &joined.probes[0][0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];
         assert_eq!(seen.src, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(seen.mac_src, None);
+    }
+}
+
+/// The join of header-only events when a key names two packets (issue 24 item 3), on crafted
+/// frames and events: what the kernel's captures and trace sources deliver, byte for byte.
+#[cfg(test)]
+mod collisions {
+    use super::*;
+    use crate::observe::trace::TraceChoice;
+    use crate::observe::trace::event::Ifaces;
+    use crate::probe::{answer_for, udp::Datagram};
+
+    const C1: [u8; 4] = [192, 168, 0, 2];
+    const MASQ: [u8; 4] = [10, 171, 77, 2];
+    const EXT: [u8; 4] = [10, 171, 77, 30];
+
+    /// A UDP datagram with IPv4 id `ip_id`, from its IPv4 header on (as a WireGuard or TUN
+    /// capture gives it: link type RAW).
+    fn datagram(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, ip_id: u16, payload: &[u8]) -> Vec<u8> {
+        let builder = etherparse::PacketBuilder::ipv4(src, dst, 64).udp(sport, dport);
+        let mut out = Vec::with_capacity(builder.size(payload.len()));
+        builder.write(&mut out, payload).unwrap();
+        out[4..6].copy_from_slice(&ip_id.to_be_bytes());
+        out
+    }
+
+    fn frame(at: &str, ms: u64, data: Vec<u8>) -> Frame {
+        Frame { point: at.parse().unwrap(), linktype: pcap::Linktype(12), ts: Duration::from_millis(ms), data }
+    }
+
+    fn event(hook: &str, packet: &[u8], clues: Clues) -> TimedEvent {
+        let shown = &packet[..packet.len().min(40)];
+        let event = TraceEvent {
+            netns: "host".into(),
+            hook: hook.parse().unwrap(),
+            ifaces: Ifaces::default(),
+            packet: PacketInfo::from_ip_header(shown).unwrap(),
+            payload: None,
+            nonce: None,
+            source: Some(TraceChoice::Nftrace),
+        };
+        TimedEvent { ts: Duration::ZERO, event, clues }
+    }
+
+    /// What an nf_tables trace event of `packet` shows: its IPv4 header, the UDP header and 12
+    /// bytes of payload, the trace id of its traversal, when it was read.
+    fn nft(hook: &str, packet: &[u8], trace_id: u32, read_ms: u64) -> TimedEvent {
+        let head = Some(packet[28..packet.len().min(40)].to_vec());
+        event(hook, packet, Clues { trace_id: Some(trace_id), head, read_at: Some(Duration::from_millis(read_ms)) })
+    }
+
+    /// What a kernel-log line of `packet` shows: headers only.
+    fn log(hook: &str, packet: &[u8]) -> TimedEvent {
+        event(hook, packet, Clues::default())
+    }
+
+    fn sent(nonce: &[u8]) -> Sent {
+        Sent { nonce: nonce.to_vec(), matcher: Box::new(Datagram), replied: true, answer: Some("ext".into()) }
+    }
+
+    fn hooks(joined: &Joined, probe: usize, packet: usize, d: Direction) -> Vec<String> {
+        let pe = joined.probes[probe][packet].of(d);
+        pe.path.get("host").map(|p| p.iter().map(|e| e.hook.to_string()).collect()).unwrap_or_default()
+    }
+
+    fn run(probes: &mut [Vec<Sent>], frames: &[Frame], host: Vec<TimedEvent>) -> Joined {
+        join(probes, &Parsed::new(frames), &BTreeMap::from([("host".to_string(), host)]))
+    }
+
+    /// Two packets of the docker topology's UDP probe, MASQUERADEd on the uplink: the answer to
+    /// the first and the second request have the same IPv4 id, 5000.
+    struct Flow {
+        frames: Vec<Frame>,
+        reply1: [Vec<u8>; 2],
+        request2: [Vec<u8>; 2],
+        probes: Vec<Vec<Sent>>,
+    }
+
+    fn flow() -> Flow {
+        let (n1, n2) = (b"netpath-1111111111111111", b"netpath-2222222222222222");
+        let (a1, a2) = (answer_for(n1, "ext"), answer_for(n2, "ext"));
+        let request1 = [datagram(C1, 40000, EXT, 9000, 4999, n1), datagram(MASQ, 40000, EXT, 9000, 4999, n1)];
+        let reply1 = [datagram(EXT, 9000, MASQ, 40000, 5000, &a1), datagram(EXT, 9000, C1, 40000, 5000, &a1)];
+        let request2 = [datagram(C1, 40000, EXT, 9000, 5000, n2), datagram(MASQ, 40000, EXT, 9000, 5000, n2)];
+        let reply2 = [datagram(EXT, 9000, MASQ, 40000, 5001, &a2), datagram(EXT, 9000, C1, 40000, 5001, &a2)];
+        let mut frames = vec![];
+        for (ms, [before, after]) in [(10, &request1), (11, &reply1), (20, &request2), (21, &reply2)] {
+            // Requests leave c1 and are masqueraded on host/eth0; answers come back the other way.
+            let (first, second) =
+                if before[12..16] == C1 { ("c1/eth0", "host/eth0") } else { ("host/eth0", "c1/eth0") };
+            frames.push(frame(first, ms, before.clone()));
+            frames.push(frame(second, ms, after.clone()));
+        }
+        let key = |p: &[u8]| key::Key::of(&PacketInfo::from_ip(p).unwrap());
+        assert_eq!(key(&reply1[0]), key(&request2[0]), "the two packets share their key");
+        Flow { frames, reply1, request2, probes: vec![vec![sent(n1), sent(n2)]] }
+    }
+
+    #[test]
+    fn a_request_and_an_answer_with_one_ipv4_id_keep_their_own_nftrace_events() {
+        let mut f = flow();
+        // The answer to packet 1 before and after de-NAT, then request 2 through FORWARD.
+        let host = vec![
+            nft("raw:PREROUTING:rule:1", &f.reply1[0], 0xaaaa, 12),
+            nft("filter:FORWARD:rule:3", &f.reply1[1], 0xaaaa, 12),
+            nft("raw:PREROUTING:rule:1", &f.request2[0], 0xbbbb, 21),
+            nft("filter:FORWARD:rule:5", &f.request2[0], 0xbbbb, 21),
+        ];
+        let joined = run(&mut f.probes, &f.frames, host);
+        assert!(joined.unattributed.is_empty(), "{:?}", joined.unattributed);
+        assert_eq!(hooks(&joined, 0, 0, Direction::Reply), ["raw:PREROUTING:rule:1", "filter:FORWARD:rule:3"]);
+        assert_eq!(hooks(&joined, 0, 1, Direction::Request), ["raw:PREROUTING:rule:1", "filter:FORWARD:rule:5"]);
+        assert_eq!(hooks(&joined, 0, 0, Direction::Request), Vec::<String>::new());
+        assert_eq!(hooks(&joined, 0, 1, Direction::Reply), Vec::<String>::new());
+    }
+
+    #[test]
+    fn without_payload_or_trace_id_the_addresses_tell_a_request_from_an_answer() {
+        let mut f = flow();
+        let host = vec![
+            log("raw:PREROUTING:policy:2", &f.reply1[0]),
+            log("filter:FORWARD:rule:3", &f.reply1[1]),
+            log("raw:PREROUTING:policy:2", &f.request2[0]),
+            log("nat:POSTROUTING:rule:1", &f.request2[0]),
+        ];
+        let joined = run(&mut f.probes, &f.frames, host);
+        assert!(joined.unattributed.is_empty(), "{:?}", joined.unattributed);
+        assert_eq!(hooks(&joined, 0, 0, Direction::Reply), ["raw:PREROUTING:policy:2", "filter:FORWARD:rule:3"]);
+        assert_eq!(hooks(&joined, 0, 1, Direction::Request), ["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]);
+    }
+
+    #[test]
+    fn a_packet_natted_both_ways_is_matched_field_by_field() {
+        // kube-proxy's way: the client's datagram to a Service address is DNATed to an endpoint
+        // in PREROUTING and masqueraded in POSTROUTING; FORWARD sees a header no capture saw
+        // (the client's source, the endpoint's destination). An answer shares its key.
+        let (client, vip, node, endpoint) = ([10, 0, 0, 5], [10, 96, 0, 10], [10, 0, 1, 1], [10, 0, 2, 7]);
+        let (n1, n2) = (b"netpath-3333333333333333", b"netpath-4444444444444444");
+        let request = [datagram(client, 40000, vip, 80, 77, n1), datagram(node, 40000, endpoint, 8080, 77, n1)];
+        let answer = answer_for(n2, "ep");
+        let reply = [datagram(endpoint, 8080, node, 40000, 77, &answer), datagram(vip, 80, client, 40000, 77, &answer)];
+        let frames = vec![
+            frame("client/eth0", 10, request[0].clone()),
+            frame("ep/eth0", 10, request[1].clone()),
+            frame("ep/eth0", 30, reply[0].clone()),
+            frame("client/eth0", 30, reply[1].clone()),
+        ];
+        let forward = datagram(client, 40000, endpoint, 8080, 77, n1);
+        assert!(frames.iter().all(|f| f.info() != PacketInfo::from_ip(&forward)), "no capture saw it");
+        let mut probes = vec![vec![sent(n1), sent(n2)]];
+        let joined = run(&mut probes, &frames, vec![log("filter:FORWARD:rule:2", &forward)]);
+        assert!(joined.unattributed.is_empty(), "{:?}", joined.unattributed);
+        assert_eq!(hooks(&joined, 0, 0, Direction::Request), ["filter:FORWARD:rule:2"]);
+        assert_eq!(hooks(&joined, 0, 1, Direction::Reply), Vec::<String>::new());
+    }
+
+    #[test]
+    fn packets_nothing_tells_apart_make_the_evidence_incomplete() {
+        // Two probes' crafted datagrams: same addresses, ports, IPv4 id and length.
+        let (na, nb) = (b"netpath-aaaaaaaaaaaaaaaa", b"netpath-bbbbbbbbbbbbbbbb");
+        let (a, b) = (
+            datagram([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, 7, na),
+            datagram([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, 7, nb),
+        );
+        // After the router, each was masqueraded to another address.
+        let a_out = datagram([10, 0, 9, 1], 4000, [10, 0, 0, 2], 53, 7, na);
+        let b_out = datagram([10, 0, 9, 2], 4000, [10, 0, 0, 2], 53, 7, nb);
+        let frames = vec![
+            frame("r/eth0", 10, a.clone()),
+            frame("r/eth1", 10, a_out.clone()),
+            frame("r/eth0", 20, b.clone()),
+            frame("r/eth1", 20, b_out),
+        ];
+        let probes = || vec![vec![sent(na)], vec![sent(nb)]];
+        let names = ["a", "b"];
+
+        // A kernel-log line before the masquerade fits both: no verdict.
+        let joined = run(&mut probes(), &frames, vec![log("filter:FORWARD:policy:1", &a)]);
+        assert_eq!(
+            joined.unattributed(&names),
+            ["netns host: 1 trace events of 1 packet traversals fit more than one probe packet \
+              (filter:FORWARD:policy:1 of 10.0.0.1:4000 > 10.0.0.2:53 udp, IPv4 id 7 could be packet 1 \
+              request of probe a or packet 1 request of probe b)"]
+        );
+        assert!(joined.probes.iter().flatten().all(|ex| ex.request.path.is_empty()), "no event given by a guess");
+        let error = crate::Error::EvidenceIncomplete {
+            losses: joined.unattributed(&names),
+            cause: crate::error::Incomplete::Unattributable,
+        };
+        assert!(
+            error.to_string().starts_with("evidence incomplete, no verdict: netns host: 1 trace events"),
+            "{error}"
+        );
+
+        // The payload start an nf_tables event carries tells them apart.
+        let joined = run(&mut probes(), &frames, vec![nft("filter:FORWARD:policy:1", &a, 1, 15)]);
+        assert!(joined.unattributed.is_empty());
+        assert_eq!(hooks(&joined, 0, 0, Direction::Request), ["filter:FORWARD:policy:1"]);
+
+        // So does a later event of the same traversal (trace id) that shows the masquerade...
+        let mut hidden = nft("filter:FORWARD:policy:1", &a, 5, 15);
+        let mut after = nft("filter:POSTROUTING:policy:1", &a_out, 5, 15);
+        hidden.clues.head = None;
+        after.clues.head = None;
+        let joined = run(&mut probes(), &frames, vec![hidden.clone(), after]);
+        assert!(joined.unattributed.is_empty(), "{:?}", joined.unattributed);
+        assert_eq!(
+            hooks(&joined, 0, 0, Direction::Request),
+            ["filter:FORWARD:policy:1", "filter:POSTROUTING:policy:1"]
+        );
+        assert!(joined.probes[1][0].request.path.is_empty());
+        // ... but not one of another traversal.
+        let mut other = nft("filter:POSTROUTING:policy:1", &a_out, 6, 15);
+        other.clues.head = None;
+        let joined = run(&mut probes(), &frames, vec![hidden, other]);
+        assert_eq!(joined.unattributed.len(), 1);
+        assert_eq!(hooks(&joined, 0, 0, Direction::Request), ["filter:POSTROUTING:policy:1"]);
+
+        // An event whose key no probe frame has is not probe evidence (and not an error).
+        let stranger = datagram([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, 8, b"dns");
+        let joined = run(&mut probes(), &frames, vec![log("filter:FORWARD:policy:1", &stranger)]);
+        assert!(joined.unattributed.is_empty());
+        assert!(joined.probes.iter().flatten().all(|ex| ex.request.path.is_empty()));
     }
 }

@@ -4,6 +4,7 @@
 pub mod global_sysctl;
 pub mod netns;
 pub mod step;
+pub mod sweep;
 pub mod sysctl;
 pub mod wireguard;
 

@@ -143,7 +143,8 @@ impl NetnsEntry {
     }
 }
 
-fn remove_path(path: &Path) -> io::Result<()> {
+/// Unmount and remove a `/run/netns` file; one already gone is fine.
+pub fn remove_path(path: &Path) -> io::Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
         Err(e) => return Err(e.into()),
@@ -186,20 +187,4 @@ pub fn list_leftovers() -> Result<Vec<Leftover>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
-}
-
-/// Remove what killed runs left (`netpath sweep`); with `all`, also those of live runs.
-pub fn sweep(all: bool) -> Result<Vec<String>> {
-    let mut removed = vec![];
-    let mut errors = vec![];
-    for left in list_leftovers()? {
-        if left.alive && !all {
-            continue;
-        }
-        match remove_path(&Path::new(NETNS_DIR).join(&left.name)) {
-            Ok(()) => removed.push(left.name),
-            Err(e) => errors.push(Error::netns(&left.name, "sweep", e)),
-        }
-    }
-    if errors.is_empty() { Ok(removed) } else { Err(Error::Many(errors)) }
 }

@@ -4,8 +4,9 @@
 //!
 //! A step is a program and its arguments, never a shell unless the user writes `sh -c`; its
 //! arguments, environment and stdin may name the lab with placeholders ([`expand`]). Each runs
-//! under a deadline in a process group of its own, which is killed when the step ends, so a
-//! step can neither hang the run nor leave a process behind after its lab is gone.
+//! under a deadline as PID 1 of a PID namespace of its own ([`crate::contain`]): everything it
+//! starts is killed when it exits, at its deadline and when netpath dies, so a step can neither
+//! hang the run nor leave a process behind after its lab is gone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bound::RunBound;
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::scenario::Scenario;
@@ -283,6 +285,10 @@ pub struct StepRecord {
     pub millis: u128,
     pub stdout: String,
     pub stderr: String,
+    /// Why `stdout`/`stderr` may lack an end: a pipe something outside the step still held after
+    /// it exited, output past [`tool::MAX_OUTPUT`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 /// The steps of one run and the private folder `{run_dir}` stands for; the folder is removed
@@ -299,7 +305,7 @@ impl Steps {
     /// Make the run's private folder (`$TMPDIR/netpath-run-<run id>`, mode 0700).
     pub fn new(lab: &Lab) -> Result<Steps> {
         use std::os::unix::fs::DirBuilderExt;
-        let run_dir = std::env::temp_dir().join(format!("netpath-run-{}", lab.run_id()));
+        let run_dir = crate::lab::sweep::RunFolder::Steps.path(lab.run_id());
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&run_dir)
@@ -311,10 +317,11 @@ impl Steps {
         &self.run_dir
     }
 
-    /// Run the steps of `phase` in order; the first that fails stops the phase with its error.
-    pub fn run_phase(&mut self, lab: &Lab, sc: &Scenario, phase: Phase) -> Result<()> {
+    /// Run the steps of `phase` in order, none past the run's `bound`; the first that fails
+    /// stops the phase with its error.
+    pub fn run_phase(&mut self, lab: &Lab, sc: &Scenario, phase: Phase, bound: &RunBound) -> Result<()> {
         for s in sc.step.iter().filter(|s| s.phase == phase) {
-            self.run_one(lab, s)?;
+            self.run_one(lab, s, Some(bound))?;
         }
         Ok(())
     }
@@ -322,8 +329,9 @@ impl Steps {
     /// Run every teardown step, also after one failed (each undoes its own part), and report
     /// all that failed.
     pub fn teardown(&mut self, lab: &Lab, sc: &Scenario) -> Result<()> {
-        let errors: Vec<Error> =
-            sc.step.iter().filter(|s| s.phase == Phase::Teardown).filter_map(|s| self.run_one(lab, s).err()).collect();
+        // Not bounded by the run's bound: each undoes what the run made, past its bound or not.
+        let teardown = sc.step.iter().filter(|s| s.phase == Phase::Teardown);
+        let errors: Vec<Error> = teardown.filter_map(|s| self.run_one(lab, s, None).err()).collect();
         match <[Error; 1]>::try_from(errors) {
             Ok([e]) => Err(e),
             Err(errors) if errors.is_empty() => Ok(()),
@@ -331,7 +339,7 @@ impl Steps {
         }
     }
 
-    fn run_one(&mut self, lab: &Lab, s: &StepSpec) -> Result<()> {
+    fn run_one(&mut self, lab: &Lab, s: &StepSpec, bound: Option<&RunBound>) -> Result<()> {
         let fail = |status: String, command: &str, stderr: &str| Error::Step {
             step: s.name.clone(),
             netns: s.netns.clone(),
@@ -364,9 +372,16 @@ impl Steps {
         for (k, v) in &s.env {
             cmd.env(k, ex(v)?);
         }
-        let timeout = Duration::from_millis(s.timeout_ms);
+        let own = Duration::from_millis(s.timeout_ms);
+        let timeout = match bound {
+            Some(b) => {
+                b.at(format!("step {}", s.name))?;
+                b.cap(own)
+            }
+            None => own,
+        };
         let started = Instant::now();
-        let ran = tool::run_group(cmd, stdin.as_deref(), timeout);
+        let ran = tool::run_contained(cmd, stdin.as_deref(), timeout);
         let mut record = StepRecord {
             name: s.name.clone(),
             netns: s.netns.clone(),
@@ -377,6 +392,7 @@ impl Steps {
             millis: started.elapsed().as_millis(),
             stdout: String::new(),
             stderr: String::new(),
+            incomplete: vec![],
         };
         let result = match ran {
             Ok(out) => {
@@ -384,12 +400,23 @@ impl Steps {
                 record.status = out.status.to_string();
                 record.stdout = out.stdout;
                 record.stderr = out.stderr;
+                record.incomplete = out.incomplete;
                 if out.status.success() { Ok(()) } else { Err(fail(record.status.clone(), &command, &record.stderr)) }
             }
-            Err(tool::Failure::TimedOut { after, stderr }) => {
-                record.status = format!("killed after {after:?} without finishing (timeout_ms = {})", s.timeout_ms);
+            Err(tool::Failure::TimedOut { after, stdout, stderr }) => {
+                record.stdout = stdout;
                 record.stderr = stderr;
-                Err(fail(record.status.clone(), &command, &record.stderr))
+                match bound {
+                    Some(b) if timeout < own => {
+                        record.status = format!("killed after {after:?} without finishing: the run reached its bound");
+                        Err(b.exceeded())
+                    }
+                    _ => {
+                        record.status =
+                            format!("killed after {after:?} without finishing (timeout_ms = {})", s.timeout_ms);
+                        Err(fail(record.status.clone(), &command, &record.stderr))
+                    }
+                }
             }
             Err(tool::Failure::Spawn(e)) => {
                 record.status = format!("could not start: {e}");

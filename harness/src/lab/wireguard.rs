@@ -7,14 +7,15 @@
 //!
 //! Bring-up ([`Tunnels::up`]), after the veths have their addresses and before the routes:
 //!
-//! 1. keys: `wg genkey` and `wg pubkey` per entry, the private key in a file (mode 0600) in a
-//!    directory of the run (mode 0700) that is removed at the end;
+//! 1. keys: `wg genkey` and `wg pubkey` per entry, kept in netpath's memory: a private key never
+//!    touches a disk, so a killed run leaves none behind;
 //! 2. the device: `ip link add IFACE type wireguard` over rtnetlink in the netns, or
 //!    `wireguard-go IFACE` started inside the netns with `WG_PROCESS_FOREGROUND=1`, so it stays a
 //!    child netpath stops, waited for until its control socket and interface exist (inotify and a
 //!    pidfd, up to a deadline);
-//! 3. `wg set IFACE private-key FILE [listen-port N] peer PUB [endpoint IP:PORT]
-//!    [allowed-ips A,B] [persistent-keepalive S] ...` inside the netns;
+//! 3. `wg set IFACE private-key /proc/self/fd/0 [listen-port N] peer PUB [endpoint IP:PORT]
+//!    [allowed-ips A,B] [persistent-keepalive S] ...` inside the netns, the private key written
+//!    to its stdin (a pipe: `wg` reads the key file to its end, as wg-quick's `<(...)` has it);
 //! 4. MTU, addresses and up over the lab's rtnetlink.
 //!
 //! wireguard-go and `wg` find each other through `/var/run/wireguard/IFACE.sock`, one path for
@@ -32,11 +33,11 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -221,21 +222,26 @@ pub fn set_args(
 /// [`Tunnels::stop`], or killed on drop (a failure or a panic).
 pub struct Tunnels {
     kind: Kind,
-    /// Keys and each userspace interface's run directory; removed at the end.
+    /// Each userspace interface's run directory (its control socket and log); removed at the
+    /// end, and by `netpath sweep` after a killed run ([`crate::lab::sweep::RunFolder`]).
     dir: PathBuf,
     daemons: Vec<Daemon>,
 }
 
-/// One key pair; the private key is in `private_file`.
+/// The path `wg set ... private-key` reads the private key from: its stdin, a pipe netpath writes
+/// the key into.
+pub const KEY_FROM_STDIN: &str = "/proc/self/fd/0";
+
+/// One key pair, in memory only.
 struct Keys {
-    private_file: PathBuf,
+    private: String,
     public: String,
 }
 
 impl Tunnels {
     /// Make, configure and bring up every `[[wireguard]]` interface of `sc` in `lab`.
     pub fn up(lab: &Lab, sc: &Scenario, implementation: &Implementation) -> Result<Tunnels> {
-        let dir = std::env::temp_dir().join(format!("netpath-wg-{}", lab.run_id()));
+        let dir = crate::lab::sweep::RunFolder::WireGuard.path(lab.run_id());
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -243,8 +249,8 @@ impl Tunnels {
         // From here on, drop removes the directory and stops what was started.
         let mut t = Tunnels { kind: implementation.kind(), dir, daemons: vec![] };
         let mut keys = vec![];
-        for i in 0..sc.wireguard.len() {
-            keys.push(t.keys(i)?);
+        for _ in &sc.wireguard {
+            keys.push(t.keys()?);
         }
         let public: BTreeMap<String, String> =
             sc.wireguard.iter().zip(&keys).map(|(w, k)| (w.id(), k.public.clone())).collect();
@@ -270,9 +276,9 @@ impl Tunnels {
 
         for (i, (w, k)) in sc.wireguard.iter().zip(&keys).enumerate() {
             let ns = lab.netns(&w.netns)?;
-            let args = set_args(w, &k.private_file, &|id| public.get(id).cloned())
+            let args = set_args(w, Path::new(KEY_FROM_STDIN), &|id| public.get(id).cloned())
                 .map_err(|message| Error::Scenario { scenario: sc.name.clone(), message })?;
-            t.wg(Some(ns), Some(i), &args, None)?;
+            t.wg(Some(ns), Some(i), &args, Some(&format!("{}\n", k.private)))?;
             if let Some(mtu) = w.mtu {
                 lab.set_mtu(&w.netns, &w.iface, mtu)?;
             }
@@ -311,18 +317,11 @@ impl Tunnels {
         self.dir.join(format!("{i}.run"))
     }
 
-    /// A fresh key pair for entry `i`: `wg genkey`, then `wg pubkey` of it.
-    fn keys(&self, i: usize) -> Result<Keys> {
+    /// A fresh key pair: `wg genkey`, then `wg pubkey` of it.
+    fn keys(&self) -> Result<Keys> {
         let private = self.wg(None, None, &["genkey".to_string()], None)?.trim().to_string();
         let public = self.wg(None, None, &["pubkey".to_string()], Some(&private))?.trim().to_string();
-        let private_file = self.dir.join(format!("{i}.key"));
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&private_file)?;
-            f.write_all(private.as_bytes())?;
-            f.write_all(b"\n")
-        };
-        write().map_err(|e| Error::io(format!("write {}", private_file.display()), e))?;
-        Ok(Keys { private_file, public })
+        Ok(Keys { private, public })
     }
 
     /// Run `wg ARGS` (inside `ns` if given; for userspace interface `iface` with its run

@@ -15,7 +15,7 @@ pub mod trace;
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Incomplete, Result};
 use crate::evidence::key::Nonces;
 use crate::evidence::{Frame, TimedEvent};
 use crate::firewall::{Backend, Family, ebtables};
@@ -76,7 +76,7 @@ impl Observers {
     }
 
     /// [`Observers::start`] capturing at `points`, each netns of `sources` read with its own
-    /// source (the tools of a step wrote its rules to another backend than the run's). A
+    /// source (the one that sees the backend a step's tools wrote its rules to). A
     /// [global](trace::TraceSource::global) run source reads every traced netns itself.
     pub fn start_at(
         lab: &Lab,
@@ -86,7 +86,7 @@ impl Observers {
         sources: &BTreeMap<String, TraceChoice>,
     ) -> Result<Observers> {
         let drops = Drops::default();
-        let cx = Opening { lab, scenario: sc, drops: &drops };
+        let cx = Opening { lab, scenario: sc, drops: &drops, step_sources: sources };
         let traced: Vec<&NetnsSpec> = sc.netns.iter().filter(|n| n.trace).collect();
         let run_source = trace.source();
         let mut traces = vec![];
@@ -178,7 +178,11 @@ fn incomplete_or_many(errors: Vec<Error>) -> Error {
         _ => None,
     };
     let losses: Vec<String> = errors.iter().filter_map(lost).collect();
-    if losses.len() == errors.len() { Error::EvidenceIncomplete { losses } } else { Error::Many(errors) }
+    if losses.len() == errors.len() {
+        Error::EvidenceIncomplete { losses, cause: Incomplete::Lost }
+    } else {
+        Error::Many(errors)
+    }
 }
 
 #[cfg(test)]
@@ -200,7 +204,10 @@ mod tests {
             message: format!("{}3 NFLOG records of group 0 (sequence gaps)", crate::observe::reader::LOST),
         };
         let e = incomplete_or_many(vec![capture, trace]);
-        assert!(matches!(&e, Error::EvidenceIncomplete { losses } if losses.len() == 2), "{e:?}");
+        assert!(
+            matches!(&e, Error::EvidenceIncomplete { losses, cause: Incomplete::Lost } if losses.len() == 2),
+            "{e:?}"
+        );
         let text = e.to_string();
         assert!(
             text.starts_with("evidence incomplete, no verdict: capture host/eth0 lost 12 frames (ps_drop 12"),

@@ -73,6 +73,16 @@ fn favour_this_thread() {
     }
 }
 
+/// For a reader that a burst fills faster than nice -10 lets it drain (the kernel log's ring,
+/// an nf_tables trace socket): the lowest real-time priority, so the calling thread runs as soon
+/// as data arrives, ahead of every normal process. The thread only sleeps in poll and copies, so
+/// it takes no CPU from others beyond its reads. Where that is not allowed it keeps its priority.
+pub fn read_in_real_time() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter.
+    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+}
+
 fn wake(fd: &OwnedFd) {
     let one = 1u64.to_ne_bytes();
     // SAFETY: an 8-byte write to an eventfd we own; EAGAIN (counter full) still wakes the poll.

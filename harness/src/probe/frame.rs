@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, Mac, PacketInfo, contains};
 use crate::lab::netns::Netns;
 use crate::observe::drops::Drops;
-use crate::scenario::{Direction, ProbeKind, ProbeSpec, Scenario};
+use crate::scenario::{ConntrackProto, Direction, ProbeKind, ProbeSpec, Scenario};
 
 /// `kind = "frame"`: a `[probe.frame]` table says how the segment is built.
 pub struct Frame;
@@ -24,8 +24,8 @@ impl Prober for Frame {
         ProbeKind::Frame
     }
 
-    fn conntrack_proto(&self, _v6: bool) -> &'static str {
-        "tcp"
+    fn conntrack_proto(&self, _v6: bool) -> ConntrackProto {
+        ConntrackProto::Tcp
     }
 
     fn needs_port(&self) -> bool {
@@ -62,7 +62,7 @@ impl Prober for Frame {
 
     fn send(&self, cx: &Context<'_>) -> Result<Vec<Sent>> {
         let seg = segment(cx)?;
-        (0..cx.spec.count).map(|_| inject(cx.ns, &seg, cx.timeout, cx.drops)).collect()
+        (1..=cx.spec.count).map(|n| inject(cx.ns, &seg, cx.packet(n.into())?, cx.drops)).collect()
     }
 }
 

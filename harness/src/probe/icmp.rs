@@ -10,7 +10,8 @@ use super::wait::{self, Read};
 use super::{Context, Matcher, Prober, Sent, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
-use crate::scenario::{Direction, ProbeKind};
+use crate::firewall::Family;
+use crate::scenario::{ConntrackProto, Direction, ProbeKind};
 
 /// ICMP types of an echo request and its reply, per family.
 const ECHO_V4: (u8, u8) = (8, 0);
@@ -24,8 +25,8 @@ impl Prober for Icmp {
         ProbeKind::Icmp
     }
 
-    fn conntrack_proto(&self, v6: bool) -> &'static str {
-        if v6 { "icmpv6" } else { "icmp" }
+    fn conntrack_proto(&self, v6: bool) -> ConntrackProto {
+        ConntrackProto::icmp_over(if v6 { Family::V6 } else { Family::V4 })
     }
 
     fn needs_port(&self) -> bool {
@@ -49,7 +50,7 @@ impl Prober for Icmp {
                 payload.resize(56, 0);
                 send_echo(&sock, dst, id, seq, &payload).map_err(what)?;
                 let dropped = || cx.drops.nonce(&nonce) || cx.drops.echo(id, seq);
-                let replied = wait_reply(&sock, dst, &nonce, cx.timeout, &dropped).map_err(what)?;
+                let replied = wait_reply(&sock, dst, &nonce, cx.packet(seq.into())?, &dropped).map_err(what)?;
                 sent.push(Sent { nonce, matcher: Box::new(Echo), replied, answer: None });
             }
             Ok(sent)

@@ -24,12 +24,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use crate::bound::RunBound;
 use crate::error::{Error, Result};
 use crate::evidence::packet::PacketInfo;
 use crate::lab::Lab;
 use crate::lab::netns::Netns;
 use crate::observe::drops::Drops;
-use crate::scenario::{Direction, ProbeKind, ProbeSpec, Scenario};
+use crate::scenario::{ConntrackProto, Direction, ProbeKind, ProbeSpec, Scenario};
 
 /// The nonce of one packet: `netpath-` and 16 hex digits, unique per packet of a run.
 pub fn new_nonce() -> Vec<u8> {
@@ -131,6 +132,8 @@ pub struct Context<'a> {
     pub dst: IpAddr,
     pub timeout: Duration,
     pub drops: &'a Drops,
+    /// The run's bound: no wait goes past it.
+    pub bound: &'a RunBound,
 }
 
 impl Context<'_> {
@@ -141,6 +144,15 @@ impl Context<'_> {
 
     pub fn fail(&self, message: impl Into<String>) -> Error {
         Error::Probe { probe: self.spec.name.clone(), message: message.into() }
+    }
+
+    /// How long packet `n` (from 1) may wait for its answer: the probe's timeout, or the time
+    /// the run has left if that is shorter; `Err` once the run is past its bound.
+    pub fn packet(&self, n: usize) -> Result<Duration> {
+        // The previous packet's wait may have used up the run: that is where it was.
+        self.bound.check()?;
+        self.bound.at(format!("probe {}, packet {n} of {}", self.spec.name, self.spec.count))?;
+        Ok(self.bound.cap(self.timeout))
     }
 }
 
@@ -154,7 +166,7 @@ pub trait Prober: Sync {
     fn needs_port(&self) -> bool;
 
     /// Its protocol as conntrack names it (`conntrack -L`'s first column), over IPv6 if `v6`.
-    fn conntrack_proto(&self, v6: bool) -> &'static str;
+    fn conntrack_proto(&self, v6: bool) -> ConntrackProto;
 
     /// What is wrong with probe `p` of `sc` that only this kind knows, as (item below the
     /// probe's, message): `("frame.iface", "...")`.
@@ -174,8 +186,8 @@ pub fn prober(kind: ProbeKind) -> &'static dyn Prober {
     *PROBERS.iter().find(|p| p.kind() == kind).expect("every ProbeKind has its prober in PROBERS")
 }
 
-/// Send probe `spec` of `sc` from its netns in `lab`.
-pub fn send(lab: &Lab, sc: &Scenario, spec: &ProbeSpec, drops: &Drops) -> Result<Vec<Sent>> {
+/// Send probe `spec` of `sc` from its netns in `lab`, within the run's `bound`.
+pub fn send(lab: &Lab, sc: &Scenario, spec: &ProbeSpec, drops: &Drops, bound: &RunBound) -> Result<Vec<Sent>> {
     let dst = spec.to.addr().ok_or_else(|| Error::Probe {
         probe: spec.name.clone(),
         message: format!("to = \"{}\" was not resolved to an address", spec.to),
@@ -188,6 +200,7 @@ pub fn send(lab: &Lab, sc: &Scenario, spec: &ProbeSpec, drops: &Drops) -> Result
         dst,
         timeout: Duration::from_millis(spec.timeout_ms),
         drops,
+        bound,
     };
     prober(spec.kind).send(&cx)
 }

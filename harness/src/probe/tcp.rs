@@ -12,7 +12,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage,
 use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
-use crate::scenario::{Direction, ProbeKind};
+use crate::scenario::{ConntrackProto, Direction, ProbeKind};
 
 /// `kind = "tcp"`.
 pub struct Tcp;
@@ -22,8 +22,8 @@ impl Prober for Tcp {
         ProbeKind::Tcp
     }
 
-    fn conntrack_proto(&self, _v6: bool) -> &'static str {
-        "tcp"
+    fn conntrack_proto(&self, _v6: bool) -> ConntrackProto {
+        ConntrackProto::Tcp
     }
 
     fn needs_port(&self) -> bool {
@@ -38,7 +38,7 @@ impl Prober for Tcp {
             probe: format!("tcp {} -> {}", cx.ns.name(), SocketAddr::new(cx.dst, port)),
             message: e.to_string(),
         };
-        cx.ns.run(|| (0..cx.spec.count).map(|_| one(cx.dst, port, cx.timeout).map_err(fail)).collect())
+        cx.ns.run(|| (1..=cx.spec.count).map(|n| one(cx.dst, port, cx.packet(n.into())?).map_err(fail)).collect())
     }
 }
 

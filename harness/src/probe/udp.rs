@@ -8,7 +8,7 @@ use super::wait::{self, Read};
 use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
-use crate::scenario::{Direction, ProbeKind};
+use crate::scenario::{ConntrackProto, Direction, ProbeKind};
 
 /// `kind = "udp"`.
 pub struct Udp;
@@ -18,8 +18,8 @@ impl Prober for Udp {
         ProbeKind::Udp
     }
 
-    fn conntrack_proto(&self, _v6: bool) -> &'static str {
-        "udp"
+    fn conntrack_proto(&self, _v6: bool) -> ConntrackProto {
+        ConntrackProto::Udp
     }
 
     fn needs_port(&self) -> bool {
@@ -39,10 +39,11 @@ impl Prober for Udp {
             sock.connect(SocketAddr::new(cx.dst, port)).map_err(fail)?;
             sock.set_nonblocking(true).map_err(fail)?;
             let mut out = vec![];
-            for _ in 0..cx.spec.count {
+            for n in 1..=cx.spec.count {
                 let nonce = new_nonce();
                 sock.send(&nonce).map_err(fail)?;
-                let answer = wait_answer(&sock, &nonce, cx.timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)?;
+                let timeout = cx.packet(n.into())?;
+                let answer = wait_answer(&sock, &nonce, timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)?;
                 out.push(Sent { nonce, matcher: Box::new(Datagram), replied: answer.is_some(), answer });
             }
             Ok(out)

@@ -15,7 +15,7 @@ use crate::firewall::{Backend, Family, run_tool};
 use crate::lab::{Lab, LinkInfo};
 use crate::observe::{self, TraceChoice};
 use crate::scenario::{CapturePoint, Scenario};
-use crate::verdict::expect::Failure;
+use crate::verdict::Failure;
 
 /// Where a probe is sent: an address, or `@netns/iface`, the address that interface has once
 /// the steps ran (a CNI plugin's IPAM chose it).
@@ -129,7 +129,8 @@ pub struct Setup {
     pub points: Vec<CapturePoint>,
     /// Handle of each interface it stands for (`host/vethd4d2af10` -> `host/peer:c1/eth0`).
     pub handles: BTreeMap<String, String>,
-    /// Per netns whose trace source is not the run's: the one its tools' rules need.
+    /// Per traced netns whose iptables rules steps wrote: the source that reads them (the
+    /// run's own, or the one the backend its tools chose reports through).
     #[serde(skip)]
     pub traces: BTreeMap<String, TraceChoice>,
     /// Per netns, with steps: the iptables rules each backend held after them.
@@ -212,17 +213,18 @@ pub fn after_steps(lab: &Lab, sc: &Scenario, backend: Backend, trace: TraceChoic
                 }
             };
             let Some(b) = traced.filter(|_| n.trace) else { continue };
-            // The run's own source where the tools wrote to the run's backend (it may be the
-            // kernel log), else the one the other backend reports through.
-            let source = if b == backend { trace } else { TraceChoice::for_backend(b) };
+            // The run's own source where it sees the tools' backend (it may be the kernel log),
+            // else the one that backend reports through.
+            let source = observe::trace::source::source_for(trace, backend, b).map_err(|why| Error::Trace {
+                netns: n.name.clone(),
+                message: format!("its steps wrote its iptables rules to {} ({}): {why}", b.name(), describe(found)),
+            })?;
             // The scenario's own ruleset under this run's backend has its TRACE rules already.
             // (Only IPv4: the backends are detected from what the tools wrote with iptables.)
             if !(b == backend && n.iptables.is_some()) {
                 observe::prepare_iptables(lab.netns(&n.name)?, "", b, Family::V4, source)?;
             }
-            if source != trace {
-                setup.traces.insert(n.name.clone(), source);
-            }
+            setup.traces.insert(n.name.clone(), source);
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         for (netns, infos) in &links {
@@ -365,7 +367,7 @@ mod tests {
             ..Default::default()
         };
         let mut f = vec![Failure::new(
-            crate::verdict::expect::FailureKind::Header,
+            crate::verdict::FailureKind::Header,
             "addresses of packet 1 reply at host/veth1".into(),
             "at host/veth1: x; host/veth12".into(),
         )];

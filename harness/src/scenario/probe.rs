@@ -59,42 +59,6 @@ fn default_flags() -> String {
     "S".into()
 }
 
-/// One side of a conntrack entry; unset fields match anything.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tuple {
-    /// The original direction's source address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub src: Option<IpAddr>,
-    /// The original direction's destination address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dst: Option<IpAddr>,
-    /// Its source port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sport: Option<u16>,
-    /// Its destination port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dport: Option<u16>,
-}
-
-/// A conntrack entry that must exist in a netns after the probe (`conntrack -L`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConntrackExpect {
-    /// The netns whose conntrack table holds the entry.
-    pub netns: String,
-    /// `icmp`, `icmpv6`, `tcp` or `udp`; default: the probe's protocol (`icmpv6` for an icmp
-    /// probe to an IPv6 address).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proto: Option<String>,
-    /// The original tuple (as the request left its sender).
-    #[serde(default)]
-    pub orig: Tuple,
-    /// The reply tuple (as the reply is expected, after NAT).
-    #[serde(default)]
-    pub reply: Tuple,
-}
-
 /// A probe: packets of one flow from a netns to an address, and what they must show.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -194,6 +194,37 @@ fn ipv6_routes_are_checked_like_ipv4_ones_and_located() {
     assert_eq!(sc.probe[0].addr[0].ttl, Some(64), "hoplimit is ttl's other name");
 }
 
+/// The protocols of `[[probe.conntrack]]` are the ones probes produce (`ConntrackProto`), icmpv6
+/// among them; an ICMP of the other family than the probe's is refused where it is written.
+#[test]
+fn conntrack_protocols_are_the_probes_own_and_fit_their_family() {
+    let entry = |proto: &str| format!("conntrack = [{{ netns = \"host\", proto = \"{proto}\" }}]\n");
+    let v6 = format!("{}{}", dual(), entry("icmpv6"));
+    assert_eq!(diags(&v6), Vec::<String>::new());
+    let sc = Scenario::parse(&v6, Path::new("t.toml")).unwrap();
+    assert_eq!(sc.probe[0].conntrack[0].proto, Some(ConntrackProto::Icmpv6));
+    assert_eq!(crate::probe::prober(ProbeKind::Icmp).conntrack_proto(true), ConntrackProto::Icmpv6);
+    for p in ConntrackProto::ALL {
+        assert_eq!(p.name().parse::<ConntrackProto>(), Ok(p));
+    }
+    let line = |text: &str| text.lines().count();
+    let v4 = format!("{}{}", dual(), entry("icmp"));
+    assert_eq!(
+        diags(&v4),
+        [format!(
+            "t.toml:{}:40: probe[0].conntrack[0].proto: `icmp` is carried over IPv4 only and this probe sends to fd00::1: over IPv6 it is `icmpv6`",
+            line(&v4)
+        )]
+    );
+    let sctp = format!("{SMALL}{}", entry("sctp"));
+    assert_eq!(
+        diags(&sctp),
+        [format!("t.toml:{}:40: probe[0].conntrack[0].proto: `sctp` is not icmp, icmpv6, tcp or udp", line(&sctp))]
+    );
+    let tcp_over_v6 = format!("{}{}", dual(), entry("tcp"));
+    assert_eq!(diags(&tcp_over_v6), Vec::<String>::new(), "tcp and udp are of both families");
+}
+
 #[test]
 fn semantic_errors_carry_line_and_column() {
     assert_eq!(diags(SMALL), Vec::<String>::new());
@@ -275,7 +306,7 @@ fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
         replied: true,
         answer: None,
     };
-    let ctx = |backend, release: Option<&str>| crate::verdict::expect::Context {
+    let ctx = |backend, release: Option<&str>| crate::verdict::Context {
         backend,
         kernel: release.map(|r| r.parse().unwrap()),
         exchange: &ex,

@@ -302,7 +302,10 @@ impl KmsgThread {
     pub fn start(ns: NetnsEntry) -> Result<KmsgThread, String> {
         let open = || {
             let file = KmsgFile::open()?;
-            keep_up();
+            // The kernel overwrites the oldest lines of its 128 KiB log (CONFIG_LOG_BUF_SHIFT=17)
+            // whatever readers have not read; a run tracing many packets logs thousands of lines
+            // a second.
+            crate::observe::reader::read_in_real_time();
             Ok((file, ()))
         };
         Ok(KmsgThread(ReaderThread::start(ns, "kmsg".into(), open)?.0))
@@ -311,17 +314,6 @@ impl KmsgThread {
     pub fn stop(self) -> Result<Vec<KmsgRecord>, String> {
         self.0.stop()
     }
-}
-
-/// The kernel overwrites the oldest lines of its 128 KiB log (CONFIG_LOG_BUF_SHIFT=17) whatever
-/// readers have not read; a run tracing many packets logs thousands of lines a second, so on a
-/// busy machine a reader that waits its turn for a CPU loses lines. The reader thread (it only
-/// sleeps in poll and copies lines) asks for the lowest real-time priority so that it runs as
-/// soon as a line arrives; where that is not allowed it reads at normal priority.
-fn keep_up() {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter.
-    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
 }
 
 /// The lab netns the lines may come from (those netpath put trace rules in), with the names of
@@ -687,7 +679,12 @@ impl TraceSource for KmsgSource {
         "Kmsg"
     }
     fn check_backend(&self, backend: Backend) -> std::result::Result<(), String> {
-        super::nflog::legacy_only(backend, self.name())
+        match backend {
+            Backend::Legacy => Ok(()),
+            Backend::Nft => Err("the kernel log does not see nf_tables TRACE: iptables-nft TRACE is reported only as \
+                 nf_tables trace events, which trace source nftrace reads, so kmsg would miss every iptables hook"
+                .into()),
+        }
     }
     fn features(&self, netns: &Traced) -> Vec<Feature> {
         // One reader of the kernel log, for the netns netpath puts trace rules into.
@@ -716,8 +713,13 @@ impl TraceSource for KmsgSource {
     fn open(&self, cx: &Opening, netns: &[&NetnsSpec]) -> crate::error::Result<Option<Box<dyn TraceReader>>> {
         let sc = cx.scenario;
         let traced: Vec<String> = netns.iter().map(|n| n.name.clone()).collect();
-        let with_rules: Vec<String> =
-            sc.netns.iter().filter(|n| sc.has_trace_rules(n)).map(|n| n.name.clone()).collect();
+        // Those with trace rules from the file, and those netpath traced after their steps.
+        let with_rules: Vec<String> = sc
+            .netns
+            .iter()
+            .filter(|n| sc.has_trace_rules(n) || cx.step_sources.get(&n.name) == Some(&TraceChoice::Kmsg))
+            .map(|n| n.name.clone())
+            .collect();
         let Some(first) = with_rules.first() else { return Ok(None) };
         let guard = KernelLogGuard::acquire()?;
         let ns = cx.lab.netns(first)?;
@@ -774,7 +776,7 @@ impl KmsgReader {
             .into_iter()
             .map(|ns| {
                 let evs = by_netns.remove(&ns).unwrap_or_default();
-                (ns, evs.into_iter().map(|(ts, event)| TimedEvent { ts, event }).collect())
+                (ns, evs.into_iter().map(|(ts, event)| TimedEvent::new(ts, event)).collect())
             })
             .collect())
     }

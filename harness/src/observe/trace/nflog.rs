@@ -245,10 +245,8 @@ impl TraceReader for NflogReader {
                 message: format!("{}{n} NFLOG records of group {group} (sequence gaps)", crate::observe::reader::LOST),
             });
         }
-        let evs = parsed
-            .iter()
-            .filter_map(|(ts, rec)| Some(TimedEvent { ts: *ts, event: to_event(rec, &netns, names)? }))
-            .collect();
+        let evs =
+            parsed.iter().filter_map(|(ts, rec)| Some(TimedEvent::new(*ts, to_event(rec, &netns, names)?))).collect();
         out.events.insert(netns.clone(), evs);
         out.pcaps.push((format!("{netns}_nflog"), linktype, records));
         Ok(())

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use super::event::{Hook, Ifaces, RuleKind, TraceEvent};
-use super::nftrace::{NfTraceMsg, NfTraceSocket, RuleIndex, TraceType, family};
+use super::nftrace::{NfTraceMsg, NfTraceSocket, Received, RuleIndex, TraceType, family};
 use super::source::{Collected, Opening, Stopping, TraceChoice, TraceReader, TraceSource, Traced};
 use crate::caps::Feature;
 use crate::error::{Error, Result};
 use crate::evidence::TimedEvent;
+use crate::evidence::attribute::Clues;
 use crate::evidence::key::NonceOf;
 use crate::evidence::packet::PacketInfo;
 use crate::firewall::ebtables::TraceVia;
@@ -35,23 +37,31 @@ pub fn trace_ruleset(family: &str) -> String {
     )
 }
 
+/// A decoded trace message and when the reader took it from the socket, where known.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub at: Option<Duration>,
+    pub msg: NfTraceMsg,
+}
+
 /// Turn one netns's trace messages into events, in the order the kernel sent them. Each event
 /// gets the headers of the latest message of the same packet (trace id) that carried them, and
 /// `nonce_of` resolves them, with the payload bytes the transport header brought, to the nonce
-/// of the probe packet they belong to.
+/// of the probe packet they belong to. Each event keeps what tells its packet from another with
+/// the same headers ([`Clues`]): its trace id, those payload bytes, when it was read.
 pub fn to_events(
-    msgs: &[NfTraceMsg],
+    msgs: &[Stamped],
     netns: &str,
     index: &RuleIndex,
     ifnames: &BTreeMap<u32, String>,
     nonce_of: NonceOf<'_>,
-) -> Vec<TraceEvent> {
+) -> Vec<TimedEvent> {
     let mut headers: BTreeMap<u32, (PacketInfo, Option<Vec<u8>>)> = BTreeMap::new();
     // The kernel sends interfaces, like headers, only with a packet's first event in a hook.
     let mut ifaces: BTreeMap<u32, (Option<u32>, Option<u32>)> = BTreeMap::new();
     let name = |i: Option<u32>| i.map(|i| ifnames.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
     let mut out = vec![];
-    for msg in msgs {
+    for Stamped { at, msg } in msgs {
         if let Some(info) = msg.headers() {
             let head = msg.payload_start(&info).map(<[u8]>::to_vec);
             headers.insert(msg.id, (info, head));
@@ -63,7 +73,7 @@ pub fn to_events(
         let (iif, oif) = ifaces.get(&msg.id).copied().unwrap_or_default();
         let (packet, head) = headers.get(&msg.id).cloned().unwrap_or_default();
         let nonce = nonce_of(&packet, head.as_deref());
-        out.push(TraceEvent {
+        let event = TraceEvent {
             netns: netns.to_string(),
             hook,
             ifaces: Ifaces { indev: name(iif), outdev: name(oif), ..Default::default() },
@@ -71,7 +81,9 @@ pub fn to_events(
             payload: None,
             nonce,
             source: Some(TraceChoice::Nftrace),
-        });
+        };
+        let clues = Clues { trace_id: Some(msg.id), head, read_at: *at };
+        out.push(TimedEvent { ts: at.unwrap_or_default(), event, clues });
     }
     out
 }
@@ -170,13 +182,18 @@ impl TraceReader for NftraceReader {
         let empty = BTreeMap::new();
         let names = cx.ifnames.get(&netns).unwrap_or(&empty);
         match thread.stop() {
-            Ok(msgs) => {
+            Ok(received) => {
                 let ns = cx.lab.netns(&netns)?;
                 let index = rule_index(ns)?;
-                let evs = to_events(&msgs, &netns, &index, names, &|p, head| cx.nonces.get(p, head))
-                    .into_iter()
-                    .map(|event| TimedEvent { ts: Default::default(), event })
-                    .collect();
+                let (msgs, undecoded) = decode_all(&received);
+                if undecoded > 0 {
+                    // A message the decoder cannot read would be a hole in some packet's path.
+                    out.errors.push(Error::Trace {
+                        netns: netns.clone(),
+                        message: format!("{undecoded} trace messages did not decode (see nftrace::wire::decode)"),
+                    });
+                }
+                let evs = to_events(&msgs, &netns, &index, names, &|p, head| cx.nonces.get(p, head));
                 out.events.insert(netns.clone(), evs);
             }
             Err(message) => out.errors.push(Error::Trace { netns, message }),
@@ -201,19 +218,40 @@ fn rule_index(ns: &Netns) -> Result<RuleIndex> {
     Ok(index)
 }
 
-/// An nf_tables trace socket read by a thread inside the netns until stopped.
-struct NfTraceThread(ReaderThread<NfTraceMsg>);
+/// The messages of datagrams in order, stamped with their read time, and how many messages
+/// did not decode.
+fn decode_all(received: &[Received]) -> (Vec<Stamped>, u64) {
+    let mut undecoded = 0;
+    let mut out = vec![];
+    for r in received {
+        let (msgs, errors) = r.decode();
+        undecoded += errors;
+        out.extend(msgs.into_iter().map(|msg| Stamped { at: Some(r.at), msg }));
+    }
+    (out, undecoded)
+}
+
+/// An nf_tables trace socket read by a thread inside the netns until stopped. The thread only
+/// copies datagrams (see [`super::nftrace::NfTraceSocket::recv_batch`]) at real-time priority:
+/// 130,000 events a second under load, and the kernel drops what its socket buffer cannot hold.
+/// They are decoded after the run; the drop watcher decodes each batch once it is read.
+struct NfTraceThread(ReaderThread<Received>);
 
 impl NfTraceThread {
-    fn start(ns: NetnsEntry, watch: Watch<NfTraceMsg>) -> std::result::Result<NfTraceThread, String> {
+    fn start(ns: NetnsEntry, mut watch: Watch<NfTraceMsg>) -> std::result::Result<NfTraceThread, String> {
         let open = || {
             let sock = NfTraceSocket::open().map_err(|e| format!("open NFNLGRP_NFTRACE socket: {e}"))?;
+            crate::observe::reader::read_in_real_time();
             Ok((TraceSocket(sock), ()))
         };
-        Ok(NfTraceThread(ReaderThread::spawn(ns, "nftrace".into(), open, Some(watch))?.ready()?.0))
+        let decoded: Watch<Received> = Box::new(move |batch: &[Received]| {
+            let msgs: Vec<NfTraceMsg> = batch.iter().flat_map(|r| r.decode().0).collect();
+            watch(&msgs)
+        });
+        Ok(NfTraceThread(ReaderThread::spawn(ns, "nftrace".into(), open, Some(decoded))?.ready()?.0))
     }
 
-    fn stop(self) -> std::result::Result<Vec<NfTraceMsg>, String> {
+    fn stop(self) -> std::result::Result<Vec<Received>, String> {
         self.0.stop()
     }
 }
@@ -221,16 +259,19 @@ impl NfTraceThread {
 struct TraceSocket(NfTraceSocket);
 
 impl Source for TraceSocket {
-    type Item = NfTraceMsg;
+    type Item = Received;
     fn fd(&self) -> std::os::fd::RawFd {
         self.0.as_raw_fd()
     }
-    fn drain(&mut self, out: &mut Vec<NfTraceMsg>) -> std::result::Result<(), String> {
-        out.extend(self.0.recv_all().map_err(|e| format!("read trace events: {e}"))?);
+    fn drain(&mut self, out: &mut Vec<Received>) -> std::result::Result<(), String> {
+        self.0.recv_batch(out).map_err(|e| format!("read trace events: {e}"))?;
         match self.0.overruns() {
             // A lost event would make a path look shorter than it was: fail, never guess.
             0 => Ok(()),
-            n => Err(format!("{}{n} trace events (ENOBUFS: the socket buffer was full)", crate::observe::reader::LOST)),
+            n => Err(format!(
+                "{}trace events: the kernel reported ENOBUFS {n} times (the socket buffer was full)",
+                crate::observe::reader::LOST
+            )),
         }
     }
 }
@@ -264,11 +305,17 @@ mod tests {
         }
     }
 
-    fn path(events: &[TraceEvent]) -> Vec<(String, Option<String>)> {
+    fn path(events: &[TimedEvent]) -> Vec<(String, Option<String>)> {
         events
             .iter()
+            .map(|e| &e.event)
             .map(|e| (e.hook.to_string(), e.nonce.as_ref().map(|n| String::from_utf8_lossy(n).into_owned())))
             .collect()
+    }
+
+    /// Fixture messages, read at no known time.
+    fn unstamped(text: &str) -> Vec<Stamped> {
+        fixture_messages(text).into_iter().map(|msg| Stamped { at: None, msg }).collect()
     }
 
     fn hop(hook: &str, nonce: &str) -> (String, Option<String>) {
@@ -277,8 +324,8 @@ mod tests {
 
     #[test]
     fn ip6tables_nft_trace_events_read_as_legacy_trace_lines_of_the_probe() {
-        let msgs = fixture_messages(IP6T_FORWARD);
-        assert!(msgs.iter().all(|m| m.family == family::IPV6));
+        let msgs = unstamped(IP6T_FORWARD);
+        assert!(msgs.iter().all(|m| m.msg.family == family::IPV6));
         let index = RuleIndex::from_nft_json(IP6T_RULESET).unwrap().with_iptables_save_family(family::IPV6, IP6T_SAVE);
         let events = to_events(&msgs, "router", &index, &ifnames(), &nonce_of);
         assert_eq!(
@@ -294,20 +341,28 @@ mod tests {
                 hop("filter:FORWARD:policy:3", "rep"),
             ]
         );
-        let request = &events[3].packet;
+        let request = &events[3].event.packet;
         assert_eq!(request.src, Some("fd00:1::2".parse().unwrap()));
         assert_eq!((request.ttl, request.flow_label, request.len), (Some(63), Some(149156), Some(104)));
         assert!(matches!(request.l4, L4::Icmp { kind: 128, seq: Some(1), .. }));
-        assert_eq!(events[3].ifaces.outdev.as_deref(), Some("r1"));
+        assert_eq!(events[3].event.ifaces.outdev.as_deref(), Some("r1"));
         // The reply before de-NAT: to the router's own address.
-        assert_eq!(events[5].packet.dst, Some("fd00:2::1".parse().unwrap()));
+        assert_eq!(events[5].event.packet.dst, Some("fd00:2::1".parse().unwrap()));
+        // What tells the packet apart beyond its key: the trace id of its traversal (one for
+        // the request's events, another for the reply's) and the payload start.
+        let ids: Vec<Option<u32>> = events.iter().map(|e| e.clues.trace_id).collect();
+        assert!(ids[..5].iter().all(|id| *id == ids[0]) && ids[5..].iter().all(|id| *id == ids[5]), "{ids:?}");
+        assert_ne!(ids[0], ids[5]);
+        assert_eq!(events[0].clues.head.as_deref(), Some(&[0x9f, 0xb9, 0x0e, 0x6b, 0, 0, 0, 0, 0x80, 0xca, 0, 0][..]));
+        assert_eq!(events[0].clues.read_at, None);
     }
 
     #[test]
     fn native_ip6_and_inet_chains_are_traced() {
-        let msgs = fixture_messages(NATIVE6);
+        let msgs = unstamped(NATIVE6);
         let index = RuleIndex::from_nft_json(NATIVE6_RULESET).unwrap();
-        let events = to_events(&msgs, "router", &index, &ifnames(), &nonce_of);
+        let events: Vec<TraceEvent> =
+            to_events(&msgs, "router", &index, &ifnames(), &nonce_of).into_iter().map(|e| e.event).collect();
         let hooks: Vec<String> = events.iter().map(|e| e.hook.to_string()).collect();
         assert_eq!(
             hooks,

@@ -109,6 +109,9 @@ pub struct Opening<'a> {
     pub scenario: &'a Scenario,
     /// Where readers report the probe packets they see dropped while the run goes on.
     pub drops: &'a Drops,
+    /// Per traced netns whose iptables rules steps wrote, the source that reads them (netpath
+    /// put its TRACE rules there after the steps).
+    pub step_sources: &'a BTreeMap<String, TraceChoice>,
 }
 
 /// What a reader is stopped with: the lab and what the captures saw.
@@ -143,6 +146,50 @@ pub trait TraceReader {
     /// Stop after draining what the kernel queued and put its events, losses and failures in
     /// `out`; an `Err` fails the whole stop at once.
     fn stop(self: Box<Self>, cx: &Stopping, out: &mut Collected) -> Result<()>;
+}
+
+/// The source that reports a traced netns whose iptables rules are `rules`' (the backend a
+/// step's tools wrote to) in a run under `backend` that reads `trace`: the run's own where it
+/// sees them, else the one that does. `Err` says why when the run's source reads every netns by
+/// itself (the kernel log) and cannot see them: the netns would have no trace at all.
+pub fn source_for(trace: TraceChoice, backend: Backend, rules: Backend) -> std::result::Result<TraceChoice, String> {
+    let global = trace.source().global();
+    if rules == backend || (global && trace.check_backend(rules).is_ok()) {
+        return Ok(trace);
+    }
+    let own = TraceChoice::for_backend(rules);
+    match trace.check_backend(rules) {
+        Err(why) if global => Err(format!(
+            "{why}; a {name} run reads no other source (without --trace {name}, netpath traces this netns with {})",
+            own.name(),
+            name = trace.name()
+        )),
+        _ => Ok(own),
+    }
+}
+
+/// Whether `trace` can report every traced netns of `sc` under `backend`, as far as the file
+/// says before anything is built: its iptables rulesets, native nft rulesets, and the backend a
+/// `traced_backend` pins for rules steps write. What only the steps reveal is checked after them
+/// ([`crate::scenario::handle::after_steps`]).
+pub fn check_run(sc: &Scenario, backend: Backend, trace: TraceChoice) -> Result<()> {
+    for n in sc.netns.iter().filter(|n| n.trace) {
+        let fail = |message: String| Error::Trace { netns: n.name.clone(), message };
+        if n.iptables_rulesets().next().is_some() {
+            trace.check_backend(backend).map_err(fail)?;
+        }
+        if n.nft.is_some() && trace != TraceChoice::Nftrace {
+            return Err(fail(format!(
+                "a native nft ruleset reports only through nf_tables trace events (trace source nftrace), not {}",
+                trace.name()
+            )));
+        }
+        if let Some(pin) = n.traced_backend.filter(|_| !sc.step.is_empty()) {
+            source_for(trace, backend, pin)
+                .map_err(|why| fail(format!("traced_backend = \"{}\": {why}", pin.name())))?;
+        }
+    }
+    Ok(())
 }
 
 impl TraceChoice {
@@ -223,6 +270,61 @@ mod tests {
             assert_eq!(TraceChoice::for_backend(backend).check_backend(backend), Ok(()));
         }
         assert!(TraceChoice::Kmsg.check_backend(Backend::Nft).unwrap_err().contains("kmsg would miss"));
+    }
+
+    #[test]
+    fn a_source_blind_to_what_the_file_says_is_refused_before_anything_is_built() {
+        let sc = |netns: &str| {
+            let text = format!(
+                "name = \"x\"\nbackends = [\"{}\"]\n[[netns]]\nname = \"a\"\n{netns}\n[[netns]]\nname = \"b\"\n\
+                 [[veth]]\na = {{ netns = \"a\", name = \"eth0\", addresses = [\"10.9.0.1/24\"] }}\n\
+                 b = {{ netns = \"b\", name = \"eth0\", addresses = [\"10.9.0.2/24\"] }}\n\
+                 [[probe]]\nname = \"p\"\nfrom = \"b\"\nto = \"10.9.0.1\"\n\
+                 [[step]]\nname = \"s\"\nnetns = \"a\"\nprogram = \"true\"\n",
+                if netns.starts_with("nft") { "nft" } else { "legacy\", \"nft" }
+            );
+            Scenario::from_toml(&text, std::path::Path::new("x.toml")).unwrap_or_else(|e| panic!("{e}"))
+        };
+        use TraceChoice::{Kmsg, Nflog, Nftrace};
+        let rules = sc("iptables = \"*filter\\nCOMMIT\\n\"");
+        assert!(check_run(&rules, Backend::Legacy, Kmsg).is_ok());
+        let e = check_run(&rules, Backend::Nft, Kmsg).unwrap_err().to_string();
+        assert!(e.starts_with("netns a: trace: the kernel log does not see nf_tables TRACE"), "{e}");
+        assert!(check_run(&rules, Backend::Legacy, Nftrace).is_err());
+        let native = sc("nft = \"table inet t {}\"");
+        assert!(check_run(&native, Backend::Nft, Nftrace).is_ok());
+        let e = check_run(&native, Backend::Nft, Kmsg).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "a native nft ruleset reports only through nf_tables trace events (trace source nftrace), not kmsg"
+            ),
+            "{e}"
+        );
+        let pinned = sc("traced_backend = \"nft\"");
+        assert!(check_run(&pinned, Backend::Legacy, Nflog).is_ok(), "nflog runs mix in nftrace for it");
+        let e = check_run(&pinned, Backend::Legacy, Kmsg).unwrap_err().to_string();
+        assert!(
+            e.starts_with("netns a: trace: traced_backend = \"nft\": the kernel log does not see nf_tables TRACE"),
+            "{e}"
+        );
+        // Not traced: nothing to see.
+        let untraced = sc("traced_backend = \"nft\"\ntrace = false");
+        assert!(check_run(&untraced, Backend::Legacy, Kmsg).is_ok());
+    }
+
+    #[test]
+    fn a_netns_whose_tools_chose_the_other_backend_is_read_by_the_source_that_sees_it() {
+        use TraceChoice::{Kmsg, Nflog, Nftrace};
+        // Per-netns sources mix: each netns gets the one that sees its rules.
+        assert_eq!(source_for(Nflog, Backend::Legacy, Backend::Legacy), Ok(Nflog));
+        assert_eq!(source_for(Nflog, Backend::Legacy, Backend::Nft), Ok(Nftrace));
+        assert_eq!(source_for(Nftrace, Backend::Nft, Backend::Legacy), Ok(Nflog));
+        // The kernel log reads every netns alone: legacy rules it sees, nf_tables rules it never does.
+        assert_eq!(source_for(Kmsg, Backend::Legacy, Backend::Legacy), Ok(Kmsg));
+        assert_eq!(source_for(Kmsg, Backend::Nft, Backend::Legacy), Ok(Kmsg));
+        let why = source_for(Kmsg, Backend::Legacy, Backend::Nft).unwrap_err();
+        assert!(why.starts_with("the kernel log does not see nf_tables TRACE"), "{why}");
+        assert!(why.ends_with("(without --trace kmsg, netpath traces this netns with nftrace)"), "{why}");
     }
 
     /// Every variant, listed by an exhaustive match: a new one fails to compile here until it

@@ -1,10 +1,10 @@
-//! Probes and their expectations.
+//! Probes, and the expectations of each kind (their checks are in `scenario/expect/`).
 
 use std::collections::BTreeMap;
 
 use super::{MAX_COUNT, MAX_TIMEOUT_MS, Problems, Topology, list, names};
 use crate::cidr::Cidr;
-use crate::scenario::{CapturePoint, Packets, ProbeKind, Scenario};
+use crate::scenario::{CapturePoint, ProbeKind, Scenario, expect};
 
 pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
     // Probes and their expectations.
@@ -58,19 +58,8 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
             let item = if below.is_empty() { format!("probe[{i}]") } else { format!("probe[{i}].{below}") };
             ps.add(item, message);
         }
-        for server in p.answered_by.keys() {
-            if !sc.server.iter().any(|s| &s.netns == server) {
-                ps.add(format!("probe[{i}].answered_by.{server}"), format!("no [[server]] runs in netns `{server}`"));
-            }
-        }
-        for (j, c) in p.conntrack.iter().enumerate() {
-            t.known(format!("probe[{i}].conntrack[{j}].netns"), &c.netns, ps);
-            if let Some(proto) = &c.proto
-                && !["icmp", "tcp", "udp"].contains(&proto.as_str())
-            {
-                ps.add(format!("probe[{i}].conntrack[{j}].proto"), format!("`{proto}` is not icmp, tcp or udp"));
-            }
-        }
+        expect::answer::problems(sc, i, p, ps);
+        expect::conntrack::problems(t, i, p, ps);
         if p.count == 0 || p.count > MAX_COUNT {
             ps.add(format!("probe[{i}].count"), format!("count {} is outside 1 to {MAX_COUNT}", p.count));
         }
@@ -80,76 +69,11 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
                 format!("timeout_ms {} is outside 1 to {MAX_TIMEOUT_MS} (one minute)", p.timeout_ms),
             );
         }
-        // The conditions of an entry: the packets it names exist, its endpoint has a server.
-        let conditions_ok = |item: String, packet: Option<Packets>, answered_by: Option<&String>, ps: &mut Problems| {
-            if let Some(sel) = packet
-                && (sel.first() == 0 || sel.first() > p.count)
-            {
-                ps.add(
-                    format!("{item}.packet"),
-                    format!(
-                        "packet {} does not exist: the probe sends {} (packets count from 1)",
-                        sel.first(),
-                        p.count
-                    ),
-                );
-            }
-            if let Some(server) = answered_by
-                && !sc.server.iter().any(|s| &s.netns == server)
-            {
-                ps.add(format!("{item}.answered_by"), format!("no [[server]] runs in netns `{server}`"));
-            }
-        };
-        for (j, e) in p.path.iter().enumerate() {
-            t.known(format!("probe[{i}].path[{j}].netns"), &e.netns, ps);
-            if e.exact.is_none() && e.includes.is_none() && e.never.is_empty() && e.last.is_none() {
-                ps.add(format!("probe[{i}].path[{j}]"), "asserts nothing: give exact, includes, never or last");
-            }
-            conditions_ok(format!("probe[{i}].path[{j}]"), e.packet, e.answered_by.as_ref(), ps);
-        }
+        expect::path::problems(sc, t, i, p, ps);
         for (j, a) in p.addr.iter().enumerate() {
-            let item = format!("probe[{i}].addr[{j}].at");
-            point_names(item.clone(), &a.at, ps);
-            if !t.netns.contains_key(a.at.netns.as_str()) {
-                t.known(item, &a.at.netns, ps);
-            } else if let Some(peer) = crate::scenario::handle::peer_of(&a.at) {
-                t.known(item, &peer.netns, ps);
-            } else if !t.ifaces.contains_key(&(a.at.netns.as_str(), a.at.iface.as_str()))
-                && !t.orphan_named(&a.at.iface)
-                && sc.step.is_empty()
-            {
-                ps.add(
-                    item,
-                    format!(
-                        "capture point {} does not exist: netns {} has no interface `{}` ({})",
-                        a.at,
-                        a.at.netns,
-                        a.at.iface,
-                        t.names_of(&a.at.netns)
-                    ),
-                );
-            }
-            if let Some(w) = sc.wireguard_at(&a.at.netns, &a.at.iface) {
-                for (key, set) in [("mac_src", a.mac_src.is_some()), ("mac_dst", a.mac_dst.is_some())] {
-                    if set {
-                        ps.add(
-                            format!("probe[{i}].addr[{j}].{key}"),
-                            format!(
-                                "{} is a WireGuard interface: it carries raw IP packets, without MAC addresses",
-                                w.id()
-                            ),
-                        );
-                    }
-                }
-            }
-            if !a.asserts_something() {
-                ps.add(
-                    format!("probe[{i}].addr[{j}]"),
-                    "asserts nothing: give src, dst, sport, dport, ttl, mac_src, mac_dst or absent",
-                );
-            }
-            conditions_ok(format!("probe[{i}].addr[{j}]"), a.packet, a.answered_by.as_ref(), ps);
+            point_names(format!("probe[{i}].addr[{j}].at"), &a.at, ps);
         }
+        expect::addr::problems(sc, t, i, p, ps);
     }
 }
 

@@ -37,7 +37,7 @@ mod socket;
 mod wire;
 
 pub use rules::*;
-pub use socket::NfTraceSocket;
+pub use socket::{NfTraceSocket, Received};
 pub use wire::*;
 
 /// Netlink messages of a fixture: one hex message a line, `#` lines are comments.
@@ -532,6 +532,10 @@ mod tests {
             Err(e) => panic!("open: {e}"),
         };
         assert!(s.as_raw_fd() >= 0);
+        // As root SO_RCVBUFFORCE passes rmem_max; the kernel doubles what it is asked.
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(s.rcvbuf().unwrap(), 2 * socket::RCVBUF as usize);
+        }
         let got = s.recv_all().expect("recv_all");
         // Events of other tests' traffic in this netns are possible; none must be malformed.
         assert!(got.iter().all(|m| !m.table.is_empty()));

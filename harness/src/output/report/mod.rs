@@ -1,4 +1,12 @@
-//! Human-readable reports of outcomes: the observed path, the per-hop address table, the verdict.
+//! Human-readable reports of outcomes: the verdict, and each packet's evidence by kind of
+//! expectation, in modules named as in `verdict/`: its observed path (`path.rs`) and its
+//! addresses per hop (`addr.rs`).
+
+mod addr;
+mod path;
+
+pub use addr::address_table;
+pub use path::{path_lines, seed_lines};
 
 use std::fmt::Write;
 
@@ -6,58 +14,6 @@ use crate::engine::{Outcome, ProbeOutcome};
 use crate::evidence::{Exchange, PacketEvidence};
 use crate::scenario::{CapturePoint, Direction};
 use std::net::IpAddr;
-
-/// The observed path of one packet as a compact list, one netns after the other.
-pub fn path_lines(pe: &PacketEvidence) -> String {
-    let mut out = String::new();
-    for (netns, events) in &pe.path {
-        let _ = writeln!(out, "      netns {netns}:");
-        for ev in events {
-            let i = &ev.ifaces;
-            let dev = |d: &Option<String>| d.clone().unwrap_or_default();
-            let mut ifs = format!("IN={} OUT={}", dev(&i.indev), dev(&i.outdev));
-            if i.physindev.is_some() || i.physoutdev.is_some() {
-                let _ = write!(ifs, " PHYSIN={} PHYSOUT={}", dev(&i.physindev), dev(&i.physoutdev));
-            }
-            let (src, dst) = ev.packet.endpoints();
-            let _ = writeln!(out, "        {:<32} {:<44} {src} > {dst}", ev.hook.to_string(), ifs);
-        }
-    }
-    if pe.path.is_empty() {
-        out.push_str("      (no trace events)\n");
-    }
-    out
-}
-
-/// The observed path in the seed articles' kernel-log shape (`TRACE: raw:PREROUTING:policy:2
-/// IN=docker0 ...`), so it can be held next to them.
-pub fn seed_lines(pe: &PacketEvidence) -> String {
-    let mut out = String::new();
-    for events in pe.path.values() {
-        for ev in events {
-            let _ = writeln!(out, "        {}", crate::observe::trace::text::render(ev));
-        }
-    }
-    out
-}
-
-/// Where the packet was seen and with which addresses.
-pub fn address_table(pe: &PacketEvidence) -> String {
-    let mut out = String::new();
-    for (point, info) in &pe.seen {
-        let (src, dst) = info.endpoints();
-        let ttl = info.ttl.map(|t| format!("ttl {t}")).unwrap_or_default();
-        let macs = match (info.mac_src, info.mac_dst) {
-            (Some(s), Some(d)) => format!("{s} > {d}"),
-            _ => String::new(),
-        };
-        let _ = writeln!(out, "        {:<20} {:>22} > {:<22} {ttl:<7} {macs}", point.to_string(), src, dst);
-    }
-    if pe.seen.is_empty() {
-        out.push_str("        (not captured anywhere)\n");
-    }
-    out
-}
 
 /// How much evidence a report shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -233,7 +189,7 @@ pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::expect::{Failure, FailureKind};
+    use crate::verdict::{Failure, FailureKind};
 
     fn exchange(packet: u16, answer: &str, dst: &str) -> Exchange {
         let mut request = PacketEvidence::default();

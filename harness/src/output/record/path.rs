@@ -1,0 +1,54 @@
+//! Recording `[[probe.path]]`: the hooks the packets met in each netns they were traced in, as
+//! `exact` lists.
+
+use std::collections::BTreeSet;
+
+use super::{Group, Recorder, packets_text};
+use crate::evidence::Exchange;
+use crate::firewall::Backend;
+use crate::observe::trace::Hook;
+use crate::scenario::{Direction, PathExpect};
+
+/// The path entries of the probe of `rec`: one per direction and netns where its packets were
+/// traced, split by packets or backend where they differ.
+pub(super) fn recorded(rec: &mut Recorder<'_>) -> Vec<PathExpect> {
+    let sites: BTreeSet<(Direction, String)> = rec
+        .exchanges()
+        .flat_map(|x| [Direction::Request, Direction::Reply].map(|d| (d, x.of(d).path.keys())))
+        .flat_map(|(d, keys)| keys.map(move |k| (d, k.clone())))
+        .collect();
+    let mut out = vec![];
+    for (d, netns) in sites {
+        let what = || format!("paths in netns {netns} ({d})");
+        let differences = |groups: &[Group<Vec<Hook>>]| groups.iter().map(|g| hook_difference(g, &groups[0])).collect();
+        for (sel, backend, hooks) in rec.entries(&what, |x| hooks_of(x, d, &netns), differences) {
+            out.push(PathExpect {
+                packet: sel.packet,
+                answered_by: sel.answered_by,
+                backend,
+                exact: Some(hooks),
+                ..PathExpect::new(d, &netns)
+            });
+        }
+    }
+    out
+}
+
+fn hooks_of(x: &Exchange, d: Direction, netns: &str) -> Vec<Hook> {
+    x.of(d).path.get(netns).map(|evs| evs.iter().map(|e| e.hook.clone()).collect()).unwrap_or_default()
+}
+
+/// How a group's hooks differ from the first group's: where they part, what each has there.
+fn hook_difference(group: &Group<Vec<Hook>>, first: &Group<Vec<Hook>>) -> String {
+    let (packets, hooks) = group;
+    let at = hooks.iter().zip(&first.1).position(|(a, b)| a != b).unwrap_or(hooks.len().min(first.1.len()));
+    let hook = hooks.get(at).map(|h| h.to_string()).unwrap_or_else(|| "(no more hooks)".into());
+    format!("{} at hook {}: {hook}", packets_text(packets), at + 1)
+}
+
+/// What makes an old entry of the file this entry's counterpart in [`super::rewrite`]: its
+/// place (direction and netns), its packets, its backend.
+pub(super) fn key(p: &PathExpect) -> (String, String, Option<&'static str>) {
+    let place = format!("{} {}", p.direction, p.netns);
+    (place, format!("{:?} {:?}", p.packet, p.answered_by), p.backend.map(Backend::name))
+}
