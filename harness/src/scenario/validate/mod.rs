@@ -98,6 +98,24 @@ impl<'a> Topology<'a> {
     }
 }
 
+/// The most namespaces one scenario may declare: each is a mount and an open descriptor for the
+/// whole run, and every capture and trace reader holds more (a file with thousands ran netpath
+/// out of descriptors mid-build).
+pub const MAX_NETNS: usize = 256;
+/// The most bridges one scenario may declare.
+pub const MAX_BRIDGES: usize = 256;
+/// The most veth pairs one scenario may declare (each end is captured: two pcap handles).
+pub const MAX_VETHS: usize = 512;
+/// The most WireGuard interfaces one scenario may declare.
+pub const MAX_WIREGUARD: usize = 64;
+/// The most routes one scenario may declare.
+pub const MAX_ROUTES: usize = 4096;
+/// The most servers one scenario may declare.
+pub const MAX_SERVERS: usize = 256;
+/// The most steps one scenario may declare.
+pub const MAX_STEPS: usize = 256;
+/// The most probes one scenario may declare.
+pub const MAX_PROBES: usize = 256;
 /// The most packets one probe may send.
 pub const MAX_COUNT: u16 = 1000;
 /// The longest a probe may wait for a reply.

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{IfaceDecl, Problems, Topology, known, list, names, sane};
+use super::{
+    IfaceDecl, MAX_BRIDGES, MAX_NETNS, MAX_PROBES, MAX_ROUTES, MAX_SERVERS, MAX_STEPS, MAX_VETHS, MAX_WIREGUARD,
+    Problems, Topology, known, list, names, sane,
+};
 use crate::scenario::Scenario;
 use crate::scenario::sysctl::{self, SysctlKey};
 
@@ -16,6 +19,25 @@ pub(super) fn scenario(sc: &Scenario, ps: &mut Problems) {
             "probe",
             "the scenario has no [[probe]]: it would pass asserting nothing (add a probe and what it must show)",
         );
+    }
+    for (item, have, max) in [
+        ("netns", sc.netns.len(), MAX_NETNS),
+        ("bridge", sc.bridge.len(), MAX_BRIDGES),
+        ("veth", sc.veth.len(), MAX_VETHS),
+        ("wireguard", sc.wireguard.len(), MAX_WIREGUARD),
+        ("route", sc.route.len(), MAX_ROUTES),
+        ("server", sc.server.len(), MAX_SERVERS),
+        ("step", sc.step.len(), MAX_STEPS),
+        ("probe", sc.probe.len(), MAX_PROBES),
+    ] {
+        if have > max {
+            ps.add(
+                item,
+                format!(
+                    "{have} [[{item}]] entries: at most {max} fit in one lab (each holds kernel objects and file descriptors); split the scenario"
+                ),
+            );
+        }
     }
     if sc.backends.is_empty() {
         ps.add("backends", "names no backend: give legacy, nft or both, or leave it out to run under legacy");
