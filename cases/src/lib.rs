@@ -277,7 +277,8 @@ pub fn without_expectations(sc: &Scenario) -> Scenario {
         p.addr.clear();
         p.conntrack.clear();
         p.answered_by.clear();
-        p.replies = true;
+        p.replies = None;
+        p.answer = None;
     }
     bare
 }

@@ -21,7 +21,7 @@ fn every_other_echo_dropped(count: u16, replies: bool) -> netpath::Scenario {
     });
     let p = sc.probe_mut("c1-to-external").expect("the probe");
     p.count = count;
-    p.replies = replies;
+    p.replies = Some(replies);
     p.timeout_ms = 3000;
     sc
 }

@@ -5,6 +5,9 @@
 pub mod attribute;
 pub mod conntrack;
 pub mod packet;
+pub mod response;
+
+pub use response::Response;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,9 +16,10 @@ use serde::Serialize;
 
 use crate::evidence::attribute::{Ambiguous, Clues, Seen, Sightings, Who};
 use crate::evidence::packet::PacketInfo;
+use crate::evidence::response::Caught;
 use crate::observe::trace::TraceEvent;
 use crate::probe::{Sent, find_nonce};
-use crate::scenario::{CapturePoint, Direction};
+use crate::scenario::{Answer, CapturePoint, Direction};
 
 pub mod key;
 
@@ -96,8 +100,11 @@ pub struct Exchange {
     pub nonce: Vec<u8>,
     pub request: PacketEvidence,
     pub reply: PacketEvidence,
-    /// Whether the sender got the reply.
+    /// Whether the sender got the reply (`response.kind` is a reply).
     pub replied: bool,
+    /// What answered it: a reply, a refusal, a local drop or nothing, from whom, seen where,
+    /// how soon.
+    pub response: Response,
     /// Which server answered (udp, tcp probes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
@@ -204,6 +211,9 @@ impl Joined {
     }
 }
 
+/// The first capture of a probe packet's request (when), of its reply and of a refusal of it.
+type Firsts = (Option<Duration>, Option<Caught>, Option<Caught>);
+
 /// Gather the evidence of each packet the probes sent from everything observed: frames and
 /// trace events that carry the packet's nonce or its TCP sequence numbers are classified
 /// directly; trace events that carry headers only (nf_tables, kernel log) are matched by the
@@ -251,17 +261,61 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
                     nonce: s.nonce.clone(),
                     request: PacketEvidence::default(),
                     reply: PacketEvidence::default(),
-                    replied: s.replied,
+                    replied: s.replied(),
+                    response: Response::heard(&s.heard),
                     answer: s.answer.clone(),
                 })
                 .collect()
         })
         .collect();
+    // Who refused a packet: an ICMP error quotes the nonce; a RST is known by its numbers.
+    let refusal = |info: &PacketInfo, bytes: &[u8], nonce: Option<&[u8]>| -> Option<(usize, usize, String)> {
+        let of = |k: usize| {
+            let (p, i, s) = packets[k];
+            s.refusal(info, bytes).map(|how| (p, i, how))
+        };
+        match nonce.and_then(|n| by_nonce.get(n).copied()) {
+            Some(k) => of(k),
+            None => unnonced.iter().find_map(|&k| of(k)),
+        }
+    };
+    // Per packet, the first capture of its request, its reply and a refusal of it.
+    let mut first: BTreeMap<(usize, usize), Firsts> = BTreeMap::new();
+    let caught = |f: &Frame, info: &PacketInfo, how: Option<String>| Caught {
+        ts: f.ts,
+        at: f.point.clone(),
+        from: info.src,
+        how,
+    };
     let mut sightings = Sightings::default();
     for (f, info, nonce) in frames.iter() {
-        let Some(who @ (p, i, d)) = classify(info, &f.data, nonce) else { continue };
+        let Some(who @ (p, i, d)) = classify(info, &f.data, nonce) else {
+            if let Some((p, i, how)) = refusal(info, &f.data, nonce) {
+                let slot = &mut first.entry((p, i)).or_default().2;
+                if slot.as_ref().is_none_or(|c| f.ts < c.ts) {
+                    *slot = Some(caught(f, info, Some(how)));
+                }
+            }
+            continue;
+        };
         sightings.add(who, info, &f.data, f.ts);
+        let firsts = first.entry((p, i)).or_default();
+        match d {
+            Direction::Request => firsts.0 = Some(firsts.0.map_or(f.ts, |t| t.min(f.ts))),
+            Direction::Reply if firsts.1.as_ref().is_none_or(|c| f.ts < c.ts) => {
+                firsts.1 = Some(caught(f, info, None));
+            }
+            Direction::Reply => {}
+        }
         out[p][i].of_mut(d).seen.entry(f.point.clone()).or_insert_with(|| info.clone());
+    }
+    for ((p, i), (request, reply, refused)) in &first {
+        let heard = &probes[*p][*i].heard;
+        let caught = match heard.kind {
+            Answer::Reply => reply.as_ref(),
+            _ => refused.as_ref(),
+        };
+        out[*p][*i].response = Response::of(heard, *request, caught);
     }
     let mut unattributed = vec![];
     for (netns, evs) in events {
@@ -346,8 +400,12 @@ mod tests {
             data: ip.clone(),
         };
         assert!(frame.carries(&nonce));
-        let sent =
-            [Sent { nonce: nonce.clone(), matcher: Box::new(crate::probe::icmp::Echo), replied: true, answer: None }];
+        let sent = [Sent {
+            nonce: nonce.clone(),
+            matcher: Box::new(crate::probe::icmp::Echo),
+            heard: crate::probe::Heard::reply(Duration::ZERO),
+            answer: None,
+        }];
         let frames = [frame];
         let mut probes = [sent.to_vec()];
         let joined = join(&mut probes, &Parsed::new(&frames), &BTreeMap::new());
@@ -411,7 +469,12 @@ mod collisions {
     }
 
     fn sent(nonce: &[u8]) -> Sent {
-        Sent { nonce: nonce.to_vec(), matcher: Box::new(Datagram), replied: true, answer: Some("ext".into()) }
+        Sent {
+            nonce: nonce.to_vec(),
+            matcher: Box::new(Datagram),
+            heard: crate::probe::Heard::reply(Duration::ZERO),
+            answer: Some("ext".into()),
+        }
     }
 
     fn hooks(joined: &Joined, probe: usize, packet: usize, d: Direction) -> Vec<String> {

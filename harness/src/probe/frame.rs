@@ -166,9 +166,13 @@ pub fn inject(ns: &Netns, seg: &Segment, timeout: Duration, drops: &Drops) -> Re
             .map_err(|e| fail(format!("AF_PACKET socket: {e} (needs CAP_NET_RAW: run as root)")))?;
         send(&sock, ifindex, &seg.mac_dst, seg.dst, &frame).map_err(|e| fail(format!("send: {e}")))?;
         let len = nonce.len() as u32;
+        let sent_at = std::time::Instant::now();
         let replied =
             wait_ack(&sock, seq, len, timeout, &|| drops.nonce(&nonce)).map_err(|e| fail(format!("read: {e}")))?;
-        Ok(Sent { nonce, matcher: Box::new(Crafted { seq, len }), replied, answer: None })
+        // Whatever acknowledges a crafted segment is its reply, a RST too: a frame probe asks
+        // whether the segment got through, not how it was answered.
+        let heard = if replied { super::Heard::reply(sent_at.elapsed()) } else { super::Heard::nothing() };
+        Ok(Sent { nonce, matcher: Box::new(Crafted { seq, len }), heard, answer: None })
     })
 }
 

@@ -4,10 +4,10 @@
 use std::io;
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::wait::{self, Read};
-use super::{Context, Matcher, Prober, Sent, new_nonce};
+use super::{Context, Heard, Matcher, Prober, Sent, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
 use crate::firewall::Family;
@@ -48,10 +48,23 @@ impl Prober for Icmp {
                 let nonce = new_nonce();
                 let mut payload = nonce.clone();
                 payload.resize(56, 0);
-                send_echo(&sock, dst, id, seq, &payload).map_err(what)?;
-                let dropped = || cx.drops.nonce(&nonce) || cx.drops.echo(id, seq);
-                let replied = wait_reply(&sock, dst, &nonce, cx.packet(seq.into())?, &dropped).map_err(what)?;
-                sent.push(Sent { nonce, matcher: Box::new(Echo), replied, answer: None });
+                let timeout = cx.packet(seq.into())?;
+                let sent_at = Instant::now();
+                let heard = match send_echo(&sock, dst, id, seq, &payload) {
+                    Ok(()) => {
+                        let dropped = || cx.drops.nonce(&nonce) || cx.drops.echo(id, seq);
+                        match wait_reply(&sock, dst, &nonce, timeout, &dropped).map_err(what)? {
+                            Some(Got::Reply) => Heard::reply(sent_at.elapsed()),
+                            Some(Got::Refused(from, how)) => Heard::refused(Some(from), how, sent_at.elapsed()),
+                            None => Heard::nothing(),
+                        }
+                    }
+                    Err(e) => match super::local_drop("sendto", cx.ns.name(), &e) {
+                        Some(how) => Heard::dropped(how),
+                        None => return Err(what(e)),
+                    },
+                };
+                sent.push(Sent { nonce, matcher: Box::new(Echo), heard, answer: None });
             }
             Ok(sent)
         })
@@ -126,35 +139,61 @@ fn send_echo(sock: &OwnedFd, dst: IpAddr, id: u16, seq: u16, payload: &[u8]) -> 
     Ok(())
 }
 
-/// Whether the echo reply carrying `nonce` came before the deadline. A raw ICMPv4 socket reads
-/// whole IP packets, an ICMPv6 one the ICMPv6 message only (RFC 3542 §3).
+/// What came back to an echo request.
+enum Got {
+    Reply,
+    /// A destination unreachable quoting it: from whom, what it said.
+    Refused(IpAddr, String),
+}
+
+/// What came back to the echo request carrying `nonce` before the deadline: its reply, or a
+/// destination unreachable quoting it. A raw ICMPv4 socket reads whole IP packets, an ICMPv6
+/// one the ICMPv6 message only (RFC 3542 §3), its sender in the socket address.
 fn wait_reply(
     sock: &OwnedFd,
     dst: IpAddr,
     nonce: &[u8],
     timeout: Duration,
     dropped: &dyn Fn() -> bool,
-) -> io::Result<bool> {
+) -> io::Result<Option<Got>> {
     let mut buf = vec![0u8; 65536];
-    let is_reply = |pkt: &[u8]| match dst {
-        IpAddr::V4(_) => PacketInfo::from_ip(pkt).is_some_and(|i| matches!(i.l4, L4::Icmp { kind: 0, .. })),
-        IpAddr::V6(_) => pkt.first() == Some(&ECHO_V6.1),
+    let read = |pkt: &[u8], from: Option<IpAddr>| -> Option<Got> {
+        if !contains(pkt, nonce) {
+            return None;
+        }
+        match dst {
+            IpAddr::V4(_) => {
+                let info = PacketInfo::from_ip(pkt)?;
+                let L4::Icmp { kind, code, .. } = info.l4 else { return None };
+                if kind == ECHO_V4.1 {
+                    return Some(Got::Reply);
+                }
+                Some(Got::Refused(info.src?, super::unreachable_text(false, kind, code)?))
+            }
+            IpAddr::V6(_) => {
+                let (kind, code) = (*pkt.first()?, *pkt.get(1)?);
+                if kind == ECHO_V6.1 {
+                    return Some(Got::Reply);
+                }
+                Some(Got::Refused(from?, super::unreachable_text(true, kind, code)?))
+            }
+        }
     };
-    let found = wait::answer(sock.as_fd(), timeout, dropped, || {
+    wait::answer(sock.as_fd(), timeout, dropped, || {
         loop {
-            match nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
-                Ok(n) => {
-                    let pkt = &buf[..n];
-                    if is_reply(pkt) && contains(pkt, nonce) {
-                        return Ok(Read::Done(Some(())));
+            let got = nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrStorage>(sock.as_raw_fd(), &mut buf);
+            match got {
+                Ok((n, addr)) => {
+                    let from = addr.and_then(|a| a.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())));
+                    if let Some(got) = read(&buf[..n], from) {
+                        return Ok(Read::Done(Some(got)));
                     }
                 }
                 Err(nix::Error::EAGAIN) => return Ok(Read::Again),
                 Err(e) => return Err(e.into()),
             }
         }
-    })?;
-    Ok(found.is_some())
+    })
 }
 
 #[cfg(test)]

@@ -26,11 +26,11 @@ use std::time::Duration;
 
 use crate::bound::RunBound;
 use crate::error::{Error, Result};
-use crate::evidence::packet::PacketInfo;
+use crate::evidence::packet::{L4, PacketInfo};
 use crate::lab::Lab;
 use crate::lab::netns::Netns;
 use crate::observe::drops::Drops;
-use crate::scenario::{ConntrackProto, Direction, ProbeKind, ProbeSpec, Scenario};
+use crate::scenario::{Answer, ConntrackProto, Direction, ProbeKind, ProbeSpec, Scenario};
 
 /// The nonce of one packet: `netpath-` and 16 hex digits, unique per packet of a run.
 pub fn new_nonce() -> Vec<u8> {
@@ -71,6 +71,13 @@ pub trait Matcher: fmt::Debug + Send + Sync {
     /// or its reply; `nonce` is the probe packet's.
     fn classify(&self, nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<Direction>;
 
+    /// Whether a packet that is neither ([`Matcher::classify`]) refuses this probe packet: a TCP
+    /// RST answering it, an ICMP or ICMPv6 destination unreachable quoting it. `Some(how)`, in
+    /// words (`TCP RST`, `ICMP port unreachable`), if so.
+    fn refusal(&self, nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<String> {
+        unreachable_quoting(nonce, info, bytes)
+    }
+
     /// Whether it must see the captures before it can classify ([`Matcher::learn`]).
     fn learns(&self) -> bool {
         false
@@ -98,21 +105,83 @@ impl Clone for Box<dyn Matcher> {
     }
 }
 
+/// What the sender of one packet heard back, as its socket told it: the kind of answer, and
+/// what the socket knows of it (who refused, how, how soon). The captures add where it was
+/// seen ([`crate::evidence::Response`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    pub kind: Answer,
+    /// Who answered, where the socket says (the source of an ICMP error).
+    pub from: Option<IpAddr>,
+    /// How, in words: `TCP RST`, `ICMP port unreachable`, `sendto: EPERM`.
+    pub how: Option<String>,
+    /// How long after the send the socket had it.
+    pub after: Option<Duration>,
+}
+
+impl Heard {
+    /// The reply came, `after` the send.
+    pub fn reply(after: Duration) -> Heard {
+        Heard { kind: Answer::Reply, from: None, how: None, after: Some(after) }
+    }
+
+    /// Nothing came back in time.
+    pub fn nothing() -> Heard {
+        Heard { kind: Answer::None, from: None, how: None, after: None }
+    }
+
+    /// A refusal (`how`: `TCP RST`, `ICMP port unreachable`...), from `from` where known.
+    pub fn refused(from: Option<IpAddr>, how: impl Into<String>, after: Duration) -> Heard {
+        Heard { kind: Answer::Refused, from, how: Some(how.into()), after: Some(after) }
+    }
+
+    /// The sender's kernel would not send it (`how`: what failed, and why).
+    pub fn dropped(how: impl Into<String>) -> Heard {
+        Heard { kind: Answer::Dropped, from: None, how: Some(how.into()), after: None }
+    }
+}
+
+/// Whether a send that failed with `e` is a local drop, and if so, what to say of it: EPERM is
+/// a netfilter hook that dropped the packet on its way out (an OUTPUT or POSTROUTING rule or
+/// policy of the sender's netns); ENOKEY is a WireGuard device with no peer whose allowed-ips
+/// cover the destination. Any other error is the run's, not the datapath's.
+pub fn local_drop(call: &str, netns: &str, e: &std::io::Error) -> Option<String> {
+    match e.raw_os_error()? {
+        libc::EPERM => Some(format!(
+            "dropped on its way out of netns {netns} ({call}: EPERM): an OUTPUT or POSTROUTING rule or policy dropped it"
+        )),
+        libc::ENOKEY => Some(format!(
+            "dropped by a WireGuard device of netns {netns} ({call}: ENOKEY): no peer's allowed-ips cover the destination"
+        )),
+        _ => None,
+    }
+}
+
 /// One packet a probe sent and what came back.
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub nonce: Vec<u8>,
     pub matcher: Box<dyn Matcher>,
-    /// Whether the sender got the reply.
-    pub replied: bool,
+    /// What the sender heard back.
+    pub heard: Heard,
     /// Which server answered (udp, tcp).
     pub answer: Option<String>,
 }
 
 impl Sent {
+    /// Whether the sender got the reply.
+    pub fn replied(&self) -> bool {
+        self.heard.kind == Answer::Reply
+    }
+
     /// See [`Matcher::classify`].
     pub fn classify(&self, info: &PacketInfo, bytes: &[u8]) -> Option<Direction> {
         self.matcher.classify(&self.nonce, info, bytes)
+    }
+
+    /// See [`Matcher::refusal`].
+    pub fn refusal(&self, info: &PacketInfo, bytes: &[u8]) -> Option<String> {
+        self.matcher.refusal(&self.nonce, info, bytes)
     }
 
     /// See [`Matcher::learn`].
@@ -205,6 +274,37 @@ pub fn send(lab: &Lab, sc: &Scenario, spec: &ProbeSpec, drops: &Drops, bound: &R
     prober(spec.kind).send(&cx)
 }
 
+/// Whether `info` is an ICMP or ICMPv6 destination unreachable quoting the packet that carries
+/// `nonce` (the kernel quotes as much of it as fits: 576 bytes in all for ICMP, 1280 for
+/// ICMPv6, so a probe's nonce near the start of its payload is in the quote), and what it says.
+pub fn unreachable_quoting(nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<String> {
+    let L4::Icmp { kind, code, .. } = info.l4 else { return None };
+    let v6 = matches!(info.src, Some(IpAddr::V6(_)));
+    let what = unreachable_text(v6, kind, code)?;
+    crate::evidence::packet::contains(bytes, nonce).then_some(what)
+}
+
+/// `ICMP port unreachable`, `ICMPv6 administratively prohibited`... for a destination
+/// unreachable (ICMP type 3, ICMPv6 type 1) of code `code`; `None` for another type.
+pub fn unreachable_text(v6: bool, kind: u8, code: u8) -> Option<String> {
+    let reason = match (v6, kind, code) {
+        (false, 3, 0) => "net unreachable",
+        (false, 3, 1) => "host unreachable",
+        (false, 3, 2) => "protocol unreachable",
+        (false, 3, 3) => "port unreachable",
+        (false, 3, 9 | 10 | 13) => "administratively prohibited",
+        (false, 3, _) => "destination unreachable",
+        (true, 1, 0) => "no route",
+        (true, 1, 1) => "administratively prohibited",
+        (true, 1, 3) => "address unreachable",
+        (true, 1, 4) => "port unreachable",
+        (true, 1, 5 | 6) => "rejected by policy",
+        (true, 1, _) => "destination unreachable",
+        _ => return None,
+    };
+    Some(format!("{} {reason} (code {code})", if v6 { "ICMPv6" } else { "ICMP" }))
+}
+
 /// The unspecified address of `dst`'s family, to bind a probe's socket to.
 pub fn any_of(dst: IpAddr) -> IpAddr {
     match dst {
@@ -228,6 +328,19 @@ mod tests {
             assert_eq!(PROBERS.iter().filter(|p| p.kind() == k).count(), 1, "{k:?} in PROBERS");
         }
         assert_eq!(PROBERS.len(), all.len(), "PROBERS has a prober per ProbeKind, no more");
+    }
+
+    #[test]
+    fn local_drops_are_eperm_and_enokey_and_nothing_else() {
+        let e = |n| std::io::Error::from_raw_os_error(n);
+        let eperm = local_drop("sendto", "c1", &e(libc::EPERM)).unwrap();
+        assert!(eperm.contains("netns c1 (sendto: EPERM)"), "{eperm}");
+        // What WireGuard's kernel module says when no peer covers the destination (os error 126).
+        assert_eq!(libc::ENOKEY, 126);
+        let enokey = local_drop("sendto", "peer1", &e(126)).unwrap();
+        assert!(enokey.contains("WireGuard device of netns peer1 (sendto: ENOKEY)"), "{enokey}");
+        assert_eq!(local_drop("sendto", "c1", &e(libc::ENETUNREACH)), None);
+        assert_eq!(local_drop("sendto", "c1", &std::io::Error::other("x")), None);
     }
 
     #[test]

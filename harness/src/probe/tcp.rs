@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 
-use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
+use super::{Context, Heard, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
 use crate::scenario::{ConntrackProto, Direction, ProbeKind};
@@ -38,7 +38,9 @@ impl Prober for Tcp {
             probe: format!("tcp {} -> {}", cx.ns.name(), SocketAddr::new(cx.dst, port)),
             message: e.to_string(),
         };
-        cx.ns.run(|| (1..=cx.spec.count).map(|n| one(cx.dst, port, cx.packet(n.into())?).map_err(fail)).collect())
+        cx.ns.run(|| {
+            (1..=cx.spec.count).map(|n| one(cx.ns.name(), cx.dst, port, cx.packet(n.into())?).map_err(fail)).collect()
+        })
     }
 }
 
@@ -73,6 +75,24 @@ impl Matcher for Connection {
             Some(Direction::Reply)
         } else {
             None
+        }
+    }
+
+    /// A RST acknowledging the SYN (what a host with nothing listening, or `REJECT
+    /// --reject-with tcp-reset`, sends), or an ICMP error quoting the SYN, found by its sequence
+    /// number (the SYN carries no nonce; NAT leaves the number alone).
+    fn refusal(&self, _nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<String> {
+        let isn = self.isn?;
+        match &info.l4 {
+            L4::Tcp { flags, ack, .. } if flags.contains('R') && *ack == Some(isn.wrapping_add(1)) => {
+                Some("TCP RST".into())
+            }
+            L4::Icmp { kind, code, .. } => {
+                let v6 = matches!(info.src, Some(IpAddr::V6(_)));
+                let what = super::unreachable_text(v6, *kind, *code)?;
+                contains(bytes, &isn.to_be_bytes()).then_some(what)
+            }
+            _ => None,
         }
     }
 
@@ -113,7 +133,7 @@ impl Matcher for Connection {
     }
 }
 
-fn one(dst: IpAddr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
+fn one(netns: &str, dst: IpAddr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
     let nonce = new_nonce();
     let deadline = Instant::now() + timeout;
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -125,22 +145,40 @@ fn one(dst: IpAddr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
     let local: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
     let sport = local.as_sockaddr_in().map(|a| a.port()).or(local.as_sockaddr_in6().map(|a| a.port())).unwrap_or(0);
     let matcher = Connection::new(sport, dst, port, since);
-    let not_answered =
-        |m: Connection| Sent { nonce: nonce.clone(), matcher: Box::new(m), replied: false, answer: None };
+    let sent_at = Instant::now();
+    let sent = |m: Connection, heard: Heard| Sent { nonce: nonce.clone(), matcher: Box::new(m), heard, answer: None };
     match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(dst, port))) {
         Ok(()) | Err(nix::Error::EINPROGRESS) => {}
-        Err(nix::Error::ECONNREFUSED | nix::Error::ENETUNREACH | nix::Error::EHOSTUNREACH) => {
-            return Ok(not_answered(matcher));
+        Err(e) => {
+            // No route of its own: nothing was sent, nothing can answer.
+            if matches!(e, nix::Error::ENETUNREACH | nix::Error::EHOSTUNREACH) {
+                return Ok(sent(matcher, Heard::nothing()));
+            }
+            if let Some(heard) = refused_by(e, sent_at.elapsed()) {
+                return Ok(sent(matcher, heard));
+            }
+            let io = std::io::Error::from(e);
+            return match super::local_drop("connect", netns, &io) {
+                Some(how) => Ok(sent(matcher, Heard::dropped(how))),
+                None => Err(io),
+            };
         }
-        Err(e) => return Err(e.into()),
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
     let ready = poll(&mut fds, PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX))?;
-    if ready == 0 || socket::getsockopt(&fd, sockopt::SocketError)? != 0 {
-        // No SYN-ACK in time, or a RST / ICMP error: the handshake did not complete.
-        return Ok(not_answered(matcher));
+    if ready == 0 {
+        // No SYN-ACK in time. (A SYN an OUTPUT rule dropped ends here too: connect(2) keeps the
+        // EPERM to itself and retransmits.)
+        return Ok(sent(matcher, Heard::nothing()));
     }
+    let error = socket::getsockopt(&fd, sockopt::SocketError)?;
+    if error != 0 {
+        // A RST or an ICMP error ended the handshake.
+        let heard = refused_by(nix::Error::from_raw(error), sent_at.elapsed()).unwrap_or_else(Heard::nothing);
+        return Ok(sent(matcher, heard));
+    }
+    let replied_after = sent_at.elapsed();
     // SAFETY: the fd is a connected TCP socket owned here; TcpStream takes ownership.
     let mut stream = unsafe { TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
     stream.set_nonblocking(false)?;
@@ -149,7 +187,20 @@ fn one(dst: IpAddr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
     let answer = answer_from(&buf, &nonce);
-    Ok(Sent { nonce, matcher: Box::new(matcher), replied: true, answer })
+    Ok(Sent { nonce, matcher: Box::new(matcher), heard: Heard::reply(replied_after), answer })
+}
+
+/// The refusal a connect error is: ECONNREFUSED is a RST (or an ICMP port unreachable), the
+/// unreachable errors an ICMP destination unreachable that came back. The captures say which.
+fn refused_by(e: nix::Error, after: Duration) -> Option<Heard> {
+    let how = match e {
+        nix::Error::ECONNREFUSED => "connect: ECONNREFUSED (a TCP RST or an ICMP port unreachable)",
+        nix::Error::EHOSTUNREACH => "connect: EHOSTUNREACH (an ICMP destination unreachable)",
+        nix::Error::ENETUNREACH => "connect: ENETUNREACH (an ICMP net unreachable)",
+        nix::Error::EACCES => "connect: EACCES (an ICMP administratively prohibited)",
+        _ => return None,
+    };
+    Some(Heard::refused(None, how, after))
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::wait::{self, Read};
-use super::{Context, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
+use super::{Context, Heard, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
 use crate::scenario::{ConntrackProto, Direction, ProbeKind};
@@ -41,10 +41,20 @@ impl Prober for Udp {
             let mut out = vec![];
             for n in 1..=cx.spec.count {
                 let nonce = new_nonce();
-                sock.send(&nonce).map_err(fail)?;
                 let timeout = cx.packet(n.into())?;
-                let answer = wait_answer(&sock, &nonce, timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)?;
-                out.push(Sent { nonce, matcher: Box::new(Datagram), replied: answer.is_some(), answer });
+                let sent_at = Instant::now();
+                let (heard, answer) = match sock.send(&nonce) {
+                    Ok(_) => match wait_answer(&sock, &nonce, timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)? {
+                        Some(Got::Reply(server)) => (Heard::reply(sent_at.elapsed()), Some(server)),
+                        Some(Got::Refused(how)) => (Heard::refused(None, how, sent_at.elapsed()), None),
+                        None => (Heard::nothing(), None),
+                    },
+                    Err(e) => match super::local_drop("send", cx.ns.name(), &e) {
+                        Some(how) => (Heard::dropped(how), None),
+                        None => return Err(fail(e)),
+                    },
+                };
+                out.push(Sent { nonce, matcher: Box::new(Datagram), heard, answer });
             }
             Ok(out)
         })
@@ -68,23 +78,37 @@ impl Matcher for Datagram {
     }
 }
 
+/// What came back to a datagram.
+enum Got {
+    /// A server's answer, naming the server.
+    Reply(String),
+    /// An ICMP error the socket reported, in words.
+    Refused(&'static str),
+}
+
 fn wait_answer(
     sock: &UdpSocket,
     nonce: &[u8],
     timeout: Duration,
     dropped: &dyn Fn() -> bool,
-) -> std::io::Result<Option<String>> {
+) -> std::io::Result<Option<Got>> {
     let mut buf = [0u8; 2048];
     wait::answer(sock.as_fd(), timeout, dropped, || {
         loop {
             match sock.recv(&mut buf) {
                 Ok(n) => {
                     if let Some(who) = answer_from(&buf[..n], nonce) {
-                        return Ok(Read::Done(Some(who)));
+                        return Ok(Read::Done(Some(Got::Reply(who))));
                     }
                 }
-                // An ICMP error (port unreachable) is an answer of sorts: no server replied.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(Read::Done(None)),
+                // A connected UDP socket reports the ICMP errors the kernel deems hard (RFC 1122
+                // 4.1.3.3): a refusal, whose sender and code the captures tell.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Ok(Read::Done(Some(Got::Refused("recv: ECONNREFUSED (an ICMP port unreachable)"))));
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EACCES)) => {
+                    return Ok(Read::Done(Some(Got::Refused("recv: an ICMP destination unreachable"))));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Read::Again),
                 Err(e) => return Err(e),
             }

@@ -78,9 +78,13 @@ pub struct ProbeSpec {
     /// How long to wait for each reply.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Whether replies must come back (false: the request must be dropped on its way).
-    #[serde(default = "yes")]
-    pub replies: bool,
+    /// Whether replies must come back (false: no answer of any kind may come back, `answer =
+    /// "none"`). Unsaid: a reply, unless `answer` says otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies: Option<bool>,
+    /// The kind of answer each packet must get (default: a reply). See [`ProbeSpec::expected_answer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
     /// Destination port (udp, tcp, frame).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -111,7 +115,8 @@ impl ProbeSpec {
             to: crate::scenario::handle::Target::Addr(to),
             count: 1,
             timeout_ms: default_timeout_ms(),
-            replies: true,
+            replies: None,
+            answer: None,
             port: None,
             frame: None,
             answered_by: BTreeMap::new(),

@@ -304,6 +304,7 @@ fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
         request: Default::default(),
         reply: Default::default(),
         replied: true,
+        response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
         answer: None,
     };
     let ctx = |backend, release: Option<&str>| crate::verdict::Context {
@@ -338,7 +339,7 @@ fn unknown_keys_name_the_key_and_the_valid_ones() {
     assert_eq!(
         d,
         [
-            "t.toml:14:1: probe[0]: unknown field `nmae`, expected one of `name`, `kind`, `from`, `to`, `count`, `timeout_ms`, `replies`, `port`, `frame`, `answered_by`, `conntrack`, `path`, `addr` (did you mean `name`?)"
+            "t.toml:14:1: probe[0]: unknown field `nmae`, expected one of `name`, `kind`, `from`, `to`, `count`, `timeout_ms`, `replies`, `answer`, `port`, `frame`, `answered_by`, `conntrack`, `path`, `addr` (did you mean `name`?)"
         ]
     );
 }

@@ -1,13 +1,14 @@
-//! Judging the answers to a probe's packets: `replies` (each packet answered, or none of them:
-//! dropped on its way) and `answered_by` (how many each server netns answered: a load split).
+//! Judging the answers to a probe's packets: `answer` / `replies` (the kind of answer each packet
+//! gets: a reply, a refusal, a local drop, nothing) and `answered_by` (how many each server netns
+//! answered: a load split).
 
 use std::collections::BTreeMap;
 
 use super::{ExpectationKind, Failure, FailureKind, ProbeEvidence};
 use crate::evidence::Exchange;
-use crate::scenario::ProbeSpec;
+use crate::scenario::{Answer, ProbeSpec};
 
-/// `replies` and `answered_by`.
+/// `answer`, `replies` and `answered_by`.
 pub struct AnswerKind;
 
 impl ExpectationKind for AnswerKind {
@@ -16,11 +17,11 @@ impl ExpectationKind for AnswerKind {
     }
 
     fn keys(&self) -> &'static [&'static str] {
-        &["replies", "answered_by"]
+        &["replies", "answer", "answered_by"]
     }
 
     fn failures(&self) -> &'static [FailureKind] {
-        &[FailureKind::NoReply, FailureKind::UnexpectedReply, FailureKind::Answers]
+        &[FailureKind::NoReply, FailureKind::UnexpectedReply, FailureKind::WrongAnswer, FailureKind::Answers]
     }
 
     /// A packet that got no answer explains what else is missing of it (its reply's path and
@@ -31,33 +32,48 @@ impl ExpectationKind for AnswerKind {
 
     fn judge(&self, probe: &ProbeSpec, evidence: &ProbeEvidence<'_>) -> Vec<Failure> {
         let exchanges = evidence.exchanges;
+        let want = probe.expected_answer();
         let mut out = vec![];
         for ex in exchanges {
-            if probe.replies && !ex.replied {
-                let f = Failure::of_packet(
+            let got = &ex.response;
+            if got.kind == want {
+                continue;
+            }
+            let (kind, what, detail) = match (want, got.kind) {
+                (Answer::Reply, _) => (
                     FailureKind::NoReply,
-                    ex.packet,
                     format!("packet {}: a reply", ex.packet),
-                    format!("no reply reached {} within {} ms; {}", probe.from, probe.timeout_ms, whereabouts(ex)),
-                );
-                let last_hooks = ex
-                    .request
-                    .path
-                    .iter()
-                    .filter_map(|(ns, evs)| Some((ns.clone(), evs.last()?.hook.clone())))
-                    .collect();
-                let seen_at = ex.request.seen.keys().cloned().collect();
-                out.push(Failure { netns: Some(probe.from.clone()), seen_at, last_hooks, ..f });
-            }
-            if !probe.replies && ex.replied {
-                let f = Failure::of_packet(
+                    match got.kind {
+                        Answer::None => format!(
+                            "no reply reached {} within {} ms; {}",
+                            probe.from,
+                            probe.timeout_ms,
+                            whereabouts(ex)
+                        ),
+                        _ => format!("no reply reached {}: {got}; {}", probe.from, whereabouts(ex)),
+                    },
+                ),
+                (_, Answer::Reply) => (
                     FailureKind::UnexpectedReply,
-                    ex.packet,
-                    format!("packet {}: no reply (the request is dropped)", ex.packet),
-                    format!("a reply reached {}", probe.from),
-                );
-                out.push(Failure { netns: Some(probe.from.clone()), ..f });
-            }
+                    format!("packet {}: {}", ex.packet, wanted(want)),
+                    format!("{got} reached {}", probe.from),
+                ),
+                _ => (FailureKind::WrongAnswer, format!("packet {}: {}", ex.packet, wanted(want)), got.to_string()),
+            };
+            let last_hooks =
+                ex.request.path.iter().filter_map(|(ns, evs)| Some((ns.clone(), evs.last()?.hook.clone()))).collect();
+            let seen_at = ex.request.seen.keys().cloned().collect();
+            out.push(Failure {
+                netns: Some(probe.from.clone()),
+                seen_at,
+                last_hooks,
+                expected: Some(want.to_string()),
+                observed: Some(got.kind.to_string()),
+                at: got.at.clone(),
+                from: got.from,
+                latency: got.after,
+                ..Failure::of_packet(kind, ex.packet, what, detail)
+            });
         }
         for (server, min) in &probe.answered_by {
             let n = exchanges.iter().filter(|x| x.answer.as_deref() == Some(server.as_str())).count();
@@ -81,6 +97,16 @@ impl ExpectationKind for AnswerKind {
             }
         }
         out
+    }
+}
+
+/// What `answer` (or `replies`) asks of each packet, in words.
+fn wanted(want: Answer) -> String {
+    match want {
+        Answer::Reply => "a reply".into(),
+        Answer::Refused => "refused (a TCP RST or an ICMP destination unreachable)".into(),
+        Answer::Dropped => "dropped by its sender's own kernel (sendto: EPERM)".into(),
+        Answer::None => "no answer of any kind (the request is dropped on its way)".into(),
     }
 }
 

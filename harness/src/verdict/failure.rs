@@ -15,10 +15,15 @@ use crate::scenario::{CapturePoint, Direction};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FailureKind {
-    /// The probe expects a reply (the default) and none reached its sender.
+    /// The probe expects a reply (the default) and none reached its sender: nothing, a refusal,
+    /// or its own kernel dropped it (`observed` says which).
     NoReply,
-    /// `replies = false` and a reply reached the sender.
+    /// The probe expects no reply (`replies = false`, or `answer` other than `"reply"`) and a
+    /// reply reached the sender.
     UnexpectedReply,
+    /// `answer`: neither the expected nor the observed answer is a reply, and they differ (a
+    /// refusal where none may come, nothing where a REJECT should refuse...).
+    WrongAnswer,
     /// `exact`: the path in a netns is not the one listed.
     PathExact,
     /// `includes`: a listed hook is not on the path, in order.
@@ -71,9 +76,16 @@ pub struct Failure {
     #[serde(skip)]
     pub netns: Option<String>,
     /// The capture point of a header expectation (`Header`, `NotSeen`, `Seen`), as the lab
-    /// named it.
+    /// named it; for the answer kinds (`NoReply`, `UnexpectedReply`, `WrongAnswer`), where the
+    /// answer that came was first captured.
     #[serde(skip)]
     pub at: Option<CapturePoint>,
+    /// The answer kinds: who sent the answer that came (a reply's or a refusal's source).
+    #[serde(skip)]
+    pub from: Option<std::net::IpAddr>,
+    /// The answer kinds: how long after the request the answer that came was seen.
+    #[serde(skip)]
+    pub latency: Option<std::time::Duration>,
     /// The handle the scenario named `at` by (`host/peer:c1/eth0`), when it used one.
     #[serde(skip)]
     pub handle: Option<CapturePoint>,
@@ -82,12 +94,13 @@ pub struct Failure {
     pub answered_by: Option<String>,
     /// The expected side, in one line: the header (`10.0.0.1:kept > any:80`) for header kinds
     /// (`not seen` for `Seen`), the hook for `PathLast`, the pattern for `PathNever`, the
-    /// minimum count for `Answers`, the entry (`tcp orig [..] reply [..]`) for `Conntrack`.
+    /// minimum count for `Answers`, the answer kind (`reply`, `refused`, `dropped`, `none`) for
+    /// `NoReply`, `UnexpectedReply` and `WrongAnswer`, the entry (`tcp orig [..] reply [..]`) for `Conntrack`.
     #[serde(skip)]
     pub expected: Option<String>,
     /// The observed side, in the shape of `expected`: the header as seen (`None` for
     /// `NotSeen`), the last hook for `PathLast` (`None` without one), the count for
-    /// `Answers`, the table's entries of that protocol (one a line) for `Conntrack`.
+    /// `Answers`, the answer kind that came for the answer kinds, the table's entries of that protocol (one a line) for `Conntrack`.
     #[serde(skip)]
     pub observed: Option<String>,
     /// Path kinds: the hooks observed in the netns, in order.
@@ -123,6 +136,8 @@ impl Failure {
             direction: None,
             netns: None,
             at: None,
+            from: None,
+            latency: None,
             handle: None,
             answered_by: None,
             expected: None,

@@ -35,7 +35,15 @@ fn connection(packet: u16, uplink_sport: u16, answer: Option<&str>) -> Exchange 
     request.seen.insert("host/eth0".parse().unwrap(), info("10.9.0.1", tcp(uplink_sport, 80)));
     let mut reply = PacketEvidence::default();
     reply.seen.insert("client/eth0".parse().unwrap(), info("10.9.0.30", tcp(80, 40312)));
-    Exchange { packet, nonce: vec![], request, reply, replied: true, answer: answer.map(Into::into) }
+    Exchange {
+        packet,
+        nonce: vec![],
+        request,
+        reply,
+        replied: true,
+        response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
+        answer: answer.map(Into::into),
+    }
 }
 
 fn probe_with(addr: Vec<AddrExpect>, path: Vec<PathExpect>) -> ProbeSpec {
@@ -124,6 +132,7 @@ fn traced(hooks_seen: &[&str]) -> Exchange {
     use crate::observe::trace::event::{Ifaces, TraceEvent};
     let mut ex = connection(1, 40312, None);
     ex.replied = false;
+    ex.response = crate::evidence::Response::of_kind(crate::scenario::Answer::None);
     let event = |h: &Hook| TraceEvent {
         netns: "host".into(),
         hook: h.clone(),
@@ -230,7 +239,7 @@ fn reply_answer_address_and_conntrack_texts_are_pinned() {
         ],
         vec![],
     );
-    p.replies = false;
+    p.replies = Some(false);
     p.answered_by.insert("ep9".into(), 1);
     let f = check(&p, Backend::Legacy, &[connection(1, 40312, Some("ep1"))]);
     let texts: Vec<(FailureKind, &str, &str)> =
@@ -238,7 +247,11 @@ fn reply_answer_address_and_conntrack_texts_are_pinned() {
     assert_eq!(
         texts,
         [
-            (FailureKind::UnexpectedReply, "packet 1: no reply (the request is dropped)", "a reply reached client"),
+            (
+                FailureKind::UnexpectedReply,
+                "packet 1: no answer of any kind (the request is dropped on its way)",
+                "a reply reached client"
+            ),
             (
                 FailureKind::NotSeen,
                 "addresses of packet 1 reply at host/eth9",
@@ -285,10 +298,13 @@ fn broken_probes() -> Vec<(ProbeSpec, Vec<Exchange>)> {
         reply: Default::default(),
     });
     let mut dropped = probe_with(vec![], vec![]);
-    dropped.replies = false;
+    dropped.replies = Some(false);
+    let mut rejected = probe_with(vec![], vec![]);
+    rejected.answer = Some(crate::scenario::Answer::Refused);
     vec![
         (lost, vec![traced(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"])]),
         (dropped, vec![connection(1, 40312, None)]),
+        (rejected, vec![traced(&["raw:PREROUTING:policy:2"])]),
     ]
 }
 
@@ -298,6 +314,7 @@ fn every_failure_kind_is_claimed_by_one_kind_of_expectation_which_reports_it() {
     let all = [
         NoReply,
         UnexpectedReply,
+        WrongAnswer,
         PathExact,
         PathIncludes,
         PathLast,
@@ -311,8 +328,8 @@ fn every_failure_kind_is_claimed_by_one_kind_of_expectation_which_reports_it() {
     for k in all {
         // An exhaustive match: a new FailureKind fails to compile here until it is listed.
         match k {
-            NoReply | UnexpectedReply | PathExact | PathIncludes | PathLast | PathNever | Header | NotSeen | Seen
-            | Answers | Conntrack => {}
+            NoReply | UnexpectedReply | WrongAnswer | PathExact | PathIncludes | PathLast | PathNever | Header
+            | NotSeen | Seen | Answers | Conntrack => {}
         }
         let claims: Vec<&str> = KINDS.iter().filter(|e| e.failures().contains(&k)).map(|e| e.name()).collect();
         assert_eq!(claims.len(), 1, "{k:?} is claimed by {claims:?}: list it in the failures() of one kind in KINDS");

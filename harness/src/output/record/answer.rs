@@ -1,20 +1,52 @@
-//! Recording the answers: `replies` (whether every packet was answered) and the `answered_by`
+//! Recording the answers: `answer` / `replies` (the kind of answer every packet got) and the `answered_by`
 //! floors of a load split, derived from the probe's count ([`split_floor`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::engine::ProbeOutcome;
 use crate::firewall::Backend;
-use crate::scenario::ProbeSpec;
+use crate::scenario::{Answer, ProbeSpec};
 
 /// The chance, per probe, that a correct datapath fails the answered_by floor a recording
 /// writes for its load split, when the split is uniform over the endpoints that answered.
 pub const FLOOR_FALSE_FAILURE: f64 = 1e-6;
 
-/// Put what `runs` show of the probe's answers in `probe`: `replies`, and its `answered_by`.
+/// Put what `runs` show of the probe's answers in `probe`: `answer` (or `replies`), and its
+/// `answered_by`.
 pub(super) fn record(probe: &mut ProbeSpec, runs: &[(Backend, &ProbeOutcome)], warnings: &mut Vec<String>) {
-    probe.replies = runs.iter().flat_map(|(_, p)| &p.exchanges).all(|e| e.replied);
+    let kinds: BTreeSet<Answer> = runs.iter().flat_map(|(_, p)| &p.exchanges).map(|e| e.response.kind).collect();
+    let kind = match <[Answer; 1]>::try_from(kinds.iter().copied().collect::<Vec<_>>()) {
+        Ok([k]) => k,
+        // Nothing sent: nothing to learn.
+        Err(v) if v.is_empty() => probe.expected_answer(),
+        Err(v) => {
+            let said: Vec<&str> = v.iter().map(|k| k.as_str()).collect();
+            warnings.push(format!(
+                "probe `{}`: its packets got answers of several kinds ({}): recorded as answer = \"{}\", which some of them fail",
+                probe.name,
+                said.join(", "),
+                Answer::None
+            ));
+            Answer::None
+        }
+    };
+    spell(probe, kind);
     probe.answered_by = floors(probe, runs, warnings);
+}
+
+/// Put answer `kind` in `probe` the way its file says it: `replies` where the file used it and
+/// it can say that kind, else `answer`; a reply, the default, left unsaid unless said already.
+fn spell(probe: &mut ProbeSpec, kind: Answer) {
+    let by_replies = match kind {
+        Answer::Reply | Answer::None => Some(kind == Answer::Reply),
+        Answer::Refused | Answer::Dropped => None,
+    };
+    if probe.answer.is_none() && by_replies.is_some() && (probe.replies.is_some() || kind == Answer::None) {
+        probe.replies = by_replies;
+    } else if probe.answer.is_some() || kind != Answer::Reply {
+        probe.replies = None;
+        probe.answer = Some(kind);
+    }
 }
 
 /// The largest floor `f` such that a probe of `count` packets split uniformly over `endpoints`
@@ -81,6 +113,23 @@ fn floors(probe: &ProbeSpec, runs: &[(Backend, &ProbeOutcome)], warnings: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_spelt_as_the_file_spells_it() {
+        let spelt = |replies: Option<bool>, answer: Option<Answer>, kind: Answer| {
+            let mut p = ProbeSpec::new("p", crate::scenario::ProbeKind::Tcp, "a", "10.0.0.1".parse().unwrap());
+            (p.replies, p.answer) = (replies, answer);
+            spell(&mut p, kind);
+            assert_eq!(p.expected_answer(), kind);
+            (p.replies, p.answer)
+        };
+        assert_eq!(spelt(None, None, Answer::Reply), (None, None), "the default stays unsaid");
+        assert_eq!(spelt(Some(true), None, Answer::Reply), (Some(true), None));
+        assert_eq!(spelt(None, None, Answer::None), (Some(false), None));
+        assert_eq!(spelt(Some(false), None, Answer::Refused), (None, Some(Answer::Refused)));
+        assert_eq!(spelt(None, Some(Answer::Refused), Answer::None), (None, Some(Answer::None)));
+        assert_eq!(spelt(None, Some(Answer::Reply), Answer::Reply), (None, Some(Answer::Reply)));
+    }
 
     #[test]
     fn a_split_floor_is_derived_from_the_count_with_a_bounded_false_failure_rate() {

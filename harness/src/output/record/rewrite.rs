@@ -24,6 +24,7 @@ pub fn rewrite(original: &str, recorded: &Scenario) -> Result<String, String> {
         };
         // `replies = true` is the default, which the file left unsaid; so is an empty answered_by.
         set_value(probe, "replies", new.get("replies"), |v| v.as_bool() == Some(true));
+        set_value(probe, "answer", new.get("answer"), |v| v.as_str() == Some("reply"));
         set_value(probe, "answered_by", new.get("answered_by"), |_| false);
         for key in ["path", "addr"] {
             let old = probe.get(key).and_then(toml_edit::Item::as_array_of_tables).cloned();
@@ -199,7 +200,7 @@ mod tests {
         p.path[0].exact.as_mut().unwrap().pop();
         p.addr[1].dst = Some("10.171.77.99".parse().unwrap());
         p.addr.pop();
-        p.replies = false;
+        p.replies = Some(false);
         rec
     }
 

@@ -201,6 +201,7 @@ mod tests {
             request,
             reply: PacketEvidence::default(),
             replied: true,
+            response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
             answer: Some(answer.into()),
         }
     }

@@ -1,7 +1,7 @@
 //! What a probe must show, one module per kind of expectation: `path.rs` (`[[probe.path]]`, the
 //! hooks its packets meet), `addr.rs` (`[[probe.addr]]`, what they carry at a capture point),
-//! `conntrack.rs` (`[[probe.conntrack]]`, the entries the flow leaves) and `answer.rs` (`replies`
-//! and `answered_by`, whether and by whom its packets are answered). Each module holds its kind's
+//! `conntrack.rs` (`[[probe.conntrack]]`, the entries the flow leaves) and `answer.rs` (`answer`,
+//! `replies` and `answered_by`, how and by whom its packets are answered). Each module holds its kind's
 //! data types with their serde, and the validation only that kind knows (its `problems`, called
 //! from `scenario/validate/probes.rs`); [`crate::verdict`] judges each kind in the module of the
 //! same name, and says what adding a kind takes. What several kinds share is here: [`Direction`],
@@ -13,6 +13,7 @@ pub(super) mod conntrack;
 pub(super) mod path;
 
 pub use addr::{AddrExpect, PortExpect};
+pub use answer::Answer;
 pub use conntrack::{ConntrackExpect, ConntrackProto, Tuple};
 pub use path::{HookPattern, PathExpect};
 
