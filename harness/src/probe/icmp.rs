@@ -59,7 +59,7 @@ impl Prober for Icmp {
                             None => Heard::nothing(),
                         }
                     }
-                    Err(e) => match super::local_drop("sendto", cx.ns.name(), &e) {
+                    Err(e) => match super::local_drop("sendto", &cx.spec.from, &e) {
                         Some(how) => Heard::dropped(how),
                         None => return Err(what(e)),
                     },

@@ -39,7 +39,7 @@ impl Prober for Tcp {
             message: e.to_string(),
         };
         cx.ns.run(|| {
-            (1..=cx.spec.count).map(|n| one(cx.ns.name(), cx.dst, port, cx.packet(n.into())?).map_err(fail)).collect()
+            (1..=cx.spec.count).map(|n| one(&cx.spec.from, cx.dst, port, cx.packet(n.into())?).map_err(fail)).collect()
         })
     }
 }

@@ -49,7 +49,7 @@ impl Prober for Udp {
                         Some(Got::Refused(how)) => (Heard::refused(None, how, sent_at.elapsed()), None),
                         None => (Heard::nothing(), None),
                     },
-                    Err(e) => match super::local_drop("send", cx.ns.name(), &e) {
+                    Err(e) => match super::local_drop("send", &cx.spec.from, &e) {
                         Some(how) => (Heard::dropped(how), None),
                         None => return Err(fail(e)),
                     },
