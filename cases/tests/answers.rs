@@ -214,3 +214,29 @@ answer = "refused"
     let e = Scenario::from_toml(&text.replace("\"refused\"", "\"rejected\""), Path::new("t.toml")).unwrap_err();
     assert!(e.to_string().contains("unknown variant `rejected`, expected one of"), "{e}");
 }
+
+/// The README's examples whose first line is `# example: NAME`, as (name, text).
+fn readme_examples() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| {
+            let text = block.split("```").next()?;
+            let name = text.lines().next()?.strip_prefix("# example: ")?;
+            Some((name.to_string(), text.to_string()))
+        })
+        .collect()
+}
+
+/// The answer kinds example of the README runs and passes, and says what it documents.
+#[test]
+fn the_readme_example_of_answer_kinds_passes() {
+    let examples = readme_examples();
+    let (_, text) = examples.iter().find(|(n, _)| n == "answer kinds").expect("the README has the example");
+    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", report(&o));
+    let kinds: Vec<Answer> = o.probes.iter().map(|p| p.exchanges[0].response.kind).collect();
+    assert_eq!(kinds, [Answer::Reply, Answer::None, Answer::Refused, Answer::Refused, Answer::Dropped]);
+}
