@@ -87,8 +87,29 @@ impl TimedEvent {
 pub struct PacketEvidence {
     /// Hooks in the order the packet met them, per netns.
     pub path: BTreeMap<String, Vec<TraceEvent>>,
-    /// What it carried at each capture point (first sighting; a bridge port may show it once).
+    /// What it carried at each capture point, the first time it was seen there.
     pub seen: BTreeMap<CapturePoint, PacketInfo>,
+    /// What it carried each later time it was seen at a capture point, in order (sighting 2,
+    /// 3...): a hairpinned packet leaves a veth and comes back through it NATed, a looping
+    /// packet passes again. A TCP SYN sent again (a retransmission) is a later sighting too.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub again: BTreeMap<CapturePoint, Vec<PacketInfo>>,
+}
+
+impl PacketEvidence {
+    /// What it carried the `n`th time (1-based) it was seen at `at`.
+    pub fn sighting(&self, at: &CapturePoint, n: u16) -> Option<&PacketInfo> {
+        match n {
+            0 => None,
+            1 => self.seen.get(at),
+            n => self.again.get(at)?.get(usize::from(n) - 2),
+        }
+    }
+
+    /// Every sighting at `at`, in order.
+    pub fn sightings<'a>(&'a self, at: &CapturePoint) -> impl Iterator<Item = &'a PacketInfo> + use<'a> {
+        self.seen.get(at).into_iter().chain(self.again.get(at).into_iter().flatten())
+    }
 }
 
 /// One packet of the flow and its reply.
@@ -307,7 +328,13 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             }
             Direction::Reply => {}
         }
-        out[p][i].of_mut(d).seen.entry(f.point.clone()).or_insert_with(|| info.clone());
+        let pe = out[p][i].of_mut(d);
+        match pe.seen.entry(f.point.clone()) {
+            std::collections::btree_map::Entry::Vacant(v) => drop(v.insert(info.clone())),
+            std::collections::btree_map::Entry::Occupied(_) => {
+                pe.again.entry(f.point.clone()).or_default().push(info.clone());
+            }
+        }
     }
     for ((p, i), (request, reply, refused)) in &first {
         let heard = &probes[*p][*i].heard;

@@ -95,8 +95,9 @@ pub fn port_holds(want: PortExpect, got: Option<u16>, reference: Option<u16>) ->
 
 fn check_addr(e: &AddrExpect, ex: &Exchange, reference: Option<(u16, u16)>) -> Vec<Failure> {
     let cond = condition_text(e.answered_by.as_deref());
-    let what = format!("addresses of packet {} {} at {}{cond}", ex.packet, e.direction, e.at);
-    let seen = ex.of(e.direction).seen.get(&e.at);
+    let nth = e.sighting.filter(|&n| n != 1).map(|n| format!(" (sighting {n})")).unwrap_or_default();
+    let what = format!("addresses of packet {} {} at {}{nth}{cond}", ex.packet, e.direction, e.at);
+    let seen = ex.of(e.direction).sighting(&e.at, e.sighting.unwrap_or(1));
     let reference = oriented(reference, e.direction);
     let (ok, expected, observed) = match (e.absent, seen) {
         (true, None) => return vec![],
@@ -112,7 +113,7 @@ fn check_addr(e: &AddrExpect, ex: &Exchange, reference: Option<(u16, u16)>) -> V
         (false, None) => FailureKind::NotSeen,
         (false, Some(_)) => FailureKind::Header,
     };
-    let detail = format!("at {}: expected {expected}, observed {observed}", e.at);
+    let detail = format!("at {}{nth}: expected {expected}, observed {observed}", e.at);
     vec![Failure {
         direction: Some(e.direction),
         at: Some(e.at.clone()),

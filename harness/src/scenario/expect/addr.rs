@@ -80,6 +80,10 @@ pub struct AddrExpect {
     pub direction: Direction,
     /// Where the packet is looked at.
     pub at: CapturePoint,
+    /// Which time it was seen there (1-based: `2` is the second time a packet passed, as a
+    /// hairpinned packet comes back through the veth it left by); the first when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sighting: Option<u16>,
     /// Only under this backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
@@ -120,6 +124,7 @@ impl AddrExpect {
             answered_by: None,
             direction,
             at,
+            sighting: None,
             backend: None,
             kernel: None,
             src: None,
@@ -193,6 +198,12 @@ pub(in crate::scenario) fn problems(sc: &Scenario, t: &Topology<'_>, i: usize, p
                     );
                 }
             }
+        }
+        if a.sighting == Some(0) {
+            ps.add(
+                format!("probe[{i}].addr[{j}].sighting"),
+                "sightings count from 1 (the first time the packet is seen there)",
+            );
         }
         if !a.asserts_something() {
             ps.add(
