@@ -92,3 +92,24 @@ fn a_native_nft_reject_is_told_from_a_drop() {
     let twin = router("nft", &nft("    policy accept;\n    ip protocol icmp drop\n"), last);
     passes_and_twin_fails(&sc, &twin, Backend::Nft, last, "fw:input:rule:1 drop");
 }
+
+/// The README's example of verdicts and patterns, as written there, under both backends; and
+/// with INPUT's policy accept (the twin) its `last` fails.
+#[rstest]
+fn the_readme_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let marker = "# README example: verdicts and patterns";
+    let start = readme.find(marker).expect("the README has the example");
+    let text = &readme[start..start + readme[start..].find("```").expect("the example's block ends")];
+    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert_passes(&sc, backend);
+    let twin = Scenario::from_toml(&text.replace(":INPUT DROP", ":INPUT ACCEPT"), Path::new("README.md")).unwrap();
+    let o = run(&twin, backend);
+    want(PathLast)
+        .packet(1)
+        .request()
+        .netns("router")
+        .expected("filter:INPUT:policy:2 drop")
+        .observed("filter:INPUT:policy:2 accept")
+        .find(&o.probes[0].failures);
+}

@@ -131,13 +131,12 @@ pub fn first_missing_in_order(want: &[PathHook], seen: &[TraceEvent]) -> Option<
     want.iter().position(|w| !it.any(|s| w.matches(s)))
 }
 
-/// An event as failures show it: its hook, its verdict where known (`filter:INPUT:policy:2
-/// drop`, `... verdict unknown` where the source could not tell).
+/// An event as failures show it: its hook, with its verdict where known (`filter:INPUT:policy:2
+/// drop`).
 pub fn shown(ev: &TraceEvent) -> String {
-    match (&ev.verdict, &ev.hook) {
-        (Some(v), h) => format!("{h} {v}"),
-        (None, Hook::Eb { .. }) => ev.hook.to_string(),
-        (None, h) => format!("{h} (verdict unknown)"),
+    match &ev.verdict {
+        Some(v) => format!("{} {v}", ev.hook),
+        None => ev.hook.to_string(),
     }
 }
 
@@ -260,6 +259,7 @@ mod tests {
         assert_eq!(first_missing_in_order(&hooks(&["nat:POSTROUTING:rule:1"]), &seen), Some(0));
         assert_eq!(first_missing_in_order(&hooks(&["nat:PREROUTING:rule:1 jump DOCKER"]), &seen), None);
         assert_eq!(first_missing_in_order(&hooks(&["filter:FORWARD:rule:1 drop"]), &seen), Some(0));
-        assert_eq!(shown(&seen[0]), "raw:PREROUTING:policy:2 (verdict unknown)");
+        assert_eq!(shown(&seen[0]), "raw:PREROUTING:policy:2");
+        assert_eq!(shown(&seen[1]), "nat:PREROUTING:rule:1 jump DOCKER");
     }
 }

@@ -203,15 +203,10 @@ mod tests {
     use crate::observe::trace::ChainFacts;
 
     fn event(hook: &str, kind: Option<&str>, at: Option<&str>, verdict: Option<&str>) -> TraceEvent {
-        let mut e = crate::observe::trace::text::parse_line(&format!(
-            "TRACE: {hook} IN=a OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=84 TTL=64 ID=1 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1"
-        ))
-        .or_else(|_| {
-            crate::observe::trace::text::parse_line(&format!(
-                "TRACE: {hook} IN=a OUT=b MAC= SRC=10.0.0.1 DST=10.0.0.2 IPSRC=10.0.0.1 IPDST=10.0.0.2 proto=1"
-            ))
-        })
-        .unwrap();
+        let line = "IN=a OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=84 TTL=64 ID=1 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1";
+        let xt = if hook.starts_with("eb:") { "nat:PREROUTING:policy:1" } else { hook };
+        let mut e = crate::observe::trace::text::parse_line(&format!("TRACE: {xt} {line}")).unwrap();
+        e.hook = hook.parse().unwrap();
         e.chain =
             kind.map(|k| ChainFacts { family: "inet".into(), kind: Some(k.into()), hook: at.map(str::to_string) });
         e.verdict = verdict.map(|v| v.parse().unwrap());
