@@ -233,7 +233,7 @@ pub fn udp_collision_scenario() -> Scenario {
     let pattern = |text: &str| text.parse().unwrap_or_else(|e| panic!("{e}"));
     let side = |direction, includes: [&str; 2], never: [&str; 2]| {
         let mut e = PathExpect::new(direction, "host");
-        e.includes = Some(includes.iter().map(|h| hook(h)).collect());
+        e.includes = Some(includes.iter().map(|h| hook(h).into()).collect());
         e.never = never.iter().map(|h| pattern(h)).collect();
         e
     };

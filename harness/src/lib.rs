@@ -79,6 +79,8 @@ pub mod observe;
 pub mod probe;
 mod random;
 #[doc(hidden)]
+pub mod ruleset;
+#[doc(hidden)]
 pub mod tool;
 
 pub use engine::{Outcome, RunOptions, run};

@@ -479,6 +479,9 @@ mod collisions {
             payload: None,
             nonce: None,
             source: Some(TraceChoice::Nftrace),
+            verdict: None,
+            rule: None,
+            chain: None,
         };
         TimedEvent { ts: Duration::ZERO, event, clues }
     }

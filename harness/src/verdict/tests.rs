@@ -8,6 +8,10 @@ use crate::evidence::packet::PacketInfo;
 use crate::observe::trace::Hook;
 use crate::scenario::{AddrExpect, Direction, PathExpect, PortExpect};
 
+fn path_hooks(s: &[&str]) -> Vec<crate::scenario::PathHook> {
+    s.iter().map(|h| h.parse().unwrap()).collect()
+}
+
 fn hooks(s: &[&str]) -> Vec<Hook> {
     s.iter().map(|h| h.parse().unwrap()).collect()
 }
@@ -119,7 +123,7 @@ fn entries_apply_to_every_packet_or_to_those_their_conditions_select() {
     assert_eq!(f[0].what, "addresses of packet 2 request at host/eth0, answered by ep2");
     // A backend variant applies under its backend only.
     let mut path = PathExpect::new(Direction::Request, "host");
-    path.exact = Some(hooks(&["nat:POSTROUTING:rule:1"]));
+    path.exact = Some(path_hooks(&["nat:POSTROUTING:rule:1"]));
     path.backend = Some(Backend::Legacy);
     assert_eq!(check(&probe_with(vec![], vec![path.clone()]), Backend::Nft, &flow), vec![]);
     let f = check(&probe_with(vec![], vec![path]), Backend::Legacy, &flow);
@@ -141,6 +145,9 @@ fn traced(hooks_seen: &[&str]) -> Exchange {
         payload: None,
         nonce: None,
         source: None,
+        verdict: None,
+        rule: None,
+        chain: None,
     };
     ex.request.path.insert("host".into(), hooks(hooks_seen).iter().map(event).collect());
     ex
@@ -151,8 +158,8 @@ fn traced(hooks_seen: &[&str]) -> Exchange {
 #[test]
 fn failure_texts_are_pinned() {
     let mut path = PathExpect::new(Direction::Request, "host");
-    path.exact = Some(hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
-    path.includes = Some(hooks(&["nat:POSTROUTING:rule:1"]));
+    path.exact = Some(path_hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
+    path.includes = Some(path_hooks(&["nat:POSTROUTING:rule:1"]));
     path.last = Some("nat:POSTROUTING:rule:1".parse().unwrap());
     path.never = vec!["filter".parse().unwrap()];
     let ex = traced(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"]);
@@ -197,7 +204,7 @@ fn failure_texts_are_pinned() {
 #[test]
 fn failures_carry_their_kind_and_fields() {
     let mut path = PathExpect::new(Direction::Request, "host");
-    path.exact = Some(hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
+    path.exact = Some(path_hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
     path.last = Some("nat:POSTROUTING:rule:1".parse().unwrap());
     let uplink = AddrExpect {
         src: Some("10.9.0.2".parse().unwrap()),
@@ -282,8 +289,8 @@ fn reply_answer_address_and_conntrack_texts_are_pinned() {
 /// that got no reply; and one that breaks that one. Between them, every kind of failure.
 fn broken_probes() -> Vec<(ProbeSpec, Vec<Exchange>)> {
     let mut path = PathExpect::new(Direction::Request, "host");
-    path.exact = Some(hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
-    path.includes = Some(hooks(&["nat:POSTROUTING:rule:1"]));
+    path.exact = Some(path_hooks(&["raw:PREROUTING:policy:2", "nat:POSTROUTING:rule:1"]));
+    path.includes = Some(path_hooks(&["nat:POSTROUTING:rule:1"]));
     path.last = Some("nat:POSTROUTING:rule:1".parse().unwrap());
     path.never = vec!["filter".parse().unwrap()];
     let at = |point: &str| AddrExpect::new(Direction::Request, point.parse().unwrap());

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::source::TraceChoice;
+use super::verdict::{ChainFacts, RuleText, Verdict};
 use crate::evidence::packet::PacketInfo;
 
 /// How an iptables TRACE line says the packet left the chain position it names.
@@ -147,4 +148,14 @@ pub struct TraceEvent {
     /// saved log).
     #[serde(with = "super::source::origin")]
     pub source: Option<TraceChoice>,
+    /// What the rule or the chain's policy decided; `None` where nothing says (an ebtables
+    /// chain's entry, an event read from text, a rule whose target netpath does not know).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// The rule a `rule:N` event names, where its ruleset was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleText>,
+    /// The chain's family, type and hook, where its ruleset was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainFacts>,
 }

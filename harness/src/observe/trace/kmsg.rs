@@ -771,14 +771,15 @@ impl KmsgReader {
         };
         let packets = Packets { seen: &|p| cx.nonces.seen(p), nonce_of: &|p| cx.nonces.get(p, None) };
         let mut by_netns = to_events(&records, &scope, &packets).map_err(|e| trace_err(e.join("\n")))?;
-        Ok(self
-            .traced
+        self.traced
             .into_iter()
             .map(|ns| {
                 let evs = by_netns.remove(&ns).unwrap_or_default();
-                (ns, evs.into_iter().map(|(ts, event)| TimedEvent::new(ts, event)).collect())
+                let mut evs: Vec<TimedEvent> = evs.into_iter().map(|(ts, event)| TimedEvent::new(ts, event)).collect();
+                super::legacy_facts::attach(cx.lab.netns(&ns)?, &mut evs)?;
+                Ok((ns, evs))
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -160,6 +160,9 @@ pub fn to_event(rec: &NflogRecord, netns: &str, ifnames: &BTreeMap<u32, String>)
         payload,
         nonce: None,
         source: Some(TraceChoice::Nflog),
+        verdict: None,
+        rule: None,
+        chain: None,
     })
 }
 
@@ -245,8 +248,9 @@ impl TraceReader for NflogReader {
                 message: format!("{}{n} NFLOG records of group {group} (sequence gaps)", crate::observe::reader::LOST),
             });
         }
-        let evs =
+        let mut evs: Vec<TimedEvent> =
             parsed.iter().filter_map(|(ts, rec)| Some(TimedEvent::new(*ts, to_event(rec, &netns, names)?))).collect();
+        super::legacy_facts::attach(cx.lab.netns(&netns)?, &mut evs)?;
         out.events.insert(netns.clone(), evs);
         out.pcaps.push((format!("{netns}_nflog"), linktype, records));
         Ok(())

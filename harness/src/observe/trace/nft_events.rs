@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::event::{Hook, Ifaces, RuleKind, TraceEvent};
 use super::nftrace::{NfTraceMsg, NfTraceSocket, Received, RuleIndex, TraceType, family};
 use super::source::{Collected, Opening, Stopping, TraceChoice, TraceReader, TraceSource, Traced};
+use super::verdict::{ChainFacts, RuleText, Verdict};
 use crate::caps::Feature;
 use crate::error::{Error, Result};
 use crate::evidence::TimedEvent;
@@ -60,6 +61,7 @@ pub fn to_events(
     // The kernel sends interfaces, like headers, only with a packet's first event in a hook.
     let mut ifaces: BTreeMap<u32, (Option<u32>, Option<u32>)> = BTreeMap::new();
     let name = |i: Option<u32>| i.map(|i| ifnames.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
+    let mut base: BTreeMap<u32, ChainFacts> = BTreeMap::new();
     let mut out = vec![];
     for Stamped { at, msg } in msgs {
         if let Some(info) = msg.headers() {
@@ -70,6 +72,19 @@ pub fn to_events(
             ifaces.insert(msg.id, (msg.iif, msg.oif));
         }
         let Some(hook) = hook_of(msg, index) else { continue };
+        let mut chain = chain_facts(msg, index);
+        if let Some(c) = chain.as_mut() {
+            // A user chain runs inside the base chain that jumped to it: its type and hook.
+            match &c.hook {
+                Some(_) => _ = base.insert(msg.id, c.clone()),
+                None => {
+                    if let Some(b) = base.get(&msg.id).filter(|b| b.family == c.family) {
+                        (c.kind, c.hook) = (b.kind.clone(), b.hook.clone());
+                    }
+                }
+            }
+        }
+        let rule = index.rule_of(msg).map(|r| RuleText { text: r.text(), comment: r.comment.clone() });
         let (iif, oif) = ifaces.get(&msg.id).copied().unwrap_or_default();
         let (packet, head) = headers.get(&msg.id).cloned().unwrap_or_default();
         let nonce = nonce_of(&packet, head.as_deref());
@@ -81,6 +96,9 @@ pub fn to_events(
             payload: None,
             nonce,
             source: Some(TraceChoice::Nftrace),
+            verdict: verdict_of(msg, index),
+            rule,
+            chain,
         };
         let clues = Clues { trace_id: Some(msg.id), head, read_at: *at };
         out.push(TimedEvent { ts: at.unwrap_or_default(), event, clues });
@@ -110,6 +128,42 @@ fn hook_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Hook> {
         }
         _ => None,
     }
+}
+
+/// What the kernel says the rule or policy of `msg` decided. The kernel reports a reject as a
+/// drop: the rule's own statement tells them apart.
+fn verdict_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Verdict> {
+    use super::nftrace::verdict as code;
+    if msg.trace_type == TraceType::Policy {
+        return msg.policy.and_then(|p| match (p & 0xff) as i32 {
+            code::ACCEPT => Some(Verdict::Accept),
+            code::DROP => Some(Verdict::Drop),
+            _ => None,
+        });
+    }
+    if msg.is_chain_end() {
+        return Some(Verdict::Return);
+    }
+    let v = msg.verdict.as_ref()?;
+    let rule = index.rule_of(msg);
+    let rejects = rule.is_some_and(|r| r.rejects || r.iptables.as_deref().is_some_and(|t| t.contains(" -j REJECT")));
+    Some(match v.base() {
+        code::DROP if rejects => Verdict::Reject,
+        code::DROP => Verdict::Drop,
+        code::ACCEPT => Verdict::Accept,
+        code::QUEUE => Verdict::Queue,
+        code::CONTINUE => Verdict::Continue,
+        code::RETURN => Verdict::Return,
+        code::JUMP => Verdict::Jump(v.chain.clone()?),
+        code::GOTO => Verdict::Goto(v.chain.clone()?),
+        _ => Verdict::Other(v.name().to_string()),
+    })
+}
+
+/// The family of `msg`'s table and, for a base chain, its type and hook.
+fn chain_facts(msg: &NfTraceMsg, index: &RuleIndex) -> Option<ChainFacts> {
+    let c = index.chain(msg.family, &msg.table, &msg.chain)?;
+    Some(ChainFacts { family: msg.family_name(), kind: c.kind.clone(), hook: c.hook.clone() })
 }
 
 /// nf_tables trace events as a trace source: iptables-nft and native nft chains, and the bridge

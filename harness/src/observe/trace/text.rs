@@ -78,7 +78,18 @@ fn read_record(record: &str) -> Result<TraceEvent, String> {
         Hook::Xt { .. } => read_xt(body)?,
         Hook::Eb { .. } => read_eb(body)?,
     };
-    Ok(TraceEvent { netns: String::new(), hook, ifaces, packet, payload: None, nonce: None, source: None })
+    Ok(TraceEvent {
+        netns: String::new(),
+        hook,
+        ifaces,
+        packet,
+        payload: None,
+        nonce: None,
+        source: None,
+        verdict: None,
+        rule: None,
+        chain: None,
+    })
 }
 
 fn read_hook(text: &str) -> Result<Hook, String> {
@@ -711,6 +722,9 @@ mod tests {
             payload: None,
             nonce: None,
             source: None,
+            verdict: None,
+            rule: None,
+            chain: None,
         };
         assert_eq!(event, expected);
     }
@@ -899,6 +913,9 @@ mod tests {
             payload: None,
             nonce: None,
             source: None,
+            verdict: None,
+            rule: None,
+            chain: None,
         };
         let text = "TRACE: filter:FORWARD:rule:3 IN=eth0 OUT=docker0 \
                     MAC=00:16:3e:06:3a:3a:00:2a:6a:aa:12:7c:08:00 SRC=10.28.61.30 DST=192.168.0.2 \

@@ -1,13 +1,13 @@
 //! Recording `[[probe.path]]`: the hooks the packets met in each netns they were traced in, as
-//! `exact` lists.
+//! `exact` lists, each hook with the verdict the trace showed there (`filter:INPUT:policy:2
+//! drop`) where it showed one.
 
 use std::collections::BTreeSet;
 
 use super::{Group, Recorder, packets_text};
 use crate::evidence::Exchange;
 use crate::firewall::Backend;
-use crate::observe::trace::Hook;
-use crate::scenario::{Direction, PathExpect};
+use crate::scenario::{Direction, PathExpect, PathHook};
 
 /// The path entries of the probe of `rec`: one per direction and netns where its packets were
 /// traced, split by packets or backend where they differ.
@@ -20,7 +20,8 @@ pub(super) fn recorded(rec: &mut Recorder<'_>) -> Vec<PathExpect> {
     let mut out = vec![];
     for (d, netns) in sites {
         let what = || format!("paths in netns {netns} ({d})");
-        let differences = |groups: &[Group<Vec<Hook>>]| groups.iter().map(|g| hook_difference(g, &groups[0])).collect();
+        let differences =
+            |groups: &[Group<Vec<PathHook>>]| groups.iter().map(|g| hook_difference(g, &groups[0])).collect();
         for (sel, backend, hooks) in rec.entries(&what, |x| hooks_of(x, d, &netns), differences) {
             out.push(PathExpect {
                 packet: sel.packet,
@@ -34,12 +35,13 @@ pub(super) fn recorded(rec: &mut Recorder<'_>) -> Vec<PathExpect> {
     out
 }
 
-fn hooks_of(x: &Exchange, d: Direction, netns: &str) -> Vec<Hook> {
-    x.of(d).path.get(netns).map(|evs| evs.iter().map(|e| e.hook.clone()).collect()).unwrap_or_default()
+fn hooks_of(x: &Exchange, d: Direction, netns: &str) -> Vec<PathHook> {
+    let hook = |e: &crate::observe::trace::TraceEvent| PathHook { hook: e.hook.clone(), verdict: e.verdict.clone() };
+    x.of(d).path.get(netns).map(|evs| evs.iter().map(hook).collect()).unwrap_or_default()
 }
 
 /// How a group's hooks differ from the first group's: where they part, what each has there.
-fn hook_difference(group: &Group<Vec<Hook>>, first: &Group<Vec<Hook>>) -> String {
+fn hook_difference(group: &Group<Vec<PathHook>>, first: &Group<Vec<PathHook>>) -> String {
     let (packets, hooks) = group;
     let at = hooks.iter().zip(&first.1).position(|(a, b)| a != b).unwrap_or(hooks.len().min(first.1.len()));
     let hook = hooks.get(at).map(|h| h.to_string()).unwrap_or_else(|| "(no more hooks)".into());

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use crate::evidence::PacketEvidence;
 
-/// The observed path of one packet as a compact list, one netns after the other.
+/// The observed path of one packet as a compact list, one netns after the other: each hook with
+/// its verdict, interfaces, addresses and the rule that decided (its text, with its comment).
 pub fn path_lines(pe: &PacketEvidence) -> String {
     let mut out = String::new();
     for (netns, events) in &pe.path {
@@ -18,7 +19,12 @@ pub fn path_lines(pe: &PacketEvidence) -> String {
                 let _ = write!(ifs, " PHYSIN={} PHYSOUT={}", dev(&i.physindev), dev(&i.physoutdev));
             }
             let (src, dst) = ev.packet.endpoints();
-            let _ = writeln!(out, "        {:<32} {:<44} {src} > {dst}", ev.hook.to_string(), ifs);
+            let verdict = ev.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
+            let _ = write!(out, "        {:<32} {verdict:<16} {:<44} {src} > {dst}", ev.hook.to_string(), ifs);
+            if let Some(rule) = &ev.rule {
+                let _ = write!(out, "  [{}]", rule.text);
+            }
+            out.push('\n');
         }
     }
     if pe.path.is_empty() {

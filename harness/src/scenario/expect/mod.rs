@@ -11,11 +11,13 @@ pub(super) mod addr;
 pub(super) mod answer;
 pub(super) mod conntrack;
 pub(super) mod path;
+pub(super) mod pattern;
 
 pub use addr::{AddrExpect, PortExpect};
 pub use answer::Answer;
 pub use conntrack::{ConntrackExpect, ConntrackProto, Tuple};
-pub use path::{HookPattern, PathExpect};
+pub use path::PathExpect;
+pub use pattern::{HookPattern, PathHook, glob};
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,60 +1,14 @@
-//! `[[probe.path]]`: the hooks a probe's packets meet in a netns ([`PathExpect`]), with the
-//! patterns of `never` ([`HookPattern`]).
+//! `[[probe.path]]`: the hooks a probe's packets meet in a netns ([`PathExpect`]); how its
+//! entries name hooks is in `pattern.rs`.
 
-use std::fmt;
-use std::str::FromStr;
+use serde::{Deserialize, Serialize};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
+use super::pattern::{HookPattern, PathHook};
 use super::{Conditions, Direction, Packets};
 use crate::firewall::Backend;
 use crate::kernel::KernelRange;
-use crate::observe::trace::Hook;
 use crate::scenario::validate::{Problems, Topology};
 use crate::scenario::{ProbeSpec, Scenario};
-
-/// A pattern over hooks: `nat` (any chain of the nat table), `nat:POSTROUTING`, `eb:nat`,
-/// `filter:FORWARD:rule:3`; `*` matches any one part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookPattern(Vec<String>);
-
-impl HookPattern {
-    /// Whether `hook` matches, `*` standing for any one part.
-    pub fn matches(&self, hook: &Hook) -> bool {
-        let text = hook.to_string();
-        let parts: Vec<&str> = text.split(':').collect();
-        self.0.len() <= parts.len() && self.0.iter().zip(parts).all(|(p, h)| p == "*" || p == h)
-    }
-}
-
-impl FromStr for HookPattern {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parts: Vec<String> = s.split(':').map(str::to_string).collect();
-        if parts.iter().any(String::is_empty) || parts.len() > 4 {
-            return Err(format!("`{s}` is not a hook pattern (want e.g. nat, nat:POSTROUTING, eb:nat:OUTPUT)"));
-        }
-        Ok(HookPattern(parts))
-    }
-}
-
-impl fmt::Display for HookPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(":"))
-    }
-}
-
-impl Serialize for HookPattern {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for HookPattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HookPattern, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// What the hooks of a probe's packets in one netns must be. Without `packet` and
 /// `answered_by` it holds for every packet of the probe; see [`PathExpect::applies`].
@@ -80,16 +34,16 @@ pub struct PathExpect {
     pub kernel: Option<KernelRange>,
     /// The whole sequence, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exact: Option<Vec<Hook>>,
+    pub exact: Option<Vec<PathHook>>,
     /// These hooks in this order, others may stand between.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub includes: Option<Vec<Hook>>,
+    pub includes: Option<Vec<PathHook>>,
     /// No hook matching any of these patterns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub never: Vec<HookPattern>,
     /// The last hook the packet met in this netns: where it was dropped, or where it left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<Hook>,
+    pub last: Option<PathHook>,
 }
 
 impl PathExpect {

@@ -28,6 +28,9 @@ pub struct RuleInfo {
     /// The iptables rule text (`-A FORWARD -p icmp -j USER`) when an iptables-save listing
     /// was merged with [`RuleIndex::with_iptables_save`].
     pub iptables: Option<String>,
+    /// It rejects (nft `reject`, iptables-nft `-j REJECT`): the kernel reports its verdict as
+    /// a drop.
+    pub rejects: bool,
 }
 
 impl RuleInfo {
@@ -52,6 +55,8 @@ pub struct ChainInfo {
     pub handles: Vec<u64>,
     /// Hook of a base chain (`prerouting`, `forward`...); `None` for user chains.
     pub hook: Option<String>,
+    /// Type of a base chain (`filter`, `nat`, `route`); `None` for user chains.
+    pub kind: Option<String>,
     /// Policy of a base chain (`accept`, `drop`).
     pub policy: Option<String>,
 }
@@ -93,6 +98,7 @@ impl RuleIndex {
                 let Some(key) = chain_key(c) else { continue };
                 let info = idx.chains.entry(key).or_default();
                 info.hook = c.get("hook").and_then(|h| h.as_str()).map(str::to_string);
+                info.kind = c.get("type").and_then(|h| h.as_str()).map(str::to_string);
                 info.policy = c.get("policy").and_then(|h| h.as_str()).map(str::to_string);
             } else if let Some(r) = item.get("rule") {
                 let Some(key) = chain_key(r) else { continue };
@@ -108,9 +114,10 @@ impl RuleIndex {
                     .map(|e| e.iter().map(summarize_stmt).collect::<Vec<_>>().join(" "))
                     .unwrap_or_default();
                 let comment = r.get("comment").and_then(|c| c.as_str()).map(str::to_string);
+                let rejects = r.get("expr").and_then(|e| e.as_array()).is_some_and(|e| e.iter().any(is_reject));
                 idx.rules.insert(
                     (key.0, key.1, key.2, handle),
-                    RuleInfo { position, handle, summary, comment, iptables: None },
+                    RuleInfo { position, handle, summary, comment, iptables: None, rejects },
                 );
             }
         }
@@ -206,6 +213,15 @@ impl RuleIndex {
         };
         Some((msg.table.clone(), msg.chain.clone(), kind, num))
     }
+}
+
+/// Whether a statement rejects: nft's `reject`, or an x_tables `REJECT` target.
+fn is_reject(stmt: &serde_json::Value) -> bool {
+    stmt.get("reject").is_some()
+        || stmt.get("xt").is_some_and(|x| {
+            x.get("type").and_then(|t| t.as_str()) == Some("target")
+                && x.get("name").and_then(|n| n.as_str()) == Some("REJECT")
+        })
 }
 
 fn chain_key(v: &serde_json::Value) -> Option<ChainKey> {

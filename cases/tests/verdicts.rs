@@ -1,0 +1,115 @@
+//! Verdicts in the path: a hook in `exact`/`includes`/`last` may say what was decided there
+//! (`filter:INPUT:policy:1 drop`), and a datapath that decides otherwise fails it. Legacy TRACE
+//! (NFLOG) takes the verdict from the live x_tables ruleset, nf_tables trace events from the
+//! kernel's own verdict attribute; both backends and a native nft ruleset are run.
+
+use std::path::Path;
+
+use netpath::verdict::expect::FailureKind::PathLast;
+use netpath::{Backend, Scenario};
+use netpath_cases::{assert_passes, run, want};
+use rstest::rstest;
+
+/// A client pinging a router whose ruleset is `rules` (`iptables` or native `nft`), and the
+/// router's path expected to end at `last`.
+fn router(field: &str, rules: &str, last: &str) -> Scenario {
+    let backends = if field == "nft" { r#"["nft"]"# } else { r#"["legacy", "nft"]"# };
+    let text = format!(
+        r#"backends = {backends}
+name = "router-input"
+[[netns]]
+name = "client"
+[[netns]]
+name = "router"
+{field} = """
+{rules}"""
+[[veth]]
+a = {{ netns = "client", name = "eth0", addresses = ["10.9.0.1/24"] }}
+b = {{ netns = "router", name = "eth0", addresses = ["10.9.0.2/24"] }}
+[[probe]]
+name = "ping-router"
+from = "client"
+to = "10.9.0.2"
+replies = false
+[[probe.path]]
+netns = "router"
+last = "{last}"
+"#
+    );
+    Scenario::from_toml(&text, Path::new("router.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn iptables(input: &str) -> String {
+    format!("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p icmp -j TRACE\nCOMMIT\n*filter\n{input}COMMIT\n")
+}
+
+fn nft(input: &str) -> String {
+    format!("table inet fw {{\n  chain input {{\n    type filter hook input priority 0;\n{input}  }}\n}}\n")
+}
+
+/// The expectation and the datapath that breaks it, on one backend.
+fn passes_and_twin_fails(sc: &Scenario, twin: &Scenario, backend: Backend, want_last: &str, seen_last: &str) {
+    assert_passes(sc, backend);
+    let o = run(twin, backend);
+    want(PathLast)
+        .packet(1)
+        .request()
+        .netns("router")
+        .expected(want_last)
+        .observed(seen_last)
+        .find(&o.probes[0].failures);
+}
+
+#[rstest]
+fn an_input_policy_drop_is_told_from_accept(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let last = "filter:INPUT:policy:1 drop";
+    let sc = router("iptables", &iptables(":INPUT DROP [0:0]\n"), last);
+    let twin = router("iptables", &iptables(":INPUT ACCEPT [0:0]\n"), last);
+    passes_and_twin_fails(&sc, &twin, backend, last, "filter:INPUT:policy:1 accept");
+}
+
+#[test]
+fn a_native_nft_input_policy_drop_is_told_from_accept() {
+    let last = "fw:input:policy:1 drop";
+    let sc = router("nft", &nft("    policy drop;\n"), last);
+    let twin = router("nft", &nft("    policy accept;\n"), last);
+    passes_and_twin_fails(&sc, &twin, Backend::Nft, last, "fw:input:policy:1 accept");
+}
+
+/// The kernel reports a reject as a drop; the rule's target tells them apart.
+#[rstest]
+fn a_reject_rule_is_told_from_a_drop_rule(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let last = "filter:INPUT:rule:1 reject";
+    let sc = router("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j REJECT\n"), last);
+    let twin = router("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j DROP\n"), last);
+    passes_and_twin_fails(&sc, &twin, backend, last, "filter:INPUT:rule:1 drop");
+}
+
+#[test]
+fn a_native_nft_reject_is_told_from_a_drop() {
+    let last = "fw:input:rule:1 reject";
+    let sc = router("nft", &nft("    policy accept;\n    ip protocol icmp reject\n"), last);
+    let twin = router("nft", &nft("    policy accept;\n    ip protocol icmp drop\n"), last);
+    passes_and_twin_fails(&sc, &twin, Backend::Nft, last, "fw:input:rule:1 drop");
+}
+
+/// The README's example of verdicts and patterns, as written there, under both backends; and
+/// with INPUT's policy accept (the twin) its `last` fails.
+#[rstest]
+fn the_readme_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let marker = "# README example: verdicts and patterns";
+    let start = readme.find(marker).expect("the README has the example");
+    let text = &readme[start..start + readme[start..].find("```").expect("the example's block ends")];
+    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert_passes(&sc, backend);
+    let twin = Scenario::from_toml(&text.replace(":INPUT DROP", ":INPUT ACCEPT"), Path::new("README.md")).unwrap();
+    let o = run(&twin, backend);
+    want(PathLast)
+        .packet(1)
+        .request()
+        .netns("router")
+        .expected("filter:INPUT:policy:2 drop")
+        .observed("filter:INPUT:policy:2 accept")
+        .find(&o.probes[0].failures);
+}

@@ -1,0 +1,266 @@
+//! How path expectations name hooks: [`PathHook`] (`exact`, `includes`, `last`: one hook, with
+//! the verdict it must have had) and [`HookPattern`] (`never`: a set of hooks, by name parts
+//! with globs or by chain type).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::observe::trace::{Hook, TraceEvent, Verdict};
+
+/// One hook of `exact`, `includes` or `last`: `filter:INPUT:policy:2 drop`. Without a verdict
+/// it matches the hook whatever was decided there; with one, only where the trace shows that
+/// verdict (an event whose verdict is unknown does not match).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PathHook {
+    /// The hook, as trace events name it.
+    pub hook: Hook,
+    /// The verdict it must have had there, if the entry says.
+    pub verdict: Option<Verdict>,
+}
+
+impl PathHook {
+    /// Whether `event` is this hook, with this verdict where one is given.
+    pub fn matches(&self, event: &TraceEvent) -> bool {
+        self.hook == event.hook && self.verdict.as_ref().is_none_or(|v| event.verdict.as_ref() == Some(v))
+    }
+}
+
+impl From<Hook> for PathHook {
+    fn from(hook: Hook) -> PathHook {
+        PathHook { hook, verdict: None }
+    }
+}
+
+impl fmt::Display for PathHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.verdict {
+            Some(v) => write!(f, "{} {v}", self.hook),
+            None => write!(f, "{}", self.hook),
+        }
+    }
+}
+
+impl FromStr for PathHook {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PathHook, String> {
+        let (hook, verdict) = match s.trim().split_once(char::is_whitespace) {
+            Some((hook, verdict)) => (hook, Some(verdict.trim())),
+            None => (s.trim(), None),
+        };
+        let hook: Hook = hook.parse().map_err(|e: crate::observe::trace::event::HookParseError| e.to_string())?;
+        let verdict = verdict.map(|v| v.parse().map_err(|e| format!("`{s}`: {e}"))).transpose()?;
+        Ok(PathHook { hook, verdict })
+    }
+}
+
+impl Serialize for PathHook {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathHook {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PathHook, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A pattern over hooks.
+///
+/// - By name: up to four parts of the hook's name, from the left: `nat` (any chain of table
+///   nat), `nat:POSTROUTING`, `eb:nat`, `filter:FORWARD:rule:3`. A part may hold globs: `*`
+///   (any run of characters) and `?` (any one character): `kube-proxy:endpoint-*`,
+///   `nat:KUBE-SEP-*`; a whole-part `*` is any one part (`*:POSTROUTING`).
+/// - By chain type: `type:nat`, `type:nat:hook:postrouting`: any event in a chain of that type
+///   (and base-chain hook). Every chain of iptables' nat table is of type nat; a native nft
+///   chain has its own type, a user chain that of the base chain that jumped to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookPattern {
+    /// Name parts, each a glob.
+    Name(Vec<String>),
+    /// A chain type and optionally a hook, each a glob.
+    Type {
+        /// `nat`, `filter`, `route`.
+        kind: String,
+        /// `prerouting`, `postrouting`...
+        hook: Option<String>,
+    },
+}
+
+impl HookPattern {
+    /// Whether a hook matches, by its name only (a `type:` pattern knows iptables' nat table).
+    pub fn matches(&self, hook: &Hook) -> bool {
+        match self {
+            HookPattern::Name(parts) => {
+                let text = hook.to_string();
+                let have: Vec<&str> = text.split(':').collect();
+                parts.len() <= have.len() && parts.iter().zip(have).all(|(p, h)| glob(p, h))
+            }
+            HookPattern::Type { kind, hook: None } => {
+                matches!(hook, Hook::Xt { table, .. } if table == "nat" && glob(kind, "nat"))
+            }
+            HookPattern::Type { .. } => false,
+        }
+    }
+
+    /// Whether an event matches: by name, or by the type and hook of its chain.
+    pub fn matches_event(&self, event: &TraceEvent) -> bool {
+        let HookPattern::Type { kind, hook } = self else { return self.matches(&event.hook) };
+        let Some(chain) = &event.chain else { return self.matches(&event.hook) };
+        let of = |want: &str, have: &Option<String>| have.as_deref().is_some_and(|h| glob(want, h));
+        of(kind, &chain.kind) && hook.as_deref().is_none_or(|h| of(h, &chain.hook))
+    }
+
+    /// The table part of a name pattern, when it is a plain name (no glob).
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            HookPattern::Name(parts) => parts.first().map(String::as_str).filter(|t| !t.contains(['*', '?'])),
+            HookPattern::Type { .. } => None,
+        }
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` is any run of characters and `?` any one.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // The classic two-pointer match with backtracking to the last `*`: linear in practice.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+impl FromStr for HookPattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<String> = s.split(':').map(str::to_string).collect();
+        let bad = |why: &str| {
+            format!(
+                "`{s}` is not a hook pattern: {why} (want e.g. nat, nat:POSTROUTING, eb:nat:OUTPUT, nat:KUBE-SEP-*, type:nat, type:nat:hook:postrouting)"
+            )
+        };
+        if parts.iter().any(String::is_empty) {
+            return Err(bad("an empty part"));
+        }
+        if parts[0] == "type" {
+            return match parts.as_slice() {
+                [_, kind] => Ok(HookPattern::Type { kind: kind.clone(), hook: None }),
+                [_, kind, h, hook] if h == "hook" => {
+                    Ok(HookPattern::Type { kind: kind.clone(), hook: Some(hook.clone()) })
+                }
+                _ => Err(bad("a chain-type pattern is `type:TYPE` or `type:TYPE:hook:HOOK`")),
+            };
+        }
+        if parts.len() > 4 {
+            return Err(bad("more than four parts"));
+        }
+        Ok(HookPattern::Name(parts))
+    }
+}
+
+impl fmt::Display for HookPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookPattern::Name(parts) => f.write_str(&parts.join(":")),
+            HookPattern::Type { kind, hook: None } => write!(f, "type:{kind}"),
+            HookPattern::Type { kind, hook: Some(h) } => write!(f, "type:{kind}:hook:{h}"),
+        }
+    }
+}
+
+impl Serialize for HookPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HookPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HookPattern, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::trace::ChainFacts;
+
+    fn event(hook: &str, kind: Option<&str>, at: Option<&str>, verdict: Option<&str>) -> TraceEvent {
+        let line = "IN=a OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=84 TTL=64 ID=1 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1";
+        let xt = if hook.starts_with("eb:") { "nat:PREROUTING:policy:1" } else { hook };
+        let mut e = crate::observe::trace::text::parse_line(&format!("TRACE: {xt} {line}")).unwrap();
+        e.hook = hook.parse().unwrap();
+        e.chain =
+            kind.map(|k| ChainFacts { family: "inet".into(), kind: Some(k.into()), hook: at.map(str::to_string) });
+        e.verdict = verdict.map(|v| v.parse().unwrap());
+        e
+    }
+
+    #[test]
+    fn globs_match_inside_a_part() {
+        assert!(glob("endpoint-*", "endpoint-ABC123"));
+        assert!(glob("KUBE-SEP-?BC", "KUBE-SEP-ABC"));
+        assert!(!glob("KUBE-SEP-?BC", "KUBE-SEP-AABC"));
+        assert!(glob("*-SEP-*", "KUBE-SEP-X"));
+        assert!(!glob("endpoint-*", "services"));
+        assert!(glob("*", ""));
+        let p: HookPattern = "kube-proxy:endpoint-*".parse().unwrap();
+        assert!(p.matches(&Hook::xt(
+            "kube-proxy",
+            "endpoint-5OJB2KTY-ns1/svc/tcp/p80",
+            crate::observe::trace::RuleKind::Rule,
+            1
+        )));
+        assert!(!p.matches(&Hook::xt("kube-proxy", "services", crate::observe::trace::RuleKind::Rule, 1)));
+        assert!(!p.matches(&Hook::xt("kube-proxyx", "endpoint-1", crate::observe::trace::RuleKind::Rule, 1)));
+    }
+
+    #[test]
+    fn type_patterns_match_the_chain_type() {
+        let nat: HookPattern = "type:nat".parse().unwrap();
+        let post: HookPattern = "type:nat:hook:postrouting".parse().unwrap();
+        let docker = event("docker-bridges:nat-POSTROUTING:rule:1", Some("nat"), Some("postrouting"), Some("accept"));
+        assert!(nat.matches_event(&docker) && post.matches_event(&docker));
+        let pre = event("docker-bridges:nat-PREROUTING:rule:1", Some("nat"), Some("prerouting"), None);
+        assert!(nat.matches_event(&pre) && !post.matches_event(&pre));
+        let filter = event("docker-bridges:filter-FORWARD:rule:1", Some("filter"), Some("forward"), None);
+        assert!(!nat.matches_event(&filter));
+        // Without chain facts (read from text), iptables' nat table is type nat.
+        assert!(nat.matches_event(&event("nat:DOCKER:rule:1", None, None, None)));
+        assert!(!nat.matches_event(&event("eb:nat:PREROUTING", None, None, None)));
+        assert_eq!(post.to_string(), "type:nat:hook:postrouting");
+        assert!("type:nat:postrouting".parse::<HookPattern>().unwrap_err().contains("type:TYPE:hook:HOOK"));
+    }
+
+    #[test]
+    fn path_hooks_carry_a_verdict() {
+        let h: PathHook = "filter:INPUT:policy:2 drop".parse().unwrap();
+        assert_eq!(h.to_string(), "filter:INPUT:policy:2 drop");
+        assert!(h.matches(&event("filter:INPUT:policy:2", None, None, Some("drop"))));
+        assert!(!h.matches(&event("filter:INPUT:policy:2", None, None, Some("accept"))));
+        assert!(!h.matches(&event("filter:INPUT:policy:2", None, None, None)), "an unknown verdict is not a drop");
+        let any: PathHook = "filter:INPUT:policy:2".parse().unwrap();
+        assert!(any.matches(&event("filter:INPUT:policy:2", None, None, Some("accept"))));
+        let jump: PathHook = "nat:PREROUTING:rule:1  jump DOCKER".parse().unwrap();
+        assert_eq!(jump.verdict, Some(Verdict::Jump("DOCKER".into())));
+        assert!("filter:INPUT:policy:2 DROP".parse::<PathHook>().unwrap_err().contains("is not a verdict"));
+        assert!("filter:INPUT:polcy:2 drop".parse::<PathHook>().unwrap_err().contains("is not a hook"));
+    }
+}
