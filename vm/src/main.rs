@@ -235,7 +235,10 @@ fn test_binaries() -> Result<Vec<(String, String)>, String> {
 /// root read-only, so whatever calls cargo (which writes its target folder and lock) fails there
 /// for a reason that says nothing about the kernel.
 const GUEST_SKIPS: [(&str, &str); 2] = [
-    ("cli", "calls cargo to build the netpath binary (netpath_cases::netpath_bin); the guest's target folder is read-only"),
+    (
+        "cli",
+        "calls cargo to build the netpath binary (netpath_cases::netpath_bin); the guest's target folder is read-only",
+    ),
     ("downstream", "runs `cargo test` in a generated crate: needs cargo with a writable target folder and registry"),
 ];
 
