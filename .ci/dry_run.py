@@ -220,7 +220,26 @@ def sh(args, **kw):
     return subprocess.run(args, check=True, **kw)
 
 
+def inside_a_runner():
+    """The name of an ancestor that is a workflow runner (GitHub's or a dry run), or None: a dry
+    run there would reset the very HOME the job runs in, and wait for its own lock."""
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            return None
+        if "Runner.Worker" in cmd or "dry_run.py" in cmd:
+            return cmd.strip()[:120]
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return None
+
+
 def setup_machine():
+    outer = inside_a_runner()
+    if outer:
+        raise SystemExit(f"dry-run: refusing to run inside a workflow runner ({outer}): it would reset its HOME")
     if os.geteuid() != 0:
         raise SystemExit("dry-run: run as root (it creates the runner user and resets its HOME)")
     if shutil.which("sudo") is None:

@@ -30,12 +30,17 @@ if [ -x "$owner_home/.cargo/bin/cargo" ] || { [ "$owner" = root ] && command -v 
 else
   echo "install-deps: installing the Rust toolchain with rustup for $owner ($owner_home/.cargo)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove curl ca-certificates
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs -o /tmp/netpath-rustup-init.sh
+  # rustup-init itself from static.rust-lang.org (sh.rustup.rs only serves a script that
+  # downloads this same binary, and is not reachable from every CI machine).
+  init=$(mktemp /tmp/netpath-rustup-init.XXXXXX)
+  curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+    https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
+  chmod 755 "$init"
   if [ "$owner" = root ]; then
-    sh /tmp/netpath-rustup-init.sh -y --profile minimal --component rustfmt,clippy
+    "$init" -y --profile minimal --component rustfmt,clippy
   else
     # -H: rustup installs into the user's HOME, not root's.
-    sudo -u "$owner" -H sh /tmp/netpath-rustup-init.sh -y --profile minimal --component rustfmt,clippy
+    sudo -u "$owner" -H "$init" -y --profile minimal --component rustfmt,clippy
   fi
-  rm -f /tmp/netpath-rustup-init.sh
+  rm -f "$init"
 fi
