@@ -29,7 +29,7 @@ if [ -x "$owner_home/.cargo/bin/cargo" ] || { [ "$owner" = root ] && command -v 
   :
 else
   echo "install-deps: installing the Rust toolchain with rustup for $owner ($owner_home/.cargo)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove curl ca-certificates
+  apt_install_missing install-deps curl ca-certificates
   # rustup-init itself from static.rust-lang.org (sh.rustup.rs only serves a script that
   # downloads this same binary, and is not reachable from every CI machine).
   init=$(mktemp /tmp/netpath-rustup-init.XXXXXX)

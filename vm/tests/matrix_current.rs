@@ -50,6 +50,7 @@ fn added_since(readme: &str) -> BTreeSet<String> {
         .take_while(|l| l.starts_with("- "))
         .filter_map(|l| l[2..].split_whitespace().next())
         .map(|n| n.trim_matches('`').to_string())
+        .filter(|n| !n.starts_with('('))
         .collect()
 }
 
@@ -115,6 +116,7 @@ fn the_readme_shows_the_committed_matrix() {
 #[test]
 fn the_added_since_list_is_read_from_its_bullets() {
     let text = format!("table\n\n{ADDED_SINCE}\n\n- `a-new-one` (issue 19)\n- other\n\nNext paragraph\n- not this\n");
+    assert!(added_since(&format!("{ADDED_SINCE}\n\n- (none)\n")).is_empty());
     assert_eq!(added_since(&text), ["a-new-one".to_string(), "other".to_string()].into());
 }
 
