@@ -32,15 +32,17 @@ else
   apt_install_missing install-deps curl ca-certificates
   # rustup-init itself from static.rust-lang.org (sh.rustup.rs only serves a script that
   # downloads this same binary, and is not reachable from every CI machine).
-  init=$(mktemp /tmp/netpath-rustup-init.XXXXXX)
+  # Named rustup-init: the binary decides what it is by its own name.
+  init_dir=$(mktemp -d /tmp/netpath-rustup.XXXXXX)
+  init="$init_dir/rustup-init"
   curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
     https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
-  chmod 755 "$init"
+  chmod 755 "$init_dir" "$init"
   if [ "$owner" = root ]; then
     "$init" -y --profile minimal --component rustfmt,clippy
   else
     # -H: rustup installs into the user's HOME, not root's.
     sudo -u "$owner" -H "$init" -y --profile minimal --component rustfmt,clippy
   fi
-  rm -f "$init"
+  rm -rf "$init_dir"
 fi
