@@ -30,6 +30,8 @@ if [ -x "$owner_home/.cargo/bin/cargo" ] || { [ "$owner" = root ] && command -v 
 else
   echo "install-deps: installing the Rust toolchain with rustup for $owner ($owner_home/.cargo)"
   apt_install_missing install-deps curl ca-certificates
+  # No default toolchain: rust-toolchain.toml names the one this workspace builds with, and
+  # rustup installs it (with rustfmt and clippy) at the first cargo run in the repository.
   # rustup-init itself from static.rust-lang.org (sh.rustup.rs only serves a script that
   # downloads this same binary, and is not reachable from every CI machine).
   # Named rustup-init: the binary decides what it is by its own name.
@@ -39,10 +41,10 @@ else
     https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
   chmod 755 "$init_dir" "$init"
   if [ "$owner" = root ]; then
-    "$init" -y --profile minimal --component rustfmt,clippy
+    "$init" -y --profile minimal --default-toolchain none
   else
     # -H: rustup installs into the user's HOME, not root's.
-    sudo -u "$owner" -H "$init" -y --profile minimal --component rustfmt,clippy
+    sudo -u "$owner" -H "$init" -y --profile minimal --default-toolchain none
   fi
   rm -rf "$init_dir"
 fi
