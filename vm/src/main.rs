@@ -231,13 +231,13 @@ fn test_binaries() -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
-/// Test binaries that cannot run in a guest, by target name, and why: the guest has the host's
-/// root read-only, so whatever calls cargo (which writes its target folder and lock) fails there
-/// for a reason that says nothing about the kernel.
 /// Why the test binaries that build netpath with cargo (`netpath_cases::netpath_bin`) are skipped.
 const BUILDS_NETPATH: &str =
     "calls cargo to build the netpath binary (netpath_cases::netpath_bin); the guest's target folder is read-only";
 
+/// Test binaries that cannot run in a guest, by target name, and why: the guest has the host's
+/// root read-only, so whatever calls cargo (which writes its target folder and lock) fails there
+/// for a reason that says nothing about the kernel.
 const GUEST_SKIPS: [(&str, &str); 4] = [
     ("cli", BUILDS_NETPATH),
     ("hostile", BUILDS_NETPATH),
