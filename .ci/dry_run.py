@@ -631,12 +631,14 @@ class Run:
         self.temp = f"{HOME}/work/_temp"
         self.run_id = str(int(time.time()))
         self.out = os.path.abspath(args.out)
-        shutil.rmtree(self.out, ignore_errors=True)
-        os.makedirs(self.out)
+        if not args.keep_artifacts:
+            shutil.rmtree(self.out, ignore_errors=True)
+        os.makedirs(self.out, exist_ok=True)
         with open(args.workflow) as f:
             self.wf = yaml.safe_load(f)
         self.workflow_env = dict(self.wf.get("env") or {})
-        self.artifacts_named = set()
+        store = os.path.join(self.out, "artifacts")
+        self.artifacts_named = set(os.listdir(store)) if os.path.isdir(store) else set()
 
 
 def legs(spec, chosen):
@@ -665,6 +667,8 @@ def main():
     p.add_argument("--job", action="append", required=True, help="a job to run (repeat; in the given order)")
     p.add_argument("--matrix", action="append", default=[], help="KEY=VALUE: only the legs with it")
     p.add_argument("--out", default="target/dry-run", help="job summaries and artifacts")
+    p.add_argument("--keep-artifacts", action="store_true",
+                   help="keep what an earlier dry run uploaded to --out (to run a later job, such as the join, alone)")
     args = p.parse_args()
     chosen = dict(kv.split("=", 1) for kv in args.matrix)
     setup_machine()
