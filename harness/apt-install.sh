@@ -1,5 +1,7 @@
 # Sourced by harness/install-deps.sh and vm/install-deps.sh: install those of the Debian
 # packages given that dpkg does not have yet, waiting for another apt run's lock if need be.
+# --no-remove: a package the host has in a newer version (from backports, say) is never removed
+# or downgraded to make room; apt fails instead and says which one.
 apt_install_missing() {
   local label=$1
   shift
@@ -10,6 +12,7 @@ apt_install_missing() {
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "$label: installing ${missing[*]}"
     apt-get -o DPkg::Lock::Timeout=600 update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      --no-remove "${missing[@]}"
   fi
 }

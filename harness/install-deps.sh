@@ -19,12 +19,32 @@ packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 i
 source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 apt_install_missing install-deps "${packages[@]}"
 
-# Debian 12's own rustc (1.63) is too old for this workspace (edition 2024 needs 1.85).
-if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "install-deps: installing the Rust toolchain with rustup"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl ca-certificates
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+# Debian 12's own rustc (1.63) is too old for this workspace (edition 2024 needs 1.85). The
+# toolchain belongs to the user who builds: under sudo that is SUDO_USER (CI's `runner`, whose
+# later steps run cargo without sudo), not root; one toolchain, never a second one for root.
+owner="${SUDO_USER:-root}"
+[ "$owner" = root ] || id "$owner" >/dev/null 2>&1 || owner=root
+owner_home=$(getent passwd "$owner" | cut -d: -f6)
+if [ -x "$owner_home/.cargo/bin/cargo" ] || { [ "$owner" = root ] && command -v cargo >/dev/null 2>&1; }; then
+  :
+else
+  echo "install-deps: installing the Rust toolchain with rustup for $owner ($owner_home/.cargo)"
+  apt_install_missing install-deps curl ca-certificates
+  # No default toolchain: rust-toolchain.toml names the one this workspace builds with, and
+  # rustup installs it (with rustfmt and clippy) at the first cargo run in the repository.
+  # rustup-init itself from static.rust-lang.org (sh.rustup.rs only serves a script that
+  # downloads this same binary, and is not reachable from every CI machine).
+  # Named rustup-init: the binary decides what it is by its own name.
+  init_dir=$(mktemp -d /tmp/netpath-rustup.XXXXXX)
+  init="$init_dir/rustup-init"
+  curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+    https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
+  chmod 755 "$init_dir" "$init"
+  if [ "$owner" = root ]; then
+    "$init" -y --profile minimal --default-toolchain none
+  else
+    # -H: rustup installs into the user's HOME, not root's.
+    sudo -u "$owner" -H "$init" -y --profile minimal --default-toolchain none
+  fi
+  rm -rf "$init_dir"
 fi

@@ -105,14 +105,16 @@ pub struct Tools {
 impl Tools {
     pub fn find() -> Result<Tools, String> {
         let fix = "run `bash vm/install-deps.sh` as root";
-        let venv = std::env::var_os("NETPATH_VM_VENV").map(PathBuf::from).unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
-            home.join(".cache/netpath/venv")
-        });
-        let vng = Some(venv.join("bin/vng"))
-            .filter(|p| p.is_file())
+        let venvs = venvs();
+        let vng = venvs
+            .iter()
+            .map(|v| v.join("bin/vng"))
+            .find(|p| p.is_file())
             .or_else(|| netpath::tool::on_path("vng"))
-            .ok_or_else(|| format!("virtme-ng (vng) is not in {} nor on PATH: {fix}", venv.display()))?;
+            .ok_or_else(|| {
+                let tried: Vec<String> = venvs.iter().map(|v| v.display().to_string()).collect();
+                format!("virtme-ng (vng) is in none of the venvs {} nor on PATH: {fix}", tried.join(", "))
+            })?;
         // What vng and its helpers will search: the venv, the caller's PATH, and the sbin folders
         // that a non-login root shell may lack (depmod, udevadm).
         let bin = vng.parent().unwrap_or(Path::new("/")).display().to_string();
@@ -131,6 +133,21 @@ impl Tools {
         }
         Ok(Tools { vng, path, qemu: qemu.unwrap_or_default() })
     }
+}
+
+/// Where vm/install-deps.sh puts virtme-ng, in the order looked at: `NETPATH_VM_VENV`, the fixed
+/// `/opt/netpath/venv` (the same for root under sudo and for the user who called sudo, as in CI),
+/// then the per-user venv of older installs (HOME's, and SUDO_USER's when HOME is root's).
+fn venvs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::env::var_os("NETPATH_VM_VENV").map(PathBuf::from).into_iter().collect();
+    v.push("/opt/netpath/venv".into());
+    if let Some(home) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(home).join(".cache/netpath/venv"));
+    }
+    if let Ok(user) = std::env::var("SUDO_USER") {
+        v.push(PathBuf::from("/home").join(user).join(".cache/netpath/venv"));
+    }
+    v
 }
 
 /// One boot.

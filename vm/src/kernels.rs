@@ -256,13 +256,34 @@ impl Cache {
             offers = self.offers(alias)?;
         }
         let Some(offer) = offers.into_iter().next() else {
-            return Err(format!(
-                "kernel {alias}: apt offers no linux-image-*/linux-binary-* amd64 package for it in {} \
-                 (`netpath-vm kernels` lists what it offers)",
-                SUITES.iter().map(|s| s.1).collect::<Vec<_>>().join(", ")
-            ));
+            return Err(no_offer(alias));
         };
         self.unpack(&offer)
+    }
+
+    /// The newest release apt offers for `alias` (lists refreshed when stale), without fetching:
+    /// what CI keys its kernel cache on.
+    pub fn resolve(&self, alias: &Alias) -> Result<String, String> {
+        if let Alias::Release(r) = alias {
+            return Ok(r.clone());
+        }
+        self.update(false)?;
+        let mut offers = self.offers(alias)?;
+        if offers.is_empty() {
+            self.update(true)?;
+            offers = self.offers(alias)?;
+        }
+        offers.into_iter().next().map(|o| o.release).ok_or_else(|| no_offer(alias))
+    }
+
+    /// The newest kernel of `alias` that apt offers, fetched unless the cache has that very
+    /// release: a cache restored from an older run (CI's) does not pin the series to its kernel.
+    pub fn fetch_newest(&self, alias: &Alias) -> Result<Tree, String> {
+        let release = self.resolve(alias)?;
+        if let Some(t) = self.trees().into_iter().find(|t| t.release == release) {
+            return Ok(t);
+        }
+        self.fetch(&Alias::Release(release))
     }
 
     fn unpack(&self, offer: &Offer) -> Result<Tree, String> {
@@ -300,6 +321,14 @@ impl Cache {
         let _ = fs::remove_dir_all(&scratch);
         result
     }
+}
+
+fn no_offer(alias: &Alias) -> String {
+    format!(
+        "kernel {alias}: apt offers no linux-image-*/linux-binary-* amd64 package for it in {} \
+         (`netpath-vm kernels` lists what it offers)",
+        SUITES.iter().map(|s| s.1).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// The offers among apt's package names for `alias`, newest first.

@@ -453,6 +453,47 @@ pub fn diff(a: &[String], b: &[String]) -> Vec<String> {
     out
 }
 
+/// The columns of several matrices (CI's legs, each named by where it was read) as one, refusing
+/// two columns of one kernel (two legs of the same kernel, or one copied twice, would make a cell
+/// say whichever came last). Every kernel of `expect` without a column becomes a column of
+/// failures with its reason from `dead` (`KERNEL=REASON`), or the plain fact that no matrix.json
+/// came from it: a leg that died early stays in the table instead of vanishing from it.
+pub fn join(legs: Vec<(String, Matrix)>, expect: &[String], dead: &[String]) -> Result<Matrix, String> {
+    let mut reasons = BTreeMap::new();
+    for d in dead {
+        let (k, why) = d.split_once('=').ok_or_else(|| format!("--dead {d}: give KERNEL=REASON"))?;
+        reasons.insert(k.to_string(), why.to_string());
+    }
+    let (mut date, mut commit) = (String::new(), String::new());
+    let mut columns: Vec<Column> = vec![];
+    let mut from: BTreeMap<String, String> = BTreeMap::new();
+    for (name, m) in legs {
+        if !commit.is_empty() && m.netpath_commit != commit {
+            return Err(format!(
+                "{name} comes from netpath commit {}, the others from {commit}: join the legs of one run",
+                m.netpath_commit
+            ));
+        }
+        (date, commit) = (m.date, m.netpath_commit);
+        for c in m.columns {
+            if let Some(first) = from.insert(c.alias.clone(), name.clone()) {
+                return Err(format!(
+                    "kernel {} has a column in {first} and again in {name}: give each kernel's matrix.json once",
+                    c.alias
+                ));
+            }
+            columns.push(c);
+        }
+    }
+    for k in expect {
+        if !from.contains_key(k) {
+            let why = reasons.get(k).cloned().unwrap_or_else(|| "the leg wrote no matrix.json".into());
+            columns.push(Column::failed(k, "-".into(), 0.0, format!("leg died before writing matrix.json: {why}")));
+        }
+    }
+    Ok(Matrix::new(date, commit, columns))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,6 +608,37 @@ mod tests {
         let m = Matrix::new("d".into(), "c".into(), vec![ok, bad]);
         assert!(m.failed());
         assert!(m.summary()[1].contains("did not run: the guest panicked"), "{:?}", m.summary());
+    }
+
+    #[test]
+    fn join_refuses_a_kernel_twice_and_names_both_inputs() {
+        let leg = |alias: &str| {
+            Matrix::new("d".into(), "c".into(), vec![column(alias, vec![run("s", RunVerdict::Pass, &[], true)])])
+        };
+        let e = join(vec![("a/matrix.json".into(), leg("6.1")), ("b/matrix.json".into(), leg("6.1"))], &[], &[])
+            .unwrap_err();
+        assert!(e.contains("kernel 6.1") && e.contains("a/matrix.json") && e.contains("b/matrix.json"), "{e}");
+        let ok = join(vec![("a".into(), leg("6.1")), ("b".into(), leg("5.10"))], &[], &[]).unwrap();
+        assert!(!ok.failed());
+    }
+
+    #[test]
+    fn join_shows_a_dead_leg_as_a_column_of_failures_with_its_reason() {
+        let leg = Matrix::new("d".into(), "c".into(), vec![column("6.1", vec![run("s", RunVerdict::Pass, &[], true)])]);
+        let m = join(
+            vec![("legs/matrix-6.1/matrix.json".into(), leg)],
+            &["6.1".into(), "5.10".into(), "7.2".into()],
+            &["5.10=apt-get download: 404 Not Found".into()],
+        )
+        .unwrap();
+        assert!(m.failed());
+        let cell = &m.rows[0].cells["5.10"];
+        assert_eq!(cell.status, Status::Fail);
+        assert!(cell.detail.as_deref().unwrap_or("").contains("404 Not Found"), "{cell:?}");
+        let seven = m.rows[0].cells["7.2"].detail.clone().unwrap_or_default();
+        assert!(seven.contains("wrote no matrix.json"), "{seven}");
+        assert_eq!(m.rows[0].cells["6.1"].status, Status::Pass);
+        assert!(m.markdown().contains("404 Not Found"));
     }
 
     #[test]
