@@ -540,11 +540,14 @@ class Job:
                 raise Failed(f"actions/cache: none of {paths} exists at the end of the job: nothing would be cached")
             target = os.path.join(STORE, safe(key) + ".tar")
             tmp = target + ".part"
-            # As runner, as the action does: an unreadable file fails the save.
-            res = subprocess.run(["tar", "-cf", tmp, "-P"] + present, cwd=ws, capture_output=True, text=True,
-                                 **as_runner()) if os.access(STORE, os.W_OK) else None
-            if res is None or res.returncode != 0:
-                err = res.stderr.strip().splitlines()[-3:] if res else ["store not writable"]
+            # Read as runner, as the action does (an unreadable file fails the save); written into
+            # the store, which is the dry run's own, by root.
+            with open(tmp, "wb") as archive:
+                res = subprocess.run(["tar", "-cf", "-", "-P"] + present, cwd=ws, stdout=archive,
+                                     stderr=subprocess.PIPE, text=True, **as_runner())
+            if res.returncode != 0:
+                os.unlink(tmp)
+                err = res.stderr.strip().splitlines()[-3:]
                 raise Failed(f"actions/cache would fail to save {key} as runner: {' | '.join(err)}")
             os.replace(tmp, target)
             say(f"cache: saved {key} ({os.path.getsize(target) // (1 << 20)} MiB)")

@@ -59,6 +59,7 @@ fn the_same_job_with_home_passed_to_sudo_passes_with_outputs_env_and_artifacts()
     let Some((ok, text)) = dry_run("runner-home") else { return };
     assert!(ok, "{text}");
     assert!(text.contains("upload-artifact out: 1 files"), "{text}");
+    assert!(text.contains("cache: saved fixture-"), "{text}");
 }
 
 #[test]
