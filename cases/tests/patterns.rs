@@ -80,3 +80,19 @@ fn type_nat_matches_a_nat_chain_in_a_table_not_called_nat() {
     want(PathNever).packet(1).expected("type:nat:hook:postrouting").find(f);
     want(PathNever).expected("type:nat:hook:prerouting").assert_none(f);
 }
+
+/// The load-time check that a `never` pattern names a table the netns has rejects none of the
+/// bundled files (their `never = ["nat"]` are all in netns with a nat table).
+#[test]
+fn every_bundled_scenario_names_tables_it_has() {
+    let mut errors = vec![];
+    for entry in std::fs::read_dir(netpath_cases::scenarios_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml")
+            && let Err(e) = Scenario::load(&path)
+        {
+            errors.push(e.to_string());
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}

@@ -164,6 +164,8 @@ mod tests {
         assert_eq!(v("nat:POSTROUTING:rule:1").as_deref(), Some("accept"));
         assert_eq!(v("nat:DOCKER:rule:1").as_deref(), Some("return"));
         assert_eq!(v("nat:DOCKER:return:2").as_deref(), Some("return"));
+        // Legacy names an explicit RETURN rule `return:N` too.
+        assert_eq!(v("nat:DOCKER:return:1").as_deref(), Some("return"));
         assert_eq!(v("filter:INPUT:rule:1").as_deref(), Some("accept"));
         assert_eq!(v("filter:INPUT:rule:2").as_deref(), Some("reject"));
         assert_eq!(v("filter:INPUT:policy:3").as_deref(), Some("drop"));

@@ -79,7 +79,8 @@ impl Ruleset {
     }
 
     /// The verdict, rule and chain of an iptables TRACE position: a rule's verdict, `return`
-    /// at the end of a user chain, the policy of a base chain. Empty for an ebtables hook or a
+    /// for a `return:N` (an explicit RETURN or the end of a user chain), the policy of a base
+    /// chain. Empty for an ebtables hook or a
     /// place the ruleset does not have (it changed after the packet passed).
     pub fn facts(&self, hook: &Hook) -> HookFacts {
         let Hook::Xt { table, chain, kind, num } = hook else { return HookFacts::default() };
@@ -95,9 +96,16 @@ impl Ruleset {
                 },
                 None => HookFacts { chain: facts, ..HookFacts::default() },
             },
-            RuleKind::Return if at_end && c.hook.is_none() => {
-                HookFacts { verdict: Some(Verdict::Return), rule: None, chain: facts }
-            }
+            // Legacy TRACE says `return:N` both for an explicit RETURN rule N and for the end of
+            // a user chain (N = rules + 1).
+            RuleKind::Return => HookFacts {
+                verdict: Some(Verdict::Return),
+                rule: c
+                    .rules
+                    .get((*num as usize).wrapping_sub(1))
+                    .map(|r| RuleText { text: r.text.clone(), comment: r.comment.clone() }),
+                chain: facts,
+            },
             RuleKind::Policy if at_end => HookFacts { verdict: c.policy.clone(), rule: None, chain: facts },
             _ => HookFacts { chain: facts, ..HookFacts::default() },
         }
