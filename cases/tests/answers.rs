@@ -285,3 +285,27 @@ fn a_retransmitted_syn_is_its_own_traversal() {
         want(PathExact).request().netns("router").find(&o.probes[0].failures);
     }
 }
+
+/// The README's retransmission example passes, with a retransmission taken apart.
+#[test]
+fn the_readme_example_of_a_retransmission_passes() {
+    let examples = readme_examples();
+    let (_, text) = examples.iter().find(|(n, _)| n == "retransmission").expect("the README has the example");
+    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", report(&o));
+    assert!(!o.probes[0].exchanges[0].retransmissions.is_empty(), "{}", report(&o));
+}
+
+/// The README's sighting example is the entry k8s-service has (which scenario_files runs).
+#[test]
+fn the_readme_sighting_example_is_in_k8s_service() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let file = std::fs::read_to_string(netpath_cases::scenario_path("k8s-service")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("sighting = 2"))
+        .expect("the README shows sighting = 2");
+    assert!(file.contains(example), "k8s-service.toml holds the README's example:\n{example}");
+}
