@@ -441,14 +441,19 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             }
         }
         // A retransmitted request's events pause like its frames, on the trace source's own clock.
+        // An nf_tables event's time is when it was read: a traversal (one trace id) read in two
+        // batches is still one, so only the first event of each trace id starts anything.
         let mut event_ts: BTreeMap<(usize, usize), Vec<Duration>> = BTreeMap::new();
+        let mut ids: std::collections::BTreeSet<(usize, usize, u32)> = Default::default();
         for (te, who) in evs.iter().zip(&owner) {
             if let Some((p, i, Direction::Request)) = *who
                 && probes[p][i].matcher.retransmits()
+                && te.clues.trace_id.is_none_or(|id| ids.insert((p, i, id)))
             {
                 event_ts.entry((p, i)).or_default().push(te.ts);
             }
         }
+        let mut of_id: BTreeMap<(usize, usize, u32), usize> = BTreeMap::new();
         let starts: BTreeMap<(usize, usize), Vec<Duration>> = event_ts
             .into_iter()
             .map(|(k, mut ts)| {
@@ -459,7 +464,10 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
         for (te, who) in evs.iter().zip(owner) {
             if let Some((p, i, d)) = who {
                 let k = match (d, starts.get(&(p, i))) {
-                    (Direction::Request, Some(st)) => transmission_of(st, te.ts),
+                    (Direction::Request, Some(st)) => match te.clues.trace_id {
+                        Some(id) => *of_id.entry((p, i, id)).or_insert_with(|| transmission_of(st, te.ts)),
+                        None => transmission_of(st, te.ts),
+                    },
                     _ => 0,
                 };
                 let pe = if k > 0 { out[p][i].transmission_mut(k) } else { out[p][i].of_mut(d) };
@@ -525,6 +533,23 @@ mod tests {
         let seen = &joined.probes[0][0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];
         assert_eq!(seen.src, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(seen.mac_src, None);
+    }
+}
+
+#[cfg(test)]
+mod transmissions {
+    use super::*;
+
+    #[test]
+    fn a_pause_of_200_ms_starts_a_transmission() {
+        let ms = Duration::from_millis;
+        let starts = transmission_starts(&[ms(0), ms(1), ms(150), ms(1150), ms(1151), ms(3200)]);
+        assert_eq!(starts, [ms(0), ms(1150), ms(3200)]);
+        assert_eq!(
+            [ms(0), ms(150), ms(1149), ms(1150), ms(5000)].map(|t| transmission_of(&starts, t)),
+            [0, 0, 0, 1, 2]
+        );
+        assert_eq!(transmission_of(&starts, Duration::ZERO), 0);
     }
 }
 
