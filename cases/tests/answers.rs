@@ -240,3 +240,72 @@ fn the_readme_example_of_answer_kinds_passes() {
     let kinds: Vec<Answer> = o.probes.iter().map(|p| p.exchanges[0].response.kind).collect();
     assert_eq!(kinds, [Answer::Reply, Answer::None, Answer::Refused, Answer::Refused, Answer::Dropped]);
 }
+
+/// An unanswered SYN is sent again after TCP's 1 s retransmission timeout: with a wait long
+/// enough for that, the first SYN's exact path still holds (the retransmission is its own
+/// traversal, not appended to it), and the retransmission is evidence of its own.
+#[test]
+fn a_retransmitted_syn_is_its_own_traversal() {
+    use netpath::scenario::{Direction, PathExpect};
+    let rules = iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 81 -j DROP");
+    let mut p = probe(ProbeKind::Tcp, "10.9.0.2", Answer::None);
+    p.timeout_ms = 1600;
+    // The TRACE rule netpath adds in raw PREROUTING shows under iptables-nft as that rule too.
+    let legacy: &[&str] = &["raw:PREROUTING:policy:2", "filter:INPUT:rule:1"];
+    let nft: &[&str] = &["raw:PREROUTING:rule:1", "raw:PREROUTING:policy:2", "filter:INPUT:rule:1"];
+    for (backend, hooks) in [(Backend::Legacy, legacy), (Backend::Nft, nft)] {
+        let mut path = PathExpect::new(Direction::Request, "router");
+        path.backend = Some(backend);
+        path.exact = Some(hooks.iter().map(|h| netpath_cases::hook(h)).collect());
+        path.last = Some(netpath_cases::hook("filter:INPUT:rule:1"));
+        p.path.push(path);
+    }
+    let sc = with(link(&rules, ""), p);
+    for backend in [Backend::Legacy, Backend::Nft] {
+        let o = netpath_cases::run_or_return!(&sc, backend);
+        assert!(o.passed(), "{backend:?}: {}", report(&o));
+        let ex = &o.probes[0].exchanges[0];
+        assert!(!ex.retransmissions.is_empty(), "{backend:?}: the SYN was sent again within 1.6 s: {ex:#?}");
+        let again = &ex.retransmissions[0];
+        let hooks: Vec<String> = again.path["router"].iter().map(|e| e.hook.to_string()).collect();
+        assert_eq!(hooks.last().map(String::as_str), Some("filter:INPUT:rule:1"), "{backend:?}");
+        let first: Vec<String> = ex.request.path["router"].iter().map(|e| e.hook.to_string()).collect();
+        assert_eq!(hooks, first, "{backend:?}: the same hooks, once each");
+        assert!(again.seen.contains_key(&"router/eth0".parse().unwrap()));
+        let text = report(&o);
+        assert!(text.contains("packet 1 request, retransmission 1: path"), "{text}");
+
+        // Twin: the path a merge would make (the first SYN's hooks twice) is not the first's.
+        let mut merged = sc.clone();
+        for path in &mut merged.probe[0].path {
+            let once = path.exact.clone().unwrap();
+            path.exact = Some([once.clone(), once].concat());
+        }
+        let o = netpath_cases::run_or_return!(&merged, backend);
+        want(PathExact).request().netns("router").find(&o.probes[0].failures);
+    }
+}
+
+/// The README's retransmission example passes, with a retransmission taken apart.
+#[test]
+fn the_readme_example_of_a_retransmission_passes() {
+    let examples = readme_examples();
+    let (_, text) = examples.iter().find(|(n, _)| n == "retransmission").expect("the README has the example");
+    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", report(&o));
+    assert!(!o.probes[0].exchanges[0].retransmissions.is_empty(), "{}", report(&o));
+}
+
+/// The README's sighting example is the entry k8s-service has (which scenario_files runs).
+#[test]
+fn the_readme_sighting_example_is_in_k8s_service() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let file = std::fs::read_to_string(netpath_cases::scenario_path("k8s-service")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("sighting = 2"))
+        .expect("the README shows sighting = 2");
+    assert!(file.contains(example), "k8s-service.toml holds the README's example:\n{example}");
+}

@@ -119,8 +119,14 @@ pub struct Exchange {
     pub packet: u16,
     #[serde(serialize_with = "hex")]
     pub nonce: Vec<u8>,
+    /// The request as first sent: what `exact`, `last` and every other expectation judge.
     pub request: PacketEvidence,
     pub reply: PacketEvidence,
+    /// Each time the request was sent again (a TCP SYN's retransmission, same sequence number):
+    /// its own traversal, never merged into the first one's path. Reports show it as
+    /// "retransmission 1", ...; no expectation judges it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retransmissions: Vec<PacketEvidence>,
     /// Whether the sender got the reply (`response.kind` is a reply).
     pub replied: bool,
     /// What answered it: a reply, a refusal, a local drop or nothing, from whom, seen where,
@@ -232,6 +238,43 @@ impl Joined {
     }
 }
 
+/// How long a pause between two sightings of a request makes the second a new transmission:
+/// TCP's minimum retransmission timeout (`TCP_RTO_MIN`, 200 ms; a SYN's first is 1 s), while
+/// one transmission crosses a lab in well under a millisecond per hop.
+pub const RETRANSMISSION_GAP: Duration = Duration::from_millis(200);
+
+/// Where each transmission starts among times `ts` (sorted): the first, and every one that
+/// follows a pause of [`RETRANSMISSION_GAP`].
+fn transmission_starts(ts: &[Duration]) -> Vec<Duration> {
+    let mut starts = vec![];
+    let mut last: Option<Duration> = None;
+    for &t in ts {
+        if last.is_none_or(|l| t.saturating_sub(l) >= RETRANSMISSION_GAP) {
+            starts.push(t);
+        }
+        last = Some(t);
+    }
+    starts
+}
+
+/// Which transmission (0: the first) a sighting at `t` belongs to.
+fn transmission_of(starts: &[Duration], t: Duration) -> usize {
+    starts.iter().filter(|&&s| s <= t).count().saturating_sub(1)
+}
+
+impl Exchange {
+    /// The evidence of transmission `k` of the request (0: the first, then its retransmissions).
+    fn transmission_mut(&mut self, k: usize) -> &mut PacketEvidence {
+        if k == 0 {
+            return &mut self.request;
+        }
+        if self.retransmissions.len() < k {
+            self.retransmissions.resize_with(k, PacketEvidence::default);
+        }
+        &mut self.retransmissions[k - 1]
+    }
+}
+
 /// The first capture of a probe packet's request (when), of its reply and of a refusal of it.
 type Firsts = (Option<Duration>, Option<Caught>, Option<Caught>);
 
@@ -282,6 +325,7 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
                     nonce: s.nonce.clone(),
                     request: PacketEvidence::default(),
                     reply: PacketEvidence::default(),
+                    retransmissions: vec![],
                     replied: s.replied(),
                     response: Response::heard(&s.heard),
                     answer: s.answer.clone(),
@@ -308,6 +352,23 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
         from: info.src,
         how,
     };
+    // A request its sender sends again (a TCP SYN) is told from its first transmission by time:
+    // the frames of a packet's request, all on the capture clock, pause between transmissions.
+    let mut request_ts: BTreeMap<(usize, usize), Vec<Duration>> = BTreeMap::new();
+    for (f, info, nonce) in frames.iter() {
+        if let Some((p, i, Direction::Request)) = classify(info, &f.data, nonce)
+            && probes[p][i].matcher.retransmits()
+        {
+            request_ts.entry((p, i)).or_default().push(f.ts);
+        }
+    }
+    let starts: BTreeMap<(usize, usize), Vec<Duration>> = request_ts
+        .into_iter()
+        .map(|(k, mut ts)| {
+            ts.sort();
+            (k, transmission_starts(&ts))
+        })
+        .collect();
     let mut sightings = Sightings::default();
     for (f, info, nonce) in frames.iter() {
         let Some(who @ (p, i, d)) = classify(info, &f.data, nonce) else {
@@ -328,7 +389,11 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             }
             Direction::Reply => {}
         }
-        let pe = out[p][i].of_mut(d);
+        let k = match (d, starts.get(&(p, i))) {
+            (Direction::Request, Some(st)) => transmission_of(st, f.ts),
+            _ => 0,
+        };
+        let pe = if k > 0 { out[p][i].transmission_mut(k) } else { out[p][i].of_mut(d) };
         match pe.seen.entry(f.point.clone()) {
             std::collections::btree_map::Entry::Vacant(v) => drop(v.insert(info.clone())),
             std::collections::btree_map::Entry::Occupied(_) => {
@@ -375,9 +440,38 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
                 }),
             }
         }
+        // A retransmitted request's events pause like its frames, on the trace source's own clock.
+        // An nf_tables event's time is when it was read: a traversal (one trace id) read in two
+        // batches is still one, so only the first event of each trace id starts anything.
+        let mut event_ts: BTreeMap<(usize, usize), Vec<Duration>> = BTreeMap::new();
+        let mut ids: std::collections::BTreeSet<(usize, usize, u32)> = Default::default();
+        for (te, who) in evs.iter().zip(&owner) {
+            if let Some((p, i, Direction::Request)) = *who
+                && probes[p][i].matcher.retransmits()
+                && te.clues.trace_id.is_none_or(|id| ids.insert((p, i, id)))
+            {
+                event_ts.entry((p, i)).or_default().push(te.ts);
+            }
+        }
+        let mut of_id: BTreeMap<(usize, usize, u32), usize> = BTreeMap::new();
+        let starts: BTreeMap<(usize, usize), Vec<Duration>> = event_ts
+            .into_iter()
+            .map(|(k, mut ts)| {
+                ts.sort();
+                (k, transmission_starts(&ts))
+            })
+            .collect();
         for (te, who) in evs.iter().zip(owner) {
             if let Some((p, i, d)) = who {
-                out[p][i].of_mut(d).path.entry(netns.clone()).or_default().push(te.event.clone());
+                let k = match (d, starts.get(&(p, i))) {
+                    (Direction::Request, Some(st)) => match te.clues.trace_id {
+                        Some(id) => *of_id.entry((p, i, id)).or_insert_with(|| transmission_of(st, te.ts)),
+                        None => transmission_of(st, te.ts),
+                    },
+                    _ => 0,
+                };
+                let pe = if k > 0 { out[p][i].transmission_mut(k) } else { out[p][i].of_mut(d) };
+                pe.path.entry(netns.clone()).or_default().push(te.event.clone());
             }
         }
     }
@@ -439,6 +533,23 @@ mod tests {
         let seen = &joined.probes[0][0].request.seen[&"peer2/wg0".parse::<CapturePoint>().unwrap()];
         assert_eq!(seen.src, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(seen.mac_src, None);
+    }
+}
+
+#[cfg(test)]
+mod transmissions {
+    use super::*;
+
+    #[test]
+    fn a_pause_of_200_ms_starts_a_transmission() {
+        let ms = Duration::from_millis;
+        let starts = transmission_starts(&[ms(0), ms(1), ms(150), ms(1150), ms(1151), ms(3200)]);
+        assert_eq!(starts, [ms(0), ms(1150), ms(3200)]);
+        assert_eq!(
+            [ms(0), ms(150), ms(1149), ms(1150), ms(5000)].map(|t| transmission_of(&starts, t)),
+            [0, 0, 0, 1, 2]
+        );
+        assert_eq!(transmission_of(&starts, Duration::ZERO), 0);
     }
 }
 

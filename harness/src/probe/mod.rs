@@ -78,6 +78,12 @@ pub trait Matcher: fmt::Debug + Send + Sync {
         unreachable_quoting(nonce, info, bytes)
     }
 
+    /// Whether its sender's kernel sends the request again, unchanged, while unanswered (a TCP
+    /// SYN): then each transmission is its own traversal in the evidence.
+    fn retransmits(&self) -> bool {
+        false
+    }
+
     /// Whether it must see the captures before it can classify ([`Matcher::learn`]).
     fn learns(&self) -> bool {
         false

@@ -100,6 +100,10 @@ impl Matcher for Connection {
         true
     }
 
+    fn retransmits(&self) -> bool {
+        true
+    }
+
     fn learn(&mut self, nonce: &[u8], info: &PacketInfo, bytes: &[u8], ts: Duration, carried: Option<&[u8]>) {
         let L4::Tcp { sport: s, dport: d, flags, seq: Some(seq), .. } = &info.l4 else { return };
         // The server's answer quotes the nonce too; only the client's request names the ISN.

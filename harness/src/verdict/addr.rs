@@ -225,6 +225,7 @@ mod tests {
             nonce: vec![],
             request,
             reply: PacketEvidence::default(),
+            retransmissions: vec![],
             replied: true,
             response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
             answer: None,

@@ -44,6 +44,7 @@ fn connection(packet: u16, uplink_sport: u16, answer: Option<&str>) -> Exchange 
         nonce: vec![],
         request,
         reply,
+        retransmissions: vec![],
         replied: true,
         response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
         answer: answer.map(Into::into),

@@ -19,10 +19,25 @@ pub(super) fn recorded(scenario: &Scenario, points: &[CapturePoint], rec: &mut R
     let mut out = vec![];
     for d in [Direction::Request, Direction::Reply].into_iter().filter(|d| *d == Direction::Request || any_reply) {
         for point in points {
-            let what = || format!("addresses at {point} ({d})");
-            let differences = |groups: &[Group<AddrExpect>]| groups.iter().map(addr_difference).collect();
-            for (sel, backend, addr) in rec.entries(&what, |x| policy.observed(spec, x, d, point), differences) {
-                out.push(AddrExpect { packet: sel.packet, answered_by: sel.answered_by, backend, ..addr });
+            // A point that saw some packet more than once gets an entry per sighting.
+            let most = rec.exchanges().map(|x| x.of(d).sightings(point).count()).max().unwrap_or(0).max(1);
+            for n in 1..=u16::try_from(most).unwrap_or(u16::MAX) {
+                let what = || match n {
+                    1 => format!("addresses at {point} ({d})"),
+                    n => format!("addresses at {point} ({d}, sighting {n})"),
+                };
+                let differences = |groups: &[Group<AddrExpect>]| groups.iter().map(addr_difference).collect();
+                let observed = |x: &Exchange| policy.observed(spec, x, d, point, n);
+                for (sel, backend, addr) in rec.entries(&what, observed, differences) {
+                    let sighting = (n > 1).then_some(n);
+                    out.push(AddrExpect {
+                        packet: sel.packet,
+                        answered_by: sel.answered_by,
+                        backend,
+                        sighting,
+                        ..addr
+                    });
+                }
             }
         }
     }
@@ -79,9 +94,9 @@ impl PortPolicy {
     }
 
     /// What a recording writes for the packet of `x` in direction `d` at `at`.
-    fn observed(&self, probe: &ProbeSpec, x: &Exchange, d: Direction, at: &CapturePoint) -> AddrExpect {
+    fn observed(&self, probe: &ProbeSpec, x: &Exchange, d: Direction, at: &CapturePoint, n: u16) -> AddrExpect {
         let mut e = AddrExpect::new(d, at.clone());
-        let Some(p) = x.of(d).seen.get(at) else {
+        let Some(p) = x.of(d).sighting(at, n) else {
             e.absent = true;
             return e;
         };
@@ -167,7 +182,8 @@ fn nat_ports(rules: &str) -> NatPorts {
 /// What makes an old entry of the file this entry's counterpart in [`super::rewrite`]: its
 /// place (direction and capture point), its packets, its backend.
 pub(super) fn key(a: &AddrExpect) -> (String, String, Option<&'static str>) {
-    let place = format!("{} {}", a.direction, a.at);
+    let nth = a.sighting.map(|n| format!(" #{n}")).unwrap_or_default();
+    let place = format!("{} {}{nth}", a.direction, a.at);
     (place, format!("{:?} {:?}", a.packet, a.answered_by), a.backend.map(Backend::name))
 }
 

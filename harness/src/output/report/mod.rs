@@ -48,6 +48,15 @@ fn packet_block(out: &mut String, ex: &Exchange, seed: bool) {
         }
         let _ = writeln!(out, "      addresses:");
         out.push_str(&address_table(pe));
+        if d == Direction::Request {
+            // Each time the sender sent it again: its own traversal, apart from the first.
+            for (k, again) in ex.retransmissions.iter().enumerate() {
+                let _ = writeln!(out, "    packet {} request, retransmission {}: path", ex.packet, k + 1);
+                out.push_str(&path_lines(again));
+                let _ = writeln!(out, "      addresses:");
+                out.push_str(&address_table(again));
+            }
+        }
     }
 }
 
@@ -200,6 +209,7 @@ mod tests {
             nonce: vec![],
             request,
             reply: PacketEvidence::default(),
+            retransmissions: vec![],
             replied: true,
             response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
             answer: Some(answer.into()),
