@@ -256,8 +256,8 @@ fn a_retransmitted_syn_is_its_own_traversal() {
     for (backend, hooks) in [(Backend::Legacy, legacy), (Backend::Nft, nft)] {
         let mut path = PathExpect::new(Direction::Request, "router");
         path.backend = Some(backend);
-        path.exact = Some(hooks.iter().map(|h| netpath_cases::hook(h)).collect());
-        path.last = Some(netpath_cases::hook("filter:INPUT:rule:1"));
+        path.exact = Some(hooks.iter().map(|h| netpath_cases::hook(h).into()).collect());
+        path.last = Some(netpath_cases::hook("filter:INPUT:rule:1").into());
         p.path.push(path);
     }
     let sc = with(link(&rules, ""), p);
