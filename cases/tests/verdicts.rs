@@ -10,9 +10,14 @@ use netpath::{Backend, Scenario};
 use netpath_cases::{assert_passes, run, want};
 use rstest::rstest;
 
-/// A client pinging a router whose ruleset is `rules` (`iptables` or native `nft`), and the
-/// router's path expected to end at `last`.
+/// A client pinging a router whose ruleset is `rules` (`iptables` or native `nft`), no answer
+/// of any kind expected, and the router's path expected to end at `last`.
 fn router(field: &str, rules: &str, last: &str) -> Scenario {
+    router_answering(field, rules, last, "none")
+}
+
+/// The same, with the answer the ping must get (`refused` under a REJECT).
+fn router_answering(field: &str, rules: &str, last: &str, answer: &str) -> Scenario {
     let backends = if field == "nft" { r#"["nft"]"# } else { r#"["legacy", "nft"]"# };
     let text = format!(
         r#"backends = {backends}
@@ -30,7 +35,7 @@ b = {{ netns = "router", name = "eth0", addresses = ["10.9.0.2/24"] }}
 name = "ping-router"
 from = "client"
 to = "10.9.0.2"
-replies = false
+answer = "{answer}"
 [[probe.path]]
 netns = "router"
 last = "{last}"
@@ -80,16 +85,18 @@ fn a_native_nft_input_policy_drop_is_told_from_accept() {
 #[rstest]
 fn a_reject_rule_is_told_from_a_drop_rule(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let last = "filter:INPUT:rule:1 reject";
-    let sc = router("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j REJECT\n"), last);
-    let twin = router("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j DROP\n"), last);
+    let sc =
+        router_answering("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j REJECT\n"), last, "refused");
+    let twin =
+        router_answering("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j DROP\n"), last, "refused");
     passes_and_twin_fails(&sc, &twin, backend, last, "filter:INPUT:rule:1 drop");
 }
 
 #[test]
 fn a_native_nft_reject_is_told_from_a_drop() {
     let last = "fw:input:rule:1 reject";
-    let sc = router("nft", &nft("    policy accept;\n    ip protocol icmp reject\n"), last);
-    let twin = router("nft", &nft("    policy accept;\n    ip protocol icmp drop\n"), last);
+    let sc = router_answering("nft", &nft("    policy accept;\n    ip protocol icmp reject\n"), last, "refused");
+    let twin = router_answering("nft", &nft("    policy accept;\n    ip protocol icmp drop\n"), last, "refused");
     passes_and_twin_fails(&sc, &twin, Backend::Nft, last, "fw:input:rule:1 drop");
 }
 
@@ -112,4 +119,66 @@ fn the_readme_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Bac
         .expected("filter:INPUT:policy:2 drop")
         .observed("filter:INPUT:policy:2 accept")
         .find(&o.probes[0].failures);
+}
+
+/// A rule named by its comment is found wherever it sits: a rule added above it breaks the
+/// position reference, not the comment reference; a rule with another comment fails it.
+#[rstest]
+fn a_rule_is_named_by_its_comment(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let by_comment = r#"filter:INPUT:rule:\"deny-ping\" drop"#;
+    let deny = "-A INPUT -p icmp -m comment --comment deny-ping -j DROP\n";
+    let first = iptables(&format!(":INPUT ACCEPT [0:0]\n{deny}"));
+    let moved = iptables(&format!(":INPUT ACCEPT [0:0]\n-A INPUT -p tcp -j ACCEPT\n{deny}"));
+    assert_passes(&router("iptables", &first, by_comment), backend);
+    assert_passes(&router("iptables", &moved, by_comment), backend);
+    let by_position = "filter:INPUT:rule:1 drop";
+    passes_and_twin_fails(
+        &router("iptables", &first, by_position),
+        &router("iptables", &moved, by_position),
+        backend,
+        by_position,
+        "filter:INPUT:rule:2 drop",
+    );
+    let other = iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -m comment --comment deny-all -j DROP\n");
+    let o = run(&router("iptables", &other, by_comment), backend);
+    want(PathLast)
+        .packet(1)
+        .netns("router")
+        .expected(r#"filter:INPUT:rule:"deny-ping" drop"#)
+        .observed("filter:INPUT:rule:1 drop")
+        .find(&o.probes[0].failures);
+}
+
+#[test]
+fn a_native_nft_rule_is_named_by_its_comment() {
+    let by_comment = r#"fw:input:rule:\"deny-ping\" drop"#;
+    let deny = "    meta l4proto icmp drop comment \"deny-ping\"\n";
+    let moved = nft(&format!("    tcp dport 22 accept\n{deny}"));
+    assert_passes(&router("nft", &nft(deny), by_comment), Backend::Nft);
+    assert_passes(&router("nft", &moved, by_comment), Backend::Nft);
+    let other = nft("    meta l4proto icmp drop comment \"deny-all\"\n");
+    let o = run(&router("nft", &other, by_comment), Backend::Nft);
+    want(PathLast)
+        .packet(1)
+        .netns("router")
+        .expected(r#"fw:input:rule:"deny-ping" drop"#)
+        .observed("fw:input:rule:1 drop")
+        .find(&o.probes[0].failures);
+}
+
+/// The README's example of a rule named by its comment, as written there: it passes, still
+/// passes with a rule added above the named one, and fails when the dropping rule has another
+/// comment.
+#[rstest]
+fn the_readme_comment_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme.find("# README example: a rule named by its comment").expect("the README example");
+    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+    let load = |text: &str| Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_passes(&load(text), backend);
+    let deny = "-A INPUT -p icmp -m comment --comment \"deny-ping\" -j DROP\n";
+    assert!(text.contains(deny));
+    assert_passes(&load(&text.replace(deny, &format!("-A INPUT -p tcp -j ACCEPT\n{deny}"))), backend);
+    let o = run(&load(&text.replace("\"deny-ping\" -j DROP", "\"deny-all\" -j DROP")), backend);
+    want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:1 drop").find(&o.probes[0].failures);
 }

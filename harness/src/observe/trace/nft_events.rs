@@ -84,7 +84,15 @@ pub fn to_events(
                 }
             }
         }
-        let rule = index.rule_of(msg).map(|r| RuleText { text: r.text(), comment: r.comment.clone() });
+        // An iptables-nft rule's comment is an xt match, not nft's own rule comment: take it
+        // from the iptables text.
+        let rule = index.rule_of(msg).map(|r| RuleText {
+            text: r.text(),
+            comment: r.comment.clone().or_else(|| {
+                let words = crate::ruleset::iptables::split_words(r.iptables.as_deref()?);
+                words.windows(2).find(|w| w[0] == "--comment").map(|w| w[1].clone())
+            }),
+        });
         let (iif, oif) = ifaces.get(&msg.id).copied().unwrap_or_default();
         let (packet, head) = headers.get(&msg.id).cloned().unwrap_or_default();
         let nonce = nonce_of(&packet, head.as_deref());

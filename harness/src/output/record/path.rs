@@ -36,7 +36,11 @@ pub(super) fn recorded(rec: &mut Recorder<'_>) -> Vec<PathExpect> {
 }
 
 fn hooks_of(x: &Exchange, d: Direction, netns: &str) -> Vec<PathHook> {
-    let hook = |e: &crate::observe::trace::TraceEvent| PathHook { hook: e.hook.clone(), verdict: e.verdict.clone() };
+    let hook = |e: &crate::observe::trace::TraceEvent| PathHook {
+        hook: e.hook.clone(),
+        comment: None,
+        verdict: e.verdict.clone(),
+    };
     x.of(d).path.get(netns).map(|evs| evs.iter().map(hook).collect()).unwrap_or_default()
 }
 

@@ -12,32 +12,57 @@ use crate::observe::trace::{Hook, TraceEvent, Verdict};
 /// One hook of `exact`, `includes` or `last`: `filter:INPUT:policy:2 drop`. Without a verdict
 /// it matches the hook whatever was decided there; with one, only where the trace shows that
 /// verdict (an event whose verdict is unknown does not match).
+///
+/// A rule may be named by its comment instead of its position: `filter:INPUT:rule:"allow-ssh"`
+/// is the rule of chain INPUT whose comment (`-m comment --comment`, nft `comment`) is
+/// `allow-ssh`, wherever it sits, so a rule added above it does not break the entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PathHook {
-    /// The hook, as trace events name it.
+    /// The hook, as trace events name it; for a comment reference its rule number is 0 and
+    /// means nothing.
     pub hook: Hook,
+    /// The comment of the rule, for a reference by comment.
+    pub comment: Option<String>,
     /// The verdict it must have had there, if the entry says.
     pub verdict: Option<Verdict>,
 }
 
 impl PathHook {
-    /// Whether `event` is this hook, with this verdict where one is given.
+    /// Whether `event` is this hook (or a rule of its chain with its comment), with this verdict
+    /// where one is given.
     pub fn matches(&self, event: &TraceEvent) -> bool {
-        self.hook == event.hook && self.verdict.as_ref().is_none_or(|v| event.verdict.as_ref() == Some(v))
+        let hook = match (&self.comment, &self.hook, &event.hook) {
+            (None, want, seen) => want == seen,
+            (
+                Some(comment),
+                Hook::Xt { table, chain, .. },
+                Hook::Xt { table: t, chain: c, kind: crate::observe::trace::RuleKind::Rule, .. },
+            ) => {
+                table == t
+                    && chain == c
+                    && event.rule.as_ref().and_then(|r| r.comment.as_deref()) == Some(comment.as_str())
+            }
+            _ => false,
+        };
+        hook && self.verdict.as_ref().is_none_or(|v| event.verdict.as_ref() == Some(v))
     }
 }
 
 impl From<Hook> for PathHook {
     fn from(hook: Hook) -> PathHook {
-        PathHook { hook, verdict: None }
+        PathHook { hook, comment: None, verdict: None }
     }
 }
 
 impl fmt::Display for PathHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.comment, &self.hook) {
+            (Some(comment), Hook::Xt { table, chain, .. }) => write!(f, "{table}:{chain}:rule:\"{comment}\"")?,
+            _ => write!(f, "{}", self.hook)?,
+        }
         match &self.verdict {
-            Some(v) => write!(f, "{} {v}", self.hook),
-            None => write!(f, "{}", self.hook),
+            Some(v) => write!(f, " {v}"),
+            None => Ok(()),
         }
     }
 }
@@ -46,14 +71,41 @@ impl FromStr for PathHook {
     type Err = String;
 
     fn from_str(s: &str) -> Result<PathHook, String> {
-        let (hook, verdict) = match s.trim().split_once(char::is_whitespace) {
+        let s = s.trim();
+        if let Some(at) = s.find(":rule:\"") {
+            return comment_reference(s, &s[..at], &s[at + ":rule:\"".len()..]);
+        }
+        let (hook, verdict) = match s.split_once(char::is_whitespace) {
             Some((hook, verdict)) => (hook, Some(verdict.trim())),
-            None => (s.trim(), None),
+            None => (s, None),
         };
         let hook: Hook = hook.parse().map_err(|e: crate::observe::trace::event::HookParseError| e.to_string())?;
         let verdict = verdict.map(|v| v.parse().map_err(|e| format!("`{s}`: {e}"))).transpose()?;
-        Ok(PathHook { hook, verdict })
+        Ok(PathHook { hook, comment: None, verdict })
     }
+}
+
+/// `table:chain:rule:"comment" [verdict]`, split at `:rule:"` into `table:chain` and the rest.
+fn comment_reference(s: &str, table_chain: &str, rest: &str) -> Result<PathHook, String> {
+    let err =
+        |why: &str| format!("`{s}` is not a rule reference by comment: {why} (want `table:chain:rule:\"comment\"`)");
+    let (table, chain) = match table_chain.split(':').collect::<Vec<_>>().as_slice() {
+        [table, chain] if !table.is_empty() && !chain.is_empty() && *table != "eb" => {
+            (table.to_string(), chain.to_string())
+        }
+        _ => return Err(err("it must start with a table and a chain")),
+    };
+    let (comment, after) = rest.split_once('"').ok_or_else(|| err("the comment has no closing quote"))?;
+    if comment.is_empty() {
+        return Err(err("the comment is empty"));
+    }
+    let verdict = match after.trim() {
+        "" => None,
+        v if after.starts_with(char::is_whitespace) => Some(v.parse().map_err(|e| format!("`{s}`: {e}"))?),
+        _ => return Err(err("a verdict after the comment needs a space before it")),
+    };
+    let hook = Hook::xt(&table, &chain, crate::observe::trace::RuleKind::Rule, 0);
+    Ok(PathHook { hook, comment: Some(comment.to_string()), verdict })
 }
 
 impl Serialize for PathHook {
@@ -262,5 +314,36 @@ mod tests {
         assert_eq!(jump.verdict, Some(Verdict::Jump("DOCKER".into())));
         assert!("filter:INPUT:policy:2 DROP".parse::<PathHook>().unwrap_err().contains("is not a verdict"));
         assert!("filter:INPUT:polcy:2 drop".parse::<PathHook>().unwrap_err().contains("is not a hook"));
+    }
+
+    #[test]
+    fn rules_are_named_by_their_comment_wherever_they_sit() {
+        let h: PathHook = r#"filter:INPUT:rule:"allow ssh" accept"#.parse().unwrap();
+        assert_eq!(h.comment.as_deref(), Some("allow ssh"));
+        assert_eq!(h.to_string(), r#"filter:INPUT:rule:"allow ssh" accept"#);
+        let with = |hook: &str, comment: Option<&str>| {
+            let mut e = event(hook, None, None, Some("accept"));
+            e.rule = Some(crate::observe::trace::RuleText {
+                text: "-A INPUT -p tcp".into(),
+                comment: comment.map(str::to_string),
+            });
+            e
+        };
+        assert!(h.matches(&with("filter:INPUT:rule:1", Some("allow ssh"))));
+        assert!(h.matches(&with("filter:INPUT:rule:7", Some("allow ssh"))), "any position");
+        assert!(!h.matches(&with("filter:INPUT:rule:1", Some("allow web"))));
+        assert!(!h.matches(&with("filter:INPUT:rule:1", None)));
+        assert!(!h.matches(&with("filter:FORWARD:rule:1", Some("allow ssh"))), "another chain");
+        assert!(!h.matches(&with("filter:INPUT:policy:2", Some("allow ssh"))), "a policy is no rule");
+        let bare: PathHook = r#"nat:POSTROUTING:rule:"masq""#.parse().unwrap();
+        assert_eq!(bare.verdict, None);
+        for bad in [
+            r#"filter:INPUT:rule:"""#,
+            r#"filter:INPUT:rule:"open"#,
+            r#"INPUT:rule:"x""#,
+            r#"filter:INPUT:rule:"x"drop"#,
+        ] {
+            assert!(bad.parse::<PathHook>().unwrap_err().contains("by comment"), "{bad}");
+        }
     }
 }
