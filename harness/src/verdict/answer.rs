@@ -105,7 +105,7 @@ fn wanted(want: Answer) -> String {
     match want {
         Answer::Reply => "a reply".into(),
         Answer::Refused => "refused (a TCP RST or an ICMP destination unreachable)".into(),
-        Answer::Dropped => "dropped by its sender's own kernel (sendto: EPERM)".into(),
+        Answer::Dropped => "dropped by its sender's own kernel (the send failed: EPERM from an OUTPUT rule, ENOKEY from a WireGuard device)".into(),
         Answer::None => "no answer of any kind (the request is dropped on its way)".into(),
     }
 }
