@@ -40,7 +40,9 @@ fn a_run_changes_nothing_in_the_init_netns_and_leaves_no_namespace() {
     // Passing and failing runs both clean up: run the negative twin's shape too.
     netpath_cases::assert_passes(&sc, netpath::Backend::Legacy);
     let mut broken = sc.clone();
-    broken.netns_mut("host").unwrap().iptables = Some("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n".into());
+    // An empty nat table stays: the scenario's `never = ["nat"]` must name a table that exists.
+    broken.netns_mut("host").unwrap().iptables =
+        Some("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\nCOMMIT\n".into());
     assert!(!netpath_cases::run(&broken, netpath::Backend::Legacy).passed());
     let scenario_ns: Vec<String> = netpath_cases::namespaces_of(std::process::id())
         .into_iter()
