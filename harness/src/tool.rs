@@ -366,9 +366,10 @@ mod tests {
 
     #[test]
     fn a_tool_past_its_deadline_is_killed_with_its_output_so_far() {
-        match run(sh("echo half; echo waiting for the lock >&2; exec sleep 600"), None, Duration::from_millis(300)) {
+        // Long enough for `sh` to start and write under QEMU's TCG, where 300 ms was not.
+        match run(sh("echo half; echo waiting for the lock >&2; exec sleep 600"), None, Duration::from_secs(3)) {
             Err(Failure::TimedOut { after, stdout, stderr }) => {
-                assert_eq!(after, Duration::from_millis(300));
+                assert_eq!(after, Duration::from_secs(3));
                 assert_eq!((stdout.as_str(), stderr.as_str()), ("half\n", "waiting for the lock\n"));
             }
             other => panic!("{other:?}"),
@@ -398,7 +399,7 @@ mod tests {
         assert_eq!((out.stdout.as_str(), out.status.code()), ("started\n", Some(0)));
         assert_eq!(out.incomplete, Vec::<String>::new());
         assert_eq!(processes_with(&tag), Vec::<String>::new());
-        match run_contained(sh(&format!("setsid sleep {tag} & echo up; sleep 600")), None, Duration::from_millis(300)) {
+        match run_contained(sh(&format!("setsid sleep {tag} & echo up; sleep 600")), None, Duration::from_secs(3)) {
             Err(Failure::TimedOut { stdout, .. }) => assert_eq!(stdout, "up\n"),
             other => panic!("{other:?}"),
         }
