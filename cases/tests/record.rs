@@ -197,3 +197,43 @@ fn a_recording_grows_with_the_paths_not_with_the_count() {
     assert_eq!(same.to_toml(), large.to_toml());
     assert!(large.probe[0].path.len() + large.probe[0].addr.len() < 100, "{}", large.to_toml());
 }
+
+/// A rule whose comment is its own in its chain is recorded by the comment, so a rule added
+/// above it breaks nothing; rules that share a comment (kube-proxy's probability rules in
+/// Test-SVC-1) keep their position. The twin: the comment moved to another rule of the chain
+/// (one the packets do not match) fails.
+#[test]
+fn a_recording_names_a_rule_by_its_comment_where_the_comment_is_its_own() {
+    let mut bare = without_expectations(&load("k8s-service"));
+    bare.probe.truncate(1);
+    let (recorded, _) = record(&bare);
+    let hooks: Vec<String> =
+        recorded.probe[0].path.iter().flat_map(|p| p.exact.iter().flatten()).map(|h| h.to_string()).collect();
+    let has = |h: &str| hooks.iter().any(|x| x.starts_with(h));
+    assert!(has(r#"nat:Test-SEP-1:rule:"testservice1 ep1" accept"#), "{hooks:#?}");
+    assert!(has(r#"nat:Test-Service:rule:"test-service1" jump Test-SVC-1"#), "{hooks:#?}");
+    assert!(has("nat:Test-SVC-1:rule:1 jump Test-SEP-1") && !has(r#"nat:Test-SVC-1:rule:""#), "{hooks:#?}");
+
+    let mut moved = recorded.clone();
+    edit_iptables(&mut moved, "node1", |r| {
+        r.replace(
+            "-A Test-SEP-1 -s 10.10.63.2/32",
+            "-A Test-SEP-1 -s 192.0.2.99/32 -j RETURN\n-A Test-SEP-1 -s 10.10.63.2/32",
+        )
+    });
+    for b in &moved.backends {
+        netpath_cases::assert_passes(&moved, *b);
+    }
+
+    // The comment moves to the hairpin rule above, which the client's packets do not match.
+    let mut renamed = recorded.clone();
+    edit_iptables(&mut renamed, "node1", |r| {
+        r.replace("testservice1 ep1", "ep1 renamed").replace(
+            "-A Test-SEP-1 -s 10.10.63.2/32 -j Test-Mark",
+            "-A Test-SEP-1 -s 10.10.63.2/32 -m comment --comment \"testservice1 ep1\" -j Test-Mark",
+        )
+    });
+    let o = run(&renamed, Backend::Legacy);
+    let f = want(PathExact).request().netns("node1").find(&o.probes[0].failures);
+    assert!(f.detail.contains(r#"- nat:Test-SEP-1:rule:"testservice1 ep1" accept"#), "{}", f.detail);
+}

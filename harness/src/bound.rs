@@ -52,10 +52,7 @@ impl WorstCase {
             })
             .collect();
         parts.extend(
-            sc.step
-                .iter()
-                .filter(|s| s.phase != Phase::Teardown)
-                .map(|s| (format!("step {}", s.name), Duration::from_millis(s.timeout_ms))),
+            sc.step.iter().filter(|s| s.phase != Phase::Teardown).map(|s| (format!("step {}", s.name), s.deadline())),
         );
         parts.push(("setup allowance".into(), SETUP_ALLOWANCE));
         parts.sort_by_key(|p| std::cmp::Reverse(p.1));

@@ -192,9 +192,12 @@ impl Boot<'_> {
              modprobe -a -q {mods} 2>/dev/null\n\
              for m in {mods}; do\n  [ -d /sys/module/$m ] || modprobe -q $m 2>/dev/null || echo $m >> {out}/{MODULES_MISSING}\ndone\n\
              echo 33554432 > /proc/sys/net/core/rmem_max\n\
-             mkdir -p {out}/tmp {out}/artifacts\nexport TMPDIR={out}/tmp NETPATH_ARTIFACTS={out}/artifacts\n\
+             mkdir -p {out}/tmp {out}/artifacts\nexport TMPDIR={out}/tmp NETPATH_ARTIFACTS={out}/artifacts{slow}\n\
              {command}\n",
-            mods = MODULES.join(" ")
+            mods = MODULES.join(" "),
+            // Steps' deadlines (CNI plugins, netavark: Go programs that call iptables-nft many
+            // times) stretch under emulation; expectations do not.
+            slow = if self.accel == Accel::Tcg { " NETPATH_SLOWDOWN=10" } else { "" },
         )
     }
 

@@ -81,7 +81,29 @@ fn default_timeout_ms() -> u64 {
 /// The longest a step may run: ten minutes.
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 
+/// How many times slower than real hardware the machine runs: `NETPATH_SLOWDOWN` (1 to 50,
+/// default 1), which `netpath-vm` sets in a guest emulated by QEMU's TCG. It multiplies each
+/// step's deadline, never an expectation: a CNI plugin that takes 3 s on the host takes
+/// longer than its 30 s `timeout_ms` in a TCG guest sharing two cores with another.
+pub fn slowdown() -> std::result::Result<u32, String> {
+    parse_slowdown(std::env::var_os("NETPATH_SLOWDOWN").map(|v| v.to_string_lossy().into_owned()).as_deref())
+}
+
+fn parse_slowdown(v: Option<&str>) -> std::result::Result<u32, String> {
+    let Some(v) = v else { return Ok(1) };
+    match v.trim().parse::<u32>() {
+        Ok(n @ 1..=50) => Ok(n),
+        _ => Err(format!("NETPATH_SLOWDOWN={v} is not a whole number from 1 to 50 (how many times slower steps run)")),
+    }
+}
+
 impl StepSpec {
+    /// Its deadline: `timeout_ms` times [`slowdown`] (1 where the variable is invalid: the step
+    /// itself then fails saying so).
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms) * slowdown().unwrap_or(1)
+    }
+
     /// A step with the file format's defaults.
     pub fn new(name: &str, netns: &str, program: &str, args: &[&str]) -> StepSpec {
         StepSpec {
@@ -372,7 +394,8 @@ impl Steps {
         for (k, v) in &s.env {
             cmd.env(k, ex(v)?);
         }
-        let own = Duration::from_millis(s.timeout_ms);
+        let slow = slowdown().map_err(|e| fail(e, &command, ""))?;
+        let own = s.deadline();
         let timeout = match bound {
             Some(b) => {
                 b.at(format!("step {}", s.name))?;
@@ -412,8 +435,9 @@ impl Steps {
                         Err(b.exceeded())
                     }
                     _ => {
+                        let scaled = if slow > 1 { format!(", ×{slow} by NETPATH_SLOWDOWN") } else { String::new() };
                         record.status =
-                            format!("killed after {after:?} without finishing (timeout_ms = {})", s.timeout_ms);
+                            format!("killed after {after:?} without finishing (timeout_ms = {}{scaled})", s.timeout_ms);
                         Err(fail(record.status.clone(), &command, &record.stderr))
                     }
                 }
@@ -484,6 +508,16 @@ fn tail(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slowdown_is_a_bounded_whole_number() {
+        assert_eq!(parse_slowdown(None), Ok(1));
+        assert_eq!(parse_slowdown(Some("10")), Ok(10));
+        for bad in ["0", "51", "2.5", "fast", ""] {
+            let e = parse_slowdown(Some(bad)).unwrap_err();
+            assert!(e.starts_with(&format!("NETPATH_SLOWDOWN={bad} is not a whole number from 1 to 50")), "{e}");
+        }
+    }
 
     fn cx_expand(text: &str) -> std::result::Result<String, String> {
         let paths = |n: &str| (n == "c1").then(|| PathBuf::from("/run/netns/netpath-1x2-c1"));

@@ -87,23 +87,18 @@ impl Ruleset {
         let Some(c) = self.table(table).and_then(|t| t.chain(chain)) else { return HookFacts::default() };
         let facts = Some(ChainFacts { family: self.family.clone(), kind: c.kind.clone(), hook: c.hook.clone() });
         let at_end = *num as usize == c.rules.len() + 1;
+        let text =
+            |r: &Rule| RuleText::new(r.text.clone(), r.comment.clone(), c.rules.iter().map(|o| o.comment.as_deref()));
         match kind {
             RuleKind::Rule => match c.rules.get((*num as usize).wrapping_sub(1)) {
-                Some(r) => HookFacts {
-                    verdict: r.verdict.clone(),
-                    rule: Some(RuleText { text: r.text.clone(), comment: r.comment.clone() }),
-                    chain: facts,
-                },
+                Some(r) => HookFacts { verdict: r.verdict.clone(), rule: Some(text(r)), chain: facts },
                 None => HookFacts { chain: facts, ..HookFacts::default() },
             },
             // Legacy TRACE says `return:N` both for an explicit RETURN rule N and for the end of
             // a user chain (N = rules + 1).
             RuleKind::Return => HookFacts {
                 verdict: Some(Verdict::Return),
-                rule: c
-                    .rules
-                    .get((*num as usize).wrapping_sub(1))
-                    .map(|r| RuleText { text: r.text.clone(), comment: r.comment.clone() }),
+                rule: c.rules.get((*num as usize).wrapping_sub(1)).map(text),
                 chain: facts,
             },
             RuleKind::Policy if at_end => HookFacts { verdict: c.policy.clone(), rule: None, chain: facts },

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use super::event::{Hook, Ifaces, RuleKind, TraceEvent};
-use super::nftrace::{NfTraceMsg, NfTraceSocket, Received, RuleIndex, TraceType, family};
+use super::nftrace::{NfTraceMsg, NfTraceSocket, Received, RuleIndex, RuleInfo, TraceType, family};
 use super::source::{Collected, Opening, Stopping, TraceChoice, TraceReader, TraceSource, Traced};
 use super::verdict::{ChainFacts, RuleText, Verdict};
 use crate::caps::Feature;
@@ -86,12 +86,14 @@ pub fn to_events(
         }
         // An iptables-nft rule's comment is an xt match, not nft's own rule comment: take it
         // from the iptables text.
-        let rule = index.rule_of(msg).map(|r| RuleText {
-            text: r.text(),
-            comment: r.comment.clone().or_else(|| {
-                let words = crate::ruleset::iptables::split_words(r.iptables.as_deref()?);
-                words.windows(2).find(|w| w[0] == "--comment").map(|w| w[1].clone())
-            }),
+        let rule = index.rule_of(msg).map(|r| {
+            let others = index.chain(msg.family, &msg.table, &msg.chain).map(|c| &c.handles[..]).unwrap_or_default();
+            let others = others.iter().filter_map(|h| index.rule(msg.family, &msg.table, &msg.chain, *h));
+            RuleText::new(
+                r.text(),
+                comment_of(r),
+                others.map(comment_of).collect::<Vec<_>>().iter().map(Option::as_deref),
+            )
         });
         let (iif, oif) = ifaces.get(&msg.id).copied().unwrap_or_default();
         let (packet, head) = headers.get(&msg.id).cloned().unwrap_or_default();
@@ -138,6 +140,14 @@ fn hook_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Hook> {
     }
 }
 
+/// A rule's comment: nft's own, or for an iptables-nft rule the xt comment match in its
+/// iptables text.
+fn comment_of(r: &RuleInfo) -> Option<String> {
+    r.comment.clone().or_else(|| {
+        let words = crate::ruleset::iptables::split_words(r.iptables.as_deref()?);
+        words.windows(2).find(|w| w[0] == "--comment").map(|w| w[1].clone())
+    })
+}
 /// What the kernel says the rule or policy of `msg` decided. The kernel reports a reject as a
 /// drop: the rule's own statement tells them apart.
 fn verdict_of(msg: &NfTraceMsg, index: &RuleIndex) -> Option<Verdict> {

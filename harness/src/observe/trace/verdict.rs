@@ -115,6 +115,24 @@ pub struct RuleText {
     /// Its comment (`-m comment --comment`, nft `comment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// No other rule of its chain has the same comment, so the comment names this rule alone
+    /// (`record` then names it by its comment rather than its position).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub comment_unique: bool,
+}
+
+impl RuleText {
+    /// The rule `text` with `comment`, unique in its chain when none of `others` (the
+    /// chain's rules' comments, this one's included) has it twice.
+    pub fn new<'a>(
+        text: String,
+        comment: Option<String>,
+        others: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> RuleText {
+        let comment_unique =
+            comment.as_deref().is_some_and(|c| others.into_iter().filter(|o| *o == Some(c)).count() == 1);
+        RuleText { text, comment, comment_unique }
+    }
 }
 
 /// The chain an event is in: its family, and for a base chain its type and hook.

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use super::{Group, Recorder, packets_text};
 use crate::evidence::Exchange;
 use crate::firewall::Backend;
+use crate::observe::trace::{Hook, RuleKind, RuleText, TraceEvent};
 use crate::scenario::{Direction, PathExpect, PathHook};
 
 /// The path entries of the probe of `rec`: one per direction and netns where its packets were
@@ -36,12 +37,23 @@ pub(super) fn recorded(rec: &mut Recorder<'_>) -> Vec<PathExpect> {
 }
 
 fn hooks_of(x: &Exchange, d: Direction, netns: &str) -> Vec<PathHook> {
-    let hook = |e: &crate::observe::trace::TraceEvent| PathHook {
-        hook: e.hook.clone(),
-        comment: None,
-        verdict: e.verdict.clone(),
+    x.of(d).path.get(netns).map(|evs| evs.iter().map(hook_of).collect()).unwrap_or_default()
+}
+
+/// The hook an event names, as a recording writes it: a rule by its comment where the comment
+/// names it alone in its chain (a rule added elsewhere then breaks nothing), else by position.
+fn hook_of(e: &TraceEvent) -> PathHook {
+    let by_comment = match (&e.hook, &e.rule) {
+        (
+            Hook::Xt { table, chain, kind: RuleKind::Rule, .. },
+            Some(RuleText { comment: Some(c), comment_unique: true, .. }),
+        ) if PathHook::can_name(c) => Some((Hook::xt(table, chain, RuleKind::Rule, 0), c.clone())),
+        _ => None,
     };
-    x.of(d).path.get(netns).map(|evs| evs.iter().map(hook).collect()).unwrap_or_default()
+    match by_comment {
+        Some((hook, comment)) => PathHook { hook, comment: Some(comment), verdict: e.verdict.clone() },
+        None => PathHook { hook: e.hook.clone(), comment: None, verdict: e.verdict.clone() },
+    }
 }
 
 /// How a group's hooks differ from the first group's: where they part, what each has there.

@@ -28,6 +28,12 @@ pub struct PathHook {
 }
 
 impl PathHook {
+    /// Whether a reference by comment can carry `comment`: it has one and no `"`, which would
+    /// end it.
+    pub fn can_name(comment: &str) -> bool {
+        !comment.is_empty() && !comment.contains('"')
+    }
+
     /// Whether `event` is this hook (or a rule of its chain with its comment), with this verdict
     /// where one is given.
     pub fn matches(&self, event: &TraceEvent) -> bool {
@@ -326,6 +332,7 @@ mod tests {
             e.rule = Some(crate::observe::trace::RuleText {
                 text: "-A INPUT -p tcp".into(),
                 comment: comment.map(str::to_string),
+                comment_unique: true,
             });
             e
         };
