@@ -48,6 +48,17 @@ fn paths(o: &Outcome) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// The packets whose request was sent more than once (a TCP SYN retransmitted), by probe.
+fn sent_again(o: &Outcome) -> Vec<String> {
+    let mut out = vec![];
+    for p in &o.probes {
+        out.extend(
+            p.exchanges.iter().filter(|x| !x.retransmissions.is_empty()).map(|x| format!("{}/{}", p.name, x.packet)),
+        );
+    }
+    out
+}
+
 /// The distinct paths per probe, direction and netns, whichever packet took them.
 fn distinct_paths(o: &Outcome) -> std::collections::BTreeSet<(String, String)> {
     paths(o)
@@ -225,8 +236,12 @@ fn kmsg_and_nflog_agree_on_every_bundled_legacy_scenario() {
             let only_nflog: Vec<_> = n.difference(&k).collect();
             assert!(
                 only_kmsg.is_empty() && only_nflog.is_empty(),
-                "{}: the kernel log and NFLOG saw different paths\nonly kmsg: {only_kmsg:#?}\nonly nflog: {only_nflog:#?}",
-                sc.name
+                "{}: the kernel log and NFLOG saw different paths\nonly kmsg: {only_kmsg:#?}\nonly nflog: {only_nflog:#?}\n\
+                 packets sent again: kmsg {:?}, nflog {:?}\nkmsg:\n{}",
+                sc.name,
+                sent_again(&kmsg),
+                sent_again(&nflog),
+                netpath::output::report::outcome(&kmsg, true)
             );
         }
         assert_eq!(

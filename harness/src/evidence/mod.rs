@@ -353,16 +353,24 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
         how,
     };
     // A request its sender sends again (a TCP SYN) is told from its first transmission by time:
-    // the frames of a packet's request, all on the capture clock, pause between transmissions.
-    let mut request_ts: BTreeMap<(usize, usize), Vec<Duration>> = BTreeMap::new();
+    // each transmission passes the capture point nearest the sender again, after a pause, on
+    // the kernel's capture clock. Only that point counts: a hop further on may see one
+    // transmission late (a stalled vCPU under TCG), and a hairpin brings it back within a
+    // millisecond.
+    let mut request_ts: BTreeMap<(usize, usize), Vec<(Duration, &CapturePoint)>> = BTreeMap::new();
     for (f, info, nonce) in frames.iter() {
         if let Some((p, i, Direction::Request)) = classify(info, &f.data, nonce)
             && probes[p][i].matcher.retransmits()
         {
-            request_ts.entry((p, i)).or_default().push(f.ts);
+            request_ts.entry((p, i)).or_default().push((f.ts, &f.point));
         }
     }
-    let starts: BTreeMap<(usize, usize), Vec<Duration>> = request_ts
+    let request_ts = request_ts.into_iter().map(|(k, mut seen)| {
+        seen.sort_by_key(|(t, _)| *t);
+        let nearest = seen[0].1;
+        (k, seen.iter().filter(|(_, at)| *at == nearest).map(|(t, _)| *t).collect::<Vec<_>>())
+    });
+    let frame_starts: BTreeMap<(usize, usize), Vec<Duration>> = request_ts
         .into_iter()
         .map(|(k, mut ts)| {
             ts.sort();
@@ -389,7 +397,7 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             }
             Direction::Reply => {}
         }
-        let k = match (d, starts.get(&(p, i))) {
+        let k = match (d, frame_starts.get(&(p, i))) {
             (Direction::Request, Some(st)) => transmission_of(st, f.ts),
             _ => 0,
         };
@@ -463,13 +471,20 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             .collect();
         for (te, who) in evs.iter().zip(owner) {
             if let Some((p, i, d)) = who {
+                // The frames, on the kernel's capture clock, say how often the request was sent;
+                // a trace source's clock may pause inside one traversal (a record stamped when
+                // read, a TCG guest's stalled vCPU), and a pause must not invent a transmission.
+                // (A request no frame saw, dropped before the first capture point, has only
+                // the trace's clock.)
+                let sent = frame_starts.get(&(p, i)).map_or(usize::MAX, Vec::len);
                 let k = match (d, starts.get(&(p, i))) {
                     (Direction::Request, Some(st)) => match te.clues.trace_id {
                         Some(id) => *of_id.entry((p, i, id)).or_insert_with(|| transmission_of(st, te.ts)),
                         None => transmission_of(st, te.ts),
                     },
                     _ => 0,
-                };
+                }
+                .min(sent.saturating_sub(1));
                 let pe = if k > 0 { out[p][i].transmission_mut(k) } else { out[p][i].of_mut(d) };
                 pe.path.entry(netns.clone()).or_default().push(te.event.clone());
             }
@@ -781,5 +796,113 @@ mod collisions {
         let joined = run(&mut probes(), &frames, vec![log("filter:FORWARD:policy:1", &stranger)]);
         assert!(joined.unattributed.is_empty());
         assert!(joined.probes.iter().flatten().all(|ex| ex.request.path.is_empty()));
+    }
+}
+
+/// Which transmission a frame or trace event belongs to, when the trace's clock and the
+/// capture's disagree (issue 20: a TCG guest's stalled vCPU).
+#[cfg(test)]
+mod stalls {
+    use super::*;
+    use crate::observe::trace::TraceChoice;
+    use crate::observe::trace::event::Ifaces;
+    use crate::probe::udp::Datagram;
+
+    /// A datagram matcher whose sender sends again, as a TCP SYN's does.
+    #[derive(Debug)]
+    struct Resent;
+
+    impl crate::probe::Matcher for Resent {
+        fn classify(&self, nonce: &[u8], info: &PacketInfo, bytes: &[u8]) -> Option<Direction> {
+            Datagram.classify(nonce, info, bytes)
+        }
+        fn retransmits(&self) -> bool {
+            true
+        }
+        fn clone_box(&self) -> Box<dyn crate::probe::Matcher> {
+            Box::new(Resent)
+        }
+    }
+
+    fn datagram(nonce: &[u8]) -> Vec<u8> {
+        let builder = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(40000, 9000);
+        let mut out = Vec::with_capacity(builder.size(nonce.len()));
+        builder.write(&mut out, nonce).unwrap();
+        out
+    }
+
+    fn frame(at: &str, ms: u64, data: &[u8]) -> Frame {
+        Frame {
+            point: at.parse().unwrap(),
+            linktype: pcap::Linktype(12),
+            ts: Duration::from_millis(ms),
+            data: data.to_vec(),
+        }
+    }
+
+    /// A legacy TRACE record of `data` at `hook`, stamped `ms` on the trace source's clock.
+    fn record(hook: &str, ms: u64, data: &[u8]) -> TimedEvent {
+        let event = TraceEvent {
+            netns: "router".into(),
+            hook: hook.parse().unwrap(),
+            ifaces: Ifaces::default(),
+            packet: PacketInfo::from_ip(data).unwrap(),
+            payload: Some(data.to_vec()),
+            nonce: None,
+            source: Some(TraceChoice::Nflog),
+            verdict: None,
+            rule: None,
+            chain: None,
+        };
+        TimedEvent { ts: Duration::from_millis(ms), event, clues: Clues::default() }
+    }
+
+    fn join_one(frames: &[Frame], events: Vec<TimedEvent>) -> Exchange {
+        let nonce = crate::probe::new_nonce();
+        let data = datagram(&nonce);
+        let fix = |f: &Frame| Frame { data: data.clone(), ..f.clone() };
+        let frames: Vec<Frame> = frames.iter().map(fix).collect();
+        let events = events
+            .into_iter()
+            .map(|mut e| {
+                e.event.payload = Some(data.clone());
+                e
+            })
+            .collect();
+        let sent = Sent { nonce, matcher: Box::new(Resent), heard: crate::probe::Heard::nothing(), answer: None };
+        let mut probes = [vec![sent]];
+        let joined = join(&mut probes, &Parsed::new(&frames), &BTreeMap::from([("router".to_string(), events)]));
+        joined.probes[0][0].clone()
+    }
+
+    fn hooks(pe: &PacketEvidence) -> Vec<String> {
+        pe.path.get("router").map(|p| p.iter().map(|e| e.hook.to_string()).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_pause_inside_one_transmission_invents_no_retransmission() {
+        let d = datagram(b"x");
+        // Sent once (one sighting at the sender's point); the router's records pause 300 ms
+        // between two hooks of that one traversal, and a far capture point sees it late.
+        let x = join_one(
+            &[frame("client/eth0", 10, &d), frame("server/eth0", 400, &d)],
+            vec![record("raw:PREROUTING:policy:2", 11, &d), record("filter:INPUT:policy:1", 320, &d)],
+        );
+        assert_eq!(hooks(&x.request), ["raw:PREROUTING:policy:2", "filter:INPUT:policy:1"]);
+        assert!(x.retransmissions.is_empty(), "{:?}", x.retransmissions);
+        assert!(x.request.seen.contains_key(&"server/eth0".parse::<CapturePoint>().unwrap()));
+    }
+
+    #[test]
+    fn a_second_sending_is_its_own_traversal() {
+        let d = datagram(b"x");
+        // The twin: sent again 1 s later (two sightings at the sender's point).
+        let x = join_one(
+            &[frame("client/eth0", 10, &d), frame("client/eth0", 1010, &d)],
+            vec![record("raw:PREROUTING:policy:2", 11, &d), record("raw:PREROUTING:policy:2", 1011, &d)],
+        );
+        assert_eq!(hooks(&x.request), ["raw:PREROUTING:policy:2"]);
+        assert_eq!(x.retransmissions.len(), 1);
+        assert_eq!(hooks(&x.retransmissions[0]), ["raw:PREROUTING:policy:2"]);
     }
 }
