@@ -508,6 +508,9 @@ pub fn to_events(
         .collect())
 }
 
+/// How many iptables lines, nearest first, an ebtables line may join.
+const MAX_CANDIDATES: usize = 16;
+
 /// How many unplaceable lines an error quotes.
 const MAX_SHOWN: usize = 3;
 
@@ -543,21 +546,45 @@ fn join(mut events: Vec<TimedLine>, packets: &Packets<'_>, facts: Option<&NetnsF
     if let Some(facts) = facts {
         join_by_captures(&mut events, &mut keep, facts, packets);
     }
-    let mut joined = vec![];
+    // Each ebtables line joins the nearest iptables line that can be the same packet (on a tie
+    // the one with both addresses the same, then the earlier one), one to one: a traversal
+    // passes an ebtables chain at a port once, so a second line of that chain and port is
+    // another packet's (the same connection's next segment, or another connection to the same
+    // endpoint whose lines a busy or emulated CPU interleaved), and stays unjoined. The pairs
+    // are taken nearest first, so each traversal keeps the line closest to it.
+    // (A line whose nearest candidate is no lab packet's is that packet's: it stays unjoined.)
+    let mut pairs: Vec<((usize, bool, usize), usize, usize)> = vec![];
     for (i, (_, e)) in events.iter().enumerate() {
         if is_xt(e) || keep[i] {
-            joined.push(None);
             continue;
         }
-        // The nearest iptables line that can be the same packet; on a tie the one with both
-        // addresses the same, then the earlier one.
-        let nearest = events
+        let mut near: Vec<((usize, bool, usize), usize, usize)> = events
             .iter()
             .enumerate()
             .filter(|(_, (_, x))| is_xt(x) && may_be_same_packet(&e.packet, &x.packet))
-            .min_by_key(|&(j, (_, x))| (j.abs_diff(i), !same_addresses(&e.packet, &x.packet), j))
-            .map(|(j, _)| j);
-        joined.push(nearest.filter(|&j| keep[j]).map(|j| events[j].1.clone()));
+            .map(|(j, (_, x))| ((j.abs_diff(i), !same_addresses(&e.packet, &x.packet), j), i, j))
+            .collect();
+        near.sort();
+        pairs.extend(near.into_iter().take(MAX_CANDIDATES));
+    }
+    pairs.sort();
+    let mut joined: Vec<Option<TraceEvent>> = vec![None; events.len()];
+    let mut decided = vec![false; events.len()];
+    let mut taken: std::collections::BTreeSet<(String, String)> = Default::default();
+    for (_, i, j) in pairs {
+        if decided[i] {
+            continue;
+        }
+        if !keep[j] {
+            decided[i] = true;
+            continue;
+        }
+        let e = &events[i].1;
+        let slot = (traversal(&events[j].1.packet), format!("{} {:?} {:?}", e.hook, e.ifaces.indev, e.ifaces.outdev));
+        if taken.insert(slot) {
+            joined[i] = Some(events[j].1.clone());
+            decided[i] = true;
+        }
     }
     for (((_, e), xt), keep) in events.iter_mut().zip(joined).zip(keep.iter_mut()) {
         let Some(xt) = xt else { continue };
@@ -653,6 +680,17 @@ fn may_be_same_packet(eb: &PacketInfo, xt: &PacketInfo) -> bool {
         || (eb.dst.is_some() && eb.dst == xt.dst && port(eb_dport, xt_dport));
     let tos = eb.tos.is_none() || xt.tos.is_none() || eb.tos == xt.tos;
     side && eb.proto == xt.proto && tos
+}
+
+/// What the iptables lines of one traversal share whatever NAT rewrote: the IP id (IPv4), the
+/// flow label (IPv6), a TCP segment's numbers, an ICMP echo's sequence.
+fn traversal(p: &PacketInfo) -> String {
+    let l4 = match &p.l4 {
+        L4::Tcp { seq, ack, flags, .. } => format!("tcp {flags} {seq:?} {ack:?}"),
+        L4::Icmp { kind, seq, .. } => format!("icmp {kind} {seq:?}"),
+        _ => String::new(),
+    };
+    format!("{:?} {:?} {:?} {l4}", p.proto, p.ip_id, p.flow_label)
 }
 
 fn same_addresses(eb: &PacketInfo, xt: &PacketInfo) -> bool {
@@ -1093,6 +1131,26 @@ mod tests {
             );
             assert_eq!(e.packet.ip_id, Some(0));
         }
+    }
+
+    /// The connection's next segment (the client's ACK, which netpath's TRACE rule does not
+    /// follow) passes the bridge with the SYN's addresses and ports: its ebtables line is not
+    /// the SYN's second pass through that chain. (Seen in a TCG guest, where such lines
+    /// interleave.)
+    #[test]
+    fn a_traversal_takes_one_ebtables_line_per_chain_and_port() {
+        let xt = "TRACE: nat:PREROUTING:rule:2 IN=br0 OUT= PHYSIN=kxv0 SRC=10.99.0.2 DST=10.99.0.1 LEN=60 \
+                  TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=TCP SPT=40000 DPT=80 SEQ=123 ACK=0 WINDOW=64240 \
+                  RES=0x00 SYN URGP=0 ";
+        let eb = "TRACE: eb:filter:FORWARD IN=kxv0 OUT=kxv1 MAC source = 66:1a:15:49:f5:1a MAC dest = \
+                  e6:84:ae:12:08:33 proto = 0x0800 IP SRC=10.99.0.2 IP DST=10.99.0.1, IP tos=0x00, IP proto=6 \
+                  SPT=40000 DPT=80";
+        let syn = |p: &PacketInfo| matches!(p.l4, L4::Tcp { seq: Some(123), .. });
+        let packets = Packets { seen: &syn, nonce_of: &|_| None };
+        let sc = scope(&[("host", &["br0", "kxv0", "kxv1"])]);
+        let host = to_events(&[rec(1, xt), rec(2, eb), rec(3, eb)], &sc, &packets).unwrap().remove("host").unwrap();
+        let hooks: Vec<String> = host.iter().map(|(_, e)| e.hook.to_string()).collect();
+        assert_eq!(hooks, ["nat:PREROUTING:rule:2", "eb:filter:FORWARD"]);
     }
 
     #[test]
