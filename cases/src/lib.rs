@@ -292,3 +292,12 @@ pub fn record(sc: &Scenario) -> (Scenario, Vec<String>) {
     let read = Scenario::from_toml(&text, Path::new("recorded.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (read, rec.warnings)
 }
+
+/// What a step killed at its deadline says, `timeout_ms` stretched by `NETPATH_SLOWDOWN` where
+/// it is set (10 in a TCG guest).
+pub fn killed_after(timeout_ms: u64) -> String {
+    let slow = netpath::lab::step::slowdown().unwrap_or_else(|e| panic!("{e}"));
+    let after = std::time::Duration::from_millis(timeout_ms * u64::from(slow));
+    let scaled = if slow > 1 { format!(", ×{slow} by NETPATH_SLOWDOWN") } else { String::new() };
+    format!("killed after {after:?} without finishing (timeout_ms = {timeout_ms}{scaled})")
+}
