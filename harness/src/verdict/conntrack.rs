@@ -29,7 +29,8 @@ impl ExpectationKind for ConntrackKind {
         probe
             .conntrack
             .iter()
-            .filter_map(|c| {
+            .enumerate()
+            .filter_map(|(i, c)| {
                 let proto = c.proto.unwrap_or(default_proto);
                 let list = entries.get(&c.netns).map(Vec::as_slice).unwrap_or_default();
                 if list.iter().any(|e| e.matches(Some(proto.name()), &c.orig, &c.reply)) {
@@ -50,7 +51,7 @@ impl ExpectationKind for ConntrackKind {
                     netns: Some(c.netns.clone()),
                     expected: Some(wanted),
                     observed: Some(lines.join("\n")),
-                    ..f
+                    ..f.by("conntrack", Some(i))
                 })
             })
             .collect()

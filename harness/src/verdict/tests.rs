@@ -154,6 +154,31 @@ fn traced(hooks_seen: &[&str]) -> Exchange {
     ex
 }
 
+/// A reply that came part of the way: the failure starts where it was last captured (by the
+/// captures' times, not the points' names) and the last hook it met in that netns.
+#[test]
+fn a_lost_reply_is_said_first_where_it_was_last_seen() {
+    let mut ex = traced(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"]);
+    let ms = std::time::Duration::from_millis;
+    ex.request.first_seen.insert("client/eth0".parse().unwrap(), ms(1));
+    ex.request.first_seen.insert("host/eth0".parse().unwrap(), ms(2));
+    ex.reply.seen.clear();
+    for (point, t) in [("server/eth0", 3), ("host/eth1", 4)] {
+        ex.reply.seen.insert(point.parse().unwrap(), PacketInfo::default());
+        ex.reply.first_seen.insert(point.parse().unwrap(), ms(t));
+    }
+    let mut drop = traced(&["filter:FORWARD:rule:3"]).request.path.remove("host").unwrap();
+    drop[0].verdict = Some("drop".parse().unwrap());
+    ex.reply.path.insert("host".into(), drop);
+    let f = check(&probe_with(vec![], vec![]), Backend::Legacy, &[ex]);
+    assert_eq!(
+        f[0].detail,
+        "the reply was last seen at host/eth1, its last hook in netns host filter:FORWARD:rule:3 drop: no reply \
+         reached the sender in netns client within 1000 ms; the request was seen at client/eth0, host/eth0 (in that order); last hooks \
+         filter:FORWARD:policy:1 in netns host"
+    );
+}
+
 /// The texts people read, pinned: tests match on kinds and fields, so only these notice a
 /// rewording.
 #[test]
@@ -174,7 +199,7 @@ fn failure_texts_are_pinned() {
             (
                 FailureKind::NoReply,
                 "packet 1: a reply",
-                "no reply reached client within 1000 ms; the request was seen at client/eth0, host/eth0; last hooks filter:FORWARD:policy:1 in netns host"
+                "the reply was last seen at client/eth0: no reply reached the sender in netns client within 1000 ms; the request was seen at client/eth0, host/eth0; last hooks filter:FORWARD:policy:1 in netns host"
             ),
             (
                 FailureKind::PathExact,
