@@ -108,6 +108,28 @@ fn a_failing_step_is_an_error_naming_it_and_the_lab_is_torn_down() {
     assert_eq!(netpath_cases::run_dirs_of(std::process::id()), Vec::<String>::new());
 }
 
+/// netavark writes its errors on stdout (as JSON) and nothing on stderr: the error shows the
+/// tails of both.
+#[test]
+fn a_failing_step_shows_the_tails_of_its_stdout_and_stderr() {
+    netpath_cases::require_root();
+    let _turn = turn();
+    let sc = with_steps(vec![sh(
+        "netavark-like",
+        "a",
+        r#"echo '{"error":"create bridge: Netlink error: File exists (os error 17)"}'; echo 'a warning' >&2; exit 1"#,
+    )]);
+    let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("the step fails").to_string();
+    assert!(
+        e.ends_with(
+            "exit status: 1\nits stdout ends:\n{\"error\":\"create bridge: Netlink error: File exists (os error 17)\"}\n\
+             its stderr ends:\na warning"
+        ),
+        "{e}"
+    );
+    assert_eq!(netpath_cases::namespaces_of(std::process::id()), Vec::<String>::new());
+}
+
 #[test]
 fn a_hanging_step_is_killed_at_its_deadline_with_everything_it_started() {
     netpath_cases::require_root();

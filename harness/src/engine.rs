@@ -221,10 +221,12 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
         .probe
         .iter()
         .zip(joined.probes)
-        .map(|(spec, exchanges)| {
+        .enumerate()
+        .map(|(i, (spec, exchanges))| {
             let evidence = ProbeEvidence { backend, kernel, exchanges: &exchanges, conntrack: &conntrack };
             let mut failures = verdict::judge(spec, &evidence);
             setup.decorate(&mut failures);
+            sc.source.locate(i, &spec.name, &mut failures);
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();

@@ -29,6 +29,24 @@ impl Entry {
         };
         proto.is_none_or(|p| p == self.proto) && side(&self.orig, orig) && side(&self.reply, reply)
     }
+
+    /// How many of what an expectation names (its protocol, each address and port it sets on
+    /// either side) this entry has: a failure lists the entries closest to the one expected.
+    pub fn closeness(&self, proto: &str, orig: &Tuple, reply: &Tuple) -> usize {
+        type Side = (Option<IpAddr>, Option<IpAddr>, Option<u16>, Option<u16>);
+        let side = |got: &Side, want: &Tuple| {
+            [
+                want.src.is_some_and(|a| got.0 == Some(a)),
+                want.dst.is_some_and(|a| got.1 == Some(a)),
+                want.sport.is_some_and(|p| got.2 == Some(p)),
+                want.dport.is_some_and(|p| got.3 == Some(p)),
+            ]
+            .into_iter()
+            .filter(|m| *m)
+            .count()
+        };
+        usize::from(proto == self.proto) + side(&self.orig, orig) + side(&self.reply, reply)
+    }
 }
 
 /// Parse `conntrack -L` output: `icmp 1 29 src=A dst=B type=8 ... src=B dst=C ...`; the first
@@ -107,6 +125,9 @@ mod tests {
         assert!(v6[0].matches(Some("icmpv6"), &want, &Tuple::default()), "{v6:?}");
         assert!(!v6[0].matches(Some("icmp"), &want, &Tuple::default()));
         assert_eq!(v6[0].reply.1, Some("fd00:a::2".parse().unwrap()));
+        let dnat_to_c2 = Tuple { src: Some("192.168.0.3".parse().unwrap()), sport: Some(80), ..Default::default() };
+        assert_eq!(e[0].closeness("tcp", &dnat, &dnat_to_c2), 3, "proto, dport and sport, not src");
+        assert_eq!(e[1].closeness("tcp", &dnat, &dnat_to_c2), 0);
         assert!(e[1].matches(
             None,
             &Tuple::default(),

@@ -94,6 +94,10 @@ pub struct PacketEvidence {
     /// packet passes again. A TCP SYN sent again (a retransmission) is a later sighting too.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub again: BTreeMap<CapturePoint, Vec<PacketInfo>>,
+    /// When it was first seen at each capture point (the capture's timestamp: one clock for
+    /// every interface), so reports can put its capture points in the order it met them.
+    #[serde(skip)]
+    pub first_seen: BTreeMap<CapturePoint, Duration>,
 }
 
 impl PacketEvidence {
@@ -104,6 +108,14 @@ impl PacketEvidence {
             1 => self.seen.get(at),
             n => self.again.get(at)?.get(usize::from(n) - 2),
         }
+    }
+
+    /// The capture points that saw it, in the order it met them (by their capture's timestamps;
+    /// those without one last, by name).
+    pub fn seen_in_order(&self) -> Vec<&CapturePoint> {
+        let mut points: Vec<&CapturePoint> = self.seen.keys().collect();
+        points.sort_by_key(|p| self.first_seen.get(*p).copied().unwrap_or(Duration::MAX));
+        points
     }
 
     /// Every sighting at `at`, in order.
@@ -403,7 +415,10 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
         };
         let pe = if k > 0 { out[p][i].transmission_mut(k) } else { out[p][i].of_mut(d) };
         match pe.seen.entry(f.point.clone()) {
-            std::collections::btree_map::Entry::Vacant(v) => drop(v.insert(info.clone())),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(info.clone());
+                pe.first_seen.insert(f.point.clone(), f.ts);
+            }
             std::collections::btree_map::Entry::Occupied(_) => {
                 pe.again.entry(f.point.clone()).or_default().push(info.clone());
             }

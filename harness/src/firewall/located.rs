@@ -23,7 +23,14 @@ pub struct Source {
     lines: Vec<(String, &'static str, PathBuf, usize)>,
     /// `(netns, sysctl key, file, line)`.
     sysctls: Vec<(String, String, PathBuf, usize)>,
+    /// Where each probe's expectations are: `(probe index, key, index in its array of tables,
+    /// file, line)`; a key without an index is the probe's own line where it does not say it.
+    probes: Vec<ProbeEntryAt>,
 }
+
+/// Where one expectation of a probe is written: `(probe index, key, index in its array of
+/// tables, file, line)`.
+pub type ProbeEntryAt = (usize, String, Option<usize>, PathBuf, usize);
 
 /// Where a scenario came from is not part of what it is: a scenario equals its copy written
 /// out with `to_toml` and read back.
@@ -42,12 +49,43 @@ impl Source {
 
     /// Rulesets each in a file of its own: `(netns, field, file, line)`.
     pub fn in_files(lines: Vec<(String, &'static str, PathBuf, usize)>) -> Source {
-        Source { lines, sysctls: vec![] }
+        Source { lines, sysctls: vec![], probes: vec![] }
     }
 
     /// The same, knowing where each netns's sysctls are too: `(netns, key, file, line)`.
     pub fn with_sysctls(self, sysctls: Vec<(String, String, PathBuf, usize)>) -> Source {
         Source { sysctls, ..self }
+    }
+
+    /// The same, knowing where each probe's expectations are.
+    pub fn with_probes(self, probes: Vec<ProbeEntryAt>) -> Source {
+        Source { probes, ..self }
+    }
+
+    /// Sets each failure's [`location`](crate::Failure::location) from its
+    /// [`entry`](crate::Failure::entry): `FILE:LINE` of that entry of probe number `probe`
+    /// (`name`), or for a scenario built in Rust, which entry it is and that it has no file.
+    pub fn locate(&self, probe: usize, name: &str, failures: &mut [crate::Failure]) {
+        for f in failures.iter_mut() {
+            let Some((key, index)) = f.entry else { continue };
+            let found = self.probes.iter().find(|(p, k, i, _, _)| *p == probe && k == key && *i == index);
+            // An answer the probe does not state (the default reply) is the probe's own.
+            let found = found.or_else(|| {
+                (index.is_none())
+                    .then(|| self.probes.iter().find(|(p, k, _, _, _)| *p == probe && k == "probe"))
+                    .flatten()
+            });
+            f.location = Some(match found {
+                Some((_, _, _, file, line)) => format!("{}:{line}", file.display()),
+                None => {
+                    let which = match index {
+                        Some(i) => format!("[[probe.{key}]] number {}", i + 1),
+                        None => format!("`{key}`"),
+                    };
+                    format!("probe {name}, {which} (a scenario built in Rust: no file)")
+                }
+            });
+        }
     }
 
     /// `FILE:LINE` of the sysctl `key` of `netns`, or, for a scenario built in Rust, `netns NAME

@@ -132,7 +132,14 @@ impl Lab {
         Fut: std::future::Future<Output = link::R<T>>,
     {
         let node = self.node(netns)?;
-        self.block_on_node(node, what, f(node.handle.clone()))
+        // Errors about what a scenario made name its netns as the scenario does, not as
+        // `netpath-RUN-NAME`.
+        self.block_on_node(node, what, f(node.handle.clone())).map_err(|e| match e {
+            Error::Netlink { what, message, errno, .. } => {
+                Error::Netlink { netns: netns.to_string(), what, message, errno }
+            }
+            e => e,
+        })
     }
 
     /// Mirrors `ip -n NS link add NAME type bridge [address MAC]; ip -n NS link set NAME up`.

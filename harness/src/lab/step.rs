@@ -320,7 +320,7 @@ pub struct Steps {
     pub records: Vec<StepRecord>,
 }
 
-/// How many bytes of a failed step's stderr its error shows.
+/// How many bytes of each of a failed step's stdout and stderr its error shows.
 const STDERR_TAIL: usize = 1500;
 
 impl Steps {
@@ -362,18 +362,15 @@ impl Steps {
     }
 
     fn run_one(&mut self, lab: &Lab, s: &StepSpec, bound: Option<&RunBound>) -> Result<()> {
-        let fail = |status: String, command: &str, stderr: &str| Error::Step {
+        let fail = |status: String, command: &str, stdout: &str, stderr: &str| Error::Step {
             step: s.name.clone(),
             netns: s.netns.clone(),
             command: command.to_string(),
-            outcome: match tail(stderr) {
-                t if t.is_empty() => status,
-                t => format!("{status}; its stderr ends:\n{t}"),
-            },
+            outcome: outcome(status, stdout, stderr),
         };
         let netns_path = |n: &str| lab.netns(n).ok().map(|ns| ns.path().to_path_buf());
         let cx = Context { netns_path: &netns_path, run_dir: &self.run_dir, run_id: lab.run_id() };
-        let ex = |t: &str| expand(t, &cx).map_err(|m| fail(m, &s.program, ""));
+        let ex = |t: &str| expand(t, &cx).map_err(|m| fail(m, &s.program, "", ""));
         let program = ex(&s.program)?;
         let args = s.args.iter().map(|a| ex(a)).collect::<Result<Vec<_>>>()?;
         let command = command_line(&program, &args);
@@ -381,20 +378,25 @@ impl Steps {
             (Some(t), _) => Some(ex(t)?),
             (None, Some(f)) => {
                 let text = crate::scenario::input::read_text(f, false)
-                    .map_err(|e| fail(format!("cannot read stdin_file {}: {e}", f.display()), &command, ""))?;
+                    .map_err(|e| fail(format!("cannot read stdin_file {}: {e}", f.display()), &command, "", ""))?;
                 Some(ex(&text)?)
             }
             (None, None) => None,
         };
         let ns = lab.netns(&s.netns).map_err(|_| {
-            fail(format!("netns `{}` is not in this lab (a step never runs in the init netns)", s.netns), &command, "")
+            fail(
+                format!("netns `{}` is not in this lab (a step never runs in the init netns)", s.netns),
+                &command,
+                "",
+                "",
+            )
         })?;
         let mut cmd = ns.command(&program);
         cmd.args(&args);
         for (k, v) in &s.env {
             cmd.env(k, ex(v)?);
         }
-        let slow = slowdown().map_err(|e| fail(e, &command, ""))?;
+        let slow = slowdown().map_err(|e| fail(e, &command, "", ""))?;
         let own = s.deadline();
         let timeout = match bound {
             Some(b) => {
@@ -424,7 +426,11 @@ impl Steps {
                 record.stdout = out.stdout;
                 record.stderr = out.stderr;
                 record.incomplete = out.incomplete;
-                if out.status.success() { Ok(()) } else { Err(fail(record.status.clone(), &command, &record.stderr)) }
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(fail(record.status.clone(), &command, &record.stdout, &record.stderr))
+                }
             }
             Err(tool::Failure::TimedOut { after, stdout, stderr }) => {
                 record.stdout = stdout;
@@ -438,17 +444,17 @@ impl Steps {
                         let scaled = if slow > 1 { format!(", ×{slow} by NETPATH_SLOWDOWN") } else { String::new() };
                         record.status =
                             format!("killed after {after:?} without finishing (timeout_ms = {}{scaled})", s.timeout_ms);
-                        Err(fail(record.status.clone(), &command, &record.stderr))
+                        Err(fail(record.status.clone(), &command, &record.stdout, &record.stderr))
                     }
                 }
             }
             Err(tool::Failure::Spawn(e)) => {
                 record.status = format!("could not start: {e}");
-                Err(fail(record.status.clone(), &command, ""))
+                Err(fail(record.status.clone(), &command, "", ""))
             }
             Err(tool::Failure::Wait(e)) => {
                 record.status = format!("could not be waited for: {e}");
-                Err(fail(record.status.clone(), &command, ""))
+                Err(fail(record.status.clone(), &command, "", ""))
             }
         };
         self.records.push(record);
@@ -489,6 +495,19 @@ fn command_line(program: &str, args: &[String]) -> String {
         }
     };
     std::iter::once(quote(program)).chain(args.iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ")
+}
+
+/// A failed step's outcome: its `status`, then the tails of its stdout and its stderr, each that
+/// is not empty (netavark and CNI plugins write their errors on stdout, as JSON).
+fn outcome(status: String, stdout: &str, stderr: &str) -> String {
+    let mut out = status;
+    for (name, text) in [("stdout", stdout), ("stderr", stderr)] {
+        let t = tail(text);
+        if !t.is_empty() {
+            out.push_str(&format!("\nits {name} ends:\n{t}"));
+        }
+    }
+    out
 }
 
 /// The last [`STDERR_TAIL`] bytes of a stderr, cut at a line start where one is near.
@@ -579,5 +598,16 @@ mod tests {
         assert!(t.starts_with("...line ") && t.ends_with("line 999"), "{t}");
         assert!(t.len() <= STDERR_TAIL + 3);
         assert_eq!(tail("short\n"), "short");
+    }
+
+    #[test]
+    fn a_failed_steps_outcome_shows_both_tails() {
+        let netavark = r#"{"error":"IO error: aardvark-dns failed to start"}"#;
+        assert_eq!(
+            outcome("exit status: 1".into(), netavark, "warning: x\n"),
+            format!("exit status: 1\nits stdout ends:\n{netavark}\nits stderr ends:\nwarning: x")
+        );
+        assert_eq!(outcome("exit status: 1".into(), "", "oops"), "exit status: 1\nits stderr ends:\noops");
+        assert_eq!(outcome("exit status: 2".into(), "", ""), "exit status: 2");
     }
 }

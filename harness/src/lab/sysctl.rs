@@ -108,11 +108,35 @@ pub fn apply(ns: &Netns, name: &str, sysctls: &BTreeMap<String, String>, source:
         ns.run(|| match set_here(&checked, value) {
             Ok(()) => Ok(()),
             Err(Refusal::Refused(m)) => Err(fail(m)),
-            Err(Refusal::Io(e)) if e.kind() == io::ErrorKind::NotFound => Err(fail(NOT_HERE.into())),
+            Err(Refusal::Io(e)) if e.kind() == io::ErrorKind::NotFound => Err(fail(match near(&checked) {
+                Some((key, path)) => format!("{NOT_HERE}; did you mean `{key}` ({})?", path.display()),
+                None => NOT_HERE.into(),
+            })),
             Err(Refusal::Io(e)) => Err(fail(format!("writing `{value}`: {e}"))),
         })?;
     }
     Ok(())
+}
+
+/// The sysctl of this netns nearest to `key`, which it lacks, and its file: each component
+/// that is not in its folder replaced by the nearest name there (at most two edits apart),
+/// `net.ipv4.conf.all.fowarding` -> `net.ipv4.conf.all.forwarding`. Called from a thread in the
+/// netns: /proc/sys/net is that netns's.
+fn near(key: &SysctlKey) -> Option<(String, std::path::PathBuf)> {
+    let mut parts: Vec<String> = key.parts().to_vec();
+    let mut dir = std::path::PathBuf::from("/proc/sys");
+    for part in parts.iter_mut() {
+        if !dir.join(&*part).exists() {
+            let names = fs::read_dir(&dir).ok()?.filter_map(|e| e.ok()?.file_name().into_string().ok());
+            let (d, best) = names.map(|n| (crate::scenario::edit_distance(part, &n), n)).min()?;
+            if d > 2 || d >= part.len() {
+                return None;
+            }
+            *part = best;
+        }
+        dir.push(&*part);
+    }
+    Some((parts.join("."), dir))
 }
 
 /// Mirrors `ip netns exec NS sysctl -n KEY`.

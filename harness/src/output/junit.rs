@@ -201,8 +201,33 @@ fn case_name(probe: &str, backend: Backend) -> String {
     format!("{probe} [{}]", backend.name())
 }
 
+/// Each probe's share of a run of `total`, in whole milliseconds (what JUnit shows) so that they
+/// add up to the run's time as shown: its own time (`own`, its `probe NAME` stage) and an even
+/// part of the rest (the lab, observers, verdict and teardown the probes shared), the first ones
+/// taking the milliseconds an even split leaves over.
+pub fn shares(total: Duration, own: &[Duration]) -> Vec<Duration> {
+    if own.is_empty() {
+        return vec![];
+    }
+    let ms = |d: Duration| (d.as_micros() + 500) / 1000;
+    let total_ms = ms(total);
+    let mut parts: Vec<u128> = own.iter().map(|d| ms(*d)).collect();
+    // Stages timed apart from `total` may exceed it by a rounding: then only an even split holds.
+    if parts.iter().sum::<u128>() > total_ms {
+        parts.iter_mut().for_each(|p| *p = 0);
+    }
+    let rest = total_ms - parts.iter().sum::<u128>();
+    let n = parts.len() as u128;
+    for (i, p) in parts.iter_mut().enumerate() {
+        *p += rest / n + u128::from((i as u128) < rest % n);
+    }
+    parts.into_iter().map(|p| Duration::from_millis(p as u64)).collect()
+}
+
 /// The cases of a scenario that ran: one per probe. netpath builds the lab once per scenario and
-/// backend, so the probes share the run's `time` evenly and a suite's time adds up to its runs.
+/// backend: each probe's time is its own (sending and awaiting its packets) and an even part of
+/// what they shared, so that they add up to the run's `time` ([`shares`]), and a suite's time to
+/// its runs.
 pub fn outcome_cases(o: &Outcome, time: Duration) -> Vec<Case> {
     if o.probes.is_empty() {
         let status = if o.passed() {
@@ -212,10 +237,12 @@ pub fn outcome_cases(o: &Outcome, time: Duration) -> Vec<Case> {
         };
         return vec![Case { name: case_name("(no probes)", o.backend), classname: o.scenario.clone(), time, status }];
     }
-    let share = time / o.probes.len() as u32;
+    let own: Vec<Duration> =
+        o.probes.iter().map(|p| o.timings.get(&format!("probe {}", p.name)).unwrap_or_default()).collect();
     o.probes
         .iter()
-        .map(|p| {
+        .zip(shares(time, &own))
+        .map(|(p, share)| {
             let status = match p.failures.as_slice() {
                 [] => Status::Passed,
                 fs => {
@@ -241,10 +268,11 @@ pub fn outcome_cases(o: &Outcome, time: Duration) -> Vec<Case> {
 pub fn unrun_cases(sc: &Scenario, backend: Backend, time: Duration, status: Status) -> Vec<Case> {
     let names: Vec<&str> =
         if sc.probe.is_empty() { vec!["(no probes)"] } else { sc.probe.iter().map(|p| p.name.as_str()).collect() };
-    let share = time / names.len() as u32;
+    let times = shares(time, &vec![Duration::ZERO; names.len()]);
     names
         .into_iter()
-        .map(|n| Case { name: case_name(n, backend), classname: sc.name.clone(), time: share, status: status.clone() })
+        .zip(times)
+        .map(|(n, time)| Case { name: case_name(n, backend), classname: sc.name.clone(), time, status: status.clone() })
         .collect()
 }
 
@@ -577,5 +605,47 @@ mod tests {
         let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["p1 [nft]", "p2 [nft]"]);
         assert!(cases.iter().all(|c| c.classname == "two" && c.status == skip && c.time == Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn junit_probe_times_are_their_own_and_add_up_to_the_run() {
+        let ms = Duration::from_millis;
+        // A run of 1000.4 ms: probes of 300, 100 and 0.2 ms, 600.2 ms of lab and teardown shared.
+        let got = shares(Duration::from_micros(1_000_400), &[ms(300), ms(100), Duration::from_micros(200)]);
+        assert_eq!(got, [ms(300 + 200), ms(100 + 200), ms(200)]);
+        assert_eq!(got.iter().sum::<Duration>(), ms(1000));
+        // What even splits leave over goes to the first ones: 10 ms over 3 probes.
+        assert_eq!(shares(ms(10), &[Duration::ZERO; 3]), [ms(4), ms(3), ms(3)]);
+        // Probe stages past the total (timed apart): an even split, still adding up.
+        assert_eq!(shares(ms(5), &[ms(4), ms(4)]), [ms(3), ms(2)]);
+        assert_eq!(shares(ms(5), &[]), Vec::<Duration>::new());
+
+        let probe = |name: &str| crate::engine::ProbeOutcome { name: name.into(), exchanges: vec![], failures: vec![] };
+        let o = Outcome {
+            scenario: "sc".into(),
+            backend: Backend::Legacy,
+            probes: vec![probe("slow"), probe("fast")],
+            artifacts: None,
+            wireguard: None,
+            setup: Default::default(),
+            frames: vec![],
+            timings: crate::timings::Timings(vec![
+                crate::timings::Stage { name: "netns".into(), took: ms(50) },
+                crate::timings::Stage { name: "probe slow".into(), took: ms(1000) },
+                crate::timings::Stage { name: "probe fast".into(), took: ms(10) },
+            ]),
+        };
+        let cases = outcome_cases(&o, ms(1100));
+        let times: Vec<Duration> = cases.iter().map(|c| c.time).collect();
+        assert_eq!(times, [ms(1045), ms(55)]);
+        let xml = Report { suites: vec![Suite { name: "s".into(), file: "f".into(), cases }] }.to_xml();
+        let doc = read(&xml).unwrap();
+        let case_secs: f64 = doc
+            .all("testsuite")
+            .flat_map(|s| s.all("testcase"))
+            .map(|c| c.attr("time").unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(doc.attr("time"), Some("1.100"), "{xml}");
+        assert!((case_secs - 1.1).abs() < 1e-9, "{xml}");
     }
 }

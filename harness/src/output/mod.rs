@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod junit;
+pub mod pcapng;
 pub mod record;
 pub mod report;
 pub mod results;

@@ -108,7 +108,8 @@ impl Scenario {
         crate::lab::step::resolve_files(&mut sc, origin);
         let escapes = input::confine_steps(&mut sc, origin);
         sc.source = crate::firewall::located::Source::in_files(ruleset_lines(&doc, &files))
-            .with_sysctls(sysctl_lines(&doc, &files));
+            .with_sysctls(sysctl_lines(&doc, &files))
+            .with_probes(probe_lines(&doc, &files));
         let mut problems = sc.problems();
         // A file outside the tree is reported as that, not as what else is wrong with it.
         problems.retain(|p| !escapes.iter().any(|e| e.item == p.item));
@@ -185,6 +186,47 @@ fn sysctl_lines(doc: &Node<'_>, files: &extends::Files) -> Vec<(String, String, 
         for (k, _) in t.iter() {
             let (file, line) = files.line_of(k.span().start);
             out.push((name.to_string(), k.get_ref().to_string(), file.to_path_buf(), line));
+        }
+    }
+    out
+}
+
+/// Per probe: where each of its expectations is, for failures to cite
+/// ([`crate::firewall::located::Source::locate`]): each `[[probe.path]]`, `[[probe.addr]]` and
+/// `[[probe.conntrack]]` entry's first line, the line of `answer`, `replies` and `answered_by`,
+/// and the probe's own (key `probe`: the line of its first key).
+fn probe_lines(doc: &Node<'_>, files: &extends::Files) -> Vec<crate::firewall::located::ProbeEntryAt> {
+    let mut out = vec![];
+    let Some(DeValue::Array(all)) = child(doc, &Step::Key("probe".into())).map(Spanned::get_ref) else { return out };
+    let first_line = |n: &Node<'_>| -> Option<(PathBuf, usize)> {
+        let start = match n.get_ref() {
+            DeValue::Table(t) => t.iter().map(|(k, _)| k.span().start).min()?,
+            _ => n.span().start,
+        };
+        let (file, line) = files.line_of(start);
+        Some((file.to_path_buf(), line))
+    };
+    for (i, p) in all.iter().enumerate() {
+        let DeValue::Table(t) = p.get_ref() else { continue };
+        if let Some((file, line)) = first_line(p) {
+            out.push((i, "probe".to_string(), None, file, line));
+        }
+        for (k, v) in t.iter() {
+            let key = k.get_ref().to_string();
+            match (key.as_str(), v.get_ref()) {
+                ("path" | "addr" | "conntrack", DeValue::Array(entries)) => {
+                    for (j, e) in entries.iter().enumerate() {
+                        if let Some((file, line)) = first_line(e) {
+                            out.push((i, key.clone(), Some(j), file, line));
+                        }
+                    }
+                }
+                ("answer" | "replies" | "answered_by", _) => {
+                    let (file, line) = files.line_of(k.span().start);
+                    out.push((i, key, None, file.to_path_buf(), line));
+                }
+                _ => {}
+            }
         }
     }
     out
@@ -475,7 +517,8 @@ fn polish(message: &str) -> (String, Option<String>) {
     (message.to_string(), None)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// The Levenshtein distance of `a` and `b`, in characters: for "did you mean" suggestions.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

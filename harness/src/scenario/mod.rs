@@ -4,6 +4,7 @@
 mod expect;
 mod extends;
 mod file;
+pub(crate) use file::edit_distance;
 pub mod handle;
 pub mod input;
 mod probe;

@@ -515,3 +515,45 @@ fn damaged_files_never_panic() {
     assert_eq!(line_col("aé\nb", 2), (1, 2));
     assert_eq!(line_col("a", 99), (1, 2));
 }
+
+/// Each failure is located at the entry that states it: the nth `[[probe.path]]` (or inline
+/// `addr` entry) of the right probe, `answer` or `replies`, else the probe's own first line.
+#[test]
+fn failures_are_located_at_their_entries() {
+    use crate::verdict::{Failure, FailureKind};
+    let text = r#"name = "t"
+[[netns]]
+name = "a"
+[[netns]]
+name = "b"
+[[veth]]
+a = { netns = "a", name = "eth0", addresses = ["10.0.0.1/24"] }
+b = { netns = "b", name = "eth0", addresses = ["10.0.0.2/24"] }
+[[probe]]
+name = "one"
+from = "a"
+to = "10.0.0.2"
+[[probe]]
+name = "two"
+from = "a"
+to = "10.0.0.2"
+replies = false
+addr = [{ at = "b/eth0", absent = true }, { at = "a/eth0", src = "10.0.0.1" }]
+[[probe.path]]
+netns = "b"
+last = "filter:INPUT:policy:1"
+[[probe.path]]
+netns = "b"
+last = "filter:INPUT:policy:1"
+"#;
+    let sc = Scenario::parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e:?}"));
+    let failure = |key, index| Failure::new(FailureKind::PathLast, String::new(), String::new()).by(key, index);
+    let mut f = vec![failure("path", Some(1)), failure("addr", Some(1)), failure("replies", None)];
+    sc.source.locate(1, "two", &mut f);
+    let at: Vec<&str> = f.iter().map(|f| f.location.as_deref().unwrap()).collect();
+    assert_eq!(at, ["t.toml:23", "t.toml:18", "t.toml:17"]);
+    let mut f = vec![failure("answer", None), failure("path", Some(0))];
+    sc.source.locate(0, "one", &mut f);
+    let at: Vec<&str> = f.iter().map(|f| f.location.as_deref().unwrap()).collect();
+    assert_eq!(at, ["t.toml:10", "probe one, [[probe.path]] number 1 (a scenario built in Rust: no file)"]);
+}

@@ -27,8 +27,8 @@ impl ExpectationKind for AddrKind {
         for ex in evidence.exchanges {
             let ctx = evidence.context(ex);
             let reference = reference_ports(probe, ex);
-            for e in probe.addr.iter().filter(|e| e.applies(&ctx)) {
-                out.extend(check_addr(e, ex, reference));
+            for (i, e) in probe.addr.iter().enumerate().filter(|(_, e)| e.applies(&ctx)) {
+                out.extend(check_addr(e, ex, reference).into_iter().map(|f| f.by("addr", Some(i))));
             }
         }
         out

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::path::shown;
 use super::{ExpectationKind, Failure, FailureKind, ProbeEvidence};
 use crate::evidence::Exchange;
 use crate::scenario::{Answer, ProbeSpec};
@@ -44,12 +45,21 @@ impl ExpectationKind for AnswerKind {
                     FailureKind::NoReply,
                     format!("packet {}: a reply", ex.packet),
                     match got.kind {
-                        Answer::None => format!(
-                            "no reply reached {} within {} ms; {}",
-                            probe.from,
-                            probe.timeout_ms,
-                            whereabouts(ex)
-                        ),
+                        Answer::None => match reply_lost(ex) {
+                            // The first thing that went wrong in packet order: the reply's loss.
+                            Some(lost) => format!(
+                                "{lost}: no reply reached the sender in netns {} within {} ms; {}",
+                                probe.from,
+                                probe.timeout_ms,
+                                whereabouts(ex)
+                            ),
+                            None => format!(
+                                "no reply reached {} within {} ms; {}",
+                                probe.from,
+                                probe.timeout_ms,
+                                whereabouts(ex)
+                            ),
+                        },
                         _ => format!("no reply reached {}: {got}; {}", probe.from, whereabouts(ex)),
                     },
                 ),
@@ -72,7 +82,7 @@ impl ExpectationKind for AnswerKind {
                 at: got.at.clone(),
                 from: got.from,
                 latency: got.after,
-                ..Failure::of_packet(kind, ex.packet, what, detail)
+                ..Failure::of_packet(kind, ex.packet, what, detail).by(answer_key(probe), None)
             });
         }
         for (server, min) in &probe.answered_by {
@@ -92,12 +102,18 @@ impl ExpectationKind for AnswerKind {
                     answered_by: Some(server.clone()),
                     expected: Some(min.to_string()),
                     observed: Some(n.to_string()),
-                    ..f
+                    ..f.by("answered_by", None)
                 });
             }
         }
         out
     }
+}
+
+/// The key that states what answer a probe expects: `answer`, else `replies` (without either,
+/// the default, a reply, is stated by the probe itself: `answer` names where it would be).
+fn answer_key(probe: &ProbeSpec) -> &'static str {
+    if probe.answer.is_none() && probe.replies.is_some() { "replies" } else { "answer" }
 }
 
 /// What `answer` (or `replies`) asks of each packet, in words.
@@ -110,14 +126,45 @@ fn wanted(want: Answer) -> String {
     }
 }
 
-/// Where a request that got no reply went: the capture points that saw it and the last hook
-/// it met in each netns, so the failure names the hop where it was lost.
+/// Where a packet that got no reply went, first thing first: a reply that came part of the way
+/// (where it was last captured and the last hook it met there), then the request (the capture
+/// points that saw it, in the order it met them, and its last hook in each netns).
 fn whereabouts(ex: &Exchange) -> String {
     let pe = &ex.request;
-    let seen: Vec<String> = pe.seen.keys().map(ToString::to_string).collect();
+    let seen: Vec<String> = pe.seen_in_order().iter().map(ToString::to_string).collect();
     let last: Vec<String> =
-        pe.path.iter().filter_map(|(ns, evs)| evs.last().map(|e| format!("{} in netns {ns}", e.hook))).collect();
-    let seen = if seen.is_empty() { "captured nowhere".to_string() } else { format!("seen at {}", seen.join(", ")) };
+        pe.path.iter().filter_map(|(ns, evs)| evs.last().map(|e| format!("{} in netns {ns}", shown(e)))).collect();
+    let seen = match seen.len() {
+        0 => "captured nowhere".to_string(),
+        1 => format!("seen at {}", seen[0]),
+        // Without the captures' times the order is the names', which says nothing.
+        _ if pe.seen.keys().all(|p| pe.first_seen.contains_key(p)) => {
+            format!("seen at {} (in that order)", seen.join(", "))
+        }
+        _ => format!("seen at {}", seen.join(", ")),
+    };
     let last = if last.is_empty() { "no trace event".to_string() } else { format!("last hooks {}", last.join(", ")) };
     format!("the request was {seen}; {last}")
+}
+
+/// Where a reply that did not reach its sender was last: `the reply was last seen at
+/// host/eth1, its last hook there filter:FORWARD:rule:3 drop`; `None` when it was neither captured
+/// nor traced anywhere.
+fn reply_lost(ex: &Exchange) -> Option<String> {
+    let pe = &ex.reply;
+    let hook_in = |ns: &str| pe.path.get(ns).and_then(|evs| evs.last()).map(shown);
+    match pe.seen_in_order().last() {
+        Some(point) => Some(match hook_in(&point.netns) {
+            Some(h) => format!("the reply was last seen at {point}, its last hook in netns {} {h}", point.netns),
+            None => format!("the reply was last seen at {point}"),
+        }),
+        None => {
+            let last: Vec<String> = pe
+                .path
+                .iter()
+                .filter_map(|(ns, evs)| evs.last().map(|e| format!("{} in netns {ns}", shown(e))))
+                .collect();
+            (!last.is_empty()).then(|| format!("the reply was captured nowhere; its last hooks {}", last.join(", ")))
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! against the protocol and tuples an entry names.
 
 use super::{ExpectationKind, Failure, FailureKind, ProbeEvidence};
-use crate::scenario::ProbeSpec;
+use crate::scenario::{ConntrackExpect, ConntrackProto, ProbeSpec};
 
 /// `[[probe.conntrack]]`.
 pub struct ConntrackKind;
@@ -29,35 +29,55 @@ impl ExpectationKind for ConntrackKind {
         probe
             .conntrack
             .iter()
-            .filter_map(|c| {
+            .enumerate()
+            .filter_map(|(i, c)| {
                 let proto = c.proto.unwrap_or(default_proto);
                 let list = entries.get(&c.netns).map(Vec::as_slice).unwrap_or_default();
                 if list.iter().any(|e| e.matches(Some(proto.name()), &c.orig, &c.reply)) {
                     return None;
                 }
-                let lines: Vec<&str> =
-                    list.iter().filter(|e| e.proto == proto.name()).map(|e| e.line.as_str()).collect();
+                let mut ranked: Vec<(usize, &str)> =
+                    list.iter().map(|e| (e.closeness(proto.name(), &c.orig, &c.reply), e.line.as_str())).collect();
+                // Stable: entries as close as each other keep the table's order.
+                ranked.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
+                let wanted = expected_entry(proto, c);
                 let f = Failure::new(
                     FailureKind::Conntrack,
                     format!("conntrack entry in netns {}", c.netns),
-                    format!(
-                        "no {proto} entry with orig {:?} and reply {:?}; entries:\n{}",
-                        c.orig,
-                        c.reply,
-                        if lines.is_empty() {
-                            "    (none)".to_string()
-                        } else {
-                            lines.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
-                        }
-                    ),
+                    format!("expected {wanted}\n{}", closest(&ranked, &c.netns)),
                 );
+                let lines: Vec<&str> = ranked.iter().map(|(_, l)| *l).collect();
                 Some(Failure {
                     netns: Some(c.netns.clone()),
-                    expected: Some(format!("{proto} orig {:?} reply {:?}", c.orig, c.reply)),
+                    expected: Some(wanted),
                     observed: Some(lines.join("\n")),
-                    ..f
+                    ..f.by("conntrack", Some(i))
                 })
             })
             .collect()
     }
+}
+
+/// The most entries a conntrack failure lists: the closest to the one expected.
+pub const CLOSEST: usize = 5;
+
+/// An expected entry as a scenario file writes it: `proto = "tcp", orig = { dport = 8080 },
+/// reply = { src = "192.168.0.2" }`.
+fn expected_entry(proto: ConntrackProto, c: &ConntrackExpect) -> String {
+    format!("proto = \"{proto}\", orig = {}, reply = {}", c.orig, c.reply)
+}
+
+/// The [`CLOSEST`] entries of `ranked` (closest first), and how many more the artifacts hold.
+fn closest(ranked: &[(usize, &str)], netns: &str) -> String {
+    if ranked.is_empty() {
+        return format!("no entry in netns {netns}'s table");
+    }
+    let mut out = format!("closest of the {} entries in netns {netns}:", ranked.len());
+    for (_, line) in ranked.iter().take(CLOSEST) {
+        out.push_str(&format!("\n    {line}"));
+    }
+    if ranked.len() > CLOSEST {
+        out.push_str(&format!("\n{} more entries in the artifacts ({}.conntrack)", ranked.len() - CLOSEST, netns));
+    }
+    out
 }

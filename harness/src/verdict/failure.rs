@@ -123,6 +123,15 @@ pub struct Failure {
     /// `NoReply`: the last hook the request met in each netns it was traced in: where it was lost.
     #[serde(skip)]
     pub last_hooks: BTreeMap<String, Hook>,
+    /// Which of the probe's entries states the expectation: its key (`path`, `addr`,
+    /// `conntrack`; `answer`, `replies` or `answered_by` for the answer kinds) and, for an array
+    /// of tables, its index (`("path", Some(1))`: the second `[[probe.path]]`).
+    #[serde(skip)]
+    pub entry: Option<(&'static str, Option<usize>)>,
+    /// Where that entry is written, for people: `FILE:LINE`, or for a scenario built in Rust
+    /// which entry it is and that it has no file. Set by the engine once judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl Failure {
@@ -148,7 +157,14 @@ impl Failure {
             mismatched: vec![],
             seen_at: vec![],
             last_hooks: BTreeMap::new(),
+            entry: None,
+            location: None,
         }
+    }
+
+    /// The same failure, stated by the probe's entry `key` (`index` in its array of tables).
+    pub(crate) fn by(self, key: &'static str, index: Option<usize>) -> Failure {
+        Failure { entry: Some((key, index)), ..self }
     }
 
     pub(crate) fn of_packet(kind: FailureKind, packet: u16, what: String, detail: String) -> Failure {

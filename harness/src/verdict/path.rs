@@ -28,8 +28,8 @@ impl ExpectationKind for PathKind {
         let mut out = vec![];
         for ex in evidence.exchanges {
             let ctx = evidence.context(ex);
-            for e in probe.path.iter().filter(|e| e.applies(&ctx)) {
-                out.extend(check_path(e, ex));
+            for (i, e) in probe.path.iter().enumerate().filter(|(_, e)| e.applies(&ctx)) {
+                out.extend(check_path(e, ex).into_iter().map(|f| f.by("path", Some(i))));
             }
         }
         out

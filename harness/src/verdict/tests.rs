@@ -154,6 +154,31 @@ fn traced(hooks_seen: &[&str]) -> Exchange {
     ex
 }
 
+/// A reply that came part of the way: the failure starts where it was last captured (by the
+/// captures' times, not the points' names) and the last hook it met in that netns.
+#[test]
+fn a_lost_reply_is_said_first_where_it_was_last_seen() {
+    let mut ex = traced(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"]);
+    let ms = std::time::Duration::from_millis;
+    ex.request.first_seen.insert("client/eth0".parse().unwrap(), ms(1));
+    ex.request.first_seen.insert("host/eth0".parse().unwrap(), ms(2));
+    ex.reply.seen.clear();
+    for (point, t) in [("server/eth0", 3), ("host/eth1", 4)] {
+        ex.reply.seen.insert(point.parse().unwrap(), PacketInfo::default());
+        ex.reply.first_seen.insert(point.parse().unwrap(), ms(t));
+    }
+    let mut drop = traced(&["filter:FORWARD:rule:3"]).request.path.remove("host").unwrap();
+    drop[0].verdict = Some("drop".parse().unwrap());
+    ex.reply.path.insert("host".into(), drop);
+    let f = check(&probe_with(vec![], vec![]), Backend::Legacy, &[ex]);
+    assert_eq!(
+        f[0].detail,
+        "the reply was last seen at host/eth1, its last hook in netns host filter:FORWARD:rule:3 drop: no reply \
+         reached the sender in netns client within 1000 ms; the request was seen at client/eth0, host/eth0 (in that order); last hooks \
+         filter:FORWARD:policy:1 in netns host"
+    );
+}
+
 /// The texts people read, pinned: tests match on kinds and fields, so only these notice a
 /// rewording.
 #[test]
@@ -174,7 +199,7 @@ fn failure_texts_are_pinned() {
             (
                 FailureKind::NoReply,
                 "packet 1: a reply",
-                "no reply reached client within 1000 ms; the request was seen at client/eth0, host/eth0; last hooks filter:FORWARD:policy:1 in netns host"
+                "the reply was last seen at client/eth0: no reply reached the sender in netns client within 1000 ms; the request was seen at client/eth0, host/eth0; last hooks filter:FORWARD:policy:1 in netns host"
             ),
             (
                 FailureKind::PathExact,
@@ -282,8 +307,41 @@ fn reply_answer_address_and_conntrack_texts_are_pinned() {
     let f = check_conntrack(&p, &BTreeMap::new());
     assert_eq!((f[0].kind, f[0].netns.as_deref()), (FailureKind::Conntrack, Some("host")));
     assert_eq!(f[0].what, "conntrack entry in netns host");
-    assert!(f[0].detail.starts_with("no tcp entry with orig Tuple {"), "{}", f[0].detail);
-    assert!(f[0].detail.ends_with("entries:\n    (none)"), "{}", f[0].detail);
+    assert_eq!(f[0].detail, "expected proto = \"tcp\", orig = {}, reply = {}\nno entry in netns host's table");
+}
+
+/// A conntrack failure writes the expected entry as a scenario file does and lists the entries
+/// closest to it first, at most five, counting the rest.
+#[test]
+fn a_conntrack_failure_shows_the_closest_entries_in_scenario_syntax() {
+    let mut p = probe_with(vec![], vec![]);
+    let orig =
+        crate::scenario::Tuple { dst: Some("10.0.0.9".parse().unwrap()), dport: Some(8080), ..Default::default() };
+    let reply = crate::scenario::Tuple { src: Some("192.168.0.2".parse().unwrap()), ..Default::default() };
+    p.conntrack.push(crate::scenario::ConntrackExpect { netns: "host".into(), proto: None, orig, reply });
+    let mut table = String::new();
+    for i in 0..20 {
+        table.push_str(&format!(
+            "udp 17 29 src=10.0.1.{i} dst=10.0.2.{i} sport=5{i:03} dport=53 src=10.0.2.{i} dst=10.0.1.{i} sport=53 dport=5{i:03} mark=0 use=1\n"
+        ));
+    }
+    // The closest: the service's DNAT to another pod (3 of 4 things named); then a TCP entry to
+    // the service's port on another address (2).
+    table.push_str("tcp 6 117 TIME_WAIT src=10.0.0.2 dst=10.0.0.7 sport=40000 dport=8080 src=10.0.0.7 dst=10.0.0.2 sport=8080 dport=40000 mark=0 use=1\n");
+    table.push_str("tcp 6 117 TIME_WAIT src=10.0.0.2 dst=10.0.0.9 sport=40001 dport=8080 src=192.168.0.3 dst=10.0.0.2 sport=80 dport=40001 mark=0 use=1\n");
+    let entries = BTreeMap::from([("host".to_string(), crate::evidence::conntrack::parse(&table))]);
+    let f = check_conntrack(&p, &entries);
+    let lines: Vec<&str> = f[0].detail.lines().collect();
+    assert_eq!(
+        lines[0],
+        "expected proto = \"tcp\", orig = { dst = \"10.0.0.9\", dport = 8080 }, reply = { src = \"192.168.0.2\" }"
+    );
+    assert_eq!(lines[1], "closest of the 22 entries in netns host:");
+    assert!(lines[2].contains("src=192.168.0.3"), "{}", f[0].detail);
+    assert!(lines[3].contains("dst=10.0.0.7"), "{}", f[0].detail);
+    assert_eq!(lines.len(), 2 + 5 + 1, "{}", f[0].detail);
+    assert_eq!(lines[7], "17 more entries in the artifacts (host.conntrack)");
+    assert!(!f[0].detail.contains("Tuple {"), "no Rust debug syntax: {}", f[0].detail);
 }
 
 /// A probe that breaks an expectation of every kind but `replies = false`, judged on a request

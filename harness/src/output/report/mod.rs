@@ -13,6 +13,7 @@ use std::fmt::Write;
 use crate::engine::{Outcome, ProbeOutcome};
 use crate::evidence::{Exchange, PacketEvidence};
 use crate::scenario::{CapturePoint, Direction};
+use crate::verdict::{Failure, FailureKind};
 use std::net::IpAddr;
 
 /// How much evidence a report shows.
@@ -150,10 +151,7 @@ pub fn probe(p: &ProbeOutcome, detail: Detail) -> String {
     let verdict = if p.failures.is_empty() { "ok" } else { "FAILED" };
     let _ = writeln!(out, "  probe {}: {verdict}", p.name);
     for f in &p.failures {
-        let _ = writeln!(out, "    ✗ {}", f.what);
-        for line in f.detail.lines() {
-            let _ = writeln!(out, "        {line}");
-        }
+        out.push_str(&failure(f));
     }
     if !detail.passing && p.failures.is_empty() {
         return out;
@@ -170,6 +168,52 @@ pub fn probe(p: &ProbeOutcome, detail: Detail) -> String {
         class_blocks(&mut out, &rest, p.exchanges.len());
     }
     out
+}
+
+/// One failed expectation: what was expected, where the scenario says so, and expected against
+/// observed (a header as a `-`/`+` diff, with the fields that differ).
+pub fn failure(f: &Failure) -> String {
+    let mut out = format!("    ✗ {}\n", f.what);
+    if let Some(at) = &f.location {
+        let _ = writeln!(out, "        at {at}");
+    }
+    let header = FailureKind::ADDRESS.contains(&f.kind);
+    match (&f.expected, header) {
+        (Some(expected), true) => {
+            let _ = writeln!(out, "        - expected at {}: {expected}", point(f));
+            let observed = f.observed.as_deref().unwrap_or("not seen");
+            let _ = writeln!(out, "        + observed at {}: {observed}", point(f));
+            if !f.mismatched.is_empty() {
+                let fields: Vec<&str> = f.mismatched.iter().map(|m| field_key(*m)).collect();
+                let _ = writeln!(out, "          (differs in {})", fields.join(", "));
+            }
+        }
+        _ => {
+            for line in f.detail.lines() {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+    out
+}
+
+/// A header field as a `[[probe.addr]]` entry names it.
+fn field_key(field: crate::verdict::HeaderField) -> &'static str {
+    use crate::verdict::HeaderField::*;
+    match field {
+        Src => "src",
+        Dst => "dst",
+        Sport => "sport",
+        Dport => "dport",
+        Ttl => "ttl",
+        MacSrc => "mac_src",
+        MacDst => "mac_dst",
+    }
+}
+
+/// The capture point a header failure is about, as the scenario named it.
+fn point(f: &Failure) -> String {
+    f.handle.as_ref().or(f.at.as_ref()).map(ToString::to_string).unwrap_or_default()
 }
 
 /// A scenario's report: failing probes with their evidence, passing ones too if `show_path`
@@ -198,7 +242,6 @@ pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::{Failure, FailureKind};
 
     fn exchange(packet: u16, answer: &str, dst: &str) -> Exchange {
         let mut request = PacketEvidence::default();

@@ -29,6 +29,26 @@ pub struct Tuple {
     pub dport: Option<u16>,
 }
 
+impl fmt::Display for Tuple {
+    /// As a scenario file writes it: `{ src = "10.0.0.1", dport = 8080 }` (`{}` matches anything).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = vec![];
+        if let Some(a) = self.src {
+            parts.push(format!("src = \"{a}\""));
+        }
+        if let Some(a) = self.dst {
+            parts.push(format!("dst = \"{a}\""));
+        }
+        if let Some(p) = self.sport {
+            parts.push(format!("sport = {p}"));
+        }
+        if let Some(p) = self.dport {
+            parts.push(format!("dport = {p}"));
+        }
+        if parts.is_empty() { f.write_str("{}") } else { write!(f, "{{ {} }}", parts.join(", ")) }
+    }
+}
+
 /// A protocol of a conntrack entry, as `conntrack -L` names it in its first column: what a
 /// `[[probe.conntrack]]` entry's `proto` may say and what each kind of probe produces
 /// ([`crate::probe::Prober::conntrack_proto`]).
