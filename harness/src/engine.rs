@@ -168,6 +168,9 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
     let sc = &sc;
     if !sc.step.is_empty() {
         clock.lap("steps after rules, tool-made links");
+        // Before any packet: a pattern naming nothing the steps made would pass vacuously.
+        crate::ruleset::live::check_after_steps(lab, sc, backend)?;
+        clock.lap("path patterns against the live rulesets");
     }
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;

@@ -23,6 +23,9 @@ pub struct Source {
     lines: Vec<(String, &'static str, PathBuf, usize)>,
     /// `(netns, sysctl key, file, line)`.
     sysctls: Vec<(String, String, PathBuf, usize)>,
+    /// `(item, FILE:LINE:COL)` of path patterns checked only after the steps
+    /// (`probe[0].path[1].never[0]`).
+    places: Vec<(String, String)>,
 }
 
 /// Where a scenario came from is not part of what it is: a scenario equals its copy written
@@ -42,12 +45,23 @@ impl Source {
 
     /// Rulesets each in a file of its own: `(netns, field, file, line)`.
     pub fn in_files(lines: Vec<(String, &'static str, PathBuf, usize)>) -> Source {
-        Source { lines, sysctls: vec![] }
+        Source { lines, sysctls: vec![], places: vec![] }
     }
 
     /// The same, knowing where each netns's sysctls are too: `(netns, key, file, line)`.
     pub fn with_sysctls(self, sysctls: Vec<(String, String, PathBuf, usize)>) -> Source {
         Source { sysctls, ..self }
+    }
+
+    /// The same, knowing where items of the file are: `(item, FILE:LINE:COL)`.
+    pub fn with_places(self, places: Vec<(String, String)>) -> Source {
+        Source { places, ..self }
+    }
+
+    /// `FILE:LINE:COL` of `item` (`probe[0].path[1].never[0]`) where the file says, else the
+    /// item itself (a scenario built in Rust).
+    pub fn place(&self, item: &str) -> String {
+        self.places.iter().find(|(i, _)| i == item).map_or_else(|| item.to_string(), |(_, at)| at.clone())
     }
 
     /// `FILE:LINE` of the sysctl `key` of `netns`, or, for a scenario built in Rust, `netns NAME

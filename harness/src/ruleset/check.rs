@@ -78,6 +78,7 @@ impl Model {
                 out.push(t);
             }
         }
+        out.sort();
         out
     }
 
@@ -162,6 +163,7 @@ impl Model {
                     names.push(c.name.clone());
                 }
             }
+            names.sort();
             let what = if parts[1].contains(['*', '?']) { "matches no chain" } else { "names no chain" };
             return Some(format!(
                 "`{shown}` {what} of netns {netns} (its chains in table {first}: {}){}",
@@ -231,6 +233,7 @@ impl Model {
                 types.push(s);
             }
         }
+        types.sort();
         let have = if types.is_empty() {
             "no base chain".to_string()
         } else {
@@ -270,6 +273,14 @@ impl Model {
             self.netns,
             did_you_mean(comment, &comments)
         ))
+    }
+}
+
+/// The item of a pattern in a scenario: `probe[0].path[1].never[2]`, `probe[0].path[1].last`.
+pub fn pattern_item(probe: usize, entry: usize, key: &str, index: usize) -> String {
+    match key {
+        "last" => format!("probe[{probe}].path[{entry}].last"),
+        _ => format!("probe[{probe}].path[{entry}].{key}[{index}]"),
     }
 }
 
@@ -366,12 +377,12 @@ mod tests {
         let m = never("kube-proxy:endpoint-x*").unwrap();
         assert_eq!(
             m,
-            "`kube-proxy:endpoint-x*` matches no chain of netns fw (its chains in table kube-proxy: services, endpoint-abc, nat-postrouting)"
+            "`kube-proxy:endpoint-x*` matches no chain of netns fw (its chains in table kube-proxy: endpoint-abc, nat-postrouting, services)"
         );
         let m = never("nat").unwrap();
         assert!(
             m.starts_with(
-                "`nat` names table nat, which netns fw does not have (it has tables filter, kube-proxy, eb:nat)"
+                "`nat` names table nat, which netns fw does not have (it has tables eb:nat, filter, kube-proxy)"
             ),
             "{m}"
         );

@@ -5,13 +5,17 @@
 //! `iptables-nft-save` is not read: it lists built-in chains that do not exist (and so report
 //! nothing) where a table has some of them only.
 
-use super::check::Model;
+use super::check::{Model, pattern_item};
 use super::iptables;
-use crate::error::Result;
+use super::scenario::traced_eb;
+use crate::error::{Error, Result};
 use crate::firewall::{Backend, Family, run_tool};
+use crate::kernel::KernelRange;
+use crate::lab::Lab;
 use crate::lab::netns::Netns;
 use crate::observe::trace::nft_events::TRACE_TABLE;
 use crate::observe::trace::nftrace::RuleIndex;
+use crate::scenario::{PathExpect, Scenario};
 
 /// Reads the live rulesets of `ns` (called `name` in the scenario); `eb` are the ebtables chains
 /// netpath traces there ([`super::scenario::traced_eb`]).
@@ -36,4 +40,41 @@ pub fn read(ns: &Netns, name: &str, eb: Vec<(String, String)>) -> Result<Model> 
         Err(_) => m.opaque = true,
     }
     Ok(m)
+}
+
+/// After the steps: every path entry of `sc` about a netns a step ran in, that applies to this
+/// run (its backend and kernel), judged against that netns's live rulesets. A pattern that
+/// names nothing fails the run with [`Error::VacuousPattern`] at the entry's `FILE:LINE:COL`,
+/// with the message a load error would have (the load check skips these netns).
+pub fn check_after_steps(lab: &Lab, sc: &Scenario, backend: Backend) -> Result<()> {
+    let kernel = crate::kernel::running();
+    let mut errors = vec![];
+    for n in sc.netns.iter().filter(|n| sc.step.iter().any(|s| s.netns == n.name)) {
+        let entries: Vec<(usize, usize, &PathExpect)> = sc
+            .probe
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.path.iter().enumerate().map(move |(j, e)| (i, j, e)))
+            .filter(|(_, _, e)| {
+                e.netns == n.name
+                    && e.backend.is_none_or(|b| b == backend)
+                    && KernelRange::applies(e.kernel.as_ref(), kernel)
+            })
+            .collect();
+        if entries.is_empty() {
+            continue;
+        }
+        let model = read(lab.netns(&n.name)?, &n.name, traced_eb(sc, n))?;
+        for (i, j, e) in entries {
+            for (key, k, message) in model.entry_problems(e) {
+                let at = sc.source.place(&pattern_item(i, j, key, k));
+                errors.push(Error::VacuousPattern { at, message });
+            }
+        }
+    }
+    match <[Error; 1]>::try_from(errors) {
+        Ok([e]) => Err(e),
+        Err(errors) if errors.is_empty() => Ok(()),
+        Err(errors) => Err(Error::Many(errors)),
+    }
 }

@@ -106,11 +106,7 @@ fn vacuous(sc: &Scenario, i: usize, j: usize, e: &PathExpect, ps: &mut Problems)
             } else {
                 String::new()
             };
-            let item = if key == "last" {
-                format!("probe[{i}].path[{j}].last")
-            } else {
-                format!("probe[{i}].path[{j}].{key}[{k}]")
-            };
+            let item = crate::ruleset::check::pattern_item(i, j, key, k);
             ps.add(item, format!("{message}{under}"));
         }
     }
