@@ -8,7 +8,7 @@
 //! [`super::scenario`]) and after the steps ran (one read from the live netns, [`super::live`]).
 
 use super::{Chain, Ruleset};
-use crate::observe::trace::{Hook, RuleKind, Verdict};
+use crate::observe::trace::{Hook, RuleKind};
 use crate::scenario::{HookPattern, PathExpect, PathHook, glob};
 
 /// Everything a netns's rulesets let its trace report.
@@ -26,11 +26,10 @@ pub struct Model {
     pub opaque: bool,
 }
 
-/// One hook the netns can report, with the policy verdict where it is a policy.
+/// One hook the netns can report, and its chain.
 struct Candidate<'a> {
     hook: Hook,
     chain: &'a Chain,
-    policy: Option<&'a Verdict>,
 }
 
 impl Model {
@@ -49,16 +48,10 @@ impl Model {
         for (table, c) in self.chains() {
             let n = c.rules.len() as u32;
             let hook = |kind, num| Hook::xt(table, &c.name, kind, num);
-            out.extend((1..=n).map(|i| Candidate { hook: hook(RuleKind::Rule, i), chain: c, policy: None }));
+            out.extend((1..=n).map(|i| Candidate { hook: hook(RuleKind::Rule, i), chain: c }));
             match c.hook {
-                Some(_) => {
-                    out.push(Candidate { hook: hook(RuleKind::Policy, n + 1), chain: c, policy: c.policy.as_ref() })
-                }
-                None => out.extend((1..=n + 1).map(|i| Candidate {
-                    hook: hook(RuleKind::Return, i),
-                    chain: c,
-                    policy: None,
-                })),
+                Some(_) => out.push(Candidate { hook: hook(RuleKind::Policy, n + 1), chain: c }),
+                None => out.extend((1..=n + 1).map(|i| Candidate { hook: hook(RuleKind::Return, i), chain: c })),
             }
         }
         out
@@ -85,7 +78,7 @@ impl Model {
     /// Why `pattern` (a `never` entry) matches no hook of this netns, if it does not.
     pub fn pattern_problem(&self, pattern: &HookPattern) -> Option<String> {
         match pattern {
-            HookPattern::Name(parts) => self.name_problem(&pattern.to_string(), parts, None),
+            HookPattern::Name(parts) => self.name_problem(&pattern.to_string(), parts),
             HookPattern::Type { kind, hook } => self.type_problem(pattern, kind, hook.as_deref()),
         }
     }
@@ -97,7 +90,7 @@ impl Model {
         }
         let text = hook.hook.to_string();
         let parts: Vec<String> = text.split(':').map(str::to_string).collect();
-        self.name_problem(&hook.to_string(), &parts, hook.verdict.as_ref())
+        self.name_problem(&hook.to_string(), &parts)
     }
 
     /// What is wrong with the patterns of `entry`: `(key, index, message)`, the key being
@@ -118,7 +111,7 @@ impl Model {
         out
     }
 
-    fn name_problem(&self, shown: &str, parts: &[String], verdict: Option<&Verdict>) -> Option<String> {
+    fn name_problem(&self, shown: &str, parts: &[String]) -> Option<String> {
         let netns = &self.netns;
         let first = parts.first()?;
         if self.unread_may_be(first) {
@@ -132,10 +125,7 @@ impl Model {
             return Some(self.eb_problem(shown));
         }
         let cands = self.candidates();
-        let fits = |c: &Candidate<'_>| {
-            pattern.matches(&c.hook) && verdict.is_none_or(|v| c.policy.is_none_or(|p| p == v) || !is_policy(&c.hook))
-        };
-        if cands.iter().any(fits) {
+        if cands.iter().any(|c| pattern.matches(&c.hook)) {
             return None;
         }
         // The first part that nothing matches says what is missing.
@@ -250,7 +240,7 @@ impl Model {
         let chains: Vec<&Chain> =
             self.chains().filter(|(t, c)| *t == table && c.name == chain).map(|(_, c)| c).collect();
         if chains.is_empty() {
-            return self.name_problem(&hook.to_string(), &parts, None);
+            return self.name_problem(&hook.to_string(), &parts);
         }
         if chains.iter().flat_map(|c| &c.rules).any(|r| r.comment.as_deref() == Some(comment)) {
             return None;
@@ -282,10 +272,6 @@ pub fn pattern_item(probe: usize, entry: usize, key: &str, index: usize) -> Stri
         "last" => format!("probe[{probe}].path[{entry}].last"),
         _ => format!("probe[{probe}].path[{entry}].{key}[{index}]"),
     }
-}
-
-fn is_policy(hook: &Hook) -> bool {
-    matches!(hook, Hook::Xt { kind: RuleKind::Policy, .. })
 }
 
 /// `; did you mean X?` where a name differs from `want` by case or at most two edits.
@@ -393,8 +379,9 @@ mod tests {
             m,
             "`filter:INPUT:rule:7`: chain INPUT of table filter in netns fw has 4 rules and policy drop (policy:5)"
         );
-        let m = hook("filter:INPUT:policy:5 accept").unwrap();
-        assert!(m.contains("policy drop"), "{m}");
+        // What was decided is the run's to judge: a verdict the policy cannot give is no
+        // missing name (the twin that flips the policy fails on the kernel's verdict).
+        assert_eq!(hook("filter:INPUT:policy:5 accept"), None);
         assert!(hook("filter:USER:policy:2").unwrap().contains("is a user chain with 1 rule"));
         let m = hook(r#"filter:INPUT:rule:"allow-sh""#).unwrap();
         assert_eq!(
