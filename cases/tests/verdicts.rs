@@ -48,12 +48,6 @@ last = "{last}"
     )
 }
 
-/// Why [`router`]'s file is refused when it loads.
-fn router_refused(field: &str, rules: &str, last: &str) -> String {
-    let text = router_text(field, rules, last, "none");
-    Scenario::from_toml(&text, Path::new("router.toml")).expect_err("refused at load").to_string()
-}
-
 fn iptables(input: &str) -> String {
     format!("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p icmp -j TRACE\nCOMMIT\n*filter\n{input}COMMIT\n")
 }
@@ -161,12 +155,13 @@ fn a_rule_is_named_by_its_comment(#[values(Backend::Legacy, Backend::Nft)] backe
         .expected(r#"filter:INPUT:rule:"deny-ping" drop"#)
         .observed("filter:INPUT:rule:2 drop")
         .find(&o.probes[0].failures);
-    // No rule with that comment at all: the entry names nothing, refused when the file loads.
+    // No rule with that comment at all: the entry cannot match, and the failure says why.
     let none = iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -m comment --comment deny-all -j DROP\n");
-    let refused = router_refused("iptables", &none, by_comment);
+    let o = run(&router("iptables", &none, by_comment), backend);
+    let f = want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:1 drop").find(&o.probes[0].failures);
     assert!(
-        refused.contains("no rule of filter:INPUT in netns router has that comment (comments there: \"deny-all\")"),
-        "{refused}"
+        f.detail.contains("no rule of filter:INPUT in netns router has that comment (comments there: \"deny-all\")"),
+        "{f:#?}"
     );
 }
 
@@ -186,10 +181,11 @@ fn a_native_nft_rule_is_named_by_its_comment() {
         .observed("fw:input:rule:2 drop")
         .find(&o.probes[0].failures);
     let none = nft("    meta l4proto icmp drop comment \"deny-all\"\n");
-    let refused = router_refused("nft", &none, by_comment);
+    let o = run(&router("nft", &none, by_comment), Backend::Nft);
+    let f = want(PathLast).packet(1).netns("router").observed("fw:input:rule:1 drop").find(&o.probes[0].failures);
     assert!(
-        refused.contains("no rule of fw:input in netns router has that comment (comments there: \"deny-all\")"),
-        "{refused}"
+        f.detail.contains("no rule of fw:input in netns router has that comment (comments there: \"deny-all\")"),
+        "{f:#?}"
     );
 }
 
@@ -212,9 +208,6 @@ fn the_readme_comment_example_runs(#[values(Backend::Legacy, Backend::Nft)] back
     );
     let o = run(&load(&text.replace(deny, &other)), backend);
     want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:2 drop").find(&o.probes[0].failures);
-    let refused =
-        Scenario::from_toml(&text.replace("\"deny-ping\" -j DROP", "\"deny-all\" -j DROP"), Path::new("README.md"))
-            .expect_err("no rule has the comment")
-            .to_string();
-    assert!(refused.contains("no rule of filter:INPUT in netns router has that comment"), "{refused}");
+    let o = run(&load(&text.replace("\"deny-ping\" -j DROP", "\"deny-all\" -j DROP")), backend);
+    want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:1 drop").find(&o.probes[0].failures);
 }

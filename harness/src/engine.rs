@@ -228,6 +228,8 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
             let evidence = ProbeEvidence { backend, kernel, exchanges: &exchanges, conntrack: &conntrack };
             let mut failures = verdict::judge(spec, &evidence);
             setup.decorate(&mut failures);
+            let i = sc.probe.iter().position(|p| std::ptr::eq(p, spec)).unwrap_or_default();
+            crate::ruleset::live::explain(lab, sc, backend, i, &mut failures);
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })
         .collect();

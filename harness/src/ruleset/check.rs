@@ -93,6 +93,15 @@ impl Model {
         self.name_problem(&hook.to_string(), &parts)
     }
 
+    /// The `never` patterns of `entry` that match nothing: `(key, index, message)`. These are
+    /// errors (at load, or after the steps): such a pattern passes whatever the packet met. A
+    /// hook of `exact`, `includes` or `last` that names nothing cannot pass (no event matches
+    /// it), and the negative twins rely on it failing on the kernel: [`Model::entry_problems`]
+    /// says why, beside the run's failure.
+    pub fn vacuous(&self, entry: &PathExpect) -> Vec<(&'static str, usize, String)> {
+        self.entry_problems(entry).into_iter().filter(|(key, _, _)| *key == "never").collect()
+    }
+
     /// What is wrong with the patterns of `entry`: `(key, index, message)`, the key being
     /// `exact`, `includes`, `never` or `last` (index 0 for `last`).
     pub fn entry_problems(&self, entry: &PathExpect) -> Vec<(&'static str, usize, String)> {

@@ -16,6 +16,7 @@ use crate::lab::netns::Netns;
 use crate::observe::trace::nft_events::TRACE_TABLE;
 use crate::observe::trace::nftrace::RuleIndex;
 use crate::scenario::{PathExpect, Scenario};
+use crate::verdict::Failure;
 
 /// Reads the live rulesets of `ns` (called `name` in the scenario); `eb` are the ebtables chains
 /// netpath traces there ([`super::scenario::traced_eb`]).
@@ -66,7 +67,7 @@ pub fn check_after_steps(lab: &Lab, sc: &Scenario, backend: Backend) -> Result<(
         }
         let model = read(lab.netns(&n.name)?, &n.name, traced_eb(sc, n))?;
         for (i, j, e) in entries {
-            for (key, k, message) in model.entry_problems(e) {
+            for (key, k, message) in model.vacuous(e) {
                 let at = sc.source.place(&pattern_item(i, j, key, k));
                 errors.push(Error::VacuousPattern { at, message });
             }
@@ -76,5 +77,37 @@ pub fn check_after_steps(lab: &Lab, sc: &Scenario, backend: Backend) -> Result<(
         Ok([e]) => Err(e),
         Err(errors) if errors.is_empty() => Ok(()),
         Err(errors) => Err(Error::Many(errors)),
+    }
+}
+
+/// Says beside each `exact`, `includes` or `last` failure of `failures` (those of probe
+/// `probe` of `sc`) what its entry names that the netns cannot report (a rule past the chain's
+/// end, a comment no rule has...), from the scenario's rulesets or, where a step ran in the
+/// netns, its live ones. Such a hook never matches, so the run failed anyway: this says why.
+/// Best effort: a ruleset that cannot be read adds nothing.
+pub fn explain(lab: &Lab, sc: &Scenario, backend: Backend, probe: usize, failures: &mut [Failure]) {
+    use crate::verdict::FailureKind::{PathExact, PathIncludes, PathLast};
+    let Some(p) = sc.probe.get(probe) else { return };
+    for f in failures.iter_mut().filter(|f| matches!(f.kind, PathExact | PathIncludes | PathLast)) {
+        let Some(ns) = f.netns.clone() else { continue };
+        let Some(n) = sc.netns.iter().find(|n| n.name == ns) else { continue };
+        let model = match super::scenario::model(sc, n, backend) {
+            Some(m) => m,
+            None => match lab.netns(&ns).and_then(|real| read(real, &ns, traced_eb(sc, n))) {
+                Ok(m) => m,
+                Err(_) => continue,
+            },
+        };
+        let why: Vec<String> = p
+            .path
+            .iter()
+            .filter(|e| e.netns == ns && f.direction.is_none_or(|d| d == e.direction))
+            .flat_map(|e| model.entry_problems(e))
+            .filter(|(key, _, _)| *key != "never")
+            .map(|(_, _, m)| m)
+            .collect();
+        if !why.is_empty() {
+            f.detail.push_str(&format!(" (it names what netns {ns} cannot report: {})", why.join("; ")));
+        }
     }
 }

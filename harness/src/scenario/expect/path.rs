@@ -96,7 +96,7 @@ fn vacuous(sc: &Scenario, i: usize, j: usize, e: &PathExpect, ps: &mut Problems)
     let mut seen: Vec<(&'static str, usize)> = vec![];
     for backend in sc.backends.iter().filter(|b| e.backend.is_none_or(|eb| eb == **b)) {
         let Some(model) = crate::ruleset::scenario::model(sc, n, *backend) else { return };
-        for (key, k, message) in model.entry_problems(e) {
+        for (key, k, message) in model.vacuous(e) {
             if seen.contains(&(key, k)) {
                 continue;
             }
@@ -116,6 +116,6 @@ fn vacuous(sc: &Scenario, i: usize, j: usize, e: &PathExpect, ps: &mut Problems)
 fn model_same_for_all(sc: &Scenario, n: &crate::scenario::NetnsSpec, key: &str, k: usize, e: &PathExpect) -> bool {
     sc.backends.iter().all(|b| {
         crate::ruleset::scenario::model(sc, n, *b)
-            .is_some_and(|m| m.entry_problems(e).iter().any(|(kk, kx, _)| *kk == key && *kx == k))
+            .is_some_and(|m| m.vacuous(e).iter().any(|(kk, kx, _)| *kk == key && *kx == k))
     })
 }
