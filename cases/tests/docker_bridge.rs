@@ -16,6 +16,11 @@ fn c2c_without_forward_rule_6_the_bridged_request_is_dropped(
 ) {
     let mut sc = load("docker-container-to-container");
     edit_iptables(&mut sc, "host", |r| without_lines(r, "-A FORWARD -i docker0 -o docker0 -j ACCEPT"));
+    // The entries saying later packets never meet rule 6 name the rule this twin removed: a
+    // `never` that matches nothing is refused at load, and they are not what this twin is about.
+    for e in &mut sc.probe[0].path {
+        e.never.retain(|p| p.to_string() != "filter:FORWARD:rule:6");
+    }
     let o = netpath_cases::run_or_return!(&sc, backend);
     let f = &o.probes[0].failures;
     want(PathExact)

@@ -104,6 +104,11 @@ fn dnat_rule_2_is_live_for_new_flows(#[values(Backend::Legacy, Backend::Nft)] ba
 fn dnat_prerouting_without_the_rule_only_c1_to_c2_changes(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
     let mut sc = load("snat-reverse-dnat-prerouting");
     edit_iptables(&mut sc, "host", |r| without_lines(r, "-j DNAT"));
+    // The replies' `never` the removed rule 2 would match nothing: refused at load, and not
+    // what this twin is about (`nat` stays in those entries).
+    for e in &mut sc.probe[0].path {
+        e.never.retain(|p| p.to_string() != "nat:PREROUTING:rule:2");
+    }
     let o = netpath_cases::run_or_return!(&sc, backend);
     let ext = &o.probes[0].failures;
     // Only the request's nat PREROUTING policy number moves (rule 2 is gone: policy:2).

@@ -19,8 +19,10 @@ fn with_steps(steps: Vec<StepSpec>) -> Scenario {
 
 /// [`with_steps`], the ping's tables followed by `more`.
 fn with_steps_and(steps: Vec<StepSpec>, more: &str) -> Scenario {
-    let mut sc = Scenario::from_toml(
-        &(r#"
+    // The steps are in the file the path entries load with: what they name in a netns a step
+    // writes is checked after the steps, not when the file loads.
+    let mut base = Scenario::from_toml(
+        r#"
 name = "steps"
 [[netns]]
 name = "a"
@@ -33,13 +35,12 @@ b = { netns = "b", name = "eth0", addresses = ["10.9.0.2/24"] }
 name = "ping"
 from = "a"
 to = "10.9.0.2"
-"#
-        .to_string()
-            + more),
+"#,
         Path::new("steps.toml"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    sc.step = steps;
+    base.step = steps;
+    let sc = Scenario::from_toml(&(base.to_toml() + more), Path::new("steps.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sc.validate(), Vec::<String>::new());
     sc
 }

@@ -18,8 +18,13 @@ fn router(field: &str, rules: &str, last: &str) -> Scenario {
 
 /// The same, with the answer the ping must get (`refused` under a REJECT).
 fn router_answering(field: &str, rules: &str, last: &str, answer: &str) -> Scenario {
+    let text = router_text(field, rules, last, answer);
+    Scenario::from_toml(&text, Path::new("router.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn router_text(field: &str, rules: &str, last: &str, answer: &str) -> String {
     let backends = if field == "nft" { r#"["nft"]"# } else { r#"["legacy", "nft"]"# };
-    let text = format!(
+    format!(
         r#"backends = {backends}
 name = "router-input"
 [[netns]]
@@ -40,8 +45,7 @@ answer = "{answer}"
 netns = "router"
 last = "{last}"
 "#
-    );
-    Scenario::from_toml(&text, Path::new("router.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    )
 }
 
 fn iptables(input: &str) -> String {
@@ -139,14 +143,26 @@ fn a_rule_is_named_by_its_comment(#[values(Backend::Legacy, Backend::Nft)] backe
         by_position,
         "filter:INPUT:rule:2 drop",
     );
-    let other = iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -m comment --comment deny-all -j DROP\n");
+    // The comment on a rule the ping does not meet: the ping's drop is another rule's.
+    let other = iptables(
+        ":INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m comment --comment deny-ping -j DROP\n\
+         -A INPUT -p icmp -m comment --comment deny-all -j DROP\n",
+    );
     let o = run(&router("iptables", &other, by_comment), backend);
     want(PathLast)
         .packet(1)
         .netns("router")
         .expected(r#"filter:INPUT:rule:"deny-ping" drop"#)
-        .observed("filter:INPUT:rule:1 drop")
+        .observed("filter:INPUT:rule:2 drop")
         .find(&o.probes[0].failures);
+    // No rule with that comment at all: the entry cannot match, and the failure says why.
+    let none = iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -m comment --comment deny-all -j DROP\n");
+    let o = run(&router("iptables", &none, by_comment), backend);
+    let f = want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:1 drop").find(&o.probes[0].failures);
+    assert!(
+        f.detail.contains("no rule of filter:INPUT in netns router has that comment (comments there: \"deny-all\")"),
+        "{f:#?}"
+    );
 }
 
 #[test]
@@ -156,14 +172,21 @@ fn a_native_nft_rule_is_named_by_its_comment() {
     let moved = nft(&format!("    tcp dport 22 accept\n{deny}"));
     assert_passes(&router("nft", &nft(deny), by_comment), Backend::Nft);
     assert_passes(&router("nft", &moved, by_comment), Backend::Nft);
-    let other = nft("    meta l4proto icmp drop comment \"deny-all\"\n");
+    let other = nft("    tcp dport 22 drop comment \"deny-ping\"\n    meta l4proto icmp drop comment \"deny-all\"\n");
     let o = run(&router("nft", &other, by_comment), Backend::Nft);
     want(PathLast)
         .packet(1)
         .netns("router")
         .expected(r#"fw:input:rule:"deny-ping" drop"#)
-        .observed("fw:input:rule:1 drop")
+        .observed("fw:input:rule:2 drop")
         .find(&o.probes[0].failures);
+    let none = nft("    meta l4proto icmp drop comment \"deny-all\"\n");
+    let o = run(&router("nft", &none, by_comment), Backend::Nft);
+    let f = want(PathLast).packet(1).netns("router").observed("fw:input:rule:1 drop").find(&o.probes[0].failures);
+    assert!(
+        f.detail.contains("no rule of fw:input in netns router has that comment (comments there: \"deny-all\")"),
+        "{f:#?}"
+    );
 }
 
 /// The README's example of a rule named by its comment, as written there: it passes, still
@@ -179,6 +202,12 @@ fn the_readme_comment_example_runs(#[values(Backend::Legacy, Backend::Nft)] back
     let deny = "-A INPUT -p icmp -m comment --comment \"deny-ping\" -j DROP\n";
     assert!(text.contains(deny));
     assert_passes(&load(&text.replace(deny, &format!("-A INPUT -p tcp -j ACCEPT\n{deny}"))), backend);
+    let other = format!(
+        "-A INPUT -p tcp -m comment --comment \"deny-ping\" -j DROP\n{}",
+        deny.replace("deny-ping", "deny-all")
+    );
+    let o = run(&load(&text.replace(deny, &other)), backend);
+    want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:2 drop").find(&o.probes[0].failures);
     let o = run(&load(&text.replace("\"deny-ping\" -j DROP", "\"deny-all\" -j DROP")), backend);
     want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:1 drop").find(&o.probes[0].failures);
 }

@@ -168,6 +168,9 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
     let sc = &sc;
     if !sc.step.is_empty() {
         clock.lap("steps after rules, tool-made links");
+        // Before any packet: a pattern naming nothing the steps made would pass vacuously.
+        crate::ruleset::live::check_after_steps(lab, sc, backend)?;
+        clock.lap("path patterns against the live rulesets");
     }
     let ifnames: BTreeMap<String, BTreeMap<u32, String>> =
         sc.netns.iter().map(|n| Ok((n.name.clone(), lab.links(&n.name)?))).collect::<Result<_>>()?;
@@ -226,6 +229,7 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
             let evidence = ProbeEvidence { backend, kernel, exchanges: &exchanges, conntrack: &conntrack };
             let mut failures = verdict::judge(spec, &evidence);
             setup.decorate(&mut failures);
+            crate::ruleset::live::explain(lab, sc, backend, i, &mut failures);
             sc.source.locate(i, &spec.name, &mut failures);
             ProbeOutcome { name: spec.name.clone(), exchanges, failures }
         })

@@ -90,6 +90,13 @@ pub enum Error {
     #[error("scenario {scenario}: {message}")]
     Scenario { scenario: String, message: String },
 
+    /// A path pattern of the scenario names nothing in its netns's live rulesets (those its steps
+    /// wrote): `at` is the entry's `FILE:LINE:COL` (or its item, for a scenario built in Rust),
+    /// `message` what it names that is missing and what is there, as a load error says it.
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
+    #[error("{at}: {message}")]
+    VacuousPattern { at: String, message: String },
+
     /// A scenario file (`path`) could not be read or has problems (`message`, one `file:line:col: ...` per line).
     #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("{path}: {message}")]

@@ -26,6 +26,9 @@ pub struct Source {
     /// Where each probe's expectations are: `(probe index, key, index in its array of tables,
     /// file, line)`; a key without an index is the probe's own line where it does not say it.
     probes: Vec<ProbeEntryAt>,
+    /// `(item, FILE:LINE:COL)` of path patterns checked only after the steps
+    /// (`probe[0].path[1].never[0]`).
+    places: Vec<(String, String)>,
 }
 
 /// Where one expectation of a probe is written: `(probe index, key, index in its array of
@@ -49,7 +52,7 @@ impl Source {
 
     /// Rulesets each in a file of its own: `(netns, field, file, line)`.
     pub fn in_files(lines: Vec<(String, &'static str, PathBuf, usize)>) -> Source {
-        Source { lines, sysctls: vec![], probes: vec![] }
+        Source { lines, sysctls: vec![], probes: vec![], places: vec![] }
     }
 
     /// The same, knowing where each netns's sysctls are too: `(netns, key, file, line)`.
@@ -86,6 +89,17 @@ impl Source {
                 }
             });
         }
+    }
+
+    /// The same, knowing where items of the file are: `(item, FILE:LINE:COL)`.
+    pub fn with_places(self, places: Vec<(String, String)>) -> Source {
+        Source { places, ..self }
+    }
+
+    /// `FILE:LINE:COL` of `item` (`probe[0].path[1].never[0]`) where the file says, else the
+    /// item itself (a scenario built in Rust).
+    pub fn place(&self, item: &str) -> String {
+        self.places.iter().find(|(i, _)| i == item).map_or_else(|| item.to_string(), |(_, at)| at.clone())
     }
 
     /// `FILE:LINE` of the sysctl `key` of `netns`, or, for a scenario built in Rust, `netns NAME

@@ -61,9 +61,18 @@ pub fn parse(text: &str, family: &str) -> Ruleset {
             None => line,
         };
         let words = split_words(rule);
-        let [append, chain, ..] = words.as_slice() else { continue };
-        if append != "-A" {
-            continue;
+        let [verb, chain, ..] = words.as_slice() else { continue };
+        // A restore file may insert (`-I CHAIN [N]`): netpath's own TRACE rules do.
+        let at = match verb.as_str() {
+            "-A" => None,
+            "-I" => Some(words.get(2).and_then(|n| n.parse::<usize>().ok()).unwrap_or(1).max(1) - 1),
+            _ => continue,
+        };
+        // A restore file may append to a built-in chain it does not declare.
+        if !table.chains.iter().any(|c| &c.name == chain)
+            && let Some(c) = builtin(&table.name, chain)
+        {
+            table.chains.push(c);
         }
         let comment = words.windows(2).find(|w| w[0] == "--comment").map(|w| w[1].clone());
         let target = words.windows(2).find_map(|w| match w[0].as_str() {
@@ -74,9 +83,47 @@ pub fn parse(text: &str, family: &str) -> Ruleset {
         // A save listing declares every chain of a table before its first rule.
         let verdict = target.unwrap_or(Target::None).verdict(&table.chains);
         let Some(c) = table.chains.iter_mut().find(|c| &c.name == chain) else { continue };
-        c.rules.push(Rule { text: rule.to_string(), comment, verdict });
+        let r = Rule { text: rule.to_string(), comment, verdict };
+        match at {
+            Some(i) => c.rules.insert(i.min(c.rules.len()), r),
+            None => c.rules.push(r),
+        }
     }
     set
+}
+
+/// The built-in chains of each iptables table.
+pub const BUILTIN: &[(&str, &[&str])] = &[
+    ("filter", &["INPUT", "FORWARD", "OUTPUT"]),
+    ("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]),
+    ("mangle", &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]),
+    ("raw", &["PREROUTING", "OUTPUT"]),
+    ("security", &["INPUT", "FORWARD", "OUTPUT"]),
+];
+
+/// Built-in chain `chain` of `table` with the policy it has when nothing set one (accept).
+pub fn builtin(table: &str, chain: &str) -> Option<Chain> {
+    let (_, chains) = BUILTIN.iter().find(|(t, _)| *t == table)?;
+    chains.contains(&chain).then(|| Chain {
+        name: chain.to_string(),
+        kind: Some(chain_type(table, chain).to_string()),
+        hook: Some(chain.to_ascii_lowercase()),
+        policy: Some(Verdict::Accept),
+        rules: vec![],
+    })
+}
+
+/// Gives every table of `set` the built-in chains it lacks: iptables-legacy makes them all with
+/// the table, whatever the restore file declares (iptables-nft only those it declares or uses).
+pub fn add_builtins(set: &mut Ruleset) {
+    for t in &mut set.tables {
+        let Some((_, chains)) = BUILTIN.iter().find(|(n, _)| *n == t.name) else { continue };
+        for c in chains.iter() {
+            if t.chain(c).is_none() {
+                t.chains.extend(builtin(&t.name, c));
+            }
+        }
+    }
 }
 
 /// The type nf_tables gives the chains of an iptables table.

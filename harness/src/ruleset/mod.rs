@@ -4,9 +4,19 @@
 //! verdict of each event from here.
 //!
 //! `nft -j list ruleset` is read by [`crate::observe::trace::nftrace::RuleIndex`], which names
-//! nf_tables trace events by rule handle.
+//! nf_tables trace events by rule handle (and gives its listing as [`Ruleset`]s).
+//!
+//! [`check`] judges path patterns against a [`Model`] of a netns's rulesets: built from the
+//! scenario's texts when a file loads ([`scenario`], with [`nft`] reading nft scripts), read from
+//! the live netns after the steps ([`live`]).
 
+pub mod check;
 pub mod iptables;
+pub mod live;
+pub mod nft;
+pub mod scenario;
+
+pub use check::Model;
 
 use crate::observe::trace::{ChainFacts, Hook, RuleKind, RuleText, Verdict};
 

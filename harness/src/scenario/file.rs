@@ -109,7 +109,8 @@ impl Scenario {
         let escapes = input::confine_steps(&mut sc, origin);
         sc.source = crate::firewall::located::Source::in_files(ruleset_lines(&doc, &files))
             .with_sysctls(sysctl_lines(&doc, &files))
-            .with_probes(probe_lines(&doc, &files));
+            .with_probes(probe_lines(&doc, &files))
+            .with_places(pattern_places(&sc, &doc, &files));
         let mut problems = sc.problems();
         // A file outside the tree is reported as that, not as what else is wrong with it.
         problems.retain(|p| !escapes.iter().any(|e| e.item == p.item));
@@ -171,6 +172,30 @@ fn ruleset_lines(doc: &Node<'_>, files: &extends::Files) -> Vec<(String, &'stati
             let rest = files.text.get(start..).unwrap_or("");
             let skips_newline = ["\"\"\"\n", "'''\n", "\"\"\"\r\n", "'''\r\n"].iter().any(|q| rest.starts_with(q));
             out.push((name.to_string(), field, file.to_path_buf(), line + usize::from(skips_newline)));
+        }
+    }
+    out
+}
+
+/// `(item, FILE:LINE:COL)` of every pattern of a path entry about a netns a step runs in: the
+/// check of what it names runs after the steps ([`crate::ruleset::live`]) and reports there.
+fn pattern_places(sc: &Scenario, doc: &Node<'_>, files: &extends::Files) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for (i, p) in sc.probe.iter().enumerate() {
+        for (j, e) in p.path.iter().enumerate().filter(|(_, e)| sc.step.iter().any(|s| s.netns == e.netns)) {
+            let mut items: Vec<String> = vec![];
+            for (key, n) in [
+                ("exact", e.exact.as_ref().map_or(0, Vec::len)),
+                ("includes", e.includes.as_ref().map_or(0, Vec::len)),
+                ("never", e.never.len()),
+                ("last", usize::from(e.last.is_some())),
+            ] {
+                items.extend((0..n).map(|k| crate::ruleset::check::pattern_item(i, j, key, k)));
+            }
+            for item in items {
+                let d = files.diagnostic(span_of(doc, &parse_item(&item)), String::new());
+                out.push((item, format!("{}:{}:{}", d.file.display(), d.line, d.column)));
+            }
         }
     }
     out

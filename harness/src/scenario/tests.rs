@@ -291,8 +291,14 @@ fn bad_hooks_and_missing_fields_are_located() {
 
 #[test]
 fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
+    // host's raw table holds netpath's TRACE rule: rule 1, and the policy after it.
+    let small = SMALL.replacen(
+        "name = \"host\"\n",
+        "name = \"host\"\niptables = \"*raw\\n:PREROUTING ACCEPT [0:0]\\nCOMMIT\\n\"\n",
+        1,
+    );
     let text = format!(
-        "{SMALL}\n[[probe.path]]\nnetns = \"host\"\nkernel = \"<6.1\"\nexact = [\"raw:PREROUTING:policy:1\"]\n\n\
+        "{small}\n[[probe.path]]\nnetns = \"host\"\nkernel = \"<6.1\"\nexact = [\"raw:PREROUTING:rule:1\"]\n\n\
          [[probe.path]]\nnetns = \"host\"\nkernel = \">=6.1\"\nbackend = \"nft\"\nexact = [\"raw:PREROUTING:policy:2\"]\n\n\
          [[probe.addr]]\nat = \"host/veth0\"\nkernel = \">=5.10,<6.12\"\nsrc = \"10.0.0.2\"\n"
     );
@@ -329,7 +335,7 @@ fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
     let d = diags(&text.replace("kernel = \">=6.1\"", "kernel = \"6.1\""));
     assert_eq!(d.len(), 1, "{d:#?}");
     assert!(
-        d[0].starts_with("t.toml:25:10: probe[0].path[1].kernel: kernel range `6.1`: `6.1` needs a comparison"),
+        d[0].starts_with("t.toml:26:10: probe[0].path[1].kernel: kernel range `6.1`: `6.1` needs a comparison"),
         "{d:#?}"
     );
 }

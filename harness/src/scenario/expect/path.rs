@@ -84,54 +84,38 @@ pub(in crate::scenario) fn problems(sc: &Scenario, t: &Topology<'_>, i: usize, p
             ps.add(format!("probe[{i}].path[{j}]"), "asserts nothing: give exact, includes, never or last");
         }
         e.conditions().problems(&format!("probe[{i}].path[{j}]"), sc, p, ps);
-        for (k, pattern) in e.never.iter().enumerate() {
-            if let Some(why) = names_no_table(sc, &e.netns, pattern) {
-                ps.add(format!("probe[{i}].path[{j}].never[{k}]"), why);
+        vacuous(sc, i, j, e, ps);
+    }
+}
+
+/// The patterns of entry `probe[i].path[j]` that name nothing in its netns (see
+/// [`crate::ruleset::check`]), judged under each backend the entry applies to, where the
+/// scenario's own rulesets say what the netns holds (no step runs in it; else after the steps).
+fn vacuous(sc: &Scenario, i: usize, j: usize, e: &PathExpect, ps: &mut Problems) {
+    let Some(n) = sc.netns.iter().find(|n| n.name == e.netns) else { return };
+    let mut seen: Vec<(&'static str, usize)> = vec![];
+    for backend in sc.backends.iter().filter(|b| e.backend.is_none_or(|eb| eb == **b)) {
+        let Some(model) = crate::ruleset::scenario::model(sc, n, *backend) else { return };
+        for (key, k, message) in model.vacuous(e) {
+            if seen.contains(&(key, k)) {
+                continue;
             }
+            seen.push((key, k));
+            let under = if sc.backends.len() > 1 && e.backend.is_none() && !model_same_for_all(sc, n, key, k, e) {
+                format!(" under backend {}", backend.name())
+            } else {
+                String::new()
+            };
+            let item = crate::ruleset::check::pattern_item(i, j, key, k);
+            ps.add(item, format!("{message}{under}"));
         }
     }
 }
 
-/// Why `pattern` can match nothing in `netns`: it names a table the netns's own rulesets do
-/// not have, so `never` would pass whatever the packet met. Not known before the run where
-/// steps write the netns's rules, nor for ebtables (netpath adds its trace rules to its chains).
-fn names_no_table(sc: &Scenario, netns: &str, pattern: &HookPattern) -> Option<String> {
-    let table = pattern.table().filter(|t| *t != "eb")?;
-    let n = sc.netns.iter().find(|n| n.name == netns)?;
-    if sc.step.iter().any(|s| s.netns == netns) {
-        return None;
-    }
-    let mut tables: Vec<String> = vec![];
-    for (_, rules) in n.iptables_rulesets() {
-        tables.extend(rules.lines().filter_map(|l| l.trim().strip_prefix('*')).map(|t| t.trim().to_string()));
-    }
-    if sc.has_trace_rules(n) && n.iptables_rulesets().next().is_some() {
-        // netpath's own TRACE rules go in the raw table.
-        tables.push("raw".into());
-    }
-    tables.dedup();
-    if let Some(nft) = &n.nft {
-        tables.extend(nft_tables(nft));
-    }
-    if tables.iter().any(|t| t == table) {
-        return None;
-    }
-    let has = if tables.is_empty() { "no table at all".to_string() } else { format!("tables {}", tables.join(", ")) };
-    let hint = if n.nft.is_some() && table == "nat" { "; to mean any NAT chain write `type:nat`" } else { "" };
-    Some(format!("`{pattern}` names table {table}, which netns {netns} does not have (it has {has}){hint}"))
-}
-
-/// The table names an nft script declares (`table ip nat {`, `table nat {`).
-fn nft_tables(script: &str) -> Vec<String> {
-    script
-        .lines()
-        .filter_map(|l| {
-            let words: Vec<&str> = l.split_whitespace().take_while(|w| *w != "{").collect();
-            match words.as_slice() {
-                ["table", name] | ["add" | "create", "table", name] => Some(name.to_string()),
-                ["table", _family, name] | ["add" | "create", "table", _family, name] => Some(name.to_string()),
-                _ => None,
-            }
-        })
-        .collect()
+/// Whether entry item `key[k]` names nothing under every backend of the scenario.
+fn model_same_for_all(sc: &Scenario, n: &crate::scenario::NetnsSpec, key: &str, k: usize, e: &PathExpect) -> bool {
+    sc.backends.iter().all(|b| {
+        crate::ruleset::scenario::model(sc, n, *b)
+            .is_some_and(|m| m.vacuous(e).iter().any(|(kk, kx, _)| *kk == key && *kx == k))
+    })
 }

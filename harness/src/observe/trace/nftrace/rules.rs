@@ -195,6 +195,41 @@ impl RuleIndex {
         self.chain(family, table, chain).is_some_and(|c| c.hook.is_some())
     }
 
+    /// The listing as [`crate::ruleset::Ruleset`]s, one per family, tables and chains sorted by
+    /// name (the ruleset model that [`crate::ruleset::check`] judges patterns against).
+    pub fn rulesets(&self) -> Vec<crate::ruleset::Ruleset> {
+        use crate::ruleset::{Chain, Rule, Ruleset, Table};
+        let mut keys: Vec<&ChainKey> = self.chains.keys().collect();
+        keys.sort();
+        let mut out: Vec<Ruleset> = vec![];
+        for key in keys {
+            let (family, table, name) = key;
+            let info = &self.chains[key];
+            let fam = family_name(*family).map_or_else(|| family.to_string(), str::to_string);
+            if out.last().is_none_or(|r| r.family != fam) {
+                out.push(Ruleset { family: fam, tables: vec![] });
+            }
+            let set = out.last_mut().expect("pushed above");
+            if set.tables.last().is_none_or(|t| &t.name != table) {
+                set.tables.push(Table { name: table.clone(), chains: vec![] });
+            }
+            let rules = info
+                .handles
+                .iter()
+                .filter_map(|h| self.rules.get(&(*family, table.clone(), name.clone(), *h)))
+                .map(|r| Rule { text: r.text(), comment: r.comment.clone(), verdict: None })
+                .collect();
+            set.tables.last_mut().expect("pushed above").chains.push(Chain {
+                name: name.clone(),
+                kind: info.kind.clone(),
+                hook: info.hook.clone(),
+                policy: info.policy.as_deref().and_then(crate::observe::trace::Verdict::of_policy),
+                rules,
+            });
+        }
+        out
+    }
+
     /// The legacy-TRACE name of an event: (table, chain, `"rule"|"return"|"policy"`, number).
     /// `None` when the chain or rule is not in the index, for the chain-end event of a base
     /// chain (its `Policy` event follows), and for `Unspec`/`Other` events.
