@@ -4,6 +4,7 @@
 
 pub mod attribute;
 pub mod conntrack;
+pub mod drop;
 pub mod packet;
 pub mod response;
 
@@ -94,6 +95,10 @@ pub struct PacketEvidence {
     /// packet passes again. A TCP SYN sent again (a retransmission) is a later sighting too.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub again: BTreeMap<CapturePoint, Vec<PacketInfo>>,
+    /// Where and why the kernel dropped it, in the order it did ([`drop`]): one, unless a
+    /// clone of it died too, or (TCP) a retransmission of it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drops: Vec<crate::observe::kfree_skb::KernelDrop>,
 }
 
 impl PacketEvidence {
