@@ -235,12 +235,14 @@ fn read(
     let events = loaded.bpf.take_map("events").ok_or("no map events in the object")?;
     let mut ring = RingBuf::try_from(events).map_err(|e| e.to_string())?;
     let mut out = vec![];
+    let mut addresses = vec![];
     loop {
         // Read on the flag's last value only after one more drain: nothing queued is left.
         let stopping = stop.load(Ordering::Acquire);
         while let Some(item) = ring.next() {
             let Some(raw) = RawDrop::parse(&item) else { continue };
             let Some(netns) = names.get(&raw.netns) else { continue };
+            addresses.push(raw.location);
             let d = name(raw, netns, &loaded.reasons);
             if d.delivered_to_raw_socket() {
                 continue;
@@ -265,6 +267,13 @@ fn read(
     if n > 0 {
         return Err(format!("{}{n} kernel drop records (the drop ring buffer was full)", crate::observe::reader::LOST));
     }
+    // Named once the probes are done: kallsyms is read in one pass for all of them.
+    let names = symbols::resolve_all(&addresses);
+    for (d, a) in out.iter_mut().zip(addresses) {
+        if let Some(n) = names.get(&a) {
+            d.location.clone_from(n);
+        }
+    }
     Ok(out)
 }
 
@@ -276,7 +285,7 @@ fn name(raw: RawDrop, netns: &str, reasons: &Reasons) -> KernelDrop {
             true => Some(reasons.name(raw.reason).map_or_else(|| format!("reason {}", raw.reason), str::to_string)),
             false => None,
         },
-        location: symbols::resolve(raw.location),
+        location: format!("{:#x}", raw.location),
         device: raw.device,
         by: None,
         ktime: Duration::from_nanos(raw.ktime_ns),

@@ -5,19 +5,24 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::sync::{Mutex, OnceLock};
 
-/// `ip_error+0x5a`, or the address in hex when no symbol precedes it (kallsyms hidden).
-pub fn resolve(addr: u64) -> String {
+/// Each of `addrs` as `ip_error+0x5a`, or in hex when no symbol precedes it (kallsyms hidden):
+/// the ones not cached yet found in one pass over /proc/kallsyms.
+pub fn resolve_all(addrs: &[u64]) -> HashMap<u64, String> {
     static CACHE: OnceLock<Mutex<HashMap<u64, String>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(s) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&addr) {
-        return s.clone();
+    let mut cache = CACHE.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut todo: Vec<u64> = addrs.iter().copied().filter(|a| !cache.contains_key(a)).collect();
+    todo.sort_unstable();
+    todo.dedup();
+    if !todo.is_empty() {
+        let lines: Vec<String> = std::fs::File::open("/proc/kallsyms")
+            .map(|f| BufReader::new(f).lines().map_while(Result::ok).collect())
+            .unwrap_or_default();
+        for a in todo {
+            let name = nearest(lines.iter().cloned(), a).unwrap_or_else(|| format!("{a:#x}"));
+            cache.insert(a, name);
+        }
     }
-    let found = std::fs::File::open("/proc/kallsyms")
-        .ok()
-        .and_then(|f| nearest(BufReader::new(f).lines().map_while(Result::ok), addr))
-        .unwrap_or_else(|| format!("{addr:#x}"));
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, found.clone());
-    found
+    addrs.iter().filter_map(|a| cache.get(a).map(|n| (*a, n.clone()))).collect()
 }
 
 /// The text symbol at or before `addr` among kallsyms `lines`, as `name+0xoff` (`name` alone at
