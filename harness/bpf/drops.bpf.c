@@ -91,12 +91,11 @@ static __always_inline int looks_like_probe(const unsigned char *ip)
 	return tag == TAG || (tag & 0xffffffffffffULL) == 0x20796c706572ULL;
 }
 
-static __always_inline __u32 netns_of(struct sk_buff *skb, int *ifindex, char *dev)
+static __always_inline __u32 netns_of(struct sk_buff *skb, int *ifindex)
 {
 	struct net_device *d = BPF_CORE_READ(skb, dev);
 	if (d) {
 		*ifindex = BPF_CORE_READ(d, ifindex);
-		BPF_CORE_READ_STR_INTO(dev, d, name);
 		return BPF_CORE_READ(d, nd_net.net, ns.inum);
 	}
 	struct sock *sk = BPF_CORE_READ(skb, sk);
@@ -108,8 +107,7 @@ static __always_inline __u32 netns_of(struct sk_buff *skb, int *ifindex, char *d
 static __always_inline int handle(struct sk_buff *skb, void *location, __u32 reason)
 {
 	int ifindex = 0;
-	char dev[16] = {};
-	__u32 ns = netns_of(skb, &ifindex, dev);
+	__u32 ns = netns_of(skb, &ifindex);
 	if (!ns || !bpf_map_lookup_elem(&netns, &ns))
 		return 0;
 	unsigned char *head = BPF_CORE_READ(skb, head);
@@ -135,7 +133,10 @@ static __always_inline int handle(struct sk_buff *skb, void *location, __u32 rea
 	e->ifindex = ifindex;
 	__u32 len = tail - nh;
 	e->caplen = len > HEAD_BYTES ? HEAD_BYTES : len;
-	__builtin_memcpy(e->dev, dev, sizeof(e->dev));
+	__builtin_memset(e->dev, 0, sizeof(e->dev));
+	struct net_device *d = BPF_CORE_READ(skb, dev);
+	if (d)
+		bpf_core_read_str(e->dev, sizeof(e->dev), &d->name);
 	if (bpf_probe_read_kernel(e->head, HEAD_BYTES, ip))
 		__builtin_memset(e->head, 0, HEAD_BYTES);
 	bpf_ringbuf_submit(e, 0);

@@ -72,7 +72,10 @@ pub(in crate::scenario) fn problems(
         if let Some(r) = &d.reason
             && !reasons::known(r)
         {
-            let close: Vec<&str> = reasons::NAMES.iter().copied().filter(|n| similar(n, r)).take(3).collect();
+            let mut close: Vec<&str> = reasons::NAMES.iter().copied().filter(|n| similar(n, r)).collect();
+            // The longest shared beginning first: IP_INADDRERROR is closest to IP_INADDRERRORS.
+            close.sort_by_key(|n| std::cmp::Reverse(n.bytes().zip(r.bytes()).take_while(|(a, b)| a == b).count()));
+            close.truncate(3);
             let hint = if close.is_empty() {
                 "names as in the kernel's enum skb_drop_reason without SKB_DROP_REASON_ (IP_INADDRERRORS, NO_SOCKET, NETFILTER_DROP...)".to_string()
             } else {
