@@ -242,11 +242,13 @@ fn read(
         while let Some(item) = ring.next() {
             let Some(raw) = RawDrop::parse(&item) else { continue };
             let Some(netns) = names.get(&raw.netns) else { continue };
-            addresses.push(raw.location);
+            let location = raw.location;
             let d = name(raw, netns, &loaded.reasons);
             if d.delivered_to_raw_socket() {
                 continue;
             }
+            // Beside `out`, one for one: the two are zipped when the names are known.
+            addresses.push(location);
             if d.proves_loss() {
                 drops.kernel(&d);
             }
