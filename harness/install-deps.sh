@@ -10,11 +10,14 @@ fi
 # tcpdump is the shell baseline of `cargo bench` (cases/benches/seed000-experiment.sh).
 # wireguard-tools gives `wg`, which configures every WireGuard interface; wireguard-go is the
 # userspace WireGuard netpath uses where the kernel has none (CONFIG_WIREGUARD unset).
+# clang and libbpf-dev build the drop source's eBPF program (harness/build.rs compiles
+# harness/bpf/drops.bpf.c with clang against libbpf's bpf_helpers.h; no bpftool: the kernel types
+# it reads are declared in harness/bpf/core.h and relocated at load time).
 # containernetworking-plugins (the CNI plugins in /usr/lib/cni), netavark (podman's network
 # backend, /usr/lib/podman/netavark), nfacct and ipset: the real tools the bundled scenarios'
 # [[step]] entries run.
 packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc tcpdump
-  wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset)
+  wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset clang libbpf-dev)
 # shellcheck source=/dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 apt_install_missing install-deps "${packages[@]}"

@@ -90,6 +90,28 @@ fn handmade_docker_no_forward_with_ip_forward_the_request_leaves(
         .unexpected("nat:POSTROUTING:rule:2")
         .find(f);
     want(Seen).packet(1).request().at("node/ens3").observed("192.168.122.197 > 192.168.122.1").find(f);
+    // The kernel dropped nothing: the [[probe.drop]] entry (IP_INADDRERRORS in node) breaks.
+    want(NotDropped).packet(1).request().netns("node").expected("IP_INADDRERRORS in node at ip_error").find(f);
+}
+
+/// handmade-docker-no-forward with forwarding on and node's FORWARD policy DROP instead: the
+/// request still dies in node, and the kernel says why differently: NETFILTER_DROP at the
+/// FORWARD hook, not IP_INADDRERRORS at ip_error.
+#[rstest]
+fn handmade_docker_no_forward_dropped_by_forward_policy_is_another_drop(
+    #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
+) {
+    let mut sc = load("handmade-docker-no-forward");
+    set_forward(&mut sc, "node", true);
+    edit_iptables(&mut sc, "node", |r| {
+        format!("{r}*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+    });
+    let o = netpath_cases::run_or_return!(&sc, backend);
+    let f = &o.probes[1].failures;
+    let d = want(DroppedOtherwise).packet(1).request().netns("node").find(f);
+    let observed = d.observed.as_deref().unwrap_or_default();
+    assert!(observed.starts_with("dropped in node on mydocker at "), "{observed}");
+    assert!(observed.contains("(NETFILTER_DROP: a netfilter rule or chain policy dropped it)"), "{observed}");
 }
 
 /// host-gw without node1's RETURN rule: container traffic to the other node is masqueraded to

@@ -199,7 +199,7 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
             }
         }
     }
-    let Observed { frames, events, pcaps } = observers.stop(lab, &ifnames)?;
+    let Observed { frames, events, pcaps, drops } = observers.stop(lab, &ifnames)?;
     for srv in servers {
         srv.stop().map_err(|message| Error::Probe { probe: "server".into(), message })?;
     }
@@ -211,7 +211,8 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
     clock.lap("conntrack");
 
     let parsed = evidence::Parsed::new(&frames);
-    let joined = evidence::join(&mut probes, &parsed, &events);
+    let mut joined = evidence::join(&mut probes, &parsed, &events);
+    evidence::drop::attach(&probes, &mut joined.probes, &drops);
     if !joined.unattributed.is_empty() {
         let names: Vec<&str> = sc.probe.iter().map(|p| p.name.as_str()).collect();
         return Err(Error::EvidenceIncomplete {

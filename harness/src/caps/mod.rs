@@ -82,11 +82,16 @@ pub enum Feature {
     /// The syslog logger can be bound as a netns's IPv6 logger (`nf_log/10 = nf_log_ipv6`):
     /// IPv6 TRACE in the kernel log.
     KernelLogIpv6,
+    /// The eBPF drop source on `skb:kfree_skb` ([`crate::observe::kfree_skb`]): where the
+    /// kernel dropped each probe packet (BTF, raw tracepoints).
+    DropLocation,
+    /// The drop source with the kernel's drop reason (`enum skb_drop_reason`, Linux 5.17).
+    DropReason,
 }
 
 impl Feature {
     /// Every feature, in the order `netpath caps` prints them.
-    pub const ALL: [Feature; 22] = [
+    pub const ALL: [Feature; 24] = [
         Feature::Netns,
         Feature::Veth,
         Feature::Bridge,
@@ -109,6 +114,8 @@ impl Feature {
         Feature::Nat66,
         Feature::NflogIpv6,
         Feature::KernelLogIpv6,
+        Feature::DropLocation,
+        Feature::DropReason,
     ];
 
     /// A stable identifier for files and command lines (`ebtables-broute`).
@@ -136,6 +143,8 @@ impl Feature {
             Feature::Nat66 => "ipv6-nat",
             Feature::NflogIpv6 => "nflog-ipv6",
             Feature::KernelLogIpv6 => "kernel-log-ipv6",
+            Feature::DropLocation => "drop-location",
+            Feature::DropReason => "drop-reason",
         }
     }
 
@@ -164,6 +173,8 @@ impl Feature {
             Feature::Nat66 => "IPv6 NAT (ip6tables nat table)",
             Feature::NflogIpv6 => "nf_log for IPv6 to NFLOG",
             Feature::KernelLogIpv6 => "nf_log for IPv6 to the kernel log",
+            Feature::DropLocation => "kernel drop location (eBPF on skb:kfree_skb)",
+            Feature::DropReason => "kernel drop reason (skb_drop_reason)",
         }
     }
 
@@ -207,6 +218,10 @@ impl Feature {
             }
             Feature::NflogIpv6 => "CONFIG_NETFILTER_NETLINK_LOG and CONFIG_IPV6 (module nfnetlink_log)",
             Feature::KernelLogIpv6 => "CONFIG_NF_LOG_IPV6 (nf_log_syslog's IPv6 logger)",
+            Feature::DropLocation => "CONFIG_BPF_SYSCALL, CONFIG_BPF_EVENTS and CONFIG_DEBUG_INFO_BTF",
+            Feature::DropReason => {
+                "Linux 5.17 or later (the reason field of skb:kfree_skb), with what drop-location needs"
+            }
         }
     }
 
@@ -234,6 +249,9 @@ impl Feature {
             Feature::Nat66 => &[&["CONFIG_NF_NAT"], &["CONFIG_IP6_NF_NAT", "CONFIG_NFT_NAT"]],
             Feature::NflogIpv6 => &[&["CONFIG_NETFILTER_NETLINK_LOG"], &["CONFIG_IPV6"]],
             Feature::KernelLogIpv6 => &[&["CONFIG_NF_LOG_IPV6"]],
+            Feature::DropLocation | Feature::DropReason => {
+                &[&["CONFIG_BPF_SYSCALL"], &["CONFIG_BPF_EVENTS"], &["CONFIG_DEBUG_INFO_BTF"]]
+            }
         }
     }
 
@@ -432,7 +450,7 @@ fn kernel_version() -> String {
 }
 
 fn needs_netns(feature: Feature) -> bool {
-    !matches!(feature, Feature::KernelLog | Feature::WireGuardUserspace)
+    !matches!(feature, Feature::KernelLog | Feature::WireGuardUserspace | Feature::DropLocation | Feature::DropReason)
 }
 
 // ---- the kernel config, for explanations ----
@@ -588,7 +606,9 @@ impl<'a> Scratch<'a> {
                 .run(|| make_tun("npc-tun0").map_err(|e| netns_io(ns, "TUNSETIFF on /dev/net/tun", e)))
                 .map(|()| "made a TUN device through /dev/net/tun".into())
                 .map_err(|e| e.to_string()),
-            Feature::KernelLog | Feature::WireGuardUserspace => probe_outside(feature),
+            Feature::KernelLog | Feature::WireGuardUserspace | Feature::DropLocation | Feature::DropReason => {
+                probe_outside(feature)
+            }
         }
     }
 
@@ -635,6 +655,8 @@ fn probe_outside(feature: Feature) -> Result<String, String> {
     match feature {
         Feature::KernelLog => kernel_log(),
         Feature::WireGuardUserspace => wireguard_userspace(),
+        Feature::DropLocation => crate::observe::kfree_skb::probe_feature(crate::observe::kfree_skb::Flavour::Location),
+        Feature::DropReason => crate::observe::kfree_skb::probe_feature(crate::observe::kfree_skb::Flavour::Reason),
         other => Err(format!("{} cannot be probed outside a netns", other.name())),
     }
 }

@@ -23,6 +23,8 @@
 //! | IPv6 | an IPv6 address on a veth or bridge, an IPv6 route, or an `ip6tables` ruleset |
 //! | ip6tables-legacy TRACE, ip6tables-nft, IPv6 NAT | an `ip6tables` ruleset, as the three iptables rows above say for `iptables` (ip6tables-nft for any ruleset under nft) |
 //! | nf_log for IPv6 | a traced netns with an `ip6tables` ruleset under legacy: to NFLOG (nflog) or to the kernel log (kmsg), by the source |
+//! | kernel drop location | a `[[probe.drop]]` entry |
+//! | kernel drop reason | a `[[probe.drop]]` entry with a `reason` (Linux 5.17) |
 //!
 //! `[[wireguard]]` interfaces need one of two implementations, the kernel's or wireguard-go:
 //! [`check`] skips only when neither is there (which one a run uses is
@@ -124,6 +126,14 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
     // `conntrack -L` reads the entries a probe's conntrack expectations are checked against.
     if sc.probe.iter().any(|p| !p.conntrack.is_empty()) {
         need.insert(Feature::Conntrack);
+    }
+    // The eBPF drop source sees the drops `[[probe.drop]]` judges; a reason needs 5.17.
+    let drops = sc.probe.iter().flat_map(|p| &p.drop);
+    if drops.clone().next().is_some() {
+        need.insert(Feature::DropLocation);
+    }
+    if drops.clone().any(|d| d.reason.is_some()) {
+        need.insert(Feature::DropReason);
     }
     need.into_iter().collect()
 }

@@ -4,6 +4,7 @@
 
 pub mod attribute;
 pub mod conntrack;
+pub mod drop;
 pub mod packet;
 pub mod response;
 
@@ -98,6 +99,10 @@ pub struct PacketEvidence {
     /// every interface), so reports can put its capture points in the order it met them.
     #[serde(skip)]
     pub first_seen: BTreeMap<CapturePoint, Duration>,
+    /// Where and why the kernel dropped it, in the order it did ([`drop`]): one, unless a
+    /// clone of it died too, or (TCP) a retransmission of it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drops: Vec<crate::observe::kfree_skb::KernelDrop>,
 }
 
 impl PacketEvidence {

@@ -56,6 +56,12 @@ impl Drops {
         }
     }
 
+    /// A probe packet the kernel itself reported dropped, with a reason that ends it
+    /// ([`crate::observe::kfree_skb`]).
+    pub fn kernel(&self, drop: &crate::observe::kfree_skb::KernelDrop) {
+        self.add(drop.packet.as_ref(), Some(&drop.bytes));
+    }
+
     /// A watcher for a netns's NFLOG records (legacy TRACE): `points` says where that netns's
     /// ruleset of each family (by `NFPROTO_*`, as records name it) drops.
     pub fn nflog_watcher(&self, points: Vec<(u8, DropPoints)>) -> impl FnMut(&[Record]) + Send + 'static {

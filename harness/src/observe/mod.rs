@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod drops;
+pub mod kfree_skb;
 pub mod reader;
 pub mod trace;
 
@@ -23,6 +24,7 @@ use crate::lab::Lab;
 use crate::lab::netns::Netns;
 use crate::observe::capture::{PcapThread, Record};
 use crate::observe::drops::Drops;
+use crate::observe::kfree_skb::{DropWatch, KernelDrop};
 use crate::observe::trace::source::{Collected, Opening, Stopping, TraceReader};
 use crate::scenario::{CapturePoint, NetnsSpec, Scenario};
 
@@ -60,6 +62,9 @@ pub struct Observed {
     pub frames: Vec<Frame>,
     pub events: BTreeMap<String, Vec<TimedEvent>>,
     pub pcaps: Pcaps,
+    /// The probe-like packets the kernel dropped in the lab's namespaces (empty where the drop
+    /// source is not available: see [`Observers::kernel_drops`]).
+    pub drops: Vec<KernelDrop>,
 }
 
 pub struct Observers {
@@ -67,6 +72,8 @@ pub struct Observers {
     /// The trace readers, in the order they were opened.
     traces: Vec<Box<dyn TraceReader>>,
     drops: Drops,
+    /// The drop source, on kernels that have it.
+    kernel_drops: Option<DropWatch>,
 }
 
 impl Observers {
@@ -86,6 +93,15 @@ impl Observers {
         sources: &BTreeMap<String, TraceChoice>,
     ) -> Result<Observers> {
         let drops = Drops::default();
+        // First, so that it sees a drop of the first packet; a kernel without it only has the
+        // trace's account of drops (`netpath caps` says why).
+        let namespaces: Vec<(String, std::path::PathBuf)> = sc
+            .netns
+            .iter()
+            .map(|n| Ok((n.name.clone(), lab.netns(&n.name)?.path().to_path_buf())))
+            .collect::<Result<_>>()?;
+        let kernel_drops = DropWatch::start(&namespaces, drops.clone())
+            .map_err(|message| Error::Trace { netns: "(every netns: kernel drops)".into(), message })?;
         let cx = Opening { lab, scenario: sc, drops: &drops, step_sources: sources };
         let traced: Vec<&NetnsSpec> = sc.netns.iter().filter(|n| n.trace).collect();
         let run_source = trace.source();
@@ -116,7 +132,12 @@ impl Observers {
             })?;
             captures.push((point, t));
         }
-        Ok(Observers { captures, traces, drops })
+        Ok(Observers { captures, traces, drops, kernel_drops })
+    }
+
+    /// Whether the kernel's drops are observed ([`crate::observe::kfree_skb`]).
+    pub fn kernel_drops(&self) -> bool {
+        self.kernel_drops.is_some()
     }
 
     /// The probe packets the trace has shown dropped so far.
@@ -136,6 +157,9 @@ impl Observers {
         for reader in &self.traces {
             reader.signal();
         }
+        if let Some(k) = &self.kernel_drops {
+            k.signal();
+        }
         for (point, t) in self.captures {
             let linktype = t.linktype;
             match t.stop() {
@@ -151,6 +175,13 @@ impl Observers {
                 Err(message) => errors.push(Error::Capture { netns: point.netns, iface: point.iface, message }),
             }
         }
+        let kernel_drops = match self.kernel_drops.map(DropWatch::stop).transpose() {
+            Ok(d) => d.unwrap_or_default(),
+            Err(message) => {
+                errors.push(Error::Trace { netns: "(every netns: kernel drops)".into(), message });
+                vec![]
+            }
+        };
         let nonces = Nonces::from_frames(&frames);
         let cx = Stopping { lab, ifnames, frames: &frames, nonces: &nonces };
         let mut out = Collected { errors, pcaps, ..Collected::default() };
@@ -161,7 +192,7 @@ impl Observers {
         if !errors.is_empty() {
             return Err(incomplete_or_many(errors));
         }
-        Ok(Observed { frames, events, pcaps })
+        Ok(Observed { frames, events, pcaps, drops: kernel_drops })
     }
 }
 

@@ -20,22 +20,34 @@ pub enum Read<T> {
 /// How often the drops learnt on the trace readers' threads are looked at while waiting.
 const SLICE: Duration = Duration::from_millis(5);
 
+/// How long a wait goes on once the packet is known dropped: the kernel that drops a packet
+/// may refuse it first (an ICMP port unreachable before a `NO_SOCKET` drop, a REJECT rule's
+/// error, ip_error's unreachable when forwarding is on), and that answer, already on its way
+/// across a few veths, must still count as what the sender heard.
+pub const AFTER_DROP: Duration = Duration::from_millis(100);
+
 /// Poll `fd` and call `read` (which must not block) whenever it may have data, until `read`
-/// is done, `timeout` has passed, or `dropped()` says the packet was dropped.
+/// is done, `timeout` has passed, or [`AFTER_DROP`] has passed since `dropped()` said the
+/// packet was dropped.
 pub fn answer<T>(
     fd: BorrowedFd<'_>,
     timeout: Duration,
     dropped: &dyn Fn() -> bool,
     mut read: impl FnMut() -> io::Result<Read<T>>,
 ) -> io::Result<Option<T>> {
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
+    let mut seen_dropped = false;
     loop {
         // Whatever is queued is read first, so an answer that arrived always counts.
         if let Read::Done(found) = read()? {
             return Ok(found);
         }
+        if !seen_dropped && dropped() {
+            seen_dropped = true;
+            deadline = deadline.min(Instant::now() + AFTER_DROP);
+        }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || dropped() {
+        if left.is_zero() {
             return Ok(None);
         }
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
@@ -68,8 +80,11 @@ mod tests {
         b.send(b"hi").unwrap();
         let got = answer(a.as_fd(), Duration::from_secs(60), &|| true, || read(&a)).unwrap();
         assert_eq!(got.as_deref(), Some(&b"hi"[..]));
-        // Nothing queued and the packet dropped: done without waiting out the minute.
+        // Nothing queued and the packet dropped: done without waiting out the minute, after
+        // the short wait for a refusal sent before the drop.
+        let t = Instant::now();
         assert_eq!(answer(a.as_fd(), Duration::from_secs(60), &|| true, || read(&a)).unwrap(), None);
+        assert!(t.elapsed() >= AFTER_DROP && t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         // Not dropped: only the deadline ends it.
         assert_eq!(answer(a.as_fd(), Duration::from_millis(20), &|| false, || read(&a)).unwrap(), None);
     }

@@ -103,6 +103,9 @@ pub struct ProbeSpec {
     /// What its packets must carry at capture points.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addr: Vec<AddrExpect>,
+    /// Where and why the kernel must drop its packets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<DropExpect>,
 }
 
 impl ProbeSpec {
@@ -123,6 +126,7 @@ impl ProbeSpec {
             conntrack: vec![],
             path: vec![],
             addr: vec![],
+            drop: vec![],
         }
     }
 }

@@ -346,7 +346,7 @@ fn unknown_keys_name_the_key_and_the_valid_ones() {
     assert_eq!(
         d,
         [
-            "t.toml:14:1: probe[0]: unknown field `nmae`, expected one of `name`, `kind`, `from`, `to`, `count`, `timeout_ms`, `replies`, `answer`, `port`, `frame`, `answered_by`, `conntrack`, `path`, `addr` (did you mean `name`?)"
+            "t.toml:14:1: probe[0]: unknown field `nmae`, expected one of `name`, `kind`, `from`, `to`, `count`, `timeout_ms`, `replies`, `answer`, `port`, `frame`, `answered_by`, `conntrack`, `path`, `addr`, `drop` (did you mean `name`?)"
         ]
     );
 }

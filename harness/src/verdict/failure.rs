@@ -42,12 +42,20 @@ pub enum FailureKind {
     Answers,
     /// A conntrack entry the probe expects is not in the netns's table.
     Conntrack,
+    /// `[[probe.drop]]`: the kernel reported no drop of the packet (it went through, or died
+    /// where the drop source cannot see).
+    NotDropped,
+    /// `[[probe.drop]]`: the kernel dropped the packet, elsewhere or for another reason
+    /// (`observed` says where and why).
+    DroppedOtherwise,
 }
 
 impl FailureKind {
     /// The kinds of a path expectation (`exact`, `includes`, `last`, `never`).
     pub const PATH: [FailureKind; 4] =
         [FailureKind::PathExact, FailureKind::PathIncludes, FailureKind::PathLast, FailureKind::PathNever];
+    /// The kinds of a drop expectation (`[[probe.drop]]`).
+    pub const DROP: [FailureKind; 2] = [FailureKind::NotDropped, FailureKind::DroppedOtherwise];
     /// The kinds of an address expectation (`[[probe.addr]]`).
     pub const ADDRESS: [FailureKind; 3] = [FailureKind::Header, FailureKind::NotSeen, FailureKind::Seen];
 }
@@ -94,13 +102,15 @@ pub struct Failure {
     pub answered_by: Option<String>,
     /// The expected side, in one line: the header (`10.0.0.1:kept > any:80`) for header kinds
     /// (`not seen` for `Seen`), the hook for `PathLast`, the pattern for `PathNever`, the
-    /// minimum count for `Answers`, the answer kind (`reply`, `refused`, `dropped`, `none`) for
+    /// minimum count for `Answers`, the drop (`IP_INADDRERRORS in router at ip_error`) for the
+    /// drop kinds, the answer kind (`reply`, `refused`, `dropped`, `none`) for
     /// `NoReply`, `UnexpectedReply` and `WrongAnswer`, the entry (`tcp orig [..] reply [..]`) for `Conntrack`.
     #[serde(skip)]
     pub expected: Option<String>,
     /// The observed side, in the shape of `expected`: the header as seen (`None` for
     /// `NotSeen`), the last hook for `PathLast` (`None` without one), the count for
-    /// `Answers`, the answer kind that came for the answer kinds, the table's entries of that protocol (one a line) for `Conntrack`.
+    /// `Answers`, the drops seen (one a line; `None` for `NotDropped`) for the drop kinds, the
+    /// answer kind that came for the answer kinds, the table's entries of that protocol (one a line) for `Conntrack`.
     #[serde(skip)]
     pub observed: Option<String>,
     /// Path kinds: the hooks observed in the netns, in order.

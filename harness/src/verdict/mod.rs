@@ -1,6 +1,7 @@
 //! The verdict: each probe's expectations held against its evidence, one module per kind of
 //! expectation, named as in `scenario/expect/`: [`answer`] (`replies`, `answered_by`), [`path`]
-//! (`[[probe.path]]`), [`addr`] (`[[probe.addr]]`) and [`conntrack`] (`[[probe.conntrack]]`).
+//! (`[[probe.path]]`), [`addr`] (`[[probe.addr]]`), [`drop`] (`[[probe.drop]]`) and [`conntrack`]
+//! (`[[probe.conntrack]]`).
 //! Each kind is an [`ExpectationKind`] listed in [`KINDS`]: its name, the probe keys it reads,
 //! the [`FailureKind`]s it reports, and how it judges a probe's evidence, its failure texts
 //! beside. [`judge`] runs every kind. A failure is data ([`Failure`]), found by its kind and
@@ -28,6 +29,7 @@
 pub mod addr;
 pub mod answer;
 pub mod conntrack;
+pub mod drop;
 mod failure;
 pub mod path;
 #[cfg(test)]
@@ -69,7 +71,7 @@ pub trait ExpectationKind: Sync {
 
 /// Every kind of expectation, in the order their failures are reported (see [`judge`]).
 pub static KINDS: &[&dyn ExpectationKind] =
-    &[&answer::AnswerKind, &path::PathKind, &addr::AddrKind, &conntrack::ConntrackKind];
+    &[&answer::AnswerKind, &path::PathKind, &addr::AddrKind, &drop::DropKind, &conntrack::ConntrackKind];
 
 /// What a probe's expectations are judged against: the run, every packet of the probe with its
 /// evidence, and the conntrack tables after the run.

@@ -363,14 +363,27 @@ fn broken_probes() -> Vec<(ProbeSpec, Vec<Exchange>)> {
         orig: Default::default(),
         reply: Default::default(),
     });
+    let drop_in_host = crate::scenario::DropExpect {
+        netns: "host".into(),
+        reason: Some("IP_INADDRERRORS".into()),
+        function: None,
+        direction: Direction::Request,
+        packet: None,
+        backend: None,
+        kernel: None,
+    };
     let mut dropped = probe_with(vec![], vec![]);
     dropped.replies = Some(false);
+    dropped.drop.push(drop_in_host.clone());
     let mut rejected = probe_with(vec![], vec![]);
     rejected.answer = Some(crate::scenario::Answer::Refused);
+    rejected.drop.push(drop_in_host);
+    let mut no_socket = traced(&["raw:PREROUTING:policy:2"]);
+    no_socket.request.drops.push(kernel_drop("server", "NO_SOCKET", "__udp4_lib_rcv+0x2c4"));
     vec![
         (lost, vec![traced(&["raw:PREROUTING:policy:2", "filter:FORWARD:policy:1"])]),
         (dropped, vec![connection(1, 40312, None)]),
-        (rejected, vec![traced(&["raw:PREROUTING:policy:2"])]),
+        (rejected, vec![no_socket]),
     ]
 }
 
@@ -390,12 +403,14 @@ fn every_failure_kind_is_claimed_by_one_kind_of_expectation_which_reports_it() {
         Seen,
         Answers,
         Conntrack,
+        NotDropped,
+        DroppedOtherwise,
     ];
     for k in all {
         // An exhaustive match: a new FailureKind fails to compile here until it is listed.
         match k {
             NoReply | UnexpectedReply | WrongAnswer | PathExact | PathIncludes | PathLast | PathNever | Header
-            | NotSeen | Seen | Answers | Conntrack => {}
+            | NotSeen | Seen | Answers | Conntrack | NotDropped | DroppedOtherwise => {}
         }
         let claims: Vec<&str> = KINDS.iter().filter(|e| e.failures().contains(&k)).map(|e| e.name()).collect();
         assert_eq!(claims.len(), 1, "{k:?} is claimed by {claims:?}: list it in the failures() of one kind in KINDS");
@@ -480,4 +495,56 @@ fn failures_are_reported_answers_first_then_packet_by_packet_then_the_probes() {
             (Conntrack, None),
         ]
     );
+}
+
+fn kernel_drop(netns: &str, reason: &str, location: &str) -> crate::observe::kfree_skb::KernelDrop {
+    crate::observe::kfree_skb::KernelDrop {
+        netns: netns.into(),
+        reason: Some(reason.into()),
+        location: location.into(),
+        device: Some("eth0".into()),
+        by: None,
+        ktime: std::time::Duration::ZERO,
+        packet: None,
+        bytes: vec![],
+    }
+}
+
+#[test]
+fn a_drop_entry_holds_on_the_netns_reason_and_function_the_kernel_reported() {
+    use crate::verdict::drop::fits;
+    let want = |reason: Option<&str>, function: Option<&str>| crate::scenario::DropExpect {
+        netns: "router".into(),
+        reason: reason.map(String::from),
+        function: function.map(String::from),
+        direction: Direction::Request,
+        packet: None,
+        backend: None,
+        kernel: None,
+    };
+    let k = kernel_drop("router", "IP_INADDRERRORS", "ip_error+0x5a");
+    assert!(fits(&want(Some("IP_INADDRERRORS"), None), &k));
+    assert!(fits(&want(Some("IP_INADDRERRORS"), Some("ip_error")), &k), "the offset is not part of the name");
+    assert!(!fits(&want(Some("IP_INNOROUTES"), None), &k));
+    assert!(!fits(&want(None, Some("ip_rcv")), &k));
+    assert!(!fits(&want(None, Some("ip_error")), &kernel_drop("a", "IP_INADDRERRORS", "ip_error")), "another netns");
+    let mut p = probe_with(vec![], vec![]);
+    p.replies = Some(false);
+    p.drop.push(want(Some("IP_INNOROUTES"), None));
+    let mut x = traced(&["raw:PREROUTING:policy:2"]);
+    x.request.drops.push(k);
+    let f = check(&p, Backend::Legacy, &[x]);
+    assert_eq!(
+        (f[0].kind, f[0].packet, f[0].netns.as_deref()),
+        (FailureKind::DroppedOtherwise, Some(1), Some("router"))
+    );
+    assert_eq!(f[0].expected.as_deref(), Some("IP_INNOROUTES in router"));
+    assert_eq!(
+        f[0].observed.as_deref(),
+        Some(
+            "dropped in router on eth0 at ip_error (IP_INADDRERRORS: the host would have to forward it and forwarding is off (ip_forward = 0), or the destination is invalid)"
+        )
+    );
+    let f = check(&p, Backend::Legacy, &[traced(&["raw:PREROUTING:policy:2"])]);
+    assert_eq!((f[0].kind, f[0].observed.as_deref()), (FailureKind::NotDropped, None));
 }

@@ -1,12 +1,13 @@
 //! `netpath record`: write what a run observed as the scenario's expectations, the snapshot
 //! workflow for datapaths (write topology + rules + probes, record, review the diff, commit).
 //! One module per kind of expectation it writes (`answer.rs`: `replies` and `answered_by`,
-//! `path.rs`, `addr.rs`), named as in `scenario/expect/` and `verdict/`; what they share is
+//! `path.rs`, `addr.rs`, `drop.rs`), named as in `scenario/expect/` and `verdict/`; what they share is
 //! here: packets grouped into the fewest entries that say what each saw (`Recorder::entries`);
 //! and [`rewrite`], which puts them into the user's file.
 
 mod addr;
 mod answer;
+mod drop;
 mod path;
 mod rewrite;
 
@@ -58,6 +59,7 @@ pub fn expectations(scenario: &Scenario, outcomes: &[Outcome]) -> Recording {
         let mut rec = Recorder { spec: &spec, runs: &runs, warnings: &mut warnings };
         probe.path = path::recorded(&mut rec);
         probe.addr = addr::recorded(scenario, &points, &mut rec);
+        probe.drop = drop::recorded(&mut rec);
     }
     Recording { scenario: sc, warnings }
 }

@@ -1,7 +1,7 @@
 //! Putting a recording into the user's scenario file: each probe's recorded expectations in
 //! place of its old ones, comments, layout and everything else as the user wrote it.
 
-use crate::scenario::{AddrExpect, PathExpect, Scenario};
+use crate::scenario::{AddrExpect, DropExpect, PathExpect, Scenario};
 
 /// The scenario file `original` with each probe's recorded expectations (`replies`, `path`,
 /// `addr`) put in place of its old ones, and everything else (comments, the order of keys, the
@@ -26,7 +26,7 @@ pub fn rewrite(original: &str, recorded: &Scenario) -> Result<String, String> {
         set_value(probe, "replies", new.get("replies"), |v| v.as_bool() == Some(true));
         set_value(probe, "answer", new.get("answer"), |v| v.as_str() == Some("reply"));
         set_value(probe, "answered_by", new.get("answered_by"), |_| false);
-        for key in ["path", "addr"] {
+        for key in ["path", "addr", "drop"] {
             let old = probe.get(key).and_then(toml_edit::Item::as_array_of_tables).cloned();
             let Some(mut entries) = new.get(key).and_then(toml_edit::Item::as_array_of_tables).cloned() else {
                 probe.remove(key);
@@ -37,6 +37,7 @@ pub fn rewrite(original: &str, recorded: &Scenario) -> Result<String, String> {
                 let old = old.as_ref().unwrap_or(&none);
                 match key {
                     "path" => keep_what_holds::<PathExpect>(old, &mut entries, super::path::key),
+                    "drop" => keep_what_holds::<DropExpect>(old, &mut entries, super::drop::key),
                     _ => keep_what_holds::<AddrExpect>(old, &mut entries, super::addr::key),
                 }
             }

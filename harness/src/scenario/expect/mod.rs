@@ -1,6 +1,7 @@
 //! What a probe must show, one module per kind of expectation: `path.rs` (`[[probe.path]]`, the
 //! hooks its packets meet), `addr.rs` (`[[probe.addr]]`, what they carry at a capture point),
-//! `conntrack.rs` (`[[probe.conntrack]]`, the entries the flow leaves) and `answer.rs` (`answer`,
+//! `conntrack.rs` (`[[probe.conntrack]]`, the entries the flow leaves), `drop.rs`
+//! (`[[probe.drop]]`, where and why the kernel drops its packets) and `answer.rs` (`answer`,
 //! `replies` and `answered_by`, how and by whom its packets are answered). Each module holds its kind's
 //! data types with their serde, and the validation only that kind knows (its `problems`, called
 //! from `scenario/validate/probes.rs`); [`crate::verdict`] judges each kind in the module of the
@@ -10,12 +11,14 @@
 pub(super) mod addr;
 pub(super) mod answer;
 pub(super) mod conntrack;
+pub(super) mod drop;
 pub(super) mod path;
 pub(super) mod pattern;
 
 pub use addr::{AddrExpect, PortExpect};
 pub use answer::Answer;
 pub use conntrack::{ConntrackExpect, ConntrackProto, Tuple};
+pub use drop::DropExpect;
 pub use path::PathExpect;
 pub use pattern::{HookPattern, PathHook, glob};
 

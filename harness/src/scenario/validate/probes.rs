@@ -60,6 +60,7 @@ pub(super) fn check(sc: &Scenario, t: &Topology<'_>, ps: &mut Problems) {
         }
         expect::answer::problems(sc, i, p, ps);
         expect::conntrack::problems(t, i, p, ps);
+        expect::drop::problems(t, sc, i, p, ps);
         if p.count == 0 || p.count > MAX_COUNT {
             ps.add(format!("probe[{i}].count"), format!("count {} is outside 1 to {MAX_COUNT}", p.count));
         }
