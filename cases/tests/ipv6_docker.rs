@@ -92,10 +92,13 @@ fn an_icmpv6_conntrack_entry_holds_and_a_wrong_tuple_or_protocol_fails() {
     let failures = &o.probes[0].failures;
     assert_eq!(failures.len(), 2, "only the two conntrack entries fail: {failures:#?}");
     let source = want(FailureKind::Conntrack).netns("host").find(failures);
-    assert!(source.expected.as_deref().is_some_and(|e| e.starts_with("icmpv6 orig")), "{source:#?}");
+    assert!(source.expected.as_deref().is_some_and(|e| e.starts_with("proto = \"icmpv6\", orig = ")), "{source:#?}");
     // The real entry was there, with the container's own address: only the tuple was wrong.
     let observed = source.observed.as_deref().unwrap_or_default();
     assert!(observed.contains("icmpv6") && observed.contains("src=fd00:dead:beef::2 "), "{source:#?}");
-    assert!(failures[1].expected.as_deref().is_some_and(|e| e.starts_with("tcp orig")), "{failures:#?}");
+    assert!(
+        failures[1].expected.as_deref().is_some_and(|e| e.starts_with("proto = \"tcp\", orig = ")),
+        "{failures:#?}"
+    );
     assert_eq!(failures[1].kind, FailureKind::Conntrack);
 }
