@@ -407,7 +407,15 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
         // The twin: not contained, the same daemon outlives its command, and the check sees it.
         let out = run(sh(&format!("setsid sleep {tag} >/dev/null 2>&1 & echo $!")), None, TIMEOUT).unwrap();
-        let survivors = processes_with(&tag);
+        // Poll: while a process is inside execve its cmdline reads empty (the new mm has no
+        // arguments yet), and the daemon execs twice (`setsid`, then `sleep`). A CI run read
+        // the survivor in that window once and saw nothing.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut survivors = processes_with(&tag);
+        while survivors.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            survivors = processes_with(&tag);
+        }
         if let Ok(pid) = out.stdout.trim().parse::<i32>() {
             // SAFETY: kill has no memory effects; the sleep is this test's own.
             unsafe { libc::kill(pid, libc::SIGKILL) };
