@@ -10,13 +10,9 @@ use netpath::{Backend, Scenario};
 use netpath_cases::{assert_passes, run, want};
 use rstest::rstest;
 
-/// A client pinging a router whose ruleset is `rules` (`iptables` or native `nft`), no answer
-/// of any kind expected, and the router's path expected to end at `last`.
-fn router(field: &str, rules: &str, last: &str) -> Scenario {
-    router_answering(field, rules, last, "none")
-}
-
-/// The same, with the answer the ping must get (`refused` under a REJECT).
+/// A client pinging a router whose ruleset is `rules` (`iptables` or native `nft`), the ping
+/// answered by `answer` (`none`, or `refused` under a REJECT), and the router's path expected
+/// to end at `last`.
 fn router_answering(field: &str, rules: &str, last: &str, answer: &str) -> Scenario {
     let text = router_text(field, rules, last, answer);
     Scenario::from_toml(&text, Path::new("router.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
@@ -48,12 +44,63 @@ last = "{last}"
     )
 }
 
-fn iptables(input: &str) -> String {
-    format!("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p icmp -j TRACE\nCOMMIT\n*filter\n{input}COMMIT\n")
+/// What a router's ruleset is written in, and the backend that runs it: the same rule in
+/// iptables-restore text (under either iptables backend) and in a native nft table.
+#[derive(Clone, Copy, Debug)]
+enum Rules {
+    Iptables(Backend),
+    Nft,
 }
 
-fn nft(input: &str) -> String {
-    format!("table inet fw {{\n  chain input {{\n    type filter hook input priority 0;\n{input}  }}\n}}\n")
+/// One rule of INPUT: the protocol it matches, its verdict (lower case, as the path writes it)
+/// and its comment.
+struct Rule<'a>(&'a str, &'a str, Option<&'a str>);
+
+impl Rules {
+    fn backend(self) -> Backend {
+        match self {
+            Rules::Iptables(b) => b,
+            Rules::Nft => Backend::Nft,
+        }
+    }
+
+    /// The input chain as a path names it.
+    fn chain(self) -> &'static str {
+        match self {
+            Rules::Iptables(_) => "filter:INPUT",
+            Rules::Nft => "fw:input",
+        }
+    }
+
+    /// A router whose INPUT has `policy` and `rules`, its path expected to end at `last` (a
+    /// hook of [`Rules::chain`], as `policy:1 drop`), the ping answered by `answer`.
+    fn router(self, policy: &str, rules: &[Rule], last: &str, answer: &str) -> Scenario {
+        let last = format!("{}:{last}", self.chain());
+        match self {
+            Rules::Iptables(_) => {
+                let mut input = format!(":INPUT {} [0:0]\n", policy.to_uppercase());
+                for Rule(proto, verdict, comment) in rules {
+                    let comment = comment.map(|c| format!("-m comment --comment {c} ")).unwrap_or_default();
+                    input += &format!("-A INPUT -p {proto} {comment}-j {}\n", verdict.to_uppercase());
+                }
+                let text = format!(
+                    "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p icmp -j TRACE\nCOMMIT\n*filter\n{input}COMMIT\n"
+                );
+                router_answering("iptables", &text, &last, answer)
+            }
+            Rules::Nft => {
+                let mut input = format!("    policy {policy};\n");
+                for Rule(proto, verdict, comment) in rules {
+                    let comment = comment.map(|c| format!(" comment \"{c}\"")).unwrap_or_default();
+                    input += &format!("    meta l4proto {proto} {verdict}{comment}\n");
+                }
+                let text = format!(
+                    "table inet fw {{\n  chain input {{\n    type filter hook input priority 0;\n{input}  }}\n}}\n"
+                );
+                router_answering("nft", &text, &last, answer)
+            }
+        }
+    }
 }
 
 /// The expectation and the datapath that breaks it, on one backend.
@@ -70,38 +117,38 @@ fn passes_and_twin_fails(sc: &Scenario, twin: &Scenario, backend: Backend, want_
 }
 
 #[rstest]
-fn an_input_policy_drop_is_told_from_accept(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
-    let last = "filter:INPUT:policy:1 drop";
-    let sc = router("iptables", &iptables(":INPUT DROP [0:0]\n"), last);
-    let twin = router("iptables", &iptables(":INPUT ACCEPT [0:0]\n"), last);
-    passes_and_twin_fails(&sc, &twin, backend, last, "filter:INPUT:policy:1 accept");
-}
-
-#[test]
-fn a_native_nft_input_policy_drop_is_told_from_accept() {
-    let last = "fw:input:policy:1 drop";
-    let sc = router("nft", &nft("    policy drop;\n"), last);
-    let twin = router("nft", &nft("    policy accept;\n"), last);
-    passes_and_twin_fails(&sc, &twin, Backend::Nft, last, "fw:input:policy:1 accept");
+#[case::legacy(Rules::Iptables(Backend::Legacy))]
+#[case::iptables_nft(Rules::Iptables(Backend::Nft))]
+#[case::native_nft(Rules::Nft)]
+fn an_input_policy_drop_is_told_from_accept(#[case] rules: Rules) {
+    let chain = rules.chain();
+    let sc = rules.router("drop", &[], "policy:1 drop", "none");
+    let twin = rules.router("accept", &[], "policy:1 drop", "none");
+    passes_and_twin_fails(
+        &sc,
+        &twin,
+        rules.backend(),
+        &format!("{chain}:policy:1 drop"),
+        &format!("{chain}:policy:1 accept"),
+    );
 }
 
 /// The kernel reports a reject as a drop; the rule's target tells them apart.
 #[rstest]
-fn a_reject_rule_is_told_from_a_drop_rule(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
-    let last = "filter:INPUT:rule:1 reject";
-    let sc =
-        router_answering("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j REJECT\n"), last, "refused");
-    let twin =
-        router_answering("iptables", &iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j DROP\n"), last, "refused");
-    passes_and_twin_fails(&sc, &twin, backend, last, "filter:INPUT:rule:1 drop");
-}
-
-#[test]
-fn a_native_nft_reject_is_told_from_a_drop() {
-    let last = "fw:input:rule:1 reject";
-    let sc = router_answering("nft", &nft("    policy accept;\n    ip protocol icmp reject\n"), last, "refused");
-    let twin = router_answering("nft", &nft("    policy accept;\n    ip protocol icmp drop\n"), last, "refused");
-    passes_and_twin_fails(&sc, &twin, Backend::Nft, last, "fw:input:rule:1 drop");
+#[case::legacy(Rules::Iptables(Backend::Legacy))]
+#[case::iptables_nft(Rules::Iptables(Backend::Nft))]
+#[case::native_nft(Rules::Nft)]
+fn a_reject_rule_is_told_from_a_drop_rule(#[case] rules: Rules) {
+    let chain = rules.chain();
+    let sc = rules.router("accept", &[Rule("icmp", "reject", None)], "rule:1 reject", "refused");
+    let twin = rules.router("accept", &[Rule("icmp", "drop", None)], "rule:1 reject", "refused");
+    passes_and_twin_fails(
+        &sc,
+        &twin,
+        rules.backend(),
+        &format!("{chain}:rule:1 reject"),
+        &format!("{chain}:rule:1 drop"),
+    );
 }
 
 /// The README's example of verdicts and patterns, as written there, under both backends; and
@@ -128,65 +175,40 @@ fn the_readme_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Bac
 /// A rule named by its comment is found wherever it sits: a rule added above it breaks the
 /// position reference, not the comment reference; a rule with another comment fails it.
 #[rstest]
-fn a_rule_is_named_by_its_comment(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
-    let by_comment = r#"filter:INPUT:rule:\"deny-ping\" drop"#;
-    let deny = "-A INPUT -p icmp -m comment --comment deny-ping -j DROP\n";
-    let first = iptables(&format!(":INPUT ACCEPT [0:0]\n{deny}"));
-    let moved = iptables(&format!(":INPUT ACCEPT [0:0]\n-A INPUT -p tcp -j ACCEPT\n{deny}"));
-    assert_passes(&router("iptables", &first, by_comment), backend);
-    assert_passes(&router("iptables", &moved, by_comment), backend);
-    let by_position = "filter:INPUT:rule:1 drop";
+#[case::legacy(Rules::Iptables(Backend::Legacy))]
+#[case::iptables_nft(Rules::Iptables(Backend::Nft))]
+#[case::native_nft(Rules::Nft)]
+fn a_rule_is_named_by_its_comment(#[case] rules: Rules) {
+    let (chain, backend) = (rules.chain(), rules.backend());
+    let by_comment = r#"rule:\"deny-ping\" drop"#;
+    let deny = Rule("icmp", "drop", Some("deny-ping"));
+    let first = [Rule("icmp", "drop", Some("deny-ping"))];
+    let moved = [Rule("tcp", "accept", None), deny];
+    assert_passes(&rules.router("accept", &first, by_comment, "none"), backend);
+    assert_passes(&rules.router("accept", &moved, by_comment, "none"), backend);
     passes_and_twin_fails(
-        &router("iptables", &first, by_position),
-        &router("iptables", &moved, by_position),
+        &rules.router("accept", &first, "rule:1 drop", "none"),
+        &rules.router("accept", &moved, "rule:1 drop", "none"),
         backend,
-        by_position,
-        "filter:INPUT:rule:2 drop",
+        &format!("{chain}:rule:1 drop"),
+        &format!("{chain}:rule:2 drop"),
     );
     // The comment on a rule the ping does not meet: the ping's drop is another rule's.
-    let other = iptables(
-        ":INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m comment --comment deny-ping -j DROP\n\
-         -A INPUT -p icmp -m comment --comment deny-all -j DROP\n",
-    );
-    let o = run(&router("iptables", &other, by_comment), backend);
+    let other = [Rule("tcp", "drop", Some("deny-ping")), Rule("icmp", "drop", Some("deny-all"))];
+    let o = run(&rules.router("accept", &other, by_comment, "none"), backend);
     want(PathLast)
         .packet(1)
         .netns("router")
-        .expected(r#"filter:INPUT:rule:"deny-ping" drop"#)
-        .observed("filter:INPUT:rule:2 drop")
+        .expected(&format!(r#"{chain}:rule:"deny-ping" drop"#))
+        .observed(&format!("{chain}:rule:2 drop"))
         .find(&o.probes[0].failures);
     // No rule with that comment at all: the entry cannot match, and the failure says why.
-    let none = iptables(":INPUT ACCEPT [0:0]\n-A INPUT -p icmp -m comment --comment deny-all -j DROP\n");
-    let o = run(&router("iptables", &none, by_comment), backend);
-    let f = want(PathLast).packet(1).netns("router").observed("filter:INPUT:rule:1 drop").find(&o.probes[0].failures);
-    assert!(
-        f.detail.contains("no rule of filter:INPUT in netns router has that comment (comments there: \"deny-all\")"),
-        "{f:#?}"
-    );
-}
-
-#[test]
-fn a_native_nft_rule_is_named_by_its_comment() {
-    let by_comment = r#"fw:input:rule:\"deny-ping\" drop"#;
-    let deny = "    meta l4proto icmp drop comment \"deny-ping\"\n";
-    let moved = nft(&format!("    tcp dport 22 accept\n{deny}"));
-    assert_passes(&router("nft", &nft(deny), by_comment), Backend::Nft);
-    assert_passes(&router("nft", &moved, by_comment), Backend::Nft);
-    let other = nft("    tcp dport 22 drop comment \"deny-ping\"\n    meta l4proto icmp drop comment \"deny-all\"\n");
-    let o = run(&router("nft", &other, by_comment), Backend::Nft);
-    want(PathLast)
-        .packet(1)
-        .netns("router")
-        .expected(r#"fw:input:rule:"deny-ping" drop"#)
-        .observed("fw:input:rule:2 drop")
-        .find(&o.probes[0].failures);
-    let none = nft("    meta l4proto icmp drop comment \"deny-all\"\n");
-    let o = run(&router("nft", &none, by_comment), Backend::Nft);
-    let f = want(PathLast).packet(1).netns("router").observed("fw:input:rule:1 drop").find(&o.probes[0].failures);
-    assert!(
-        f.detail.contains("no rule of fw:input in netns router has that comment (comments there: \"deny-all\")"),
-        "{f:#?}"
-    );
+    let none = [Rule("icmp", "drop", Some("deny-all"))];
+    let o = run(&rules.router("accept", &none, by_comment, "none"), backend);
+    let f =
+        want(PathLast).packet(1).netns("router").observed(&format!("{chain}:rule:1 drop")).find(&o.probes[0].failures);
+    let why = format!("no rule of {chain} in netns router has that comment (comments there: \"deny-all\")");
+    assert!(f.detail.contains(&why), "{f:#?}");
 }
 
 /// The README's example of a rule named by its comment, as written there: it passes, still
