@@ -2,6 +2,7 @@
 //! the artifacts folder, and recorded expectations.
 
 pub mod artifacts;
+pub mod hops;
 pub mod junit;
 pub mod pcapng;
 pub mod record;
