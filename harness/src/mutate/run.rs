@@ -76,6 +76,7 @@ fn met_by(outcome: &Outcome, target: &Target) -> Vec<String> {
                 std::iter::once(&x.request)
                     .chain(std::iter::once(&x.reply))
                     .chain(&x.retransmissions)
+                    .chain(&x.reply_retransmissions)
                     .flat_map(|e| e.path.values().flatten())
                     .any(|ev| target.met_by(ev))
             })

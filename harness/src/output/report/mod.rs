@@ -49,14 +49,13 @@ fn packet_block(out: &mut String, ex: &Exchange, seed: bool) {
         }
         let _ = writeln!(out, "      addresses:");
         out.push_str(&address_table(pe));
-        if d == Direction::Request {
-            // Each time the sender sent it again: its own traversal, apart from the first.
-            for (k, again) in ex.retransmissions.iter().enumerate() {
-                let _ = writeln!(out, "    packet {} request, retransmission {}: path", ex.packet, k + 1);
-                out.push_str(&path_lines(again));
-                let _ = writeln!(out, "      addresses:");
-                out.push_str(&address_table(again));
-            }
+        // Each time the sender sent it again: its own traversal, apart from the first.
+        let again = if d == Direction::Request { &ex.retransmissions } else { &ex.reply_retransmissions };
+        for (k, again) in again.iter().enumerate() {
+            let _ = writeln!(out, "    packet {} {}, retransmission {}: path", ex.packet, d, k + 1);
+            out.push_str(&path_lines(again));
+            let _ = writeln!(out, "      addresses:");
+            out.push_str(&address_table(again));
         }
     }
 }
@@ -253,6 +252,7 @@ mod tests {
             request,
             reply: PacketEvidence::default(),
             retransmissions: vec![],
+            reply_retransmissions: vec![],
             replied: true,
             response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
             answer: Some(answer.into()),
