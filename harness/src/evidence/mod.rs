@@ -302,6 +302,9 @@ impl Exchange {
     }
 }
 
+/// One direction of one probe packet: `(probe, packet, direction)`.
+type Segment = (usize, usize, Direction);
+
 /// The first capture of a probe packet's request (when), of its reply and of a refusal of it.
 type Firsts = (Option<Duration>, Option<Caught>, Option<Caught>);
 
@@ -385,7 +388,7 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
     // sender again, after a pause, on the kernel's capture clock. Only that point counts: a hop
     // further on may see one transmission late (a stalled vCPU under TCG), and a hairpin brings
     // it back within a millisecond.
-    let mut sender_ts: BTreeMap<(usize, usize, Direction), Vec<(Duration, &CapturePoint)>> = BTreeMap::new();
+    let mut sender_ts: BTreeMap<Segment, Vec<(Duration, &CapturePoint)>> = BTreeMap::new();
     for (f, info, nonce) in frames.iter() {
         if let Some((p, i, d)) = classify(info, &f.data, nonce)
             && probes[p][i].matcher.retransmits()
