@@ -56,6 +56,7 @@ pub mod cidr;
 pub mod engine;
 pub mod error;
 pub mod kernel;
+pub mod mutate;
 pub mod output;
 pub mod scenario;
 pub mod suite;

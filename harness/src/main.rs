@@ -36,6 +36,9 @@ enum Command {
         #[arg(long)]
         kernel_config: bool,
     },
+    /// Mutation-test the scenarios' rulesets: change one rule or sysctl at a time, run the
+    /// probes, and report every change no expectation notices.
+    Mutate(MutateArgs),
     /// Remove what netpath runs that were killed left: their namespaces and the processes in
     /// them, their temp folders, the kernel-log setting.
     Sweep {
@@ -92,6 +95,39 @@ struct RunArgs {
     /// waiting out its timeout, plus 2 min for the lab), at most 10 min.
     #[arg(long, value_name = "DURATION", value_parser = netpath::bound::parse_duration)]
     max_duration: Option<std::time::Duration>,
+}
+
+#[derive(clap::Args)]
+struct MutateArgs {
+    /// Scenario files or folders of them (default: the bundled scenarios).
+    paths: Vec<PathBuf>,
+    /// Which iptables backends to run: the scenario's own (default), legacy, nft or all.
+    #[arg(long)]
+    backend: Option<BackendChoice>,
+    /// Run this many mutants at once, each in its own namespaces.
+    #[arg(long, short, value_name = "N", default_value = "1")]
+    jobs: NonZeroUsize,
+    /// Exit 1 when a scenario × backend scores below P percent (killed / (killed + survived)).
+    #[arg(long, value_name = "P")]
+    min_score: Option<f64>,
+    /// Also write the results as JSON to FILE (shards' files join with --join).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Run only the K-th of N shares of the mutants (1/4, 2/4, ...), the same on every machine.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// Instead of running: join these JSON reports of shards into one table.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["paths", "shard", "json"])]
+    join: Vec<PathBuf>,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s.split_once('/').ok_or("a shard is K/N, as 2/4")?;
+    let (k, n): (usize, usize) = (k.parse().map_err(|_| "K is a number")?, n.parse().map_err(|_| "N is a number")?);
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("shard {k}/{n}: K runs from 1 to N"));
+    }
+    Ok((k, n))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -236,6 +272,62 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `netpath mutate`: the score table and every survivor on stdout; exit 1 below --min-score.
+fn mutate(args: MutateArgs) -> ExitCode {
+    if !args.join.is_empty() {
+        let mut reports = vec![];
+        for f in &args.join {
+            let read = std::fs::read_to_string(f).map_err(|e| e.to_string());
+            match read.and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())) {
+                Ok(v) => reports.push(v),
+                Err(e) => {
+                    eprintln!("netpath mutate: {}: {e}", f.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        return match netpath::mutate::join(&reports) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("netpath mutate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let paths = if args.paths.is_empty() { vec![suite::bundled()] } else { args.paths };
+    let files = match suite::scenario_files(&paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("netpath: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(code) = check_capabilities("mutate") {
+        return code;
+    }
+    let scenarios: Vec<(PathBuf, Result<Scenario, String>)> =
+        files.into_iter().map(|f| (f.clone(), Scenario::load(&f).map_err(|e| e.to_string()))).collect();
+    let settings = netpath::mutate::Settings { opts: RunOptions::default(), jobs: args.jobs, shard: args.shard };
+    let report = netpath::mutate::run_all(&scenarios, |sc| BackendChoice::backends(args.backend, sc), &settings);
+    print!("{}", report.text());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string());
+        if let Err(e) = text.and_then(|t| std::fs::write(path, t).map_err(|e| format!("write {}: {e}", path.display())))
+        {
+            eprintln!("netpath mutate: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let below = args.min_score.map(|m| report.below(m)).unwrap_or_default();
+    for b in &below {
+        eprintln!("netpath mutate: below --min-score: {b}");
+    }
+    if below.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
 /// `netpath sweep`: a line per thing removed, then the namespace count; what failed on stderr.
 fn sweep(all: bool) -> ExitCode {
     let swept = netpath::lab::sweep::sweep(all);
@@ -277,6 +369,7 @@ fn main() -> ExitCode {
             print!("{}", netpath::caps::table(&netpath::caps::probe_all()));
             ExitCode::SUCCESS
         }
+        Command::Mutate(args) => mutate(args),
         Command::Sweep { all } => sweep(all),
     }
 }

@@ -148,6 +148,11 @@ pub struct Exchange {
     /// "retransmission 1", ...; no expectation judges it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retransmissions: Vec<PacketEvidence>,
+    /// Each time the reply was sent again (a SYN-ACK the server retransmits when the client's
+    /// ACK is late, as under QEMU's TCG): its own traversal, as for the request's; no
+    /// expectation judges it, and how often it happens is the kernel's timing, not the datapath.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reply_retransmissions: Vec<PacketEvidence>,
     /// Whether the sender got the reply (`response.kind` is a reply).
     pub replied: bool,
     /// What answered it: a reply, a refusal, a local drop or nothing, from whom, seen where,
@@ -284,17 +289,25 @@ fn transmission_of(starts: &[Duration], t: Duration) -> usize {
 }
 
 impl Exchange {
-    /// The evidence of transmission `k` of the request (0: the first, then its retransmissions).
-    fn transmission_mut(&mut self, k: usize) -> &mut PacketEvidence {
+    /// The evidence of transmission `k` of the request or the reply (0: the first, then its
+    /// retransmissions).
+    fn transmission_mut(&mut self, d: Direction, k: usize) -> &mut PacketEvidence {
         if k == 0 {
-            return &mut self.request;
+            return self.of_mut(d);
         }
-        if self.retransmissions.len() < k {
-            self.retransmissions.resize_with(k, PacketEvidence::default);
+        let again = match d {
+            Direction::Request => &mut self.retransmissions,
+            Direction::Reply => &mut self.reply_retransmissions,
+        };
+        if again.len() < k {
+            again.resize_with(k, PacketEvidence::default);
         }
-        &mut self.retransmissions[k - 1]
+        &mut again[k - 1]
     }
 }
+
+/// One direction of one probe packet: `(probe, packet, direction)`.
+type Segment = (usize, usize, Direction);
 
 /// The first capture of a probe packet's request (when), of its reply and of a refusal of it.
 type Firsts = (Option<Duration>, Option<Caught>, Option<Caught>);
@@ -347,6 +360,7 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
                     request: PacketEvidence::default(),
                     reply: PacketEvidence::default(),
                     retransmissions: vec![],
+                    reply_retransmissions: vec![],
                     replied: s.replied(),
                     response: Response::heard(&s.heard),
                     answer: s.answer.clone(),
@@ -373,25 +387,25 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
         from: info.src,
         how,
     };
-    // A request its sender sends again (a TCP SYN) is told from its first transmission by time:
-    // each transmission passes the capture point nearest the sender again, after a pause, on
-    // the kernel's capture clock. Only that point counts: a hop further on may see one
-    // transmission late (a stalled vCPU under TCG), and a hairpin brings it back within a
-    // millisecond.
-    let mut request_ts: BTreeMap<(usize, usize), Vec<(Duration, &CapturePoint)>> = BTreeMap::new();
+    // A segment its sender sends again (a TCP SYN, or the SYN-ACK answering it) is told from
+    // its first transmission by time: each transmission passes the capture point nearest the
+    // sender again, after a pause, on the kernel's capture clock. Only that point counts: a hop
+    // further on may see one transmission late (a stalled vCPU under TCG), and a hairpin brings
+    // it back within a millisecond.
+    let mut sender_ts: BTreeMap<Segment, Vec<(Duration, &CapturePoint)>> = BTreeMap::new();
     for (f, info, nonce) in frames.iter() {
-        if let Some((p, i, Direction::Request)) = classify(info, &f.data, nonce)
+        if let Some((p, i, d)) = classify(info, &f.data, nonce)
             && probes[p][i].matcher.retransmits()
         {
-            request_ts.entry((p, i)).or_default().push((f.ts, &f.point));
+            sender_ts.entry((p, i, d)).or_default().push((f.ts, &f.point));
         }
     }
-    let request_ts = request_ts.into_iter().map(|(k, mut seen)| {
+    let sender_ts = sender_ts.into_iter().map(|(k, mut seen)| {
         seen.sort_by_key(|(t, _)| *t);
         let nearest = seen[0].1;
         (k, seen.iter().filter(|(_, at)| *at == nearest).map(|(t, _)| *t).collect::<Vec<_>>())
     });
-    let frame_starts: BTreeMap<(usize, usize), Vec<Duration>> = request_ts
+    let frame_starts: BTreeMap<(usize, usize, Direction), Vec<Duration>> = sender_ts
         .into_iter()
         .map(|(k, mut ts)| {
             ts.sort();
@@ -418,11 +432,8 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             }
             Direction::Reply => {}
         }
-        let k = match (d, frame_starts.get(&(p, i))) {
-            (Direction::Request, Some(st)) => transmission_of(st, f.ts),
-            _ => 0,
-        };
-        let pe = if k > 0 { out[p][i].transmission_mut(k) } else { out[p][i].of_mut(d) };
+        let k = frame_starts.get(&(p, i, d)).map_or(0, |st| transmission_of(st, f.ts));
+        let pe = out[p][i].transmission_mut(d, k);
         match pe.seen.entry(f.point.clone()) {
             std::collections::btree_map::Entry::Vacant(v) => {
                 v.insert(info.clone());
@@ -473,21 +484,21 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
                 }),
             }
         }
-        // A retransmitted request's events pause like its frames, on the trace source's own clock.
-        // An nf_tables event's time is when it was read: a traversal (one trace id) read in two
-        // batches is still one, so only the first event of each trace id starts anything.
-        let mut event_ts: BTreeMap<(usize, usize), Vec<Duration>> = BTreeMap::new();
-        let mut ids: std::collections::BTreeSet<(usize, usize, u32)> = Default::default();
+        // A retransmitted segment's events pause like its frames, on the trace source's own
+        // clock. An nf_tables event's time is when it was read: a traversal (one trace id) read
+        // in two batches is still one, so only the first event of each trace id starts anything.
+        let mut event_ts: BTreeMap<(usize, usize, Direction), Vec<Duration>> = BTreeMap::new();
+        let mut ids: std::collections::BTreeSet<(usize, usize, Direction, u32)> = Default::default();
         for (te, who) in evs.iter().zip(&owner) {
-            if let Some((p, i, Direction::Request)) = *who
+            if let Some((p, i, d)) = *who
                 && probes[p][i].matcher.retransmits()
-                && te.clues.trace_id.is_none_or(|id| ids.insert((p, i, id)))
+                && te.clues.trace_id.is_none_or(|id| ids.insert((p, i, d, id)))
             {
-                event_ts.entry((p, i)).or_default().push(te.ts);
+                event_ts.entry((p, i, d)).or_default().push(te.ts);
             }
         }
-        let mut of_id: BTreeMap<(usize, usize, u32), usize> = BTreeMap::new();
-        let starts: BTreeMap<(usize, usize), Vec<Duration>> = event_ts
+        let mut of_id: BTreeMap<(usize, usize, Direction, u32), usize> = BTreeMap::new();
+        let starts: BTreeMap<(usize, usize, Direction), Vec<Duration>> = event_ts
             .into_iter()
             .map(|(k, mut ts)| {
                 ts.sort();
@@ -496,21 +507,21 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             .collect();
         for (te, who) in evs.iter().zip(owner) {
             if let Some((p, i, d)) = who {
-                // The frames, on the kernel's capture clock, say how often the request was sent;
+                // The frames, on the kernel's capture clock, say how often the segment was sent;
                 // a trace source's clock may pause inside one traversal (a record stamped when
                 // read, a TCG guest's stalled vCPU), and a pause must not invent a transmission.
-                // (A request no frame saw, dropped before the first capture point, has only
+                // (A segment no frame saw, dropped before the first capture point, has only
                 // the trace's clock.)
-                let sent = frame_starts.get(&(p, i)).map_or(usize::MAX, Vec::len);
-                let k = match (d, starts.get(&(p, i))) {
-                    (Direction::Request, Some(st)) => match te.clues.trace_id {
-                        Some(id) => *of_id.entry((p, i, id)).or_insert_with(|| transmission_of(st, te.ts)),
+                let sent = frame_starts.get(&(p, i, d)).map_or(usize::MAX, Vec::len);
+                let k = match starts.get(&(p, i, d)) {
+                    Some(st) => match te.clues.trace_id {
+                        Some(id) => *of_id.entry((p, i, d, id)).or_insert_with(|| transmission_of(st, te.ts)),
                         None => transmission_of(st, te.ts),
                     },
-                    _ => 0,
+                    None => 0,
                 }
                 .min(sent.saturating_sub(1));
-                let pe = if k > 0 { out[p][i].transmission_mut(k) } else { out[p][i].of_mut(d) };
+                let pe = out[p][i].transmission_mut(d, k);
                 pe.path.entry(netns.clone()).or_default().push(te.event.clone());
             }
         }
@@ -916,6 +927,61 @@ mod stalls {
         assert_eq!(hooks(&x.request), ["raw:PREROUTING:policy:2", "filter:INPUT:policy:1"]);
         assert!(x.retransmissions.is_empty(), "{:?}", x.retransmissions);
         assert!(x.request.seen.contains_key(&"server/eth0".parse::<CapturePoint>().unwrap()));
+    }
+
+    /// The server's answer to `nonce`, 10.0.0.2:9000 > 10.0.0.1:40000.
+    fn answer(nonce: &[u8]) -> Vec<u8> {
+        let mut body = b"reply ".to_vec();
+        body.extend_from_slice(nonce);
+        body.extend_from_slice(b" from server");
+        let builder = etherparse::PacketBuilder::ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64).udp(9000, 40000);
+        let mut out = Vec::with_capacity(builder.size(body.len()));
+        builder.write(&mut out, &body).unwrap();
+        out
+    }
+
+    /// A reply the server sends again after a pause (a SYN-ACK whose ACK came late) is a reply
+    /// retransmission with its own traversal, not a second sighting of the reply; the twin, a
+    /// reply seen twice at one point within a millisecond (a hairpin), stays one transmission
+    /// with a second sighting.
+    #[test]
+    fn a_reply_sent_again_is_its_own_traversal() {
+        let nonce = crate::probe::new_nonce();
+        let (req, rep) = (datagram(&nonce), answer(&nonce));
+        let join_with = |frames: Vec<Frame>, events: Vec<TimedEvent>| {
+            let sent = Sent {
+                nonce: nonce.clone(),
+                matcher: Box::new(Resent),
+                heard: crate::probe::Heard::nothing(),
+                answer: None,
+            };
+            let mut probes = [vec![sent]];
+            let joined = join(&mut probes, &Parsed::new(&frames), &BTreeMap::from([("router".to_string(), events)]));
+            joined.probes[0][0].clone()
+        };
+        let server: CapturePoint = "server/eth0".parse().unwrap();
+        let x = join_with(
+            vec![
+                frame("client/eth0", 10, &req),
+                frame("server/eth0", 11, &rep),
+                frame("client/eth0", 12, &rep),
+                frame("server/eth0", 1011, &rep),
+                frame("client/eth0", 1012, &rep),
+            ],
+            vec![record("raw:PREROUTING:policy:2", 11, &rep), record("raw:PREROUTING:policy:2", 1011, &rep)],
+        );
+        assert_eq!(hooks(&x.reply), ["raw:PREROUTING:policy:2"]);
+        assert!(x.reply.again.is_empty(), "{:?}", x.reply.again);
+        assert_eq!(x.reply_retransmissions.len(), 1);
+        assert_eq!(hooks(&x.reply_retransmissions[0]), ["raw:PREROUTING:policy:2"]);
+        assert!(x.reply_retransmissions[0].seen.contains_key(&server));
+
+        let x = join_with(
+            vec![frame("client/eth0", 10, &req), frame("server/eth0", 11, &rep), frame("server/eth0", 12, &rep)],
+            vec![record("raw:PREROUTING:policy:2", 11, &rep)],
+        );
+        assert!(x.reply_retransmissions.is_empty());
+        assert_eq!(x.reply.again.get(&server).map(Vec::len), Some(1));
     }
 
     #[test]

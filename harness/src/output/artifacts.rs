@@ -133,8 +133,11 @@ fn tagged_trace(outcome: &Outcome, events: &BTreeMap<String, Vec<TimedEvent>>) -
     for p in &outcome.probes {
         for ex in &p.exchanges {
             let sides = [("request".to_string(), &ex.request), ("reply".to_string(), &ex.reply)];
-            let again =
-                ex.retransmissions.iter().enumerate().map(|(k, pe)| (format!("request, retransmission {}", k + 1), pe));
+            let again = [("request", &ex.retransmissions), ("reply", &ex.reply_retransmissions)].into_iter().flat_map(
+                |(d, again)| {
+                    again.iter().enumerate().map(move |(k, pe)| (format!("{d}, retransmission {}", k + 1), pe))
+                },
+            );
             for (side, pe) in sides.into_iter().chain(again) {
                 for ev in pe.path.values().flatten() {
                     owners.push((ev, format!("{} packet {} {side}", p.name, ex.packet)));

@@ -405,6 +405,8 @@ pub struct ExchangeHops {
     pub reply: Journey,
     /// Each time the request was sent again.
     pub retransmissions: Vec<Journey>,
+    /// Each time the reply was sent again (a retransmitted SYN-ACK).
+    pub reply_retransmissions: Vec<Journey>,
 }
 
 impl ExchangeHops {
@@ -415,6 +417,7 @@ impl ExchangeHops {
             request: Journey::of(&ex.request),
             reply: Journey::of(&ex.reply),
             retransmissions: ex.retransmissions.iter().map(Journey::of).collect(),
+            reply_retransmissions: ex.reply_retransmissions.iter().map(Journey::of).collect(),
         }
     }
 }
@@ -423,8 +426,10 @@ impl ExchangeHops {
 /// hops with the same addresses (ports, times and kernel-chosen values aside), in the order of
 /// their first exchange. Returns indexes into `exchanges`.
 pub fn classes(exchanges: &[ExchangeHops]) -> Vec<Vec<usize>> {
-    let keys: Vec<_> =
-        exchanges.iter().map(|x| (x.request.shape(), x.reply.shape(), x.retransmissions.is_empty())).collect();
+    let keys: Vec<_> = exchanges
+        .iter()
+        .map(|x| (x.request.shape(), x.reply.shape(), x.retransmissions.is_empty(), x.reply_retransmissions.is_empty()))
+        .collect();
     let mut out: Vec<Vec<usize>> = vec![];
     for (i, k) in keys.iter().enumerate() {
         match out.iter_mut().find(|c| keys[c[0]] == *k) {

@@ -310,6 +310,7 @@ fn kernel_variants_are_chosen_by_range_and_bad_ranges_are_located() {
         request: Default::default(),
         reply: Default::default(),
         retransmissions: vec![],
+        reply_retransmissions: vec![],
         replied: true,
         response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
         answer: None,

@@ -45,6 +45,7 @@ fn connection(packet: u16, uplink_sport: u16, answer: Option<&str>) -> Exchange 
         request,
         reply,
         retransmissions: vec![],
+        reply_retransmissions: vec![],
         replied: true,
         response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
         answer: answer.map(Into::into),

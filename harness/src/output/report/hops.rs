@@ -21,7 +21,7 @@ impl Columns {
     pub fn fit<'a>(exchanges: impl IntoIterator<Item = &'a ExchangeHops>) -> Columns {
         let mut c = Columns::default();
         for x in exchanges {
-            for j in [&x.request, &x.reply].into_iter().chain(&x.retransmissions) {
+            for j in [&x.request, &x.reply].into_iter().chain(&x.retransmissions).chain(&x.reply_retransmissions) {
                 for h in &j.hops {
                     match h {
                         Hop::Seen(s) => {
@@ -173,7 +173,8 @@ fn left_out(before: &[String], now: &[String]) -> Option<String> {
     (it.next().is_none() && !missing.is_empty()).then(|| missing.join(", "))
 }
 
-/// One exchange in full: its request, each retransmission (`resent 1`, ...), and its reply,
+/// One exchange in full: its request, each retransmission (`resent 1`, ...), its reply and each
+/// of its retransmissions (`reply resent 1`),
 /// each labelled on its first line. A journey the same as one shown before (`shown`, each
 /// with the `label` it was shown under: `path 1`) says so in a line, and so does one that only
 /// leaves out some of its hooks.
@@ -211,6 +212,9 @@ pub fn exchange_lines(
         let _ = writeln!(out, "      {}none", pad("reply", LABEL));
     } else {
         part(out, "reply", &x.reply);
+    }
+    for (k, again) in x.reply_retransmissions.iter().enumerate() {
+        part(out, &format!("reply resent {}", k + 1), again);
     }
 }
 

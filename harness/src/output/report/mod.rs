@@ -192,6 +192,7 @@ mod tests {
             request,
             reply: PacketEvidence::default(),
             retransmissions: vec![],
+            reply_retransmissions: vec![],
             replied: true,
             response: crate::evidence::Response::of_kind(crate::scenario::Answer::Reply),
             answer: Some(answer.into()),
