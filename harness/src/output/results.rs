@@ -27,6 +27,11 @@ impl Results {
         let version = std::fs::read_to_string("/proc/version").map(|v| v.trim().to_string()).unwrap_or_default();
         Results { kernel, version, runs }
     }
+
+    /// Results as `--json` wrote them, for tests and tools that read them back.
+    pub fn from_json(text: &str) -> Result<Results, String> {
+        serde_json::from_str(text).map_err(|e| format!("not netpath's JSON results: {e}"))
+    }
 }
 
 /// What came of one scenario under one backend.
