@@ -99,6 +99,10 @@ pub struct PacketEvidence {
     /// every interface), so reports can put its capture points in the order it met them.
     #[serde(skip)]
     pub first_seen: BTreeMap<CapturePoint, Duration>,
+    /// When each later sighting in [`PacketEvidence::again`] was captured, in the same order:
+    /// a hairpinned packet's second pass takes its place in the hop list by it.
+    #[serde(skip)]
+    pub again_seen: BTreeMap<CapturePoint, Vec<Duration>>,
     /// Where and why the kernel dropped it, in the order it did ([`drop`]): one, unless a
     /// clone of it died too, or (TCP) a retransmission of it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -426,6 +430,7 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             }
             std::collections::btree_map::Entry::Occupied(_) => {
                 pe.again.entry(f.point.clone()).or_default().push(info.clone());
+                pe.again_seen.entry(f.point.clone()).or_default().push(f.ts);
             }
         }
     }

@@ -2,6 +2,7 @@
 //! `--json` results, the artifacts folder, and recorded expectations.
 
 pub mod artifacts;
+pub mod hops;
 pub mod html;
 pub mod junit;
 pub mod pcapng;

@@ -1,0 +1,424 @@
+//! The hops of one probe packet in the order it met them: the capture points that saw it (with
+//! the addresses it carried there) and the netfilter hooks it passed (with their verdict and
+//! rule), interleaved across namespaces, and the kernel's drop of it last. The text report and
+//! the HTML report draw the same journey from this model.
+//!
+//! Trace sources and captures keep different clocks (an nf_tables event is stamped when it is
+//! read), so hooks are not ordered by time against the captures: each hook is placed after the
+//! capture of the interface it came in on (`IN=`, `PHYSIN=`) in its netns, and hooks of one
+//! netns keep the order the kernel reported them in. Captures share one clock and are ordered
+//! by it.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::evidence::packet::PacketInfo;
+use crate::evidence::{Exchange, PacketEvidence};
+use crate::observe::kfree_skb::KernelDrop;
+use crate::observe::trace::{Hook, TraceEvent};
+use crate::scenario::CapturePoint;
+
+/// One hop of a packet's journey.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hop {
+    /// Capture points saw it.
+    Seen(Sighting),
+    /// It met a netfilter hook (the trace event, with its verdict and rule where known).
+    Hook(TraceEvent),
+    /// The kernel dropped it (see [`drop_line`]).
+    Dropped(KernelDrop),
+}
+
+/// Where captures saw the packet, and what it carried there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    /// The capture points that saw it with the same headers one after the other in one netns
+    /// (a bridge port and its bridge: `host/veth0594f4b`, `host/docker0`), the first first.
+    pub points: Vec<CapturePoint>,
+    /// Which sighting at the first point this is (1: the first; a hairpinned packet passes a
+    /// veth twice).
+    pub sighting: u16,
+    /// When the first point captured it, on the capture clock (`None` where not recorded).
+    pub at: Option<Duration>,
+    /// What it carried there.
+    pub packet: PacketInfo,
+    /// The addresses or ports that differ from the previous sighting, and what rewrote them.
+    pub rewrites: Vec<Rewrite>,
+}
+
+impl Sighting {
+    /// `host/veth0594f4b`, or `host/veth0594f4b+docker0` for a bridge port and its bridge.
+    pub fn name(&self) -> String {
+        let mut out = self.points[0].to_string();
+        for p in &self.points[1..] {
+            if p.netns == self.points[0].netns {
+                out.push('+');
+                out.push_str(&p.iface);
+            } else {
+                out.push_str(&format!("+{p}"));
+            }
+        }
+        if self.sighting > 1 {
+            out.push_str(&format!(" #{}", self.sighting));
+        }
+        out
+    }
+}
+
+/// Which side of a packet a rewrite changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The source address or port: SNAT, MASQUERADE.
+    Source,
+    /// The destination address or port: DNAT, REDIRECT.
+    Destination,
+}
+
+/// An address (or port) rewritten between two sightings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rewrite {
+    /// Which side changed.
+    pub side: Side,
+    /// The endpoint before (`192.168.0.2`, `10.0.0.5:40000`).
+    pub from: String,
+    /// The endpoint after.
+    pub to: String,
+    /// The NAT rule the trace shows doing it (`nat:POSTROUTING:rule:1` and its target,
+    /// `MASQUERADE`); `None` where no traced rule did (conntrack applies a connection's NAT to
+    /// its later packets and undoes it on replies without a rule).
+    pub by: Option<(Hook, String)>,
+}
+
+impl fmt::Display for Rewrite {
+    /// `SNAT by nat:POSTROUTING:rule:1 MASQUERADE`, `DNAT by conntrack`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.side {
+            Side::Source => "SNAT",
+            Side::Destination => "DNAT",
+        };
+        match &self.by {
+            Some((hook, target)) if target.is_empty() => write!(f, "{kind} by {hook}"),
+            Some((hook, target)) => write!(f, "{kind} by {hook} {target}"),
+            None => write!(f, "{kind} by conntrack"),
+        }
+    }
+}
+
+impl Hop {
+    /// A hook whose rule only feeds netpath's trace (an iptables `TRACE` target, the ebtables
+    /// `nflog` watcher) and decides nothing: reports leave it out.
+    pub fn is_tracing(&self) -> bool {
+        let Hop::Hook(ev) = self else { return false };
+        let Some(rule) = &ev.rule else { return false };
+        let deciding = ev.verdict.as_ref().is_some_and(|v| !matches!(v, crate::observe::trace::Verdict::Continue));
+        let tracing = rule.text.contains("-j TRACE")
+            || rule.text.contains("xt watcher \"nflog\"")
+            || rule.text.contains("--nflog-group");
+        tracing && !deciding
+    }
+
+    /// What classes of packets compare: the hop without what differs from one connection of
+    /// a class to the next (ports, times, IPv4 ids, MAC addresses a kernel chose).
+    fn shape(&self) -> String {
+        let addrs = |p: &PacketInfo| {
+            let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+            format!("{} > {}", ip(p.src), ip(p.dst))
+        };
+        match self {
+            Hop::Seen(s) => {
+                let sides: Vec<&str> =
+                    s.rewrites.iter().map(|r| if r.side == Side::Source { "snat" } else { "dnat" }).collect();
+                format!("{} {} {}", s.name(), addrs(&s.packet), sides.join(","))
+            }
+            Hop::Hook(ev) => {
+                let v = ev.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
+                format!("{} {} {v}", ev.netns, ev.hook)
+            }
+            Hop::Dropped(d) => format!("drop {} {} {:?}", d.netns, d.function(), d.reason),
+        }
+    }
+}
+
+/// A packet's hops in the order it met them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Journey {
+    /// The hops, first first; a kernel drop last.
+    pub hops: Vec<Hop>,
+}
+
+/// A capture of the packet, before merging: when, where, which sighting there.
+struct Capture<'a> {
+    at: Option<Duration>,
+    point: &'a CapturePoint,
+    sighting: u16,
+    packet: &'a PacketInfo,
+}
+
+impl Journey {
+    /// The journey of one packet's evidence (a request, a reply, or a retransmission).
+    pub fn of(pe: &PacketEvidence) -> Journey {
+        let captures = captures(pe);
+        // Each hook goes into a gap between captures: gap g is before capture g (gap n: after
+        // the last one).
+        let mut slotted: Vec<(usize, usize, &TraceEvent)> = vec![];
+        let mut order = 0;
+        for (netns, events) in &pe.path {
+            let mut prev: Option<usize> = None;
+            for (k, ev) in events.iter().enumerate() {
+                let floor = prev.unwrap_or(0);
+                let after_ingress = [&ev.ifaces.indev, &ev.ifaces.physindev]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|dev| {
+                        captures
+                            .iter()
+                            .enumerate()
+                            .find(|(i, c)| i + 1 >= floor && c.point.netns == *netns && c.point.iface == *dev)
+                            .map(|(i, _)| i + 1)
+                    })
+                    .max();
+                let gap = match (after_ingress, prev) {
+                    (Some(g), _) => g.max(floor),
+                    (None, Some(p)) => p,
+                    // A netns's first hook with no ingress capture (sent from there, or no
+                    // capture on its way in): before its way out, else after the netns's
+                    // last capture, else at the end.
+                    (None, None) => before_egress(&captures, netns, events[k..].iter())
+                        .or_else(|| captures.iter().rposition(|c| c.point.netns == *netns).map(|i| i + 1))
+                        .unwrap_or(captures.len()),
+                };
+                prev = Some(gap);
+                slotted.push((gap, order, ev));
+                order += 1;
+            }
+        }
+        slotted.sort_by_key(|(gap, order, _)| (*gap, *order));
+
+        let mut hops: Vec<Hop> = vec![];
+        let mut hooks = slotted.into_iter().peekable();
+        for (i, c) in captures.iter().enumerate() {
+            while let Some((_, _, ev)) = hooks.next_if(|(g, _, _)| *g <= i) {
+                hops.push(Hop::Hook(ev.clone()));
+            }
+            push_sighting(&mut hops, c);
+        }
+        hops.extend(hooks.map(|(_, _, ev)| Hop::Hook(ev.clone())));
+        mark_rewrites(&mut hops);
+        hops.extend(pe.drops.iter().cloned().map(Hop::Dropped));
+        Journey { hops }
+    }
+
+    /// The sightings, in order.
+    pub fn sightings(&self) -> impl Iterator<Item = &Sighting> {
+        self.hops.iter().filter_map(|h| match h {
+            Hop::Seen(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// Every rewrite with the sighting that first showed it.
+    pub fn rewrites(&self) -> impl Iterator<Item = (&Sighting, &Rewrite)> {
+        self.sightings().flat_map(|s| s.rewrites.iter().map(move |r| (s, r)))
+    }
+
+    /// The kernel's drops of it.
+    pub fn drops(&self) -> impl Iterator<Item = &KernelDrop> {
+        self.hops.iter().filter_map(|h| match h {
+            Hop::Dropped(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// Whether nothing saw it: no capture, no hook, no drop.
+    pub fn is_empty(&self) -> bool {
+        self.hops.is_empty()
+    }
+
+    /// What packets of one class share (see [`classes`]).
+    pub fn shape(&self) -> Vec<String> {
+        self.hops.iter().filter(|h| !h.is_tracing()).map(Hop::shape).collect()
+    }
+}
+
+/// The capture of the first hook's way out of `netns` among `events` (its `OUT=`), as a gap.
+fn before_egress<'a>(
+    captures: &[Capture<'_>],
+    netns: &str,
+    mut events: impl Iterator<Item = &'a TraceEvent>,
+) -> Option<usize> {
+    let out = events.find_map(|e| e.ifaces.outdev.as_ref().or(e.ifaces.physoutdev.as_ref()))?;
+    captures.iter().position(|c| c.point.netns == netns && c.point.iface == *out)
+}
+
+/// Every capture of the packet, ordered by the capture clock (those without a time last, by
+/// name).
+fn captures(pe: &PacketEvidence) -> Vec<Capture<'_>> {
+    let mut out: Vec<Capture<'_>> = vec![];
+    for (point, info) in &pe.seen {
+        out.push(Capture { at: pe.first_seen.get(point).copied(), point, sighting: 1, packet: info });
+        let times = pe.again_seen.get(point);
+        for (k, info) in pe.again.get(point).into_iter().flatten().enumerate() {
+            let at = times.and_then(|t| t.get(k)).copied();
+            out.push(Capture { at, point, sighting: k as u16 + 2, packet: info });
+        }
+    }
+    out.sort_by(|a, b| {
+        let key = |c: &Capture<'_>| (c.at.unwrap_or(Duration::MAX), c.point.clone(), c.sighting);
+        key(a).cmp(&key(b))
+    });
+    out
+}
+
+/// Add a capture: into the previous sighting where it repeats it (the same netns, the same
+/// headers, only bridge hooks between: a bridge port and its bridge), else as a new hop.
+fn push_sighting(hops: &mut Vec<Hop>, c: &Capture<'_>) {
+    let last_seen = hops.iter().rposition(|h| matches!(h, Hop::Seen(_)));
+    if let Some(i) = last_seen {
+        let only_bridge =
+            hops[i + 1..].iter().all(|h| matches!(h, Hop::Hook(ev) if matches!(ev.hook, Hook::Eb { .. })));
+        if let Hop::Seen(s) = &mut hops[i]
+            && only_bridge
+            && c.sighting == 1
+            && s.points[0].netns == c.point.netns
+            && s.packet == *c.packet
+        {
+            s.points.push(c.point.clone());
+            return;
+        }
+    }
+    hops.push(Hop::Seen(Sighting {
+        points: vec![c.point.clone()],
+        sighting: c.sighting,
+        at: c.at,
+        packet: c.packet.clone(),
+        rewrites: vec![],
+    }));
+}
+
+/// Mark on each sighting what changed since the previous one, with the NAT rule among the
+/// hooks between them that did it.
+fn mark_rewrites(hops: &mut [Hop]) {
+    let mut prev: Option<usize> = None;
+    for i in 0..hops.len() {
+        let Hop::Seen(now) = &hops[i] else { continue };
+        let Some(p) = prev.replace(i) else { continue };
+        let Hop::Seen(before) = &hops[p] else { continue };
+        let (b, n) = (&before.packet, &now.packet);
+        let (bs, bd) = b.endpoints();
+        let (ns, nd) = n.endpoints();
+        let between = &hops[p + 1..i];
+        let mut rewrites = vec![];
+        let (bp, np) = (b.ports(), n.ports());
+        if b.src != n.src || bp.0 != np.0 {
+            rewrites.push(Rewrite { side: Side::Source, from: bs, to: ns, by: nat_rule(between, Side::Source) });
+        }
+        if b.dst != n.dst || bp.1 != np.1 {
+            rewrites.push(Rewrite {
+                side: Side::Destination,
+                from: bd,
+                to: nd,
+                by: nat_rule(between, Side::Destination),
+            });
+        }
+        if let Hop::Seen(now) = &mut hops[i] {
+            now.rewrites = rewrites;
+        }
+    }
+}
+
+/// The last traced rule among `hops` whose target rewrites `side`, and that target as the
+/// rule says it (`MASQUERADE`, `DNAT --to-destination 10.0.2.7:8080`, nft's `masquerade`).
+fn nat_rule(hops: &[Hop], side: Side) -> Option<(Hook, String)> {
+    hops.iter().rev().find_map(|h| {
+        let Hop::Hook(ev) = h else { return None };
+        let rule = ev.rule.as_ref()?;
+        let target = nat_target(&rule.text)?;
+        let word = target.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+        let fits = match side {
+            Side::Source => matches!(word.as_str(), "MASQUERADE" | "SNAT" | "NETMAP"),
+            Side::Destination => matches!(word.as_str(), "DNAT" | "REDIRECT" | "NETMAP"),
+        };
+        fits.then(|| (ev.hook.clone(), target))
+    })
+}
+
+/// The NAT target of a rule's text: iptables' `-j TARGET options`, or nft's statement from its
+/// keyword on. `None` for a rule that does no NAT.
+fn nat_target(text: &str) -> Option<String> {
+    if let Some((_, jump)) = text.split_once(" -j ") {
+        let word = jump.split_whitespace().next()?;
+        return matches!(word, "MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP").then(|| jump.trim().to_string());
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| matches!(*w, "masquerade" | "snat" | "dnat" | "redirect"))?;
+    // nft lists `comment "..."` last; it is not part of the statement.
+    let end = words[at..].iter().position(|w| *w == "comment").map_or(words.len(), |e| at + e);
+    Some(words[at..end].join(" "))
+}
+
+/// One packet of a probe's flow: its request's, reply's and each retransmission's journey.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExchangeHops {
+    /// The packet's 1-based position in the flow.
+    pub packet: u16,
+    /// The request as first sent.
+    pub request: Journey,
+    /// Its reply (or refusal's) journey; empty where none was seen.
+    pub reply: Journey,
+    /// Each time the request was sent again.
+    pub retransmissions: Vec<Journey>,
+}
+
+impl ExchangeHops {
+    /// The journeys of one exchange's evidence.
+    pub fn of(ex: &Exchange) -> ExchangeHops {
+        ExchangeHops {
+            packet: ex.packet,
+            request: Journey::of(&ex.request),
+            reply: Journey::of(&ex.reply),
+            retransmissions: ex.retransmissions.iter().map(Journey::of).collect(),
+        }
+    }
+}
+
+/// Exchanges grouped into classes, each the exchanges whose request and reply took the same
+/// hops with the same addresses (ports, times and kernel-chosen values aside), in the order of
+/// their first exchange. Returns indexes into `exchanges`.
+pub fn classes(exchanges: &[ExchangeHops]) -> Vec<Vec<usize>> {
+    let keys: Vec<_> =
+        exchanges.iter().map(|x| (x.request.shape(), x.reply.shape(), x.retransmissions.is_empty())).collect();
+    let mut out: Vec<Vec<usize>> = vec![];
+    for (i, k) in keys.iter().enumerate() {
+        match out.iter_mut().find(|c| keys[c[0]] == *k) {
+            Some(c) => c.push(i),
+            None => out.push(vec![i]),
+        }
+    }
+    out
+}
+
+/// `dropped in router at ip_error (IP_INADDRERRORS: forwarding is off on to-a)`: the drop with
+/// the kernel's reason and what it means in one line, where this drop's function and device
+/// say more than the reason alone.
+pub fn drop_line(d: &KernelDrop) -> String {
+    let by = d.by.as_ref().map(|h| format!(" by {h}")).unwrap_or_default();
+    let why = match (d.reason.as_deref(), d.function(), d.device.as_deref()) {
+        // ip_route_input_slow routes it to ip_error with EHOSTUNREACH exactly when the device
+        // it came in on does not forward.
+        (Some(r @ "IP_INADDRERRORS"), "ip_error", Some(dev)) => format!(" ({r}: forwarding is off on {dev})"),
+        (Some(r), _, _) => match crate::observe::kfree_skb::reasons::explain(r) {
+            Some(e) => format!(" ({r}: {e})"),
+            None => format!(" ({r})"),
+        },
+        (None, _, _) => " (this kernel gives no reason)".into(),
+    };
+    let on = match (d.device.as_deref(), d.reason.as_deref(), d.function()) {
+        (Some(_), Some("IP_INADDRERRORS"), "ip_error") | (None, _, _) => String::new(),
+        (Some(dev), _, _) => format!(" on {dev}"),
+    };
+    format!("dropped in {}{on} at {}{by}{why}", d.netns, d.function())
+}
+
+#[cfg(test)]
+#[path = "hops_tests.rs"]
+mod tests;
