@@ -21,6 +21,7 @@ table.diff th { text-align: left; padding-right: 10px; } tr.expected pre { color
 table.hops { border-collapse: collapse; margin: 4px 0 8px; } table.hops td, table.hops th { padding: 3px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top; text-align: left; }
 tr.hop.point td:nth-child(2) { font-weight: 600; } tr.hop.hook { cursor: pointer; }
 tr.hop .rule { color: #57606a; display: none; } tr.hop.show .rule { display: inline; }
+tr.hop.tracing { opacity: .55; } .rewrite { color: #8250df; font-size: 12px; }
 mark { background: #ffd33d; padding: 0 2px; border-radius: 2px; }
 .v-accept td:nth-child(3) .vd, .cell.v-accept rect { color: #1a7f37; fill: #c9f2d3; }
 .v-drop td:nth-child(3) .vd, .cell.v-drop rect, .cell.v-reject rect { color: #cf222e; fill: #ffc1c0; }

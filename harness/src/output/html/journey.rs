@@ -10,95 +10,11 @@ use super::escape::esc;
 use super::hookmap;
 use super::topology::Topology;
 use crate::engine::ProbeOutcome;
-use crate::evidence::packet::PacketInfo;
-use crate::evidence::{Exchange, PacketEvidence};
-use crate::observe::kfree_skb::KernelDrop;
+use crate::evidence::PacketEvidence;
 use crate::observe::trace::TraceEvent;
+use crate::output::hops::{self, ExchangeHops, Hop, Journey, Side};
 use crate::scenario::CapturePoint;
 use crate::verdict::Failure;
-
-/// One step of a packet's journey.
-pub(super) enum Hop<'a> {
-    /// Captured at an interface, carrying `info`; `changed` the fields (`src`, `dst`, `sport`,
-    /// `dport`) that differ from the capture point before.
-    Point { point: &'a CapturePoint, info: &'a PacketInfo, changed: Vec<&'static str> },
-    /// Met a netfilter hook.
-    Hook(&'a TraceEvent),
-    /// Dropped by the kernel.
-    Drop(&'a KernelDrop),
-}
-
-/// The hops of one packet in the order it met them: capture points by their timestamps; each
-/// netns's hooks after the point the packet entered it by (before the first point, in the
-/// sender's netns: its OUTPUT hooks come before it leaves); the kernel's drops last.
-pub(super) fn hops(pe: &PacketEvidence) -> Vec<Hop<'_>> {
-    let mut out = vec![];
-    let mut done: Vec<&str> = vec![];
-    let mut previous: Option<&PacketInfo> = None;
-    for (k, point) in pe.seen_in_order().into_iter().enumerate() {
-        if k == 0 {
-            hooks_of(pe, &point.netns, &mut out, &mut done);
-        }
-        for info in pe.sightings(point) {
-            let changed = previous.map(|p| changed_fields(p, info)).unwrap_or_default();
-            out.push(Hop::Point { point, info, changed });
-            previous = Some(info);
-        }
-        hooks_of(pe, &point.netns, &mut out, &mut done);
-    }
-    for ns in pe.path.keys() {
-        hooks_of(pe, ns, &mut out, &mut done);
-    }
-    out.extend(pe.drops.iter().map(Hop::Drop));
-    out
-}
-
-/// The hooks of `pe` in `netns`, once.
-fn hooks_of<'a>(pe: &'a PacketEvidence, netns: &str, out: &mut Vec<Hop<'a>>, done: &mut Vec<&'a str>) {
-    if let Some((ns, evs)) = pe.path.get_key_value(netns)
-        && !done.contains(&ns.as_str())
-    {
-        done.push(ns.as_str());
-        out.extend(evs.iter().map(Hop::Hook));
-    }
-}
-
-fn changed_fields(before: &PacketInfo, now: &PacketInfo) -> Vec<&'static str> {
-    let (bp, np) = (before.ports(), now.ports());
-    [("src", before.src != now.src), ("dst", before.dst != now.dst), ("sport", bp.0 != np.0), ("dport", bp.1 != np.1)]
-        .into_iter()
-        .filter_map(|(f, differs)| differs.then_some(f))
-        .collect()
-}
-
-/// What packets of one class share: each hop, without ports (a connection's ephemeral port
-/// differs from the next's).
-fn signature(pe: &PacketEvidence) -> Vec<String> {
-    hops(pe)
-        .iter()
-        .map(|h| match h {
-            Hop::Point { point, info, .. } => format!("{point} {:?} {:?}", info.src, info.dst),
-            Hop::Hook(e) => format!("{} {} {:?}", e.netns, e.hook, e.verdict),
-            Hop::Drop(d) => format!("drop {} {}", d.netns, d.location),
-        })
-        .collect()
-}
-
-/// The exchanges of a probe grouped by the way their request and reply went, in the order of
-/// their first packet.
-fn classes(exchanges: &[Exchange]) -> Vec<Vec<&Exchange>> {
-    /// A class's request and reply signatures, whether it was answered, and its packets.
-    type Class<'a> = ((Vec<String>, Vec<String>, bool), Vec<&'a Exchange>);
-    let mut out: Vec<Class<'_>> = vec![];
-    for x in exchanges {
-        let key = (signature(&x.request), signature(&x.reply), x.replied);
-        match out.iter_mut().find(|c| c.0 == key) {
-            Some(c) => c.1.push(x),
-            None => out.push((key, vec![x])),
-        }
-    }
-    out.into_iter().map(|c| c.1).collect()
-}
 
 /// A probe's section of the page (the `index`th of its run); `pcaps` the path prefix of the artifact folder's pcaps, when
 /// the run wrote them.
@@ -117,14 +33,15 @@ pub(super) fn probe(index: usize, p: &ProbeOutcome, topo: &Topology, pcaps: Opti
     for f in &p.failures {
         s.push_str(&failure(f));
     }
-    let groups = classes(&p.exchanges);
+    let journeys: Vec<ExchangeHops> = p.exchanges.iter().map(ExchangeHops::of).collect();
+    let groups = hops::classes(&journeys);
     let _ =
         write!(s, r#"<p class="count">{} packet(s), {} way(s) through the lab</p>"#, p.exchanges.len(), groups.len());
     for (k, class) in groups.iter().enumerate() {
-        let packets: Vec<u16> = class.iter().map(|x| x.packet).collect();
-        let failing = class.iter().any(|x| p.failures.iter().any(|f| f.packet.is_none_or(|n| n == x.packet)));
+        let packets: Vec<u16> = class.iter().map(|&i| p.exchanges[i].packet).collect();
+        let failing = packets.iter().any(|n| p.failures.iter().any(|f| f.packet.is_none_or(|m| m == *n)));
         let list: Vec<String> = packets.iter().map(ToString::to_string).collect();
-        let first = class[0];
+        let (first, hops) = (&p.exchanges[class[0]], &journeys[class[0]]);
         let answer = first.answer.as_deref().map(|a| format!(", answered by {a}")).unwrap_or_default();
         let _ = write!(
             s,
@@ -138,17 +55,17 @@ pub(super) fn probe(index: usize, p: &ProbeOutcome, topo: &Topology, pcaps: Opti
             esc(&answer)
         );
         let open = k == 0 || failing;
-        let mut sides: Vec<(String, &PacketEvidence)> =
-            vec![("request".into(), &first.request), ("reply".into(), &first.reply)];
-        for (n, again) in first.retransmissions.iter().enumerate() {
-            sides.push((format!("request, retransmission {}", n + 1), again));
+        let mut sides: Vec<(String, &Journey, &PacketEvidence)> =
+            vec![("request".into(), &hops.request, &first.request), ("reply".into(), &hops.reply, &first.reply)];
+        for (n, (again, pe)) in hops.retransmissions.iter().zip(&first.retransmissions).enumerate() {
+            sides.push((format!("request, retransmission {}", n + 1), again, pe));
         }
-        for (dir, pe) in sides {
-            if dir == "reply" && pe.seen.is_empty() && pe.path.is_empty() {
+        for (dir, journey, pe) in sides {
+            if dir == "reply" && journey.is_empty() {
                 let _ = write!(s, r#"<div class="dir" data-dir="reply"><h4>reply</h4><p class="none">none</p></div>"#);
                 continue;
             }
-            s.push_str(&direction(&dir, pe, topo, pcaps, open));
+            s.push_str(&direction(&dir, journey, pe, topo, pcaps, open));
         }
         s.push_str("</section>");
     }
@@ -177,90 +94,82 @@ fn failure(f: &Failure) -> String {
 }
 
 /// One direction of one packet: its hop table, its journey over the topology, its hook maps.
-fn direction(dir: &str, pe: &PacketEvidence, topo: &Topology, pcaps: Option<&str>, open: bool) -> String {
-    let hops = hops(pe);
+fn direction(
+    dir: &str,
+    journey: &Journey,
+    pe: &PacketEvidence,
+    topo: &Topology,
+    pcaps: Option<&str>,
+    open: bool,
+) -> String {
     let mut s = format!(r#"<div class="dir" data-dir="{}"><h4>{}</h4><table class="hops">"#, esc(dir), esc(dir));
     s.push_str("<tr><th>#</th><th>where</th><th>what</th><th>packet</th><th></th></tr>");
-    for (k, hop) in hops.iter().enumerate() {
+    for (k, hop) in journey.hops.iter().enumerate() {
         let n = k + 1;
         match hop {
-            Hop::Point { point, info, changed } => {
-                let (src, dst) = info.endpoints();
-                let mark = |v: &str, fields: [&str; 2]| {
-                    if changed.iter().any(|c| fields.contains(c)) { format!("<mark>{}</mark>", esc(v)) } else { esc(v) }
+            Hop::Seen(seen) => {
+                let (src, dst) = seen.packet.endpoints();
+                let mark = |v: &str, side: Side| {
+                    if seen.rewrites.iter().any(|r| r.side == side) {
+                        format!("<mark>{}</mark>", esc(v))
+                    } else {
+                        esc(v)
+                    }
                 };
-                let ttl = info.ttl.map(|t| format!(" ttl {t}")).unwrap_or_default();
-                let note =
-                    if changed.is_empty() { String::new() } else { format!(" (rewritten: {})", changed.join(", ")) };
-                let link = pcaps
+                let ttl = seen.packet.ttl.map(|t| format!(" ttl {t}")).unwrap_or_default();
+                let how: Vec<String> = seen.rewrites.iter().map(ToString::to_string).collect();
+                let note = if how.is_empty() {
+                    String::new()
+                } else {
+                    format!(r#"<br><span class="rewrite">{}</span>"#, esc(&how.join("; ")))
+                };
+                let links: Vec<String> = pcaps
                     .map(|dir| {
-                        let file =
-                            crate::output::artifacts::file_name(&format!("{}_{}.pcap", point.netns, point.iface));
-                        format!(r#"<a class="pcap" href="{}">pcap</a>"#, esc(&format!("{dir}{file}")))
+                        seen.points
+                            .iter()
+                            .map(|point| {
+                                let file = crate::output::artifacts::file_name(&format!(
+                                    "{}_{}.pcap",
+                                    point.netns, point.iface
+                                ));
+                                format!(
+                                    r#"<a class="pcap" href="{}">{}.pcap</a>"#,
+                                    esc(&format!("{dir}{file}")),
+                                    esc(&point.iface)
+                                )
+                            })
+                            .collect()
                     })
                     .unwrap_or_default();
+                let points: Vec<String> = seen.points.iter().map(ToString::to_string).collect();
                 let _ = write!(
                     s,
-                    r#"<tr class="hop point" data-point="{}"><td>{n}</td><td>{}</td><td>captured</td><td><code>{} &gt; {}</code>{}{}</td><td>{link}</td></tr>"#,
-                    esc(&point.to_string()),
-                    esc(&point.to_string()),
-                    mark(&src, ["src", "sport"]),
-                    mark(&dst, ["dst", "dport"]),
+                    r#"<tr class="hop point" data-point="{}"><td>{n}</td><td>{}</td><td>captured</td><td><code>{} &gt; {}</code>{}{note}</td><td>{}</td></tr>"#,
+                    esc(&points.join(" ")),
+                    esc(&seen.name()),
+                    mark(&src, Side::Source),
+                    mark(&dst, Side::Destination),
                     esc(&ttl),
-                    esc(&note)
+                    links.join(" ")
                 );
             }
-            Hop::Hook(e) => {
-                let class = hookmap::event_class(e);
-                let verdict = e.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
-                let rule = e
-                    .rule
-                    .as_ref()
-                    .map(|r| {
-                        let comment = r.comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
-                        format!(r#"<code class="rule">{}</code>"#, esc(&format!("{}{comment}", r.text)))
-                    })
-                    .unwrap_or_default();
-                let (src, dst) = e.packet.endpoints();
-                let dev = |d: &Option<String>| d.clone().unwrap_or_default();
-                let ifs = format!("IN={} OUT={}", dev(&e.ifaces.indev), dev(&e.ifaces.outdev));
+            Hop::Hook(e) => s.push_str(&hook_row(n, e, hop.is_tracing())),
+            Hop::Dropped(d) => {
                 let _ = write!(
                     s,
-                    r#"<tr class="hop hook v-{class}" data-netns="{}" data-hook="{}" title="{}"><td>{n}</td><td>{}</td><td><span class="hookname">{}</span> <span class="vd">{}</span><br>{rule}</td><td><code>{} &gt; {}</code> <span class="ifs">{}</span></td><td></td></tr>"#,
-                    esc(&e.netns),
-                    esc(&e.hook.to_string()),
-                    esc(&hookmap::event_line(e)),
-                    esc(&e.netns),
-                    esc(&e.hook.to_string()),
-                    esc(&verdict),
-                    esc(&src),
-                    esc(&dst),
-                    esc(&ifs)
-                );
-            }
-            Hop::Drop(d) => {
-                let why = d.reason.as_deref().unwrap_or("reason unknown on this kernel");
-                let by = d.by.as_ref().map(|h| format!(", by {h}")).unwrap_or_default();
-                let dev = d.device.as_deref().map(|x| format!(" on {x}")).unwrap_or_default();
-                let _ = write!(
-                    s,
-                    r#"<tr class="hop drop v-drop" data-netns="{}"><td>{n}</td><td>{}</td><td>dropped by the kernel at <code>{}</code>{}</td><td>{}{}</td><td></td></tr>"#,
+                    r#"<tr class="hop drop v-drop" data-netns="{}"><td>{n}</td><td>{}</td><td colspan="3">{}</td></tr>"#,
                     esc(&d.netns),
                     esc(&d.netns),
-                    esc(&d.location),
-                    esc(&dev),
-                    esc(why),
-                    esc(&by)
+                    esc(&hops::drop_line(d))
                 );
             }
         }
     }
-    if hops.is_empty() {
+    if journey.is_empty() {
         s.push_str(r#"<tr><td colspan="5">not captured anywhere, no trace event</td></tr>"#);
     }
     s.push_str("</table>");
-    let points: Vec<&CapturePoint> =
-        hops.iter().filter_map(|h| if let Hop::Point { point, .. } = h { Some(*point) } else { None }).collect();
+    let points: Vec<&CapturePoint> = journey.sightings().flat_map(|seen| &seen.points).collect();
     let open_attr = if open { " open" } else { "" };
     if !points.is_empty() {
         let _ = write!(
@@ -280,4 +189,38 @@ fn direction(dir: &str, pe: &PacketEvidence, topo: &Topology, pcaps: Option<&str
     }
     s.push_str("</div>");
     s
+}
+
+/// A hook's row: coloured by its verdict, the rule's text shown on a click and in its title;
+/// a rule that only feeds netpath's trace (`-j TRACE`) is dimmed.
+fn hook_row(n: usize, e: &TraceEvent, tracing: bool) -> String {
+    let class = hookmap::event_class(e);
+    let verdict = e.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
+    let rule = e
+        .rule
+        .as_ref()
+        .map(|r| {
+            let comment = r.comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            format!(r#"<br><code class="rule">{}</code>"#, esc(&format!("{}{comment}", r.text)))
+        })
+        .unwrap_or_default();
+    let (src, dst) = e.packet.endpoints();
+    let dev = |d: &Option<String>| d.clone().unwrap_or_default();
+    let mut ifs = format!("IN={} OUT={}", dev(&e.ifaces.indev), dev(&e.ifaces.outdev));
+    if e.ifaces.physindev.is_some() || e.ifaces.physoutdev.is_some() {
+        let _ = write!(ifs, " PHYSIN={} PHYSOUT={}", dev(&e.ifaces.physindev), dev(&e.ifaces.physoutdev));
+    }
+    format!(
+        r#"<tr class="hop hook v-{class}{}" data-netns="{}" data-hook="{}" title="{}"><td>{n}</td><td>{}</td><td><span class="hookname">{}</span> <span class="vd">{}</span>{rule}</td><td><code>{} &gt; {}</code> <span class="ifs">{}</span></td><td></td></tr>"#,
+        if tracing { " tracing" } else { "" },
+        esc(&e.netns),
+        esc(&e.hook.to_string()),
+        esc(&hookmap::event_line(e)),
+        esc(&e.netns),
+        esc(&e.hook.to_string()),
+        esc(&verdict),
+        esc(&src),
+        esc(&dst),
+        esc(&ifs)
+    )
 }
