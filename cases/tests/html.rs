@@ -168,6 +168,11 @@ fn unescape(s: &str) -> String {
 #[test]
 fn the_bundled_suites_report_opens_in_chromium_with_every_probe_and_hop() {
     netpath_cases::require_root();
+    let readme = std::fs::read_to_string(netpath_cases::scenarios_dir().join("../../README.md")).expect("README");
+    assert!(
+        readme.contains("netpath run --html report cases/scenarios"),
+        "the README's example is this test's command"
+    );
     let keep = keep_dir("bundled");
     let html = keep.join("report");
     let json = keep.join("results.json");
@@ -193,51 +198,63 @@ fn the_bundled_suites_report_opens_in_chromium_with_every_probe_and_hop() {
     assert_eq!(listed, ran, "the index lists every run, in order");
     screenshot(&html.join("index.html"), &keep.join("index.png"));
 
-    let mut pages = 0;
-    for run in &results.runs {
-        if !matches!(run.verdict, RunVerdict::Pass | RunVerdict::Fail) {
-            continue;
+    // Two browsers at a time: each page costs a Chromium start (2-3 s on a busy 2-core machine).
+    let ran: Vec<&netpath::output::results::RunResult> =
+        results.runs.iter().filter(|r| matches!(r.verdict, RunVerdict::Pass | RunVerdict::Fail)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while let Some(run) = ran.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
+                    check_page(&html, &keep, run);
+                }
+            });
         }
-        let page = html.join(netpath::output::html::page_file(&run.scenario, &run.backend));
-        let dom = dom(&page);
-        pages += 1;
-        let what = format!("{} [{}]", run.scenario, run.backend);
-        // The page's script ran: it counted the probes into the summary.
-        let summary = dom.all("span", &[]).find(|a| a.get("id").is_some_and(|i| i == "summary")).expect("summary");
-        assert_eq!(summary.get("data-probes"), Some(&run.probes.len().to_string()), "{what}: the script did not run");
-        let probes: Vec<&String> = dom.all("section", &["probe"]).map(|a| &a["data-probe"]).collect();
-        assert_eq!(probes, run.probes.iter().map(|p| &p.name).collect::<Vec<_>>(), "{what}: every probe");
-        let rows = dom.hook_rows();
-        let mut hooks = 0;
-        for p in &run.probes {
-            let verdict = if p.passed { "pass" } else { "fail" };
-            assert!(
-                dom.all("section", &["probe", verdict]).any(|a| a["data-probe"] == p.name),
-                "{what}: probe {} is not shown as {verdict}",
-                p.name
-            );
-            for path in &p.paths {
-                let dir = if path.direction == netpath::scenario::Direction::Request { "request" } else { "reply" };
-                let shown: Vec<&str> = rows
-                    .iter()
-                    .filter(|r| r.0 == p.name && r.1.contains(&path.packet) && r.2 == dir && r.3 == path.netns)
-                    .map(|r| r.4.as_str())
-                    .collect();
-                assert_eq!(
-                    shown, path.hooks,
-                    "{what}: probe {} packet {} {dir} in {}: the page's hooks",
-                    p.name, path.packet, path.netns
-                );
-                hooks += shown.len();
-            }
-        }
-        assert!(hooks > 0 || run.probes.iter().all(|p| p.paths.is_empty()), "{what}: no hook shown");
-        if run.scenario == "docker-masquerade" {
-            screenshot(&page, &keep.join(format!("{}-{}.png", run.scenario, run.backend)));
-        }
-    }
+    });
+    let pages = ran.len();
     assert!(pages >= 10, "only {pages} pages of runs:\n{stdout}");
     eprintln!("HTML report and screenshots of the bundled suite: {}", keep.display());
+}
+
+/// The page of `run` in `html`: the script ran, every probe is there with its verdict, and every
+/// hook of every packet the results list, in order; docker-masquerade's page is photographed.
+fn check_page(html: &Path, keep: &Path, run: &netpath::output::results::RunResult) {
+    let page = html.join(netpath::output::html::page_file(&run.scenario, &run.backend));
+    let dom = dom(&page);
+    let what = format!("{} [{}]", run.scenario, run.backend);
+    // The page's script ran: it counted the probes into the summary.
+    let summary = dom.all("span", &[]).find(|a| a.get("id").is_some_and(|i| i == "summary")).expect("summary");
+    assert_eq!(summary.get("data-probes"), Some(&run.probes.len().to_string()), "{what}: the script did not run");
+    let probes: Vec<&String> = dom.all("section", &["probe"]).map(|a| &a["data-probe"]).collect();
+    assert_eq!(probes, run.probes.iter().map(|p| &p.name).collect::<Vec<_>>(), "{what}: every probe");
+    let rows = dom.hook_rows();
+    let mut hooks = 0;
+    for p in &run.probes {
+        let verdict = if p.passed { "pass" } else { "fail" };
+        assert!(
+            dom.all("section", &["probe", verdict]).any(|a| a["data-probe"] == p.name),
+            "{what}: probe {} is not shown as {verdict}",
+            p.name
+        );
+        for path in &p.paths {
+            let dir = if path.direction == netpath::scenario::Direction::Request { "request" } else { "reply" };
+            let shown: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.0 == p.name && r.1.contains(&path.packet) && r.2 == dir && r.3 == path.netns)
+                .map(|r| r.4.as_str())
+                .collect();
+            assert_eq!(
+                shown, path.hooks,
+                "{what}: probe {} packet {} {dir} in {}: the page's hooks",
+                p.name, path.packet, path.netns
+            );
+            hooks += shown.len();
+        }
+    }
+    assert!(hooks > 0 || run.probes.iter().all(|p| p.paths.is_empty()), "{what}: no hook shown");
+    if run.scenario == "docker-masquerade" {
+        screenshot(&page, &keep.join(format!("{}-{}.png", run.scenario, run.backend)));
+    }
 }
 
 /// docker-masquerade without its MASQUERADE rule: the failed run's artifact folder holds

@@ -197,7 +197,7 @@ impl Topology {
             Some((p, _)) if self.netns[p].col >= ns.col => (ns.x + BOX_W, y),
             Some(_) => (ns.x, y),
             // A bridge or a link without a drawn peer: its dot inside the box, where its ports join.
-            None => (ns.x + 16.0, y),
+            None => (ns.x + 8.0, y),
         }
     }
 
@@ -243,7 +243,7 @@ impl Topology {
             );
             for (i, f) in ns.ifaces.iter().enumerate() {
                 let top = ns.y + row_top(ns, i);
-                let indent = if f.master.is_some() { 26.0 } else { 10.0 };
+                let indent = if f.master.is_some() { 30.0 } else { 16.0 };
                 let point = format!("{}/{}", ns.name, f.name);
                 let _ = write!(s, r#"<g class="iface {}" data-point="{}">"#, f.kind, esc(&point));
                 let mut title = format!("{point} ({})", f.kind);
@@ -261,7 +261,7 @@ impl Topology {
                     let _ = write!(
                         s,
                         r#"<path class="port" d="M{x:.0} {by:.0} V{py:.0} H{x2:.0}"/>"#,
-                        x = ns.x + 16.0,
+                        x = ns.x + 8.0,
                         py = top + 10.0,
                         x2 = ns.x + indent - 2.0
                     );
