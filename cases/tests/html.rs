@@ -32,7 +32,7 @@ fn keep_dir(name: &str) -> PathBuf {
 /// in a PID namespace of its own so none of its processes outlives it; its stdout.
 fn chromium(page: &Path, args: &[String]) -> String {
     let profile = tempdir("chromium-profile");
-    let mut cmd = Command::new("chromium");
+    let mut cmd = Command::new(browser());
     cmd.args([
         "--headless",
         "--no-sandbox",
@@ -56,6 +56,19 @@ fn chromium(page: &Path, args: &[String]) -> String {
         }
         Err(e) => panic!("chromium on {}: {e:?}", page.display()),
     }
+}
+
+/// Debian's `chromium`, else another name the same browser goes by on PATH (`chromium-browser`,
+/// Google's build on CI images); a failure naming the package when there is none.
+fn browser() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("no chromium on PATH: apt-get install chromium (harness/install-deps.sh installs it)")
+        })
 }
 
 fn tempdir(what: &str) -> PathBuf {
@@ -289,8 +302,8 @@ fn a_failing_twins_report_shows_the_failed_expectation_with_file_and_line() {
     screenshot(&page, &dir.join("report.png"));
 }
 
-/// A scenario whose name, description and probe carry markup runs for real; its page's DOM
-/// holds that markup as text, and the script in the name never ran.
+/// A scenario whose name, description, probe and a rule's comment carry markup runs for real; its
+/// page's DOM holds that markup as text, and the script in the name never ran.
 #[test]
 fn markup_in_a_scenario_stays_text_in_the_browser() {
     let text = r#"
@@ -298,6 +311,19 @@ name = "<script>document.title='pwned'</script>"
 description = "<img src=x onerror=\"document.title='pwned'\">"
 [[netns]]
 name = "a"
+iptables = """
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p icmp -j TRACE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p icmp -m comment --comment "<script>document.title='pwned'</script>" -j ACCEPT
+COMMIT
+"""
 [[netns]]
 name = "b"
 [[veth]]
@@ -322,5 +348,7 @@ to = "10.99.0.2"
     assert!(dom.all("img", &[]).next().is_none(), "the description made an element");
     assert!(dom.all("b", &[]).next().is_none(), "the probe's name made an element");
     assert_eq!(dom.all("section", &["probe", "pass"]).count(), 1);
+    let commented = dom.all("tr", &["hop", "hook"]).filter(|a| a["title"].contains("<script>document.title")).count();
+    assert!(commented > 0, "the rule's comment is in its hook's title, as text");
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -81,6 +81,7 @@ fn failure(f: &Failure) -> String {
     if let Some(at) = &f.location {
         let _ = write!(s, r#"<div class="at">at <code>{}</code></div>"#, esc(at));
     }
+    let text = esc(&crate::output::report::failure(f));
     if f.expected.is_some() || f.observed.is_some() {
         let _ = write!(
             s,
@@ -88,8 +89,14 @@ fn failure(f: &Failure) -> String {
             esc(f.expected.as_deref().unwrap_or("—")),
             esc(f.observed.as_deref().unwrap_or("not seen"))
         );
+        // The diff says it; the printed text, which says more, one click away.
+        let _ = write!(
+            s,
+            r#"<details><summary>as netpath run prints it</summary><pre class="text">{text}</pre></details></div>"#
+        );
+    } else {
+        let _ = write!(s, r#"<pre class="text">{text}</pre></div>"#);
     }
-    let _ = write!(s, r#"<pre class="text">{}</pre></div>"#, esc(&crate::output::report::failure(f)));
     s
 }
 
