@@ -273,7 +273,7 @@ fn a_retransmitted_syn_is_its_own_traversal() {
         assert_eq!(hooks, first, "{backend:?}: the same hooks, once each");
         assert!(again.seen.contains_key(&"router/eth0".parse().unwrap()));
         let text = report(&o);
-        assert!(text.contains("packet 1 request, retransmission 1: path"), "{text}");
+        assert!(text.contains("\n      resent 1 "), "{text}");
 
         // Twin: the path a merge would make (the first SYN's hooks twice) is not the first's.
         let mut merged = sc.clone();

@@ -174,7 +174,7 @@ fn run_with_a_wrong_expectation_fails_and_reports_it() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "\n{stdout}{stderr}");
     assert!(stdout.starts_with("FAIL wrong-source [legacy]\n"), "{stdout}");
-    assert!(stdout.contains("  probe a-to-b: FAILED\n"), "{stdout}");
+    assert!(stdout.contains("\n  a-to-b: 1 packet, 1 path, FAILED\n"), "{stdout}");
     assert!(stdout.contains("b/eth0"), "the failure names the hop:\n{stdout}");
     assert_eq!(summary(&stdout), "0 passed, 1 failed, 0 skipped, 0 not applicable");
 
@@ -190,7 +190,7 @@ fn run_with_a_wrong_expectation_fails_and_reports_it() {
     let out = netpath(&scratch, &["run", right.to_str().unwrap()], None);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "\n{stdout}{stderr}");
-    assert!(stdout.starts_with("PASS right-source [legacy]\n  probe a-to-b: ok\n"), "{stdout}");
+    assert!(stdout.starts_with("PASS right-source [legacy]\n  a-to-b: 1 packet, 1 path, ok\n"), "{stdout}");
     assert_eq!(summary(&stdout), "1 passed, 0 failed, 0 skipped, 0 not applicable");
 }
 
@@ -374,4 +374,38 @@ fn record_in_place_keeps_the_comments_and_rerecording_changes_nothing() {
     assert!(out.status.success(), "the recorded file fails:\n{stdout}{stderr}");
     assert_eq!(summary(&stdout), "2 passed, 0 failed, 0 skipped, 0 not applicable");
     assert_eq!(record("second recording"), first, "re-recording an unchanged datapath changed the file");
+}
+
+/// `--show-path` over the bundled scenarios (each under the backends it names, as the command
+/// runs them by default) stays short enough to read: at most 1,200 lines, every passing probe's
+/// summary line within 100 columns; `--verbose` still shows every packet, as many as the
+/// results JSON counts.
+#[test]
+fn show_path_over_the_bundled_scenarios_is_short_and_verbose_shows_every_packet() {
+    netpath_cases::require_root();
+    let scratch = Scratch::new("show-path");
+    let json = scratch.0.join("results.json");
+    let out = netpath(&scratch, &["run", "--show-path", "-j", "2", "--json", json.to_str().unwrap()], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "\n{stdout}{stderr}");
+    let lines = stdout.lines().count();
+    assert!(lines <= 1200, "{lines} lines:\n{stdout}");
+    // A probe's summary: two spaces, its name, what it did, its verdict.
+    let summaries: Vec<&str> =
+        stdout.lines().filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(", ok")).collect();
+    assert!(summaries.len() > 40, "{summaries:#?}");
+    for s in &summaries {
+        assert!(s.chars().count() <= 100, "{} columns: {s}", s.chars().count());
+    }
+    assert!(stdout.contains("masqueraded at host/eth0"), "{stdout}");
+
+    let out =
+        netpath(&scratch, &["run", "--show-path", "--verbose", "-j", "2", "--json", json.to_str().unwrap()], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "\n{stdout}{stderr}");
+    let results = netpath::output::results::Results::read(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let sent: usize = results.runs.iter().flat_map(|r| &r.probes).map(|p| p.packets).sum();
+    // `    packet 7:` or `    packet 7, answered by ep1:`, one per packet in full.
+    let shown = stdout.lines().filter(|l| l.starts_with("    packet ") && l.ends_with(':')).count();
+    assert_eq!(shown, sent, "every packet in full");
 }

@@ -201,7 +201,7 @@ fn the_bundled_suites_report_opens_in_chromium_with_every_probe_and_hop() {
         .output()
         .expect("run netpath");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let results = Results::from_json(&std::fs::read_to_string(&json).expect("the --json results"))
+    let results = Results::read(&std::fs::read_to_string(&json).expect("the --json results"))
         .unwrap_or_else(|e| panic!("results: {e}\n{stdout}"));
 
     let index = dom(&html.join("index.html"));

@@ -32,8 +32,9 @@ pub enum Hop {
 /// Where captures saw the packet, and what it carried there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sighting {
-    /// The capture points that saw it with the same headers one after the other in one netns
-    /// (a bridge port and its bridge: `host/veth0594f4b`, `host/docker0`), the first first.
+    /// The capture points that saw it with the same headers one after the other: the two ends
+    /// of a veth (nothing between), a bridge port and its bridge (`host/veth0594f4b`,
+    /// `host/docker0`, only that netns's hooks between); the first first.
     pub points: Vec<CapturePoint>,
     /// Which sighting at the first point this is (1: the first; a hairpinned packet passes a
     /// veth twice).
@@ -47,11 +48,12 @@ pub struct Sighting {
 }
 
 impl Sighting {
-    /// `host/veth0594f4b`, or `host/veth0594f4b+docker0` for a bridge port and its bridge.
+    /// `host/veth0594f4b`, `host/veth0594f4b+docker0` for a bridge port and its bridge,
+    /// `c1/eth0+host/veth0594f4b` for the two ends of a veth.
     pub fn name(&self) -> String {
         let mut out = self.points[0].to_string();
-        for p in &self.points[1..] {
-            if p.netns == self.points[0].netns {
+        for (before, p) in self.points.iter().zip(&self.points[1..]) {
+            if p.netns == before.netns {
                 out.push('+');
                 out.push_str(&p.iface);
             } else {
@@ -125,14 +127,12 @@ impl Hop {
             format!("{} > {}", ip(p.src), ip(p.dst))
         };
         match self {
-            Hop::Seen(s) => {
-                let sides: Vec<&str> =
-                    s.rewrites.iter().map(|r| if r.side == Side::Source { "snat" } else { "dnat" }).collect();
-                format!("{} {} {}", s.name(), addrs(&s.packet), sides.join(","))
-            }
+            // What was rewritten shows in the addresses; which sighting first shows it depends
+            // on which capture points saw the packet (a flood reaches a bridge device once).
+            Hop::Seen(s) => format!("seen {} {}", s.name(), addrs(&s.packet)),
             Hop::Hook(ev) => {
                 let v = ev.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
-                format!("{} {} {v}", ev.netns, ev.hook)
+                format!("hook {} {} = {v}", ev.netns, ev.hook)
             }
             Hop::Dropped(d) => format!("drop {} {} {:?}", d.netns, d.function(), d.reason),
         }
@@ -164,19 +164,27 @@ impl Journey {
         let mut order = 0;
         for (netns, events) in &pe.path {
             let mut prev: Option<usize> = None;
+            // Per interface, the capture of the packet's way out through it: a later way in
+            // through the same interface (a bridge floods it back, a hairpin) is a later capture.
+            let mut left: std::collections::HashMap<&str, usize> = Default::default();
             for (k, ev) in events.iter().enumerate() {
                 let floor = prev.unwrap_or(0);
-                let after_ingress = [&ev.ifaces.indev, &ev.ifaces.physindev]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|dev| {
-                        captures
-                            .iter()
-                            .enumerate()
-                            .find(|(i, c)| i + 1 >= floor && c.point.netns == *netns && c.point.iface == *dev)
-                            .map(|(i, _)| i + 1)
-                    })
-                    .max();
+                let ingress = |dev: &str| {
+                    let after = left.get(dev).map_or(0, |e| e + 1);
+                    captures
+                        .iter()
+                        .enumerate()
+                        .find(|(i, c)| i + 1 >= floor && *i >= after && c.point.netns == *netns && c.point.iface == dev)
+                        .map(|(i, _)| i + 1)
+                };
+                let after_ingress = match bridge_port(&events[k..], ev) {
+                    // br_netfilter runs the IP hooks inside the bridge, before the bridge device
+                    // (and its capture) gets the frame: they follow the port's capture.
+                    Some(port) => ingress(port),
+                    None => {
+                        [&ev.ifaces.indev, &ev.ifaces.physindev].into_iter().flatten().filter_map(|d| ingress(d)).max()
+                    }
+                };
                 let gap = match (after_ingress, prev) {
                     (Some(g), _) => g.max(floor),
                     (None, Some(p)) => p,
@@ -187,6 +195,14 @@ impl Journey {
                         .or_else(|| captures.iter().rposition(|c| c.point.netns == *netns).map(|i| i + 1))
                         .unwrap_or(captures.len()),
                 };
+                if let Some(out) = ev.ifaces.outdev.as_deref().or(ev.ifaces.physoutdev.as_deref())
+                    && let Some(e) = captures
+                        .iter()
+                        .enumerate()
+                        .position(|(i, c)| i >= gap && c.point.netns == *netns && c.point.iface == out)
+                {
+                    left.insert(out, e);
+                }
                 prev = Some(gap);
                 slotted.push((gap, order, ev));
                 order += 1;
@@ -240,6 +256,20 @@ impl Journey {
     }
 }
 
+/// The bridge port `ev` (an IP hook) came in on while it is still inside the bridge: an IP
+/// hook with a bridge `INPUT` or `FORWARD` hook after it in `rest` (`ev` first) was met before
+/// the bridge passed the frame up to its device or on to a port, and that hook names the port.
+fn bridge_port<'a>(rest: &'a [TraceEvent], ev: &TraceEvent) -> Option<&'a str> {
+    if matches!(ev.hook, Hook::Eb { .. }) {
+        return None;
+    }
+    let at = rest
+        .iter()
+        .position(|e| matches!(&e.hook, Hook::Eb { chain, .. } if chain == "INPUT" || chain == "FORWARD"))?;
+    // Only the hooks of the same frame's way in: no hook between leaves the netns.
+    rest[..at].iter().all(|e| e.ifaces.outdev.is_none()).then_some(rest[at].ifaces.indev.as_deref()?)
+}
+
 /// The capture of the first hook's way out of `netns` among `events` (its `OUT=`), as a gap.
 fn before_egress<'a>(
     captures: &[Capture<'_>],
@@ -269,17 +299,24 @@ fn captures(pe: &PacketEvidence) -> Vec<Capture<'_>> {
     out
 }
 
-/// Add a capture: into the previous sighting where it repeats it (the same netns, the same
-/// headers, only bridge hooks between: a bridge port and its bridge), else as a new hop.
+/// Add a capture: into the previous sighting where it repeats it (the same headers, with
+/// nothing between, or only the hooks of a bridge in its netns: a veth's two ends, a bridge
+/// port and its bridge), else as a new hop.
 fn push_sighting(hops: &mut Vec<Hop>, c: &Capture<'_>) {
     let last_seen = hops.iter().rposition(|h| matches!(h, Hop::Seen(_)));
     if let Some(i) = last_seen {
-        let only_bridge =
-            hops[i + 1..].iter().all(|h| matches!(h, Hop::Hook(ev) if matches!(ev.hook, Hook::Eb { .. })));
+        // Between two sightings with the same headers, MACs and TTL included, only this netns's
+        // bridge hooks and the IP hooks br_netfilter runs on the way in: nothing routed or
+        // rewrote it (a FORWARD hook between, bridged from port to port, keeps both rows).
+        let bridged = hops[i + 1..].iter().all(|h| {
+            matches!(h, Hop::Hook(ev) if ev.netns == c.point.netns
+                && (matches!(ev.hook, Hook::Eb { .. }) || matches!(ev.hook.chain(), "PREROUTING" | "INPUT")))
+        });
+        let nothing = i + 1 == hops.len();
         if let Hop::Seen(s) = &mut hops[i]
-            && only_bridge
-            && c.sighting == 1
-            && s.points[0].netns == c.point.netns
+            && bridged
+            && (nothing || s.points.last().is_some_and(|p| p.netns == c.point.netns))
+            && c.sighting == s.sighting
             && s.packet == *c.packet
         {
             s.points.push(c.point.clone());
@@ -307,18 +344,19 @@ fn mark_rewrites(hops: &mut [Hop]) {
         let (bs, bd) = b.endpoints();
         let (ns, nd) = n.endpoints();
         let between = &hops[p + 1..i];
+        // A rule met after this sighting, before the next one: a capture the hooks could not be
+        // placed around exactly (a bridge device's, with no bridge hook to say when), rather
+        // than a rewrite no rule made.
+        let next = hops[i + 1..].iter().position(|h| matches!(h, Hop::Seen(_))).map_or(hops.len(), |k| i + 1 + k);
+        let after = &hops[i + 1..next];
+        let nat = |side| nat_rule(between, side).or_else(|| nat_rule(after, side));
         let mut rewrites = vec![];
         let (bp, np) = (b.ports(), n.ports());
         if b.src != n.src || bp.0 != np.0 {
-            rewrites.push(Rewrite { side: Side::Source, from: bs, to: ns, by: nat_rule(between, Side::Source) });
+            rewrites.push(Rewrite { side: Side::Source, from: bs, to: ns, by: nat(Side::Source) });
         }
         if b.dst != n.dst || bp.1 != np.1 {
-            rewrites.push(Rewrite {
-                side: Side::Destination,
-                from: bd,
-                to: nd,
-                by: nat_rule(between, Side::Destination),
-            });
+            rewrites.push(Rewrite { side: Side::Destination, from: bd, to: nd, by: nat(Side::Destination) });
         }
         if let Hop::Seen(now) = &mut hops[i] {
             now.rewrites = rewrites;

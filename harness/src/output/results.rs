@@ -28,9 +28,9 @@ impl Results {
         Results { kernel, version, runs }
     }
 
-    /// Results as `--json` wrote them, for tests and tools that read them back.
-    pub fn from_json(text: &str) -> Result<Results, String> {
-        serde_json::from_str(text).map_err(|e| format!("not netpath's JSON results: {e}"))
+    /// Results as `--json` wrote them.
+    pub fn read(text: &str) -> Result<Results, String> {
+        serde_json::from_str(text).map_err(|e| format!("not netpath results: {e}"))
     }
 }
 
@@ -85,6 +85,9 @@ pub struct ProbeResult {
     /// The observed path per packet, direction and netns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<ObservedPath>,
+    /// How many packets it sent (connections for TCP), each one exchange of its evidence.
+    #[serde(default)]
+    pub packets: usize,
 }
 
 /// The hooks one packet met in one netns.
@@ -109,6 +112,7 @@ impl RunResult {
             .map(|p| ProbeResult {
                 name: p.name.clone(),
                 passed: p.failures.is_empty(),
+                packets: p.exchanges.len(),
                 failures: p.failures.iter().map(|f| format!("{}: {}", f.what, f.detail)).collect(),
                 paths: p
                     .exchanges
@@ -163,7 +167,13 @@ impl RunResult {
             probes: sc
                 .probe
                 .iter()
-                .map(|p| ProbeResult { name: p.name.clone(), passed: false, failures: vec![], paths: vec![] })
+                .map(|p| ProbeResult {
+                    name: p.name.clone(),
+                    passed: false,
+                    failures: vec![],
+                    paths: vec![],
+                    packets: 0,
+                })
                 .collect(),
         }
     }

@@ -1,8 +1,9 @@
-//! Human-readable reports of outcomes: the verdict, and each packet's evidence by kind of
-//! expectation, in modules named as in `verdict/`: its observed path (`path.rs`) and its
-//! addresses per hop (`addr.rs`).
+//! Human-readable reports of outcomes: a summary line per probe, its failures, and each
+//! packet's hops in the order it met them (`hops.rs`, from [`crate::output::hops`]); the older
+//! per-netns path (`path.rs`) and address table (`addr.rs`) for those who want them apart.
 
 mod addr;
+pub mod hops;
 mod path;
 
 pub use addr::address_table;
@@ -11,10 +12,9 @@ pub use path::{path_lines, seed_lines};
 use std::fmt::Write;
 
 use crate::engine::{Outcome, ProbeOutcome};
-use crate::evidence::{Exchange, PacketEvidence};
-use crate::scenario::{CapturePoint, Direction};
+use crate::evidence::Exchange;
+use crate::output::hops::ExchangeHops;
 use crate::verdict::{Failure, FailureKind};
-use std::net::IpAddr;
 
 /// How much evidence a report shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,49 +33,6 @@ impl Detail {
     }
 }
 
-/// One packet's request and reply in full: path, kernel-log lines, addresses.
-fn packet_block(out: &mut String, ex: &Exchange, seed: bool) {
-    for d in [Direction::Request, Direction::Reply] {
-        let pe = ex.of(d);
-        if d == Direction::Reply && pe.path.is_empty() && pe.seen.is_empty() && !ex.replied {
-            let _ = writeln!(out, "    packet {} reply: none", ex.packet);
-            continue;
-        }
-        let _ = writeln!(out, "    packet {} {d}: path", ex.packet);
-        out.push_str(&path_lines(pe));
-        if seed && !pe.path.is_empty() {
-            let _ = writeln!(out, "      as kernel log lines:");
-            out.push_str(&seed_lines(pe));
-        }
-        let _ = writeln!(out, "      addresses:");
-        out.push_str(&address_table(pe));
-        if d == Direction::Request {
-            // Each time the sender sent it again: its own traversal, apart from the first.
-            for (k, again) in ex.retransmissions.iter().enumerate() {
-                let _ = writeln!(out, "    packet {} request, retransmission {}: path", ex.packet, k + 1);
-                out.push_str(&path_lines(again));
-                let _ = writeln!(out, "      addresses:");
-                out.push_str(&address_table(again));
-            }
-        }
-    }
-}
-
-/// What packets of one class share: the hooks in every netns and where they were seen with
-/// which addresses, both ways. Ports are left out: a client's ephemeral port differs for every
-/// connection of a class.
-type Side<'a> = (Vec<(&'a String, Vec<String>)>, Vec<(&'a CapturePoint, Option<IpAddr>, Option<IpAddr>)>);
-
-fn side(pe: &PacketEvidence) -> Side<'_> {
-    let hooks = pe.path.iter().map(|(ns, evs)| (ns, evs.iter().map(|e| e.hook.to_string()).collect())).collect();
-    let seen = pe.seen.iter().map(|(point, p)| (point, p.src, p.dst)).collect();
-    (hooks, seen)
-}
-
-fn class_key(ex: &Exchange) -> (Side<'_>, Side<'_>, bool) {
-    (side(&ex.request), side(&ex.reply), ex.replied)
-}
-
 /// `1-3, 5, 8-9`.
 pub fn ranges(packets: &[u16]) -> String {
     let mut parts: Vec<String> = vec![];
@@ -91,81 +48,62 @@ pub fn ranges(packets: &[u16]) -> String {
     parts.join(", ")
 }
 
-/// The packets of `exchanges` grouped by [`class_key`], in the order of their first packet.
-fn classes(exchanges: &[&Exchange]) -> Vec<Vec<usize>> {
-    let keys: Vec<_> = exchanges.iter().map(|x| class_key(x)).collect();
-    let mut out: Vec<Vec<usize>> = vec![];
-    for (i, k) in keys.iter().enumerate() {
-        match out.iter_mut().find(|c| keys[c[0]] == *k) {
-            Some(c) => c.push(i),
-            None => out.push(vec![i]),
-        }
+/// `packets 1-3, 5 …`: a class of a hundred scattered connections is told apart by its first
+/// few.
+fn packet_list(packets: &[u16]) -> String {
+    let word = if packets.len() == 1 { "packet" } else { "packets" };
+    let mut list = ranges(packets);
+    if let Some((cut, _)) = list.match_indices(", ").nth(5) {
+        list = format!("{} …", &list[..cut]);
     }
-    out
+    format!("{word} {list}")
 }
 
-/// `38 connections: ep1 ×19, ep2 ×19`, then each class's path and addresses once, shown by its
-/// first packet. A class is named by the endpoint that answered it where that tells it apart,
-/// else by its packets.
-fn class_blocks(out: &mut String, exchanges: &[&Exchange], total: usize) {
-    let groups = classes(exchanges);
-    let answer_of = |c: &[usize]| {
-        let a = exchanges[c[0]].answer.as_deref();
-        c.iter().all(|&i| exchanges[i].answer.as_deref() == a).then_some(a).flatten()
-    };
-    let answers: Vec<Option<&str>> = groups.iter().map(|c| answer_of(c)).collect();
-    let label = |i: usize| -> String {
-        let packets: Vec<u16> = groups[i].iter().map(|&j| exchanges[j].packet).collect();
-        let n = packets.len();
-        let word = if n == 1 { "packet" } else { "packets" };
-        let mut list = ranges(&packets);
-        // A class of a hundred scattered connections is told apart by its first few.
-        if let Some((cut, _)) = list.match_indices(", ").nth(5) {
-            list = format!("{} …", &list[..cut]);
-        }
-        match answers[i] {
-            Some(a) if answers.iter().filter(|b| **b == Some(a)).count() == 1 => format!("{a} ×{n}"),
-            Some(a) => format!("{a} ×{n} ({word} {list})"),
-            None => format!("{word} {list} ×{n}"),
-        }
-    };
-    let tcp = exchanges
-        .iter()
-        .flat_map(|x| x.request.seen.values())
-        .any(|p| matches!(p.l4, crate::evidence::packet::L4::Tcp { .. }));
-    let unit = if tcp { "connections" } else { "packets" };
-    let others = if exchanges.len() < total { " more" } else { "" };
-    let names: Vec<String> = (0..groups.len()).map(label).collect();
-    let _ = writeln!(out, "    {}{others} {unit}: {}", exchanges.len(), names.join(", "));
-    for (i, c) in groups.iter().enumerate() {
-        let first = exchanges[c[0]];
-        let _ = writeln!(out, "    {}: as packet {}", names[i], first.packet);
-        packet_block(out, first, false);
-    }
-}
-
-/// A probe's verdict and, on failure or when asked, its evidence: each failing packet in full,
-/// the others one per class (or each in full with `every_packet`).
+/// A probe's summary line, its failures and, on failure or when asked, its packets' hops:
+/// each failing packet in full, the others one per class of packets that took the same hops
+/// (or each in full with `every_packet`).
 pub fn probe(p: &ProbeOutcome, detail: Detail) -> String {
-    let mut out = String::new();
+    let hops: Vec<ExchangeHops> = p.exchanges.iter().map(ExchangeHops::of).collect();
+    let groups = crate::output::hops::classes(&hops);
     let verdict = if p.failures.is_empty() { "ok" } else { "FAILED" };
-    let _ = writeln!(out, "  probe {}: {verdict}", p.name);
+    let answers: Vec<Option<&str>> = p.exchanges.iter().map(|x| x.answer.as_deref()).collect();
+    let mut out = hops::summary_line(&p.name, &hops, groups.len(), &answers, verdict);
+    out.push('\n');
     for f in &p.failures {
         out.push_str(&failure(f));
     }
     if !detail.passing && p.failures.is_empty() {
         return out;
     }
+    let cols = hops::Columns::fit(&hops);
     let failing = |x: &Exchange| p.failures.iter().any(|f| f.packet == Some(x.packet));
     // A failure about no one packet (a floor, a conntrack entry) concerns them all.
     let all_fail = p.failures.iter().any(|f| f.packet.is_none());
-    let (full, rest): (Vec<&Exchange>, Vec<&Exchange>) =
-        p.exchanges.iter().partition(|x| detail.every_packet || (!all_fail && failing(x)));
-    for ex in &full {
-        packet_block(&mut out, ex, true);
+    let full = |i: usize| detail.every_packet || (!all_fail && failing(&p.exchanges[i]));
+    let answered =
+        |i: usize| p.exchanges[i].answer.as_deref().map(|a| format!(", answered by {a}")).unwrap_or_default();
+    // In --verbose every packet is in full: a journey repeats one before only in class views.
+    let mut shown = vec![];
+    for i in (0..hops.len()).filter(|&i| full(i)) {
+        let _ = writeln!(out, "    packet {}{}:", p.exchanges[i].packet, answered(i));
+        hops::exchange_lines(&mut out, &hops[i], cols, p.exchanges[i].replied, &mut vec![], "");
     }
-    if !rest.is_empty() {
-        class_blocks(&mut out, &rest, p.exchanges.len());
+    let rest: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|c| c.iter().copied().filter(|&i| !full(i)).collect::<Vec<_>>())
+        .filter(|c| !c.is_empty())
+        .collect();
+    for (k, c) in rest.iter().enumerate() {
+        let packets: Vec<u16> = c.iter().map(|&i| p.exchanges[i].packet).collect();
+        let first = p.exchanges[c[0]].answer.as_deref();
+        let answer =
+            if c.iter().all(|&i| p.exchanges[i].answer.as_deref() == first) { answered(c[0]) } else { String::new() };
+        // One path: the summary line said so, and the path is the probe's.
+        if groups.len() > 1 || rest.len() < groups.len() {
+            let _ = writeln!(out, "    path {} ({}{answer}):", k + 1, packet_list(&packets));
+        }
+        let label = format!("path {}", k + 1);
+        hops::exchange_lines(&mut out, &hops[c[0]], cols, p.exchanges[c[0]].replied, &mut shown, &label);
     }
     out
 }
@@ -242,6 +180,7 @@ pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::PacketEvidence;
 
     fn exchange(packet: u16, answer: &str, dst: &str) -> Exchange {
         let mut request = PacketEvidence::default();
@@ -268,19 +207,27 @@ mod tests {
             exchange(4, "ep1", "10.0.0.1"),
         ];
         let mut p = ProbeOutcome { name: "svc".into(), exchanges, failures: vec![] };
+        let summary = "  svc: 4 packets, 2 paths, ep1 ×3, ep2 ×1, ok\n";
         let grouped = probe(&p, Detail::of(true, false));
-        assert!(grouped.contains("    4 packets: ep1 ×3, ep2 ×1\n    ep1 ×3: as packet 1\n"), "{grouped}");
-        assert_eq!(grouped.matches(": path").count(), 4, "one request and one reply per class:\n{grouped}");
-        assert_eq!(probe(&p, Detail::of(false, false)), "  probe svc: ok\n");
-        assert_eq!(probe(&p, Detail::of(true, true)).matches(": path").count(), 8);
+        assert!(grouped.starts_with(summary), "{grouped}");
+        assert!(
+            grouped.contains("\n    path 1 (packets 1, 3-4, answered by ep1):\n      request  node1/eth0"),
+            "{grouped}"
+        );
+        assert!(grouped.contains("\n    path 2 (packet 2, answered by ep2):\n"), "{grouped}");
+        assert_eq!(grouped.matches("request  ").count(), 2, "one request and one reply per class:\n{grouped}");
+        assert_eq!(probe(&p, Detail::of(false, false)), summary);
+        assert_eq!(probe(&p, Detail::of(true, true)).matches("request  ").count(), 4);
         assert_eq!(ranges(&[1, 2, 3, 5, 8, 9]), "1-3, 5, 8-9");
 
         p.failures.push(Failure { packet: Some(3), ..Failure::new(FailureKind::Header, "w".into(), "d".into()) });
         let failed = probe(&p, Detail::default());
         assert!(
-            failed.starts_with("  probe svc: FAILED\n    ✗ w\n        d\n    packet 3 request: path\n"),
+            failed.starts_with(
+                "  svc: 4 packets, 2 paths, ep1 ×3, ep2 ×1, FAILED\n    ✗ w\n        d\n    packet 3, answered by ep1:\n      request  node1/eth0"
+            ),
             "{failed}"
         );
-        assert!(failed.contains("    3 more packets: ep1 ×2, ep2 ×1\n"), "{failed}");
+        assert!(failed.contains("    path 1 (packets 1, 4, answered by ep1):\n"), "{failed}");
     }
 }
