@@ -15,9 +15,10 @@ fi
 # it reads are declared in harness/bpf/core.h and relocated at load time).
 # containernetworking-plugins (the CNI plugins in /usr/lib/cni), netavark (podman's network
 # backend, /usr/lib/podman/netavark), nfacct and ipset: the real tools the bundled scenarios'
-# [[step]] entries run.
+# [[step]] entries run. chromium renders the HTML report in cases/tests/html.rs (headless).
 packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc tcpdump
-  wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset clang libbpf-dev)
+  wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset clang libbpf-dev
+  chromium)
 # shellcheck source=/dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 apt_install_missing install-deps "${packages[@]}"

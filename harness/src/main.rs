@@ -82,6 +82,10 @@ struct RunArgs {
     /// verdict (skip with its feature) and per probe its failures and observed hooks.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also write an HTML report into DIR: a self-contained page per scenario × backend (the
+    /// topology, each probe's verdict, failures and packet journeys) and index.html.
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
     /// Print where each run spent its time: netns, links, rules, observers, each probe, drain,
     /// verdict, teardown.
     #[arg(long)]
@@ -174,6 +178,7 @@ fn run(args: RunArgs) -> ExitCode {
         timings,
         repeat,
         json,
+        html,
         max_duration,
     } = args;
     let paths = if paths.is_empty() { vec![suite::bundled()] } else { paths };
@@ -205,14 +210,18 @@ fn run(args: RunArgs) -> ExitCode {
         timings,
         jobs,
         repeat,
+        html: html.clone(),
     };
     let suite = Suite::load(files, |sc| BackendChoice::backends(backend, sc));
     let summary = suite.run(&settings);
-    let written =
-        [(json, Suite::write_json as fn(&Suite, &Summary, &Path) -> Result<(), String>), (junit, Suite::write_junit)]
-            .into_iter()
-            .filter_map(|(path, write)| path.map(|p| write(&suite, &summary, &p)))
-            .collect::<Result<Vec<()>, String>>();
+    let written = [
+        (json, Suite::write_json as fn(&Suite, &Summary, &Path) -> Result<(), String>),
+        (junit, Suite::write_junit),
+        (html, Suite::write_html),
+    ]
+    .into_iter()
+    .filter_map(|(path, write)| path.map(|p| write(&suite, &summary, &p)))
+    .collect::<Result<Vec<()>, String>>();
     if let Err(e) = written {
         eprintln!("netpath: {e}");
         return ExitCode::FAILURE;

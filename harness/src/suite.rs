@@ -59,6 +59,9 @@ pub struct Settings {
     pub jobs: NonZeroUsize,
     /// Rounds of the whole selection; flaky probes are reported.
     pub repeat: NonZeroUsize,
+    /// Where `--html` writes a page per run (and [`Suite::write_html`] the index); `None`: no
+    /// pages beyond the artifact folders'.
+    pub html: Option<PathBuf>,
 }
 
 /// A scenario file, loaded or not.
@@ -97,6 +100,8 @@ struct Done {
     cases: Vec<Case>,
     /// For `--json`; its `file` is filled in by [`execute_job`].
     result: RunResult,
+    /// For `--html`: the run's page, its file name and text.
+    page: Option<(String, String)>,
 }
 
 /// Run one scenario under one backend: skip it when the kernel lacks a feature it needs
@@ -111,6 +116,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
             text: format!("N/A {head}: {why}\n"),
             cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why.to_string() }),
             result,
+            page: None,
         };
     }
     if let Err(skip) = crate::caps::requires::check(sc, backend, &s.opts) {
@@ -124,6 +130,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
                 text: format!("FAIL {head}: {why} (a skip is a failure under --strict / NETPATH_STRICT=1)\n"),
                 cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Failed { message, text: why }),
                 result,
+                page: None,
             }
         } else {
             Done {
@@ -131,6 +138,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
                 text: format!("SKIP {head}: {why}\n"),
                 cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why }),
                 result,
+                page: None,
             }
         };
     }
@@ -142,9 +150,18 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
                 + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
             cases: junit::outcome_cases(&o, start.elapsed()),
             result: RunResult::from_outcome("", &o),
+            page: s.html.as_deref().map(|dir| html_page(dir, sc, &o)),
         },
         Err(e) => errored(sc, backend, start.elapsed(), e.to_string()),
     }
+}
+
+/// The `--html` page of outcome `o` for folder `dir`, linking the run's artifacts if it has any.
+fn html_page(dir: &Path, sc: &Scenario, o: &crate::Outcome) -> (String, String) {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let artifacts = o.artifacts.as_deref().map(|a| crate::output::html::relative(&abs(dir), &abs(a)));
+    let file = crate::output::html::page_file(&o.scenario, o.backend.name());
+    (file, crate::output::html::page(sc, o, artifacts.as_deref()))
 }
 
 /// A scenario that did not run: the lab could not be built or observed, or the run panicked.
@@ -160,6 +177,7 @@ fn errored(sc: &Scenario, backend: Backend, time: Duration, error: String) -> Do
             time,
             Status::Error { message: format!("did not run: {error}"), text: error },
         ),
+        page: None,
     }
 }
 
@@ -186,7 +204,8 @@ fn execute_job(job: &Job, loaded: &[Loaded], s: &Settings) -> Done {
                 time: Duration::ZERO,
                 status: Status::Error { message: format!("cannot load {}", l.file.display()), text: e.clone() },
             };
-            Done { verdict: Verdict::Failed, text, cases: vec![case], result: RunResult::not_loaded(&file, &e) }
+            let result = RunResult::not_loaded(&file, &e);
+            Done { verdict: Verdict::Failed, text, cases: vec![case], result, page: None }
         }
     }
 }
@@ -386,6 +405,18 @@ impl Suite {
         let runs = sum.last.iter().filter_map(|d| d.as_ref().map(|d| d.result.clone())).collect();
         let text = serde_json::to_string_pretty(&results::Results::new(runs)).unwrap_or_default();
         std::fs::write(path, text + "\n").map_err(|e| format!("write the JSON results {}: {e}", path.display()))
+    }
+
+    /// The last round's runs as an HTML report in `dir` (`--html`): a page per run that ran
+    /// ([`Settings::html`] made them) and `index.html` listing every run.
+    pub fn write_html(&self, sum: &Summary, dir: &Path) -> Result<(), String> {
+        let done: Vec<&Done> = sum.last.iter().flatten().collect();
+        let pages: Vec<(String, String)> = done.iter().filter_map(|d| d.page.clone()).collect();
+        let entries: Vec<crate::output::html::Entry<'_>> = done
+            .iter()
+            .map(|d| crate::output::html::Entry { result: &d.result, page: d.page.as_ref().map(|p| p.0.clone()) })
+            .collect();
+        crate::output::html::write_suite(dir, &pages, &entries).map(|_| ())
     }
 
     /// The last round's results as a JUnit XML report: a suite per file, a case per probe.

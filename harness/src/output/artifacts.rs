@@ -1,6 +1,6 @@
 //! The artifact folder of a run: a pcap per interface and one pcapng with them all, the trace
 //! tagged with probe packets, each netns's rules (as the tools list them and as JSON),
-//! conntrack entries, addresses, IPv4 and IPv6 routes, and the report.
+//! conntrack entries, addresses, IPv4 and IPv6 routes, and the report (text and HTML).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -45,6 +45,7 @@ pub fn write(
     put("trace.json", &json)?;
     write_outcome(&dir, outcome)?;
     put("report.txt", &crate::output::report::outcome(outcome, true))?;
+    put("report.html", &crate::output::html::page(sc, outcome, Some("")))?;
     for n in &sc.netns {
         let ns = lab.netns(&n.name)?;
         let dump = |file: &str, r: Result<String>| put(file, &r.unwrap_or_else(|e| format!("unavailable: {e}\n")));
