@@ -17,8 +17,13 @@ fi
 # backend, /usr/lib/podman/netavark), nfacct and ipset: the real tools the bundled scenarios'
 # [[step]] entries run. chromium renders the HTML report in cases/tests/html.rs (headless).
 packages=(iptables ebtables nftables libpcap-dev pkg-config conntrack iproute2 iputils-ping gcc tcpdump
-  wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset clang libbpf-dev
-  chromium)
+  wireguard-tools wireguard-go containernetworking-plugins netavark nfacct ipset clang libbpf-dev)
+# A browser the HTML test can drive: Debian's chromium, unless one is there already (GitHub's
+# Ubuntu images ship google-chrome, and Ubuntu's chromium package is a snap stub).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 &&
+  ! command -v google-chrome >/dev/null 2>&1 && ! command -v google-chrome-stable >/dev/null 2>&1; then
+  packages+=(chromium)
+fi
 # shellcheck source=/dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 apt_install_missing install-deps "${packages[@]}"
