@@ -145,3 +145,43 @@ fn neighbour_twin_that_answers_is_not_dropped() {
         want(NotDropped).packet(1).request().netns("router").expected(wanted).find(failures(&o, probe));
     }
 }
+
+/// ipv6-forward-drop's TCP probe with `timeout_ms` raised to `ms`.
+fn tcp_dropped_waiting(ms: u64) -> Scenario {
+    let mut sc = netpath_cases::load("ipv6-forward-drop");
+    sc.probe.retain(|p| p.name == "tcp-dropped");
+    sc.probe[0].timeout_ms = ms;
+    sc
+}
+
+/// A TCP probe whose SYN the kernel proved dropped (NETFILTER_DROP at the router's FORWARD
+/// policy) stops waiting when no retransmission could come before its timeout (TCP resends a
+/// SYN 1 s after the first at the earliest): 950 ms are not waited out. What it heard is
+/// `none`, the drop is in the evidence.
+#[test]
+fn a_tcp_probe_stops_at_its_dropped_syn_when_no_retransmission_fits() {
+    let sc = tcp_dropped_waiting(950);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", report(&o));
+    let took = o.timings.get("probe tcp-dropped").unwrap();
+    assert!(took < std::time::Duration::from_millis(700), "waited {took:?} of 950 ms");
+    let x = &o.probes[0].exchanges[0];
+    assert_eq!(x.response.kind, netpath::scenario::Answer::None);
+    assert_eq!(x.request.drops[0].reason.as_deref(), Some("NETFILTER_DROP"), "{}", report(&o));
+}
+
+/// Twin: with 1600 ms, the retransmitted SYN falls inside the timeout and could be answered
+/// (a `statistic` rule lets some through): the probe waits for it, and stops only once the
+/// kernel dropped it too, before the timeout. The retransmission is evidence of its own.
+#[test]
+fn a_tcp_probe_waits_for_the_retransmission_that_fits_and_its_drop() {
+    let sc = tcp_dropped_waiting(1600);
+    let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
+    assert!(o.passed(), "{}", report(&o));
+    let took = o.timings.get("probe tcp-dropped").unwrap();
+    assert!(took >= std::time::Duration::from_secs(1), "stopped before the retransmission: {took:?}");
+    assert!(took < std::time::Duration::from_millis(1500), "waited {took:?} of 1600 ms");
+    let x = &o.probes[0].exchanges[0];
+    assert!(!x.retransmissions.is_empty(), "{}", report(&o));
+    assert!(x.request.drops.len() >= 2, "both SYNs' drops: {:#?}", x.request.drops);
+}
