@@ -391,6 +391,7 @@ fn column(cache: &Cache, alias: &Alias, out: &Path, timeout: u64, files: &[Strin
             seconds: start.elapsed().as_secs_f64(),
             error: None,
             config: matrix::config_values(config.as_deref()),
+            drops: results.drops,
             missing_modules: ran.missing_modules,
             runs: results.runs,
         },
@@ -432,6 +433,7 @@ fn host_column(dir: &Path, timeout: u64, files: &[String], jobs: usize, start: I
         seconds: start.elapsed().as_secs_f64(),
         error: None,
         config: matrix::config_values(config.as_deref()),
+        drops: results.drops,
         missing_modules: vec![],
         runs: results.runs,
     }

@@ -26,6 +26,10 @@ pub struct Column {
     /// Each symbol of `netpath caps --kernel-config`: `y`, `m`, or absent.
     #[serde(default)]
     pub config: BTreeMap<String, Option<String>>,
+    /// What the kernel's drop source gives there (`reason and location`, `location only: ...`,
+    /// `none: ...`: [`netpath::output::results::drop_source`]), from its results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<String>,
     /// Modules netpath-vm loads before the tests that this kernel could not load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_modules: Vec<String>,
@@ -43,6 +47,7 @@ impl Column {
             seconds,
             error: Some(error),
             config: BTreeMap::new(),
+            drops: None,
             missing_modules: vec![],
             runs: vec![],
         }
@@ -332,6 +337,14 @@ impl Matrix {
                 .collect();
             let _ = writeln!(o, "| {s} | {} |", vals.join(" | "));
         }
+        // Only once some kernel said: matrices made before the drop source stay as they were.
+        if self.columns.iter().any(|c| c.drops.is_some()) {
+            let _ = writeln!(o, "\n## Kernel drop source (`netpath caps`: drop-location, drop-reason)\n");
+            let _ = writeln!(o, "| kernel | drop source |\n|---|---|");
+            for c in &self.columns {
+                let _ = writeln!(o, "| {} | {} |", c.alias, c.drops.as_deref().unwrap_or("?"));
+            }
+        }
         let missing: Vec<String> = self
             .columns
             .iter()
@@ -548,6 +561,23 @@ mod tests {
         assert_eq!(cells["6.12"].status, Status::NotApplicable);
         assert!(m.failed());
         assert!(m.summary()[1].starts_with("6.1 (6.1.0, tcg): 0 pass, 1 fail, 0 skip, 0 n-a"), "{:?}", m.summary());
+    }
+
+    /// The drop source per kernel: a row each once some kernel said, nothing for a matrix made
+    /// before (its markdown stays as committed).
+    #[test]
+    fn the_drop_source_shows_per_kernel_once_a_kernel_said() {
+        let mut old = column("5.10", vec![]);
+        let mut new = column("6.1", vec![]);
+        let before = Matrix::new("d".into(), "c".into(), vec![old.clone(), new.clone()]).markdown();
+        assert!(!before.contains("drop source"), "{before}");
+        old.drops = Some("location only: skb:kfree_skb has no reason field".into());
+        new.drops = Some("reason and location".into());
+        let md = Matrix::new("d".into(), "c".into(), vec![old, new]).markdown();
+        assert!(
+            md.contains("| 5.10 | location only: skb:kfree_skb has no reason field |\n| 6.1 | reason and location |"),
+            "{md}"
+        );
     }
 
     #[test]

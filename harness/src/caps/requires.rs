@@ -127,8 +127,13 @@ pub fn required_features_traced(sc: &Scenario, backend: Backend, trace: TraceCho
     if sc.probe.iter().any(|p| !p.conntrack.is_empty()) {
         need.insert(Feature::Conntrack);
     }
-    // The eBPF drop source sees the drops `[[probe.drop]]` judges; a reason needs 5.17.
-    let drops = sc.probe.iter().flat_map(|p| &p.drop);
+    // The eBPF drop source sees the drops `[[probe.drop]]` judges; a reason needs 5.17. An entry
+    // that does not apply here (`backend`, `kernel = ">=5.17"`) needs nothing: on 5.10 such a
+    // file runs everything else instead of skipping whole.
+    let kernel = crate::kernel::running();
+    let drops = sc.probe.iter().flat_map(|p| &p.drop).filter(|d| {
+        d.backend.is_none_or(|b| b == backend) && crate::kernel::KernelRange::applies(d.kernel.as_ref(), kernel)
+    });
     if drops.clone().next().is_some() {
         need.insert(Feature::DropLocation);
     }
@@ -247,6 +252,29 @@ mod tests {
         let sc = with_host("", "");
         assert_eq!(required_features(&sc, Backend::Legacy), vec![Netns, Veth, Nflog]);
         assert_eq!(required_features(&sc, Backend::Nft), vec![Netns, Veth, NfTablesTrace]);
+    }
+
+    /// A `[[probe.drop]]` needs the drop source, with a reason the reason too, but only where the
+    /// entry applies: 5.10 runs a file whose reason entries say `kernel = ">=5.17"`.
+    #[test]
+    fn requires_the_drop_features_of_the_entries_that_apply() {
+        let probe = |drop: &str| {
+            format!(
+                "[[probe]]\nname = \"p\"\nfrom = \"peer\"\nto = \"10.0.0.1\"\nanswer = \"none\"\n\n\
+                 [[probe.drop]]\nnetns = \"host\"\n{drop}\n"
+            )
+        };
+        let need = |drop: &str, b| required_features(&with_host("trace = false", &probe(drop)), b);
+        assert_eq!(need("function = \"ip_error\"", Backend::Legacy), vec![Netns, Veth, DropLocation]);
+        assert_eq!(need("reason = \"IP_INADDRERRORS\"", Backend::Nft), vec![Netns, Veth, DropLocation, DropReason]);
+        assert_eq!(need("reason = \"IP_INADDRERRORS\"\nbackend = \"nft\"", Backend::Legacy), vec![Netns, Veth]);
+        // The running kernel is the test's: a range that holds nowhere, and one that holds here.
+        assert_eq!(need("reason = \"IP_INADDRERRORS\"\nkernel = \"<1.0\"", Backend::Legacy), vec![Netns, Veth]);
+        let here = crate::kernel::running().is_some_and(|v| v >= "5.17".parse().unwrap());
+        if here {
+            let need = need("reason = \"IP_INADDRERRORS\"\nkernel = \">=5.17\"", Backend::Legacy);
+            assert_eq!(need, vec![Netns, Veth, DropLocation, DropReason]);
+        }
     }
 
     #[test]

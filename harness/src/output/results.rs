@@ -18,6 +18,10 @@ pub struct Results {
     pub version: String,
     /// One per scenario × backend, in the order they ran.
     pub runs: Vec<RunResult>,
+    /// What the kernel's drop source gives on this kernel ([`drop_source`]); absent in results
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<String>,
 }
 
 impl Results {
@@ -25,7 +29,19 @@ impl Results {
     pub fn new(runs: Vec<RunResult>) -> Results {
         let kernel = crate::kernel::running_release();
         let version = std::fs::read_to_string("/proc/version").map(|v| v.trim().to_string()).unwrap_or_default();
-        Results { kernel, version, runs }
+        Results { kernel, version, runs, drops: Some(drop_source()) }
+    }
+}
+
+/// The drop source on this kernel, in a few words, for the kernel matrix: `reason and location`
+/// (Linux 5.17 and later), `location only: WHY` (5.10: the tracepoint has no reason), or
+/// `none: WHY` (no BTF, no BPF events), from the `drop-reason` and `drop-location` features.
+pub fn drop_source() -> String {
+    use crate::caps::{Feature, require};
+    match (require(&[Feature::DropLocation]), require(&[Feature::DropReason])) {
+        (Ok(()), Ok(())) => "reason and location".into(),
+        (Ok(()), Err(s)) => format!("location only: {}", s.reason),
+        (Err(s), _) => format!("none: {}", s.reason),
     }
 
     /// Results as `--json` wrote them.

@@ -263,7 +263,7 @@ fn wait_ack(
     seq: u32,
     len: u32,
     timeout: Duration,
-    dropped: &dyn Fn() -> bool,
+    dropped: &dyn Fn() -> Option<Duration>,
 ) -> std::io::Result<bool> {
     let mut buf = vec![0u8; 65536];
     let acked = wait::answer(sock.as_fd(), timeout, dropped, || {

@@ -52,7 +52,10 @@ impl Prober for Icmp {
                 let sent_at = Instant::now();
                 let heard = match send_echo(&sock, dst, id, seq, &payload) {
                     Ok(()) => {
-                        let dropped = || cx.drops.nonce(&nonce) || cx.drops.echo(id, seq);
+                        let dropped = || match (cx.drops.nonce(&nonce), cx.drops.echo(id, seq)) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                         match wait_reply(&sock, dst, &nonce, timeout, &dropped).map_err(what)? {
                             Some(Got::Reply) => Heard::reply(sent_at.elapsed()),
                             Some(Got::Refused(from, how)) => Heard::refused(Some(from), how, sent_at.elapsed()),
@@ -154,7 +157,7 @@ fn wait_reply(
     dst: IpAddr,
     nonce: &[u8],
     timeout: Duration,
-    dropped: &dyn Fn() -> bool,
+    dropped: &dyn Fn() -> Option<Duration>,
 ) -> io::Result<Option<Got>> {
     let mut buf = vec![0u8; 65536];
     let read = |pkt: &[u8], from: Option<IpAddr>| -> Option<Got> {

@@ -12,6 +12,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage,
 use super::{Context, Heard, Matcher, Prober, Sent, answer_from, any_of, new_nonce};
 use crate::error::{Error, Result};
 use crate::evidence::packet::{L4, PacketInfo, contains};
+use crate::observe::drops::Drops;
 use crate::scenario::{ConntrackProto, Direction, ProbeKind};
 
 /// `kind = "tcp"`.
@@ -39,7 +40,9 @@ impl Prober for Tcp {
             message: e.to_string(),
         };
         cx.ns.run(|| {
-            (1..=cx.spec.count).map(|n| one(&cx.spec.from, cx.dst, port, cx.packet(n.into())?).map_err(fail)).collect()
+            (1..=cx.spec.count)
+                .map(|n| one(&cx.spec.from, cx.dst, port, cx.packet(n.into())?, cx.drops).map_err(fail))
+                .collect()
         })
     }
 }
@@ -137,7 +140,64 @@ impl Matcher for Connection {
     }
 }
 
-fn one(netns: &str, dst: IpAddr, port: u16, timeout: Duration) -> std::io::Result<Sent> {
+/// The least time between two transmissions of a SYN: TCP_TIMEOUT_INIT, the initial
+/// retransmission timeout, which backoff (linear, tcp_syn_linear_timeouts, or exponential) only
+/// lengthens. (A BPF sock_ops program could lower it: none runs in a lab.)
+const SYN_RTO: Duration = Duration::from_secs(1);
+
+/// How often the drops are looked at while the handshake is pending.
+const SLICE: Duration = Duration::from_millis(5);
+
+/// CLOCK_MONOTONIC now: the clock of the kernel's drop times.
+fn monotonic() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wait for the handshake on `fd` to end (`true`) or for the wait to be over (`false`): the
+/// deadline, or a drop of every SYN that could have been answered in time. The kernel sends an
+/// unanswered SYN again, the same (a `statistic` or `limit` rule may let a second one through
+/// where the first was dropped), and at least [`SYN_RTO`] after the one before: after `n`
+/// drops of this connection's SYN the next transmission cannot leave before `sent_at + n`
+/// s. So the wait ends once the kernel proved dropped every SYN sent so far and the next one
+/// would come after the deadline: what a full wait would have seen, sooner. A drop is this
+/// connection's by the addresses and ports it died with, since `since` (before NAT rewrote
+/// them: a SYN dropped after DNAT or SNAT is not recognised, and its probe waits as before).
+fn handshake(
+    fd: &OwnedFd,
+    deadline: Instant,
+    sent_at: Instant,
+    syn_drops: &dyn Fn() -> Vec<Duration>,
+) -> std::io::Result<bool> {
+    let mut deadline = deadline;
+    let mut seen = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        let ms = PollTimeout::try_from(left.min(SLICE).as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::Error::EINTR) => {}
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+        let drops = syn_drops();
+        if drops.len() > seen {
+            seen = drops.len();
+            let next_syn = sent_at + SYN_RTO * seen as u32;
+            if next_syn >= deadline {
+                let grace = drops.iter().copied().min().unwrap_or(super::wait::AFTER_DROP);
+                deadline = deadline.min(Instant::now() + grace);
+            }
+        }
+    }
+}
+
+fn one(netns: &str, dst: IpAddr, port: u16, timeout: Duration, drops: &Drops) -> std::io::Result<Sent> {
     let nonce = new_nonce();
     let deadline = Instant::now() + timeout;
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -150,6 +210,7 @@ fn one(netns: &str, dst: IpAddr, port: u16, timeout: Duration) -> std::io::Resul
     let sport = local.as_sockaddr_in().map(|a| a.port()).or(local.as_sockaddr_in6().map(|a| a.port())).unwrap_or(0);
     let matcher = Connection::new(sport, dst, port, since);
     let sent_at = Instant::now();
+    let sent_mono = monotonic();
     let sent = |m: Connection, heard: Heard| Sent { nonce: nonce.clone(), matcher: Box::new(m), heard, answer: None };
     match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(dst, port))) {
         Ok(()) | Err(nix::Error::EINPROGRESS) => {}
@@ -168,12 +229,15 @@ fn one(netns: &str, dst: IpAddr, port: u16, timeout: Duration) -> std::io::Resul
             };
         }
     }
-    let left = deadline.saturating_duration_since(Instant::now());
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
-    let ready = poll(&mut fds, PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX))?;
-    if ready == 0 {
-        // No SYN-ACK in time. (A SYN an OUTPUT rule dropped ends here too: connect(2) keeps the
-        // EPERM to itself and retransmits.)
+    // The source address is chosen by now: with the ports, what the kernel's drops name.
+    let local: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
+    let src =
+        local.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())).or(local.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())));
+    let syn_drops = || src.map(|src| drops.syn((src, sport, dst, port), sent_mono)).unwrap_or_default();
+    if !handshake(&fd, deadline, sent_at, &syn_drops)? {
+        // No SYN-ACK in time, or every SYN that could have been answered in time was dropped:
+        // nothing came back, and the kernel's drops are in the evidence. (A SYN an OUTPUT rule
+        // dropped ends here too: connect(2) keeps the EPERM to itself and retransmits.)
         return Ok(sent(matcher, Heard::nothing()));
     }
     let error = socket::getsockopt(&fd, sockopt::SocketError)?;

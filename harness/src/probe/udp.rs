@@ -90,7 +90,7 @@ fn wait_answer(
     sock: &UdpSocket,
     nonce: &[u8],
     timeout: Duration,
-    dropped: &dyn Fn() -> bool,
+    dropped: &dyn Fn() -> Option<Duration>,
 ) -> std::io::Result<Option<Got>> {
     let mut buf = [0u8; 2048];
     wait::answer(sock.as_fd(), timeout, dropped, || {

@@ -1,6 +1,7 @@
 //! Waiting for a probe packet's answer: one loop for every kind, polling the probe's socket
-//! until the answer comes, the deadline passes, or the trace proves the packet dropped
-//! ([`crate::observe::drops`]), so a packet that can no longer be answered does not wait out its timeout.
+//! until the answer comes, the deadline passes, or the trace or the kernel proves the packet
+//! dropped ([`crate::observe::drops`]), so a packet that can no longer be answered does not wait
+//! out its timeout.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -27,12 +28,12 @@ const SLICE: Duration = Duration::from_millis(5);
 pub const AFTER_DROP: Duration = Duration::from_millis(100);
 
 /// Poll `fd` and call `read` (which must not block) whenever it may have data, until `read`
-/// is done, `timeout` has passed, or [`AFTER_DROP`] has passed since `dropped()` said the
-/// packet was dropped.
+/// is done, `timeout` has passed, or the grace `dropped()` returned has passed since it said the
+/// packet was dropped ([`AFTER_DROP`], or none for a drop that sends nothing back).
 pub fn answer<T>(
     fd: BorrowedFd<'_>,
     timeout: Duration,
-    dropped: &dyn Fn() -> bool,
+    dropped: &dyn Fn() -> Option<Duration>,
     mut read: impl FnMut() -> io::Result<Read<T>>,
 ) -> io::Result<Option<T>> {
     let mut deadline = Instant::now() + timeout;
@@ -42,9 +43,9 @@ pub fn answer<T>(
         if let Read::Done(found) = read()? {
             return Ok(found);
         }
-        if !seen_dropped && dropped() {
+        if !seen_dropped && let Some(grace) = dropped() {
             seen_dropped = true;
-            deadline = deadline.min(Instant::now() + AFTER_DROP);
+            deadline = deadline.min(Instant::now() + grace);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -78,14 +79,18 @@ mod tests {
             }
         };
         b.send(b"hi").unwrap();
-        let got = answer(a.as_fd(), Duration::from_secs(60), &|| true, || read(&a)).unwrap();
+        let got = answer(a.as_fd(), Duration::from_secs(60), &|| Some(AFTER_DROP), || read(&a)).unwrap();
         assert_eq!(got.as_deref(), Some(&b"hi"[..]));
         // Nothing queued and the packet dropped: done without waiting out the minute, after
         // the short wait for a refusal sent before the drop.
         let t = Instant::now();
-        assert_eq!(answer(a.as_fd(), Duration::from_secs(60), &|| true, || read(&a)).unwrap(), None);
+        assert_eq!(answer(a.as_fd(), Duration::from_secs(60), &|| Some(AFTER_DROP), || read(&a)).unwrap(), None);
         assert!(t.elapsed() >= AFTER_DROP && t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        // A silent drop: no refusal can be on its way, done at once.
+        let t = Instant::now();
+        assert_eq!(answer(a.as_fd(), Duration::from_secs(60), &|| Some(Duration::ZERO), || read(&a)).unwrap(), None);
+        assert!(t.elapsed() < AFTER_DROP, "{:?}", t.elapsed());
         // Not dropped: only the deadline ends it.
-        assert_eq!(answer(a.as_fd(), Duration::from_millis(20), &|| false, || read(&a)).unwrap(), None);
+        assert_eq!(answer(a.as_fd(), Duration::from_millis(20), &|| None, || read(&a)).unwrap(), None);
     }
 }

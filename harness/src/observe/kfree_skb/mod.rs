@@ -76,6 +76,17 @@ impl KernelDrop {
         self.reason.as_deref().is_some_and(|r| r != "NOT_SPECIFIED")
     }
 
+    /// Whether the kernel that dropped it sends nothing back for this drop, so that no refusal
+    /// can be on its way to the sender: a failed reverse-path check (`IP_RPFILTER`, in
+    /// ip_rcv_finish_core), and a packet to forward where forwarding is off
+    /// (`IP_INADDRERRORS`, in ip_error or ip6_forward: counted, no ICMP error). Checked on Linux
+    /// 6.18. By reason alone: the function is named only after the probes (kallsyms is read once
+    /// per run). Any other drop may follow a refusal (a REJECT rule's, the port unreachable
+    /// before `NO_SOCKET`, the net unreachable before `IP_INNOROUTES`).
+    pub fn silent(&self) -> bool {
+        matches!(self.reason.as_deref(), Some("IP_RPFILTER" | "IP_INADDRERRORS"))
+    }
+
     /// Whether it is an echo reply freed with `NO_SOCKET` where it arrived: ICMP has no socket
     /// for it but a raw socket (the probe's) got a copy first, so it was delivered, not lost.
     pub fn delivered_to_raw_socket(&self) -> bool {
