@@ -33,8 +33,8 @@ fn main() {
         // The baseline: as many plain runs (plus the unmutated one mutate makes), two at a time.
         let runs = ran + 1;
         let started = Instant::now();
+        let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
-            let next = std::sync::atomic::AtomicUsize::new(0);
             for _ in 0..2 {
                 s.spawn(|| {
                     while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < runs {

@@ -531,6 +531,7 @@ mod tests {
                     netns: "host".into(),
                     hooks: hooks.iter().map(|h| h.to_string()).collect(),
                 }],
+                packets: 1,
             }],
         }
     }

@@ -31,6 +31,11 @@ impl Results {
         let version = std::fs::read_to_string("/proc/version").map(|v| v.trim().to_string()).unwrap_or_default();
         Results { kernel, version, runs, drops: Some(drop_source()) }
     }
+
+    /// Results as `--json` wrote them.
+    pub fn read(text: &str) -> Result<Results, String> {
+        serde_json::from_str(text).map_err(|e| format!("not netpath results: {e}"))
+    }
 }
 
 /// The drop source on this kernel, in a few words, for the kernel matrix: `reason and location`
@@ -42,11 +47,6 @@ pub fn drop_source() -> String {
         (Ok(()), Ok(())) => "reason and location".into(),
         (Ok(()), Err(s)) => format!("location only: {}", s.reason),
         (Err(s), _) => format!("none: {}", s.reason),
-    }
-
-    /// Results as `--json` wrote them.
-    pub fn read(text: &str) -> Result<Results, String> {
-        serde_json::from_str(text).map_err(|e| format!("not netpath results: {e}"))
     }
 }
 

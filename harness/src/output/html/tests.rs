@@ -37,6 +37,7 @@ to = "10.0.0.2"
         request,
         reply: PacketEvidence::default(),
         retransmissions: vec![],
+        reply_retransmissions: vec![],
         replied: false,
         response: Response::of_kind(crate::scenario::Answer::Reply),
         answer: None,
