@@ -41,6 +41,10 @@
 //! [[veth]]
 //! a = { netns = "lan", name = "eth0", addresses = ["10.0.0.2/24"] }
 //! b = { netns = "router", name = "lan", addresses = ["10.0.0.1/24"] }
+//! [[probe]]
+//! name = "lan-to-router"
+//! from = "lan"
+//! to = "10.0.0.1"
 //! "#,
 //!     Path::new("fw.toml"),
 //! )?;
@@ -50,7 +54,7 @@
 //!     ops,
 //!     [Operator::FlipPolicy, Operator::DeleteRule, Operator::FlipVerdict, Operator::NegateMatch, Operator::Sysctl]
 //! );
-//! assert_eq!(ms[2].id, "router/iptables:4:flip-verdict");
+//! assert_eq!(ms[2].id, "router/iptables:3:flip-verdict");
 //! assert_eq!(ms[2].after.as_deref(), Some("-A FORWARD -i lan -j DROP"));
 //! # Ok::<(), netpath::Error>(())
 //! ```
