@@ -127,15 +127,14 @@ pub(super) fn mutants(text: &str, netns: &str, family: Family) -> Vec<LineEdit> 
             _ => continue,
         };
         let raw = text.lines().nth(line - 1).unwrap_or_default();
-        out.push(LineEdit {
-            operator: Operator::FlipPolicy,
-            line: *line,
-            before: raw.trim().to_string(),
-            after: Some(raw.replacen(&format!(" {policy}"), &format!(" {flipped}"), 1).trim().to_string()),
-            swap_with: None,
-            tag: None,
-            target: Target::Policy(at(table, chain)),
-        });
+        out.push(LineEdit::changed(
+            Operator::FlipPolicy,
+            *line,
+            raw.trim(),
+            raw.replacen(&format!(" {policy}"), &format!(" {flipped}"), 1).trim().to_string(),
+            None,
+            Target::Policy(at(table, chain)),
+        ));
     }
     let mutable = |r: &RuleLine| {
         let w = split_words(r.text);
@@ -147,24 +146,10 @@ pub(super) fn mutants(text: &str, netns: &str, family: Family) -> Vec<LineEdit> 
         }
         let words = split_words(r.text);
         let before = r.text.trim().to_string();
-        let edit = |operator, after: Vec<String>, tag: Option<&str>, target| LineEdit {
-            operator,
-            line: r.line,
-            before: before.clone(),
-            after: Some(join(&after)),
-            swap_with: None,
-            tag: tag.map(str::to_string),
-            target,
+        let edit = |operator, after: Vec<String>, tag: Option<&str>, target| {
+            LineEdit::changed(operator, r.line, &before, join(&after), tag, target)
         };
-        out.push(LineEdit {
-            operator: Operator::DeleteRule,
-            line: r.line,
-            before: before.clone(),
-            after: None,
-            swap_with: None,
-            tag: None,
-            target: rule_target(r, vec![r.num]),
-        });
+        out.push(LineEdit::deleted(r.line, &before, rule_target(r, vec![r.num])));
         if let Some(t) = target_at(&words) {
             let flipped = match words[t].as_str() {
                 "ACCEPT" => Some("DROP"),
@@ -227,15 +212,13 @@ pub(super) fn mutants(text: &str, netns: &str, family: Family) -> Vec<LineEdit> 
         if let Some(next) = rules[k + 1..].iter().find(|x| x.table == r.table && x.chain == r.chain)
             && mutable(next)
         {
-            out.push(LineEdit {
-                operator: Operator::SwapRules,
-                line: r.line,
-                before: before.clone(),
-                after: Some(next.text.trim().to_string()),
-                swap_with: Some(next.line),
-                tag: None,
-                target: rule_target(r, vec![r.num, next.num]),
-            });
+            out.push(LineEdit::swapped(
+                r.line,
+                &before,
+                next.line,
+                next.text.trim(),
+                rule_target(r, vec![r.num, next.num]),
+            ));
         }
     }
     out
@@ -323,15 +306,14 @@ pub(super) fn eb_mutants(text: &str, netns: &str) -> Vec<LineEdit> {
             _ => continue,
         };
         let raw = text.lines().nth(line - 1).unwrap_or_default().trim();
-        out.push(LineEdit {
-            operator: Operator::FlipPolicy,
-            line: *line,
-            before: raw.to_string(),
-            after: Some(raw.replacen(&format!(" {policy}"), &format!(" {flipped}"), 1)),
-            swap_with: None,
-            tag: None,
-            target: chain_target(table, chain),
-        });
+        out.push(LineEdit::changed(
+            Operator::FlipPolicy,
+            *line,
+            raw,
+            raw.replacen(&format!(" {policy}"), &format!(" {flipped}"), 1),
+            None,
+            chain_target(table, chain),
+        ));
     }
     for r in &rules {
         let words = split_words(r.text);
@@ -342,15 +324,7 @@ pub(super) fn eb_mutants(text: &str, netns: &str) -> Vec<LineEdit> {
             continue;
         }
         let before = r.text.trim().to_string();
-        out.push(LineEdit {
-            operator: Operator::DeleteRule,
-            line: r.line,
-            before: before.clone(),
-            after: None,
-            swap_with: None,
-            tag: None,
-            target: chain_target(&r.table, &r.chain),
-        });
+        out.push(LineEdit::deleted(r.line, &before, chain_target(&r.table, &r.chain)));
         if let Some(t) = t {
             let flipped = match words[t].as_str() {
                 "ACCEPT" => "DROP",
@@ -359,15 +333,14 @@ pub(super) fn eb_mutants(text: &str, netns: &str) -> Vec<LineEdit> {
             };
             let mut w = words.clone();
             w[t] = flipped.to_string();
-            out.push(LineEdit {
-                operator: Operator::FlipVerdict,
-                line: r.line,
-                before,
-                after: Some(join(&w)),
-                swap_with: None,
-                tag: None,
-                target: chain_target(&r.table, &r.chain),
-            });
+            out.push(LineEdit::changed(
+                Operator::FlipVerdict,
+                r.line,
+                &before,
+                join(&w),
+                None,
+                chain_target(&r.table, &r.chain),
+            ));
         }
     }
     out

@@ -311,6 +311,54 @@ struct LineEdit {
     target: Target,
 }
 
+impl LineEdit {
+    /// Line `line`, `before`, written as `after` instead.
+    fn changed(
+        operator: Operator,
+        line: usize,
+        before: &str,
+        after: String,
+        tag: Option<&str>,
+        target: Target,
+    ) -> Self {
+        LineEdit {
+            operator,
+            line,
+            before: before.to_string(),
+            after: Some(after),
+            swap_with: None,
+            tag: tag.map(str::to_string),
+            target,
+        }
+    }
+
+    /// Rule line `line`, `before`, deleted.
+    fn deleted(line: usize, before: &str, target: Target) -> Self {
+        LineEdit {
+            operator: Operator::DeleteRule,
+            line,
+            before: before.to_string(),
+            after: None,
+            swap_with: None,
+            tag: None,
+            target,
+        }
+    }
+
+    /// Rule line `line`, `before`, swapped with line `other`, which reads `after`.
+    fn swapped(line: usize, before: &str, other: usize, after: &str, target: Target) -> Self {
+        LineEdit {
+            operator: Operator::SwapRules,
+            line,
+            before: before.to_string(),
+            after: Some(after.to_string()),
+            swap_with: Some(other),
+            tag: None,
+            target,
+        }
+    }
+}
+
 /// Every mutant of the scenario, in file order per netns: rulesets (iptables, ip6tables,
 /// ebtables, nft), then sysctls.
 pub fn mutants(sc: &Scenario) -> Vec<Mutant> {

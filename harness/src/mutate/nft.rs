@@ -151,15 +151,7 @@ pub(super) fn mutants(text: &str, netns: &str) -> Vec<LineEdit> {
         {
             continue;
         }
-        out.push(LineEdit {
-            operator: Operator::FlipPolicy,
-            line: h.line,
-            before: l.trim().to_string(),
-            after: Some(after.trim().to_string()),
-            swap_with: None,
-            tag: None,
-            target,
-        });
+        out.push(LineEdit::changed(Operator::FlipPolicy, h.line, l.trim(), after.trim().to_string(), None, target));
     }
     let mutable =
         |r: &RuleLine| !r.text.contains("nftrace") && r.text.split_whitespace().any(|w| DECIDING.contains(&w));
@@ -173,24 +165,10 @@ pub(super) fn mutants(text: &str, netns: &str) -> Vec<LineEdit> {
         let chain = Target::Chain(at.clone());
         let before = r.text.trim().to_string();
         let words: Vec<&str> = before.split_whitespace().collect();
-        let edit = |operator, after: String, tag: Option<&str>, target| LineEdit {
-            operator,
-            line: r.line,
-            before: before.clone(),
-            after: Some(after),
-            swap_with: None,
-            tag: tag.map(str::to_string),
-            target,
+        let edit = |operator, after: String, tag: Option<&str>, target| {
+            LineEdit::changed(operator, r.line, &before, after, tag, target)
         };
-        out.push(LineEdit {
-            operator: Operator::DeleteRule,
-            line: r.line,
-            before: before.clone(),
-            after: None,
-            swap_with: None,
-            tag: None,
-            target: rule(vec![r.num]),
-        });
+        out.push(LineEdit::deleted(r.line, &before, rule(vec![r.num])));
         // The verdict is the last statement before a trailing `comment "..."`.
         let end = words.iter().position(|w| *w == "comment").unwrap_or(words.len());
         if let Some(v) = words[..end].iter().rposition(|w| matches!(*w, "accept" | "drop" | "reject")) {
@@ -269,15 +247,7 @@ pub(super) fn mutants(text: &str, netns: &str) -> Vec<LineEdit> {
         if let Some((next, _)) = rules[k + 1..].iter().find(|(x, _)| x.table == r.table && x.chain == r.chain)
             && mutable(next)
         {
-            out.push(LineEdit {
-                operator: Operator::SwapRules,
-                line: r.line,
-                before: before.clone(),
-                after: Some(next.text.trim().to_string()),
-                swap_with: Some(next.line),
-                tag: None,
-                target: rule(vec![r.num, next.num]),
-            });
+            out.push(LineEdit::swapped(r.line, &before, next.line, next.text.trim(), rule(vec![r.num, next.num])));
         }
     }
     out

@@ -136,23 +136,7 @@ impl Report {
             if self.seconds > 0.0 { ran as f64 / self.seconds } else { 0.0 },
             self.shard.map(|(k, n)| format!(", shard {k}/{n}")).unwrap_or_default()
         );
-        out += &format!(
-            "{:<40} {:<7} {:>6} {:>8} {:>11} {:>5} {:>5} {:>6}\n",
-            "scenario", "backend", "killed", "survived", "unexercised", "equiv", "error", "score"
-        );
-        let row = |name: &str, backend: &str, t: Tally| {
-            format!(
-                "{:<40} {:<7} {:>6} {:>8} {:>11} {:>5} {:>5} {:>6}\n",
-                cut(name, 40),
-                backend,
-                t.killed,
-                t.survived,
-                t.unexercised,
-                t.equivalent,
-                t.error,
-                t.score().map_or("-".to_string(), |s| format!("{s:.0} %"))
-            )
-        };
+        out += &header();
         for s in &self.scenarios {
             for u in &s.unmutated {
                 match u {
@@ -205,6 +189,29 @@ impl Report {
     }
 }
 
+/// The score table's head line.
+fn header() -> String {
+    format!(
+        "{:<40} {:<7} {:>6} {:>8} {:>11} {:>5} {:>5} {:>6}\n",
+        "scenario", "backend", "killed", "survived", "unexercised", "equiv", "error", "score"
+    )
+}
+
+/// One line of the score table.
+fn row(name: &str, backend: &str, t: Tally) -> String {
+    format!(
+        "{:<40} {:<7} {:>6} {:>8} {:>11} {:>5} {:>5} {:>6}\n",
+        cut(name, 40),
+        backend,
+        t.killed,
+        t.survived,
+        t.unexercised,
+        t.equivalent,
+        t.error,
+        t.score().map_or("-".to_string(), |s| format!("{s:.0} %"))
+    )
+}
+
 /// `s` cut to `n` characters, with … where it was cut.
 fn cut(s: &str, n: usize) -> String {
     let s = s.lines().next().unwrap_or_default();
@@ -246,24 +253,11 @@ pub fn join(reports: &[serde_json::Value]) -> Result<String, String> {
         }
     }
     let mut out = format!("netpath mutate: {} shard reports joined (longest {seconds:.1} s)\n\n", reports.len());
-    out += &format!(
-        "{:<40} {:<7} {:>6} {:>8} {:>11} {:>5} {:>5} {:>6}\n",
-        "scenario", "backend", "killed", "survived", "unexercised", "equiv", "error", "score"
-    );
+    out += &header();
     let mut total = Tally::default();
     let mut tail = String::new();
     for ((name, backend), (t, lines)) in &rows {
-        out += &format!(
-            "{:<40} {:<7} {:>6} {:>8} {:>11} {:>5} {:>5} {:>6}\n",
-            cut(name, 40),
-            backend,
-            t.killed,
-            t.survived,
-            t.unexercised,
-            t.equivalent,
-            t.error,
-            t.score().map_or("-".to_string(), |s| format!("{s:.0} %"))
-        );
+        out += &row(name, backend, *t);
         total.killed += t.killed;
         total.survived += t.survived;
         total.unexercised += t.unexercised;
@@ -274,17 +268,7 @@ pub fn join(reports: &[serde_json::Value]) -> Result<String, String> {
             tail += "\n";
         }
     }
-    out += &format!(
-        "{:<40} {:<7} {:>6} {:>8} {:>11} {:>5} {:>5} {:>6}\n",
-        "total",
-        "",
-        total.killed,
-        total.survived,
-        total.unexercised,
-        total.equivalent,
-        total.error,
-        total.score().map_or("-".to_string(), |s| format!("{s:.0} %"))
-    );
+    out += &row("total", "", total);
     if !tail.is_empty() {
         out += "\n";
         out += &tail;
