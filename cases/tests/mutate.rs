@@ -147,3 +147,40 @@ fn a_mutant_that_does_not_load_is_an_error_not_a_kill() {
     assert_eq!((t.error, t.equivalent), (1, 1));
     assert_eq!(t.score(), Some(100.0 * t.killed as f64 / (t.killed + t.survived) as f64));
 }
+
+/// Two shards of the router's mutants, joined, score what one run scores: every mutant in
+/// exactly one shard. Joined without one of them, the join refuses (its mutants would silently
+/// leave the score); the gate fails on the survivors and passes at the score they leave.
+#[test]
+fn shards_join_into_the_whole_run_and_a_missing_shard_is_refused() {
+    require_root();
+    let sc = router(FORWARDING, "");
+    let file = vec![(std::path::PathBuf::from("lan-router.toml"), Ok(sc))];
+    let run = |shard| {
+        let report = netpath::mutate::run_all(&file, |_| vec![Backend::Legacy], &Settings { shard, ..settings() });
+        serde_json::to_value(&report).unwrap()
+    };
+    let (one, two) = (run(Some((1, 2))), run(Some((2, 2))));
+    let ids = |r: &serde_json::Value| -> Vec<String> {
+        r["scenarios"][0]["mutants"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect()
+    };
+    let (a, b) = (ids(&one), ids(&two));
+    assert!(!a.is_empty() && !b.is_empty(), "both shards have mutants: {a:?} {b:?}");
+    assert!(a.iter().all(|id| !b.contains(id)), "a mutant in both shards: {a:?} {b:?}");
+    assert_eq!(a.len() + b.len(), 10, "the router has 10 mutants: {a:?} {b:?}");
+
+    let joined = netpath::mutate::join(&[two.clone(), one.clone()]).unwrap_or_else(|e| panic!("{e}"));
+    let text = joined.text();
+    let row = text.lines().find(|l| l.starts_with("lan-router ")).unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // killed survived unexercised equivalent error score, as the unsharded run counts them.
+    assert_eq!(cells[2..8], ["7", "2", "1", "0", "0", "78"], "{text}");
+    assert_eq!(text.matches("SURVIVED lan-router [legacy]").count(), 2, "{text}");
+    assert_eq!(joined.below(95.0), ["lan-router [legacy]: 77.8 % < 95 %"]);
+    assert!(joined.below(77.0).is_empty());
+
+    let err = netpath::mutate::join(std::slice::from_ref(&one)).unwrap_err();
+    assert_eq!(err, "shard 2/2 missing: its runner died before writing its report, or its file was not given");
+    let err = netpath::mutate::join(&[one.clone(), one]).unwrap_err();
+    assert_eq!(err, "reports 1 and 2 are both shard 1/2");
+}

@@ -111,7 +111,8 @@ struct MutateArgs {
     /// Run this many mutants at once, each in its own namespaces.
     #[arg(long, short, value_name = "N", default_value = "1")]
     jobs: NonZeroUsize,
-    /// Exit 1 when a scenario × backend scores below P percent (killed / (killed + survived)).
+    /// Exit 1 when a scenario × backend scores below P percent (killed / (killed + survived)),
+    /// or was not mutated (it failed, was skipped or did not load unmutated).
     #[arg(long, value_name = "P")]
     min_score: Option<f64>,
     /// Also write the results as JSON to FILE (shards' files join with --join).
@@ -120,7 +121,8 @@ struct MutateArgs {
     /// Run only the K-th of N shares of the mutants (1/4, 2/4, ...), the same on every machine.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
-    /// Instead of running: join these JSON reports of shards into one table.
+    /// Instead of running: join the JSON reports of all N shards of one split into one table
+    /// (a missing or repeated shard is an error); --min-score gates the joined scores.
     #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["paths", "shard", "json"])]
     join: Vec<PathBuf>,
 }
@@ -296,12 +298,12 @@ fn mutate(args: MutateArgs) -> ExitCode {
             }
         }
         return match netpath::mutate::join(&reports) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
+            Ok(joined) => {
+                print!("{}", joined.text());
+                gate(args.min_score.map(|m| joined.below(m)).unwrap_or_default())
             }
             Err(e) => {
-                eprintln!("netpath mutate: {e}");
+                eprintln!("netpath mutate --join: {e}");
                 ExitCode::from(2)
             }
         };
@@ -330,7 +332,11 @@ fn mutate(args: MutateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let below = args.min_score.map(|m| report.below(m)).unwrap_or_default();
+    gate(args.min_score.map(|m| report.below(m)).unwrap_or_default())
+}
+
+/// `--min-score`: exit 1 naming every scenario × backend below it or not mutated at all.
+fn gate(below: Vec<String>) -> ExitCode {
     for b in &below {
         eprintln!("netpath mutate: below --min-score: {b}");
     }

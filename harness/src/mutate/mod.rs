@@ -65,7 +65,7 @@ mod report;
 mod run;
 mod sysctl;
 
-pub use report::{Report, ScenarioScore, Tally, Unmutated, join};
+pub use report::{Joined, Report, ScenarioScore, Tally, Unmutated, join};
 pub use run::{MutantResult, Settings, Status, mutate_scenario, run_all};
 
 use std::net::IpAddr;

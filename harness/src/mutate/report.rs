@@ -106,7 +106,8 @@ impl Report {
         t
     }
 
-    /// Whether every scenario × backend that has judged mutants scores at least `min` percent.
+    /// What fails `--min-score min`: every scenario × backend below it, and every scenario that
+    /// was not mutated (failed or skipped unmutated, or did not load), since it has no score.
     pub fn below(&self, min: f64) -> Vec<String> {
         let mut out = vec![];
         for s in &self.scenarios {
@@ -115,6 +116,15 @@ impl Report {
                     && score + 1e-9 < min
                 {
                     out.push(format!("{} [{}]: {:.1} % < {min} %", s.scenario, b.name(), score));
+                }
+            }
+            for u in &s.unmutated {
+                match u {
+                    Unmutated::Passed { .. } => {}
+                    Unmutated::NotMutated { backend, why } => {
+                        out.push(format!("{} [{}]: not mutated: {why}", s.scenario, backend.name()))
+                    }
+                    Unmutated::NotLoaded { why } => out.push(format!("{}: not loaded: {why}", s.file.display())),
                 }
             }
         }
@@ -218,60 +228,130 @@ fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
 }
 
-/// The JSON reports of shards (`netpath mutate --shard K/N --json F`) as one: their totals, per
-/// scenario × backend, and every survivor's and error's line, in file order.
-pub fn join(reports: &[serde_json::Value]) -> Result<String, String> {
-    let mut rows = std::collections::BTreeMap::<(String, String), (Tally, Vec<String>)>::new();
-    let mut seconds: f64 = 0.0;
+/// The JSON reports of the N shards of one `netpath mutate --shard K/N --json F` run, joined:
+/// the score table, every survivor and error, the scenarios not mutated, and the gate.
+#[derive(Debug, Default)]
+pub struct Joined {
+    rows: std::collections::BTreeMap<(String, String), (Tally, Vec<String>)>,
+    not_mutated: std::collections::BTreeSet<String>,
+    seconds: f64,
+    shards: usize,
+}
+
+/// Joins shard reports (`netpath mutate --join A.json B.json ...`). They must be the N shards of
+/// one split, each once: a shard that died before writing its file would otherwise leave its
+/// mutants out of the score, and the gate would pass on what it never ran.
+pub fn join(reports: &[serde_json::Value]) -> Result<Joined, String> {
+    let mut j = Joined { shards: reports.len(), ..Joined::default() };
+    let mut seen = std::collections::BTreeMap::<usize, usize>::new();
+    let mut of = None;
     for (i, r) in reports.iter().enumerate() {
+        let shard = r["shard"].as_array().and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
+        let Some((k, n)) = shard else {
+            return Err(format!("report {}: not a shard's report (no `shard`: run with --shard K/N)", i + 1));
+        };
+        if *of.get_or_insert(n) != n {
+            return Err(format!("report {}: shard {k}/{n}, but report 1 is of {} shards", i + 1, of.unwrap_or(n)));
+        }
+        if let Some(first) = seen.insert(k as usize, i + 1) {
+            return Err(format!("reports {first} and {} are both shard {k}/{n}", i + 1));
+        }
         let scenarios = r["scenarios"].as_array().ok_or_else(|| format!("report {}: no `scenarios` array", i + 1))?;
-        seconds = seconds.max(r["seconds"].as_f64().unwrap_or_default());
+        j.seconds = j.seconds.max(r["seconds"].as_f64().unwrap_or_default());
         for s in scenarios {
             let name = s["scenario"].as_str().unwrap_or_default().to_string();
+            for u in s["unmutated"].as_array().into_iter().flatten() {
+                let why = u["why"].as_str().unwrap_or_default();
+                match u["unmutated"].as_str().unwrap_or_default() {
+                    "passed" => {
+                        let backend = u["backend"].as_str().unwrap_or_default().to_string();
+                        j.rows.entry((name.clone(), backend)).or_default();
+                    }
+                    "not-mutated" => {
+                        let backend = u["backend"].as_str().unwrap_or_default();
+                        j.not_mutated.insert(format!("{name} [{backend}]: not mutated: {why}"));
+                    }
+                    _ => {
+                        let file = s["file"].as_str().unwrap_or_default();
+                        j.not_mutated.insert(format!("{file}: not loaded: {why}"));
+                    }
+                }
+            }
             for m in s["mutants"].as_array().into_iter().flatten() {
                 let backend = m["backend"].as_str().unwrap_or_default().to_string();
-                let (t, lines) = rows.entry((name.clone(), backend.clone())).or_default();
+                let (t, lines) = j.rows.entry((name.clone(), backend.clone())).or_default();
+                let (place, id) = (m["place"].as_str().unwrap_or_default(), m["id"].as_str().unwrap_or_default());
                 match m["status"].as_str().unwrap_or_default() {
                     "killed" => t.killed += 1,
                     "survived" => {
                         t.survived += 1;
-                        lines.push(format!(
-                            "SURVIVED {name} [{backend}] {}: {}",
-                            m["place"].as_str().unwrap_or_default(),
-                            m["id"].as_str().unwrap_or_default()
-                        ));
+                        lines.push(format!("SURVIVED {name} [{backend}] {place}: {id}"));
                     }
                     "unexercised" => t.unexercised += 1,
                     "equivalent" => t.equivalent += 1,
                     "error" => {
                         t.error += 1;
-                        lines.push(format!("ERROR {name} [{backend}] {}", m["id"].as_str().unwrap_or_default()));
+                        lines.push(format!("ERROR {name} [{backend}] {place}: {id}"));
                     }
                     other => return Err(format!("report {}: mutant status `{other}` unknown", i + 1)),
                 }
             }
         }
     }
-    let mut out = format!("netpath mutate: {} shard reports joined (longest {seconds:.1} s)\n\n", reports.len());
-    out += &header();
-    let mut total = Tally::default();
-    let mut tail = String::new();
-    for ((name, backend), (t, lines)) in &rows {
-        out += &row(name, backend, *t);
-        total.killed += t.killed;
-        total.survived += t.survived;
-        total.unexercised += t.unexercised;
-        total.equivalent += t.equivalent;
-        total.error += t.error;
-        for l in lines {
+    let n = of.ok_or("no reports to join")? as usize;
+    let missing: Vec<String> = (1..=n).filter(|k| !seen.contains_key(k)).map(|k| format!("{k}/{n}")).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "shard {} missing: its runner died before writing its report, or its file was not given",
+            missing.join(", ")
+        ));
+    }
+    Ok(j)
+}
+
+impl Joined {
+    /// The table, then every survivor and error, then the scenarios that were not mutated.
+    pub fn text(&self) -> String {
+        let mut out =
+            format!("netpath mutate: {} shard reports joined (longest {:.1} s)\n\n", self.shards, self.seconds);
+        out += &header();
+        let mut total = Tally::default();
+        let mut tail = String::new();
+        for ((name, backend), (t, lines)) in &self.rows {
+            out += &row(name, backend, *t);
+            total.killed += t.killed;
+            total.survived += t.survived;
+            total.unexercised += t.unexercised;
+            total.equivalent += t.equivalent;
+            total.error += t.error;
+            for l in lines {
+                tail += l;
+                tail += "\n";
+            }
+        }
+        out += &row("total", "", total);
+        for l in &self.not_mutated {
             tail += l;
             tail += "\n";
         }
+        if !tail.is_empty() {
+            out += "\n";
+            out += &tail;
+        }
+        out
     }
-    out += &row("total", "", total);
-    if !tail.is_empty() {
-        out += "\n";
-        out += &tail;
+
+    /// What fails `--min-score min`: every scenario × backend below it, and every scenario that
+    /// was not mutated (failed or skipped unmutated, or did not load), since it has no score.
+    pub fn below(&self, min: f64) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|((name, backend), (t, _))| {
+                t.score().filter(|s| s + 1e-9 < min).map(|s| format!("{name} [{backend}]: {s:.1} % < {min} %"))
+            })
+            .collect();
+        out.extend(self.not_mutated.iter().cloned());
+        out
     }
-    Ok(out)
 }
