@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use netpath::verdict::expect::{Failure, FailureKind};
 use netpath::{Outcome, Scenario};
 
+pub mod docs;
 pub mod processes;
+
+pub use docs::doc_text;
 
 pub use netpath::run_or_return;
 pub use netpath::testing::{
