@@ -10,7 +10,8 @@
 //! - `# refused: ...`: a whole scenario the loader must refuse, with the page's line.
 //!
 //! Every `netpath SUBCOMMAND --flag` the pages name must be a subcommand and a flag that
-//! `netpath SUBCOMMAND --help` lists.
+//! `netpath SUBCOMMAND --help` lists, and every link between the pages must lead to a file and,
+//! with `#anchor`, to a heading of it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -277,4 +278,82 @@ fn mentions_are_found_in_spans_code_blocks_and_across_lines() {
     assert_eq!(flags(&found[1].1), ["--shard"]);
     assert_eq!(found[0].0, "run");
     assert_eq!(flags(&found[0].1), ["--keep"]);
+}
+
+/// A heading's anchor as GitHub makes it: lowercase, spaces to `-`, other punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .chars()
+        .filter_map(|c| match c {
+            ' ' | '-' => Some('-'),
+            '_' => Some('_'),
+            c if c.is_alphanumeric() => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What is wrong with the relative links of `text` (the page `file`): a file that is not there,
+/// or an anchor no heading of the linked page has.
+fn broken_links(file: &str, text: &str, read: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut problems = vec![];
+    let prose: String = fenced_blocks(file, text).iter().fold(text.to_string(), |t, b| t.replacen(&b.text, "", 1));
+    let dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    for (at, _) in prose.match_indices("](") {
+        let target = prose[at + 2..].split(')').next().unwrap_or_default();
+        if target.contains("://") || target.contains(' ') {
+            continue;
+        }
+        let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+        let linked = if path.is_empty() { file.to_string() } else { normalize(&dir.join(path)) };
+        let Some(page) = read(&linked) else {
+            problems.push(format!("{file}: the link to {target} leads to {linked}, which is not there"));
+            continue;
+        };
+        let headings: Vec<String> =
+            page.lines().filter(|l| l.starts_with('#')).map(|l| anchor(l.trim_start_matches('#').trim())).collect();
+        if !fragment.is_empty() && !headings.iter().any(|h| h == fragment) {
+            problems.push(format!("{file}: the link to {target}: {linked} has no heading #{fragment}"));
+        }
+    }
+    problems
+}
+
+/// `docs/../README.md` as `README.md`.
+fn normalize(path: &Path) -> String {
+    let mut parts: Vec<&str> = vec![];
+    for part in path.iter().filter_map(|p| p.to_str()) {
+        match part {
+            ".." => {
+                parts.pop();
+            }
+            "." => {}
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+#[test]
+fn every_link_between_the_pages_leads_to_a_file_and_heading() {
+    let read = |rel: &str| std::fs::read(repo().join(rel)).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+    let mut problems = vec![];
+    for file in doc_files() {
+        problems.extend(broken_links(&file, &doc_text(&file), &read));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The twins: a page that is not there and a heading that is not there are named.
+    let text = "[a](scenarios.md#no-such-heading), [b](gone.md), [c](../README.md#one-failure), [d](#here)\n\n# Here\n";
+    let found = broken_links("docs/t.md", text, &|rel| if rel == "docs/t.md" { Some(text.into()) } else { read(rel) });
+    assert_eq!(
+        found,
+        [
+            "docs/t.md: the link to scenarios.md#no-such-heading: docs/scenarios.md has no heading #no-such-heading",
+            "docs/t.md: the link to gone.md leads to docs/gone.md, which is not there",
+        ],
+        "{found:#?}"
+    );
+    assert_eq!(anchor("Mutation testing (`netpath mutate`)"), "mutation-testing-netpath-mutate");
+    assert_eq!(anchor("The two commands (as root, from a clone)"), "the-two-commands-as-root-from-a-clone");
 }
