@@ -10,8 +10,9 @@
 //! - `# refused: ...`: a whole scenario the loader must refuse, with the page's line.
 //!
 //! Every `netpath SUBCOMMAND --flag` the pages name must be a subcommand and a flag that
-//! `netpath SUBCOMMAND --help` lists, and every link between the pages must lead to a file and,
-//! with `#anchor`, to a heading of it.
+//! `netpath SUBCOMMAND --help` lists, every link between the pages must lead to a file and,
+//! with `#anchor`, to a heading of it, and the scenario catalogue must list exactly the bundled
+//! scenarios.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -356,4 +357,34 @@ fn every_link_between_the_pages_leads_to_a_file_and_heading() {
     );
     assert_eq!(anchor("Mutation testing (`netpath mutate`)"), "mutation-testing-netpath-mutate");
     assert_eq!(anchor("The two commands (as root, from a clone)"), "the-two-commands-as-root-from-a-clone");
+}
+
+/// The scenario names of the catalogue's rows (`| `NAME` | ...`) against the bundled ones:
+/// every problem named.
+fn catalogue_problems(catalogue: &str, bundled: &std::collections::BTreeSet<String>) -> Vec<String> {
+    let rows: std::collections::BTreeSet<String> =
+        catalogue.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next().map(str::to_string)).collect();
+    let missing = bundled.difference(&rows).map(|n| format!("docs/catalogue.md has no row for the bundled {n}"));
+    let gone = rows.difference(bundled).map(|n| format!("docs/catalogue.md has a row for {n}, which is not bundled"));
+    missing.chain(gone).collect()
+}
+
+#[test]
+fn the_catalogue_has_a_row_for_every_bundled_scenario_and_no_other() {
+    let files = netpath::suite::scenario_files(&[netpath_cases::scenarios_dir()]).expect("bundled scenarios");
+    let bundled =
+        files.iter().map(|f| Scenario::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).name).collect();
+    let problems = catalogue_problems(&doc_text("docs/catalogue.md"), &bundled);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The twin: a scenario without a row, and a row without a scenario, are named.
+    let twin = ["docker-masquerade".to_string(), "brand-new".to_string()].into();
+    let found = catalogue_problems("| `docker-masquerade` | 000 |\n| `retired` | 001 |\n", &twin);
+    assert_eq!(
+        found,
+        [
+            "docs/catalogue.md has no row for the bundled brand-new",
+            "docs/catalogue.md has a row for retired, which is not bundled"
+        ]
+    );
 }
