@@ -9,8 +9,8 @@
 //! - `# fragment: cases/scenarios/NAME.toml ...`: entries that load appended to that file.
 //! - `# refused: ...`: a whole scenario the loader must refuse, with the page's line.
 //!
-//! Every `netpath SUBCOMMAND --flag` the pages name must be a subcommand and a flag that
-//! `netpath SUBCOMMAND --help` lists, every link between the pages must lead to a file and,
+//! Every `netpath SUBCOMMAND --flag` (and `netpath-vm ...`) the pages name must be a subcommand
+//! and a flag that `netpath SUBCOMMAND --help` lists, every link between the pages must lead to a file and,
 //! with `#anchor`, to a heading of it, and the scenario catalogue must list exactly the bundled
 //! scenarios.
 
@@ -147,9 +147,9 @@ fn a_wrong_example_fails_naming_its_page_and_line() {
     assert!(e.contains("docs/t.md:3: the example marked `# refused:` loads"), "{e}");
 }
 
-/// `netpath SUBCOMMAND ...` mentions in `text` (inline code spans and lines of code blocks), as
-/// (subcommand, the words after it).
-fn mentions(text: &str) -> Vec<(String, Vec<String>)> {
+/// `COMMAND SUBCOMMAND ...` mentions in `text` (inline code spans and lines of code blocks), as
+/// (subcommand, the words after it), for `command` `netpath` or `netpath-vm`.
+fn mentions(text: &str, command: &str) -> Vec<(String, Vec<String>)> {
     let mut spans: Vec<String> = vec![];
     let mut prose = String::new();
     let mut fenced = false;
@@ -174,8 +174,9 @@ fn mentions(text: &str) -> Vec<(String, Vec<String>)> {
         let span = span.replace("cargo run -p netpath --", "netpath");
         let words: Vec<&str> = span.split_whitespace().collect();
         for (i, w) in words.iter().enumerate() {
-            if *w == "netpath" && i + 1 < words.len() && !words[i + 1].starts_with('-') {
-                let rest = words[i + 2..].iter().take_while(|w| **w != "netpath" && **w != "&&");
+            if *w == command && i + 1 < words.len() && !words[i + 1].starts_with('-') {
+                // What follows `--` is the guest's command line, not this one's.
+                let rest = words[i + 2..].iter().take_while(|w| !["netpath", "netpath-vm", "&&", "--"].contains(*w));
                 found.push((words[i + 1].to_string(), rest.map(|w| w.to_string()).collect()));
             }
         }
@@ -188,20 +189,21 @@ fn flags(words: &[String]) -> Vec<String> {
     words
         .iter()
         .map(|w| w.trim_start_matches(['[', '(']))
+        .take_while(|w| *w != "--")
         .filter(|w| w.starts_with("--") || (w.len() > 1 && w.starts_with('-') && w.as_bytes()[1].is_ascii_alphabetic()))
         .map(|w| w.split(['=', ']', ')', ',', '`', '|']).next().unwrap_or_default().to_string())
         .filter(|w| w.len() > 1)
         .collect()
 }
 
-/// What is wrong with the `netpath` mentions of `text` (the page `file`), given each
+/// What is wrong with the `command` mentions of `text` (the page `file`), given each
 /// subcommand's help text: every problem named.
-fn wrong_mentions(file: &str, text: &str, help: &BTreeMap<String, String>) -> Vec<String> {
+fn wrong_mentions(file: &str, text: &str, command: &str, help: &BTreeMap<String, String>) -> Vec<String> {
     let mut problems = vec![];
-    for (sub, words) in mentions(text) {
+    for (sub, words) in mentions(text, command) {
         let Some(h) = help.get(&sub) else {
             if sub.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !sub.is_empty() {
-                problems.push(format!("{file}: `netpath {sub}`: netpath has no subcommand {sub}"));
+                problems.push(format!("{file}: `{command} {sub}`: {command} has no subcommand {sub}"));
             }
             continue;
         };
@@ -213,19 +215,18 @@ fn wrong_mentions(file: &str, text: &str, help: &BTreeMap<String, String>) -> Ve
                     && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
             });
             if !listed {
-                problems.push(format!("{file}: `netpath {sub} ... {flag}`: `netpath {sub} --help` has no {flag}"));
+                problems.push(format!("{file}: `{command} {sub} ... {flag}`: `{command} {sub} --help` has no {flag}"));
             }
         }
     }
     problems
 }
 
-/// `netpath --help` and every subcommand's, by subcommand.
-fn helps() -> BTreeMap<String, String> {
-    let bin = netpath_cases::netpath_bin();
+/// `COMMAND --help` and every subcommand's, by subcommand, for the binary `bin`.
+fn helps(bin: &Path) -> BTreeMap<String, String> {
     let help = |args: &[&str]| {
-        let out = Command::new(&bin).args(args).output().expect("run netpath");
-        assert!(out.status.success(), "netpath {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin).args(args).output().expect("run the command");
+        assert!(out.status.success(), "{} {args:?}: {}", bin.display(), String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("UTF-8 help")
     };
     let top = help(&["--help"]);
@@ -243,21 +244,26 @@ fn helps() -> BTreeMap<String, String> {
 
 #[test]
 fn every_netpath_flag_the_docs_name_is_one_the_command_has() {
-    let help = helps();
+    let commands =
+        [("netpath", netpath_cases::netpath_bin()), ("netpath-vm", netpath_cases::workspace_bin("netpath-vm"))];
     let mut problems = vec![];
-    let mut checked = 0;
-    for file in doc_files() {
-        let text = doc_text(&file);
-        checked += mentions(&text).len();
-        problems.extend(wrong_mentions(&file, &text, &help));
+    for (command, bin) in &commands {
+        let help = helps(bin);
+        let mut checked = 0;
+        for file in doc_files() {
+            let text = doc_text(&file);
+            checked += mentions(&text, command).len();
+            problems.extend(wrong_mentions(&file, &text, command, &help));
+        }
+        assert!(checked > 10, "only {checked} mentions of {command} subcommands found: is the parser blind?");
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(checked > 20, "only {checked} mentions of netpath subcommands found: is the parser blind?");
+    let help = helps(&commands[0].1);
 
     // The twins: a flag and a subcommand that do not exist are named; the real ones are not.
     let text = "Run `netpath run --show-path --no-such-flag x.toml`, or\n\n    netpath frobnicate [-j N]\n\n\
                 then `netpath caps --kernel-config` and `netpath mutate a.toml [--min-score P]`.\n";
-    let found = wrong_mentions("t.md", text, &help);
+    let found = wrong_mentions("t.md", text, "netpath", &help);
     assert_eq!(
         found,
         [
@@ -272,7 +278,7 @@ fn every_netpath_flag_the_docs_name_is_one_the_command_has() {
 fn mentions_are_found_in_spans_code_blocks_and_across_lines() {
     let text = "a `netpath mutate FILE\n[--shard K/N]` b\n```sh\ncargo run -p netpath -- run --keep # why\n```\n\n    \
                 netpath caps\n        [--kernel-config]\n";
-    let found = mentions(text);
+    let found = mentions(text, "netpath");
     assert_eq!(found.len(), 3, "{found:?}");
     assert_eq!((found[1].0.as_str(), flags(&found[1].1)), ("caps", vec!["--kernel-config".to_string()]));
     let found = [found[0].clone(), found[2].clone()];
