@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use netpath::verdict::expect::{Failure, FailureKind};
 use netpath::{Outcome, Scenario};
 
+pub mod docs;
 pub mod processes;
+
+pub use docs::doc_text;
 
 pub use netpath::run_or_return;
 pub use netpath::testing::{
@@ -35,17 +38,23 @@ pub fn scenario_path(stem: &str) -> PathBuf {
 /// folder this test runs from, so it is never stale.
 pub fn netpath_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BIN.get_or_init(build_netpath).clone().unwrap_or_else(|e| panic!("{e}"))
+    BIN.get_or_init(|| build_bin("netpath")).clone().unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn build_netpath() -> Result<PathBuf, String> {
+/// The binary of the workspace package `name` (its one binary has the package's name), built as
+/// [`netpath_bin`] builds netpath: `netpath-vm` for the tests of what the docs say of it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    build_bin(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_bin(name: &str) -> Result<PathBuf, String> {
     // This test runs as TARGET/PROFILE/deps/NAME-HASH.
     let exe = std::env::current_exe().map_err(|e| format!("where is this test: {e}"))?;
     let profile_dir = exe.parent().and_then(Path::parent).ok_or("the test is not in a target folder")?;
     let target_dir = profile_dir.parent().ok_or("the test is not in a target folder")?;
     let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
     let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "-p", "netpath", "--bin", "netpath", "--target-dir"])
+    cmd.args(["build", "--quiet", "-p", name, "--bin", name, "--target-dir"])
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     match profile {
@@ -57,12 +66,12 @@ fn build_netpath() -> Result<PathBuf, String> {
             cmd.args(["--profile", other]);
         }
     }
-    let out = cmd.output().map_err(|e| format!("run cargo to build netpath: {e}"))?;
+    let out = cmd.output().map_err(|e| format!("run cargo to build {name}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("cargo build -p netpath failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!("cargo build -p {name} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
     }
-    let bin = profile_dir.join("netpath");
-    if bin.exists() { Ok(bin) } else { Err(format!("cargo built netpath, but {} is not there", bin.display())) }
+    let bin = profile_dir.join(name);
+    if bin.exists() { Ok(bin) } else { Err(format!("cargo built {name}, but {} is not there", bin.display())) }
 }
 
 /// Replace the iptables ruleset of `netns`, checking the edit changed something (a twin whose

@@ -215,26 +215,19 @@ answer = "refused"
     assert!(e.to_string().contains("unknown variant `rejected`, expected one of"), "{e}");
 }
 
-/// The README's examples whose first line is `# example: NAME`, as (name, text).
-fn readme_examples() -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    readme
-        .split("```toml\n")
-        .skip(1)
-        .filter_map(|block| {
-            let text = block.split("```").next()?;
-            let name = text.lines().next()?.strip_prefix("# example: ")?;
-            Some((name.to_string(), text.to_string()))
-        })
-        .collect()
+/// The chapter that documents answers and retransmissions, with the examples run here.
+const CHAPTER: &str = "docs/expectations.md";
+
+/// The example of [`CHAPTER`] whose first line is `# example: NAME`, loaded.
+fn doc_example(name: &str) -> Scenario {
+    let block = netpath_cases::docs::example(CHAPTER, &format!("# example: {name}\n"));
+    Scenario::from_toml(&block.text, Path::new(CHAPTER)).unwrap_or_else(|e| panic!("{}: {e}", block.place()))
 }
 
-/// The answer kinds example of the README runs and passes, and says what it documents.
+/// The answer kinds example of the docs runs and passes, and says what it documents.
 #[test]
-fn the_readme_example_of_answer_kinds_passes() {
-    let examples = readme_examples();
-    let (_, text) = examples.iter().find(|(n, _)| n == "answer kinds").expect("the README has the example");
-    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+fn the_doc_example_of_answer_kinds_passes() {
+    let sc = doc_example("answer kinds");
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
     assert!(o.passed(), "{}", report(&o));
     let kinds: Vec<Answer> = o.probes.iter().map(|p| p.exchanges[0].response.kind).collect();
@@ -286,26 +279,21 @@ fn a_retransmitted_syn_is_its_own_traversal() {
     }
 }
 
-/// The README's retransmission example passes, with a retransmission taken apart.
+/// The docs' retransmission example passes, with a retransmission taken apart.
 #[test]
-fn the_readme_example_of_a_retransmission_passes() {
-    let examples = readme_examples();
-    let (_, text) = examples.iter().find(|(n, _)| n == "retransmission").expect("the README has the example");
-    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+fn the_doc_example_of_a_retransmission_passes() {
+    let sc = doc_example("retransmission");
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
     assert!(o.passed(), "{}", report(&o));
     assert!(!o.probes[0].exchanges[0].retransmissions.is_empty(), "{}", report(&o));
 }
 
-/// The README's sighting example is the entry k8s-service has (which scenario_files runs).
+/// The docs' sighting example is the entry k8s-service has (which scenario_files runs).
 #[test]
-fn the_readme_sighting_example_is_in_k8s_service() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+fn the_doc_sighting_example_is_in_k8s_service() {
     let file = std::fs::read_to_string(netpath_cases::scenario_path("k8s-service")).unwrap();
-    let example = readme
-        .split("```toml\n")
-        .filter_map(|b| b.split("```").next())
-        .find(|b| b.contains("sighting = 2"))
-        .expect("the README shows sighting = 2");
-    assert!(file.contains(example), "k8s-service.toml holds the README's example:\n{example}");
+    let blocks = netpath_cases::docs::fenced_blocks(CHAPTER, &netpath_cases::doc_text(CHAPTER));
+    let example = blocks.iter().find(|b| b.text.contains("sighting = 2")).expect("the docs show sighting = 2");
+    let entry = example.text.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>();
+    assert!(file.contains(&entry), "k8s-service.toml holds the example of {}:\n{entry}", example.place());
 }

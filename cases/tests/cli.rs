@@ -405,14 +405,13 @@ fn show_path_over_the_bundled_scenarios_is_short_and_verbose_shows_every_packet(
     }
     assert!(stdout.contains("masqueraded at host/eth0"), "{stdout}");
 
-    // The README shows docker-masquerade's paths as a run prints them.
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let start = readme.find("cases/scenarios/docker-masquerade.toml` prints:").expect("the README shows --show-path");
-    let shown = readme[start..].split("```\n").nth(1).unwrap();
+    // docs/command.md shows docker-masquerade's paths as a run prints them.
+    let shown = netpath_cases::docs::after("docs/command.md", "cases/scenarios/docker-masquerade.toml` prints:");
+    let shown = shown.split("```\n").nth(1).unwrap();
     let file = netpath_cases::scenario_path("docker-masquerade");
     let out = netpath(&scratch, &["run", "--show-path", "--backend", "legacy", file.to_str().unwrap()], None);
     let (one, _) = text(&out);
-    assert!(one.contains(shown), "the README's example is not what a run prints:\n{shown}\n---\n{one}");
+    assert!(one.contains(shown), "the example of docs/command.md is not what a run prints:\n{shown}\n---\n{one}");
 
     let out =
         netpath(&scratch, &["run", "--show-path", "--verbose", "-j", "2", "--json", json.to_str().unwrap()], None);

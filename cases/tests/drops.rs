@@ -1,4 +1,4 @@
-//! The kernel's drops (`[[probe.drop]]`, the eBPF drop source on skb:kfree_skb): the README's
+//! The kernel's drops (`[[probe.drop]]`, the eBPF drop source on skb:kfree_skb): the docs'
 //! example passes and names each drop; its twins (forwarding on, a port that listens) fail
 //! naming what the kernel did instead; a misspelt reason is a load error; two runs at once each
 //! see only their own drops.
@@ -13,19 +13,21 @@ fn report(o: &Outcome) -> String {
     netpath::output::report::outcome(o, true)
 }
 
-/// The README's example named `kernel drops`.
+/// The chapter that documents kernel drops.
+const CHAPTER: &str = "docs/expectations.md";
+
+/// The text of the docs' example named `kernel drops`.
+fn example_text() -> String {
+    netpath_cases::docs::example(CHAPTER, "# example: kernel drops\n").text
+}
+
+/// The docs' example named `kernel drops`, loaded.
 fn example() -> Scenario {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let text = readme
-        .split("```toml\n")
-        .filter_map(|b| b.split("```").next())
-        .find(|t| t.starts_with("# example: kernel drops\n"))
-        .expect("the README has the kernel drops example");
-    Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"))
+    Scenario::from_toml(&example_text(), Path::new(CHAPTER)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
-fn the_readme_example_of_kernel_drops_passes_and_names_each_drop() {
+fn the_doc_example_of_kernel_drops_passes_and_names_each_drop() {
     let sc = example();
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
     assert!(o.passed(), "{}", report(&o));
@@ -59,16 +61,9 @@ fn the_kernel_drops_twins_say_nothing_was_dropped() {
 
 #[test]
 fn a_misspelt_drop_reason_is_a_load_error_at_its_line() {
-    let readme_text = |sc: &str| Scenario::from_toml(sc, Path::new("t.toml")).map(|_| ()).unwrap_err().to_string();
-    let mut text = String::new();
-    for b in
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap().split("```toml\n")
-    {
-        if b.starts_with("# example: kernel drops\n") {
-            text = b.split("```").next().unwrap().to_string();
-        }
-    }
-    let e = readme_text(&text.replace("\"IP_INADDRERRORS\"", "\"IP_INADDRERROR\""));
+    let load_error = |sc: &str| Scenario::from_toml(sc, Path::new("t.toml")).map(|_| ()).unwrap_err().to_string();
+    let text = example_text();
+    let e = load_error(&text.replace("\"IP_INADDRERRORS\"", "\"IP_INADDRERROR\""));
     assert!(e.contains("t.toml:"), "{e}");
     assert!(e.contains("`IP_INADDRERROR` is not a kernel drop reason: did you mean IP_INADDRERRORS"), "{e}");
 }

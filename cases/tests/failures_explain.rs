@@ -124,13 +124,11 @@ fn a_failed_entry_cites_its_line_and_a_lost_reply_where_it_died() {
     assert!(text.contains("        + observed at b/eth0: 10.0.1.2 > 10.0.2.2\n"), "{text}");
     assert!(text.contains("          (differs in src)\n"), "{text}");
 
-    // The README shows this very failure, as the report prints it.
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let start = readme.find("**Reading a failure.**").expect("the README explains failures");
-    let block = readme[start..].split("```\n").nth(1).expect("with an example");
+    // docs/reports.md shows this very failure, as the report prints it.
+    let explained = netpath_cases::docs::after("docs/reports.md", "**Reading a failure.**");
+    let block = explained.split("```\n").nth(1).expect("with an example");
     let shown = block.replace("at reply-dropped.toml:", &format!("at {}:", path.display()));
-    assert!(text.contains(&shown), "the README's example is not what the report says:\n{shown}\n---\n{text}");
+    assert!(text.contains(&shown), "the example of docs/reports.md is not what the report says:\n{shown}\n---\n{text}");
 }
 
 /// The twin of the test above: the router lets replies through, and nothing fails (so the

@@ -181,10 +181,9 @@ fn unescape(s: &str) -> String {
 #[test]
 fn the_bundled_suites_report_opens_in_chromium_with_every_probe_and_hop() {
     netpath_cases::require_root();
-    let readme = std::fs::read_to_string(netpath_cases::scenarios_dir().join("../../README.md")).expect("README");
     assert!(
-        readme.contains("netpath run --html report cases/scenarios"),
-        "the README's example is this test's command"
+        netpath_cases::doc_text("docs/reports.md").contains("netpath run --html report cases/scenarios"),
+        "the example of docs/reports.md is this test's command"
     );
     let keep = keep_dir("bundled");
     let html = keep.join("report");

@@ -133,19 +133,18 @@ fn a_pattern_naming_nothing_a_step_made_fails_the_run(#[values(NATIVE, LEGACY)] 
     netpath_cases::assert_passes(&sc.unwrap(), way.backend);
 }
 
-/// The README's example, as written there, is refused when it loads; with the `never` the
-/// README says, it loads and passes under both backends, and its twin (the ping dropped at INPUT)
-/// fails the comment reference's verdict. `filter:FORWARD` is refused under nft only.
+/// The docs' example, as written there, is refused when it loads; with the `never` the docs
+/// say, it loads and passes under both backends, and its twin (the ping dropped at INPUT) fails
+/// the comment reference's verdict. `filter:FORWARD` is refused under nft only.
 #[rstest]
-fn the_readme_example_is_refused_and_its_fix_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let start = readme.find("# README example: a pattern that names nothing").expect("the README example");
-    let text = &readme[start..start + readme[start..].find("```").unwrap()];
-    let refused = Scenario::from_toml(text, Path::new("README.md")).expect_err("refused at load").to_string();
+fn the_doc_example_is_refused_and_its_fix_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    const CHAPTER: &str = "docs/expectations.md";
+    let text = &netpath_cases::docs::example(CHAPTER, "# refused: a pattern that names nothing").text;
+    let refused = Scenario::from_toml(text, Path::new(CHAPTER)).expect_err("refused at load").to_string();
     assert_eq!(refused.lines().count(), 1, "{refused}");
     assert!(refused.contains("probe[0].path[0].never[0]: `type:nat` matches no chain of netns router"), "{refused}");
     let forward = text.replace("never = [\"type:nat\"]", "never = [\"filter:FORWARD\"]");
-    let refused = Scenario::from_toml(&forward, Path::new("README.md")).expect_err("no FORWARD under nft").to_string();
+    let refused = Scenario::from_toml(&forward, Path::new(CHAPTER)).expect_err("no FORWARD under nft").to_string();
     assert!(
         refused.contains(
             "`filter:FORWARD` names no chain of netns router (its chains in table filter: INPUT) under backend nft"
@@ -153,7 +152,7 @@ fn the_readme_example_is_refused_and_its_fix_runs(#[values(Backend::Legacy, Back
         "{refused}"
     );
     let fixed = text.replace("never = [\"type:nat\"]", "never = [\"filter:INPUT:policy:*\"]");
-    let load = |t: &str| Scenario::from_toml(t, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}\n{t}"));
+    let load = |t: &str| Scenario::from_toml(t, Path::new(CHAPTER)).unwrap_or_else(|e| panic!("{e}\n{t}"));
     netpath_cases::assert_passes(&load(&fixed), backend);
     let dropped = fixed
         .replace("--comment \"allow-ping\" -j ACCEPT", "--comment \"allow-ping\" -j DROP")

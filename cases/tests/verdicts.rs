@@ -151,17 +151,17 @@ fn a_reject_rule_is_told_from_a_drop_rule(#[case] rules: Rules) {
     );
 }
 
-/// The README's example of verdicts and patterns, as written there, under both backends; and
+/// The chapter with the examples of verdicts and patterns.
+const CHAPTER: &str = "docs/expectations.md";
+
+/// The docs' example of verdicts and patterns, as written there, under both backends; and
 /// with INPUT's policy accept (the twin) its `last` fails.
 #[rstest]
-fn the_readme_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let marker = "# README example: verdicts and patterns";
-    let start = readme.find(marker).expect("the README has the example");
-    let text = &readme[start..start + readme[start..].find("```").expect("the example's block ends")];
-    let sc = Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+fn the_doc_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let text = &netpath_cases::docs::example(CHAPTER, "# example: verdicts and patterns").text;
+    let sc = Scenario::from_toml(text, Path::new(CHAPTER)).unwrap_or_else(|e| panic!("{e}"));
     assert_passes(&sc, backend);
-    let twin = Scenario::from_toml(&text.replace(":INPUT DROP", ":INPUT ACCEPT"), Path::new("README.md")).unwrap();
+    let twin = Scenario::from_toml(&text.replace(":INPUT DROP", ":INPUT ACCEPT"), Path::new(CHAPTER)).unwrap();
     let o = run(&twin, backend);
     want(PathLast)
         .packet(1)
@@ -211,15 +211,13 @@ fn a_rule_is_named_by_its_comment(#[case] rules: Rules) {
     assert!(f.detail.contains(&why), "{f:#?}");
 }
 
-/// The README's example of a rule named by its comment, as written there: it passes, still
+/// The docs' example of a rule named by its comment, as written there: it passes, still
 /// passes with a rule added above the named one, and fails when the dropping rule has another
 /// comment.
 #[rstest]
-fn the_readme_comment_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let start = readme.find("# README example: a rule named by its comment").expect("the README example");
-    let text = &readme[start..start + readme[start..].find("```").unwrap()];
-    let load = |text: &str| Scenario::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+fn the_doc_comment_example_runs(#[values(Backend::Legacy, Backend::Nft)] backend: Backend) {
+    let text = &netpath_cases::docs::example(CHAPTER, "# example: a rule named by its comment").text;
+    let load = |text: &str| Scenario::from_toml(text, Path::new(CHAPTER)).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_passes(&load(text), backend);
     let deny = "-A INPUT -p icmp -m comment --comment \"deny-ping\" -j DROP\n";
     assert!(text.contains(deny));

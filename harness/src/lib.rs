@@ -90,3 +90,9 @@ pub use firewall::Backend;
 pub use observe::TraceChoice;
 pub use scenario::Scenario;
 pub use verdict::{Failure, FailureKind};
+
+/// The Rust examples of docs/library.md, compiled by `cargo test --doc` so the page cannot show
+/// code that does not build (its examples need root and a kernel, so they are `no_run`).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/library.md")]
+pub struct LibraryDocs;

@@ -31,7 +31,7 @@ const SUITES: [(&str, &str); 10] = [
     ("debian", "sid"),
 ];
 
-/// The series the README and the matrix name; any `X.Y` that apt offers works too.
+/// The series docs/matrix.md and the matrix name; any `X.Y` that apt offers works too.
 pub const KNOWN_SERIES: [&str; 4] = ["5.10", "6.1", "6.12", "7.2"];
 
 /// Which kernel: the host's own, the newest of a series, or one Debian release.

@@ -238,8 +238,9 @@ const BUILDS_NETPATH: &str =
 /// Test binaries that cannot run in a guest, by target name, and why: the guest has the host's
 /// root read-only, so whatever calls cargo (which writes its target folder and lock) fails there
 /// for a reason that says nothing about the kernel.
-const GUEST_SKIPS: [(&str, &str); 5] = [
+const GUEST_SKIPS: [(&str, &str); 6] = [
     ("cli", BUILDS_NETPATH),
+    ("first_run", BUILDS_NETPATH),
     ("hostile", BUILDS_NETPATH),
     ("run_bound", BUILDS_NETPATH),
     ("downstream", "runs `cargo test` in a generated crate: needs cargo with a writable target folder and registry"),
@@ -247,8 +248,10 @@ const GUEST_SKIPS: [(&str, &str); 5] = [
 ];
 
 /// Single tests that cannot run in a guest, by test binary and name, and why: they kill a
-/// `netpath run` and sweep after it with the netpath binary, which they build with cargo.
-const GUEST_TEST_SKIPS: [(&str, &str, &str); 3] = [
+/// `netpath run` and sweep after it with the netpath binary, or read the commands' help, and
+/// build the binaries with cargo.
+const GUEST_TEST_SKIPS: [(&str, &str, &str); 4] = [
+    ("doc_examples", "every_netpath_flag_the_docs_name_is_one_the_command_has", BUILDS_NETPATH),
     ("steps", "a_killed_netpath_leaves_no_step_process_and_sweep_removes_the_rest", BUILDS_NETPATH),
     ("sweep", "sweep_kills_removes_what_a_dead_run_left_and_leaves_a_live_runs_alone", BUILDS_NETPATH),
     ("wireguard_teardown", "a_killed_run_leaves_no_key_and_sweep_removes_the_rest", BUILDS_NETPATH),

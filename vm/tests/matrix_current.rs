@@ -1,18 +1,20 @@
-//! The committed kernel matrix (vm/matrix/matrix.json, shown in the README) against the bundled
-//! scenarios: every scenario × backend × probe they define has a row on every kernel of the
-//! matrix, and every row is one they still define, unless the README lists the scenario under
-//! the table as "added since, not yet run on the matrix". The README's table is matrix.md. A
-//! scenario added, renamed or given a new probe fails here until the matrix is regenerated
-//! (README "Kernel matrix") or the scenario is listed.
+//! The committed kernel matrix (vm/matrix/matrix.json, shown in docs/matrix.md) against the
+//! bundled scenarios: every scenario × backend × probe they define has a row on every kernel of
+//! the matrix, and every row is one they still define, unless docs/matrix.md lists the scenario
+//! under the table as "added since, not yet run on the matrix". The table in docs/matrix.md is
+//! vm/matrix/matrix.md. A scenario added, renamed or given a new probe fails here until the
+//! matrix is regenerated (docs/matrix.md) or the scenario is listed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use netpath::Scenario;
 
+/// The chapter that shows the committed matrix and lists the scenarios not run on it yet.
+const CHAPTER: &str = "docs/matrix.md";
 /// The kernels the committed matrix must cover.
 const KERNELS: [&str; 5] = ["host", "5.10", "6.1", "6.12", "7.2"];
-/// The line under the README's table that opens the list of scenarios not run yet.
+/// The line under the chapter's table that opens the list of scenarios not run yet.
 const ADDED_SINCE: &str = "Added since, not yet run on the matrix:";
 
 fn repo() -> PathBuf {
@@ -40,11 +42,11 @@ fn bundled_rows() -> BTreeSet<Row> {
     rows
 }
 
-/// The scenarios the README lists as added since the matrix was generated: `- name` bullets
+/// The scenarios the chapter lists as added since the matrix was generated: `- name` bullets
 /// (`- name` and anything after it, such as `(issue 19)`) right after [`ADDED_SINCE`].
-fn added_since(readme: &str) -> BTreeSet<String> {
-    let Some(start) = readme.find(ADDED_SINCE) else { return BTreeSet::new() };
-    readme[start + ADDED_SINCE.len()..]
+fn added_since(chapter: &str) -> BTreeSet<String> {
+    let Some(start) = chapter.find(ADDED_SINCE) else { return BTreeSet::new() };
+    chapter[start + ADDED_SINCE.len()..]
         .lines()
         .skip_while(|l| l.trim().is_empty())
         .take_while(|l| l.starts_with("- "))
@@ -54,13 +56,13 @@ fn added_since(readme: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// matrix.md as the README shows it: every heading two levels down.
+/// matrix.md as the chapter shows it: every heading two levels down.
 fn demoted(md: &str) -> String {
     md.lines().map(|l| if l.starts_with('#') { format!("##{l}\n") } else { format!("{l}\n") }).collect()
 }
 
 /// What is wrong with `matrix` (a matrix.json) against the `bundled` rows, the scenarios the
-/// README lists as not yet run left aside: every problem named, or Ok.
+/// chapter lists as not yet run left aside: every problem named, or Ok.
 fn check(bundled: &BTreeSet<Row>, matrix: &serde_json::Value, listed: &BTreeSet<String>) -> Result<(), String> {
     let mut committed = BTreeSet::new();
     let mut holes = vec![];
@@ -82,8 +84,8 @@ fn check(bundled: &BTreeSet<Row>, matrix: &serde_json::Value, listed: &BTreeSet<
     let gone: Vec<String> = committed.difference(bundled).filter(|r| !listed.contains(&r.0)).map(name).collect();
     if !(missing.is_empty() && gone.is_empty() && holes.is_empty()) {
         return Err(format!(
-            "vm/matrix/matrix.json is stale: regenerate it (README \"Kernel matrix\") or list the scenario \
-             under the README's table after \"{ADDED_SINCE}\".\nbundled but not in the matrix:\n  {}\n\
+            "vm/matrix/matrix.json is stale: regenerate it (docs/matrix.md) or list the scenario \
+             under the table of docs/matrix.md after \"{ADDED_SINCE}\".\nbundled but not in the matrix:\n  {}\n\
              in the matrix but no longer bundled:\n  {}\nrows without every kernel:\n  {}",
             missing.join("\n  "),
             gone.join("\n  "),
@@ -99,7 +101,7 @@ fn check(bundled: &BTreeSet<Row>, matrix: &serde_json::Value, listed: &BTreeSet<
         })
         .collect();
     if !stale_list.is_empty() {
-        return Err(format!("the README lists as not yet run what the matrix has: {stale_list:?}"));
+        return Err(format!("docs/matrix.md lists as not yet run what the matrix has: {stale_list:?}"));
     }
     Ok(())
 }
@@ -110,7 +112,7 @@ fn committed() -> serde_json::Value {
 
 #[test]
 fn the_committed_matrix_has_a_row_for_every_bundled_scenario_backend_and_probe() {
-    if let Err(e) = check(&bundled_rows(), &committed(), &added_since(&read("README.md"))) {
+    if let Err(e) = check(&bundled_rows(), &committed(), &added_since(&read(CHAPTER))) {
         panic!("{e}");
     }
 }
@@ -123,8 +125,8 @@ fn a_bundled_scenario_without_rows_fails_by_name_unless_listed_as_added_since() 
     let victim = rows[0]["scenario"].as_str().expect("scenario").to_string();
     rows.retain(|r| r["scenario"] != victim.as_str());
     let bundled = bundled_rows();
-    // Beside what the README lists already (scenarios added since the matrix was made).
-    let listed = added_since(&read("README.md"));
+    // Beside what the chapter lists already (scenarios added since the matrix was made).
+    let listed = added_since(&read(CHAPTER));
     let e = check(&bundled, &m, &listed).expect_err("a matrix without a bundled scenario passed");
     assert!(e.contains(&format!("{victim} [")), "{e}");
     let mut with_victim = listed.clone();
@@ -144,12 +146,12 @@ fn a_row_without_every_kernel_fails() {
 }
 
 #[test]
-fn the_readme_shows_the_committed_matrix() {
-    let readme = read("README.md");
+fn the_chapter_shows_the_committed_matrix() {
+    let chapter = read(CHAPTER);
     let table = demoted(&read("vm/matrix/matrix.md"));
     assert!(
-        readme.contains(&table),
-        "README.md does not show vm/matrix/matrix.md (its headings two levels down): run .ci/matrix-readme"
+        chapter.contains(&table),
+        "{CHAPTER} does not show vm/matrix/matrix.md (its headings two levels down): run .ci/matrix-docs"
     );
 }
 
