@@ -32,6 +32,10 @@ pub struct RunOptions {
     /// `NETPATH_MAX_DURATION` if set, else the scenario's worst case capped at ten minutes
     /// ([`crate::bound`]).
     pub max_duration: Option<std::time::Duration>,
+    /// Whether a packet that expects a reply and got none in time listens as long again for a
+    /// late one, so its failure says how late it was (see `probe::Context::late_window`);
+    /// off where only pass or fail matters and time does (mutation testing).
+    pub late_answers: bool,
 }
 
 impl Default for RunOptions {
@@ -39,7 +43,7 @@ impl Default for RunOptions {
         let root = std::env::var_os("NETPATH_ARTIFACTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("netpath-artifacts"));
-        RunOptions { artifacts_root: root, keep: false, trace: None, max_duration: None }
+        RunOptions { artifacts_root: root, keep: false, trace: None, max_duration: None, late_answers: true }
     }
 }
 
@@ -189,7 +193,8 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
     let mut probe_error = None;
     for p in &sc.probe {
         // A packet whose wait the bound cut short has no verdict: past the bound is an error.
-        let sent = probe::send(lab, sc, p, observers.drops(), bound).and_then(|s| bound.check().map(|()| s));
+        let sent = probe::send(lab, sc, p, observers.drops(), bound, opts.late_answers)
+            .and_then(|s| bound.check().map(|()| s));
         clock.lap(format!("probe {}", p.name));
         match sent {
             Ok(sent) => probes.push(sent),
