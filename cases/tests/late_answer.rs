@@ -67,6 +67,7 @@ fn a_reply_after_the_deadline_says_how_late_and_why() {
     let late = o.probes[0].exchanges[0].response.late.unwrap_or_else(|| panic!("no late reply:\n{report}"));
     assert!(late >= Duration::from_millis(RETRANS_MS), "{late:?}");
     let text = &f.detail;
+    assert_eq!(f.location.as_deref(), Some("late-answer.toml:24"), "the probe's line: {report}");
     let past = netpath::evidence::neighbour::whole_ms(late - Duration::from_millis(150));
     assert!(
         text.contains(&format!("no reply reached cl within 150 ms: a reply came {past} after the 150 ms deadline")),
