@@ -32,6 +32,10 @@ pub struct RunOptions {
     /// `NETPATH_MAX_DURATION` if set, else the scenario's worst case capped at ten minutes
     /// ([`crate::bound`]).
     pub max_duration: Option<std::time::Duration>,
+    /// Whether a packet that expects a reply and got none in time listens as long again for a
+    /// late one, so its failure says how late it was (see `probe::Context::late_window`);
+    /// off where only pass or fail matters and time does (mutation testing).
+    pub late_answers: bool,
 }
 
 impl Default for RunOptions {
@@ -39,7 +43,7 @@ impl Default for RunOptions {
         let root = std::env::var_os("NETPATH_ARTIFACTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("netpath-artifacts"));
-        RunOptions { artifacts_root: root, keep: false, trace: None, max_duration: None }
+        RunOptions { artifacts_root: root, keep: false, trace: None, max_duration: None, late_answers: true }
     }
 }
 
@@ -189,7 +193,8 @@ fn run_in(lab: &mut Lab, steps: &mut Steps, sc: &Scenario, cx: &Run<'_>, clock: 
     let mut probe_error = None;
     for p in &sc.probe {
         // A packet whose wait the bound cut short has no verdict: past the bound is an error.
-        let sent = probe::send(lab, sc, p, observers.drops(), bound).and_then(|s| bound.check().map(|()| s));
+        let sent = probe::send(lab, sc, p, observers.drops(), bound, opts.late_answers)
+            .and_then(|s| bound.check().map(|()| s));
         clock.lap(format!("probe {}", p.name));
         match sent {
             Ok(sent) => probes.push(sent),
@@ -274,39 +279,50 @@ fn build(
         lab.add_netns(&n.name)?;
     }
     clock.lap("netns");
-    for b in &sc.bridge {
-        lab.add_bridge(&b.netns, &b.name, b.mac)?;
+    // A refusal names the item as the file wrote it (lab/item.rs).
+    let at = |e, item: String, netns: &str, hint: Option<String>| {
+        crate::lab::item::locate(e, lab, sc, crate::lab::item::Item { item, netns, hint })
+    };
+    for (i, b) in sc.bridge.iter().enumerate() {
+        lab.add_bridge(&b.netns, &b.name, b.mac).map_err(|e| at(e, format!("bridge[{i}]"), &b.netns, None))?;
     }
-    for v in &sc.veth {
+    for (i, v) in sc.veth.iter().enumerate() {
         let end =
             |e: &crate::scenario::VethEndSpec| VethEnd { netns: e.netns.clone(), name: e.name.clone(), mac: e.mac };
-        lab.add_veth(&end(&v.a), &end(&v.b))?;
+        lab.add_veth(&end(&v.a), &end(&v.b)).map_err(|e| at(e, format!("veth[{i}].a"), &v.a.netns, None))?;
     }
-    let ends = sc.veth.iter().flat_map(|v| [&v.a, &v.b]);
-    for e in ends.clone() {
+    let ends =
+        sc.veth.iter().enumerate().flat_map(|(i, v)| [(format!("veth[{i}].a"), &v.a), (format!("veth[{i}].b"), &v.b)]);
+    for (item, e) in ends.clone() {
         if let Some(m) = &e.master {
-            lab.set_master(&e.netns, &e.name, m)?;
+            let located = |err| at(err, item.clone(), &e.netns, None);
+            lab.set_master(&e.netns, &e.name, m).map_err(located)?;
             if e.hairpin {
-                lab.set_hairpin(&e.netns, &e.name, true)?;
+                lab.set_hairpin(&e.netns, &e.name, true).map_err(located)?;
             }
         }
     }
-    for b in &sc.bridge {
+    let v6_hint =
+        |a: &crate::cidr::Cidr, iface: &str, mtu| crate::lab::item::ipv6_mtu_hint(a.addr.is_ipv6(), iface, mtu);
+    for (i, b) in sc.bridge.iter().enumerate() {
+        let item = format!("bridge[{i}]");
         if let Some(mtu) = b.mtu {
-            lab.set_mtu(&b.netns, &b.name, mtu)?;
+            lab.set_mtu(&b.netns, &b.name, mtu).map_err(|e| at(e, item.clone(), &b.netns, None))?;
         }
         for a in &b.addresses {
-            lab.add_address(&b.netns, &b.name, *a)?;
+            let hint = v6_hint(a, &b.name, b.mtu);
+            lab.add_address(&b.netns, &b.name, *a).map_err(|e| at(e, item.clone(), &b.netns, hint))?;
         }
     }
-    for e in ends {
+    for (item, e) in ends {
         if let Some(mtu) = e.mtu {
-            lab.set_mtu(&e.netns, &e.name, mtu)?;
+            lab.set_mtu(&e.netns, &e.name, mtu).map_err(|err| at(err, item.clone(), &e.netns, None))?;
         }
         for a in &e.addresses {
-            lab.add_address(&e.netns, &e.name, *a)?;
+            let hint = v6_hint(a, &e.name, e.mtu);
+            lab.add_address(&e.netns, &e.name, *a).map_err(|err| at(err, item.clone(), &e.netns, hint))?;
         }
-        lab.set_up(&e.netns, &e.name)?;
+        lab.set_up(&e.netns, &e.name).map_err(|err| at(err, item.clone(), &e.netns, None))?;
     }
     // Links carry nothing until the kernel has them operationally up (see wait_until_up).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -321,12 +337,21 @@ fn build(
     if tunnels.is_some() {
         clock.lap("wireguard");
     }
-    for r in &sc.route {
+    for (i, r) in sc.route.iter().enumerate() {
         let dst = match r.to {
             RouteDst::Default => None,
             RouteDst::Prefix(c) => Some(c),
         };
-        lab.add_route(&r.netns, dst, r.via, r.dev.as_deref())?;
+        let hint =
+            r.dev.as_deref().and_then(|d| crate::lab::item::ipv6_mtu_hint(r.is_ipv6(), d, sc.iface_mtu(&r.netns, d)));
+        lab.add_route(&r.netns, dst, r.via, r.dev.as_deref()).map_err(|e| {
+            crate::lab::item::locate(
+                e,
+                lab,
+                sc,
+                crate::lab::item::Item { item: format!("route[{i}]"), netns: &r.netns, hint },
+            )
+        })?;
     }
     clock.lap("routes");
     steps.run_phase(lab, sc, Phase::BeforeRules, bound)?;

@@ -60,6 +60,14 @@ pub enum Error {
     #[error("{at}: netns {netns}: sysctl {key}: {message}")]
     LabSysctl { at: String, netns: String, key: String, message: String },
 
+    /// The kernel refused an item of the scenario the lab builds (a veth end, a bridge, an
+    /// address, a route): where the item is written (`FILE:LINE:COL`, or `route[2]` for a
+    /// scenario built in Rust), the netns as the scenario names it, what was asked, and the
+    /// kernel's answer with what to change (a near interface name: "did you mean").
+    #[allow(missing_docs)] // the fields are named in the doc and in the message
+    #[error("{at}: netns {netns}: {what}: {message}")]
+    LabItem { at: String, netns: String, what: String, message: String },
+
     /// The pcap capture on `iface` in netns `netns` failed.
     #[allow(missing_docs)] // the fields are named in the doc and in the message
     #[error("netns {netns}, interface {iface}: capture: {message}")]

@@ -265,20 +265,26 @@ fn record(file: &Path, out: Option<&Path>) -> ExitCode {
             }
         }
     }
-    let netpath::output::record::Recording { scenario: recorded, warnings } =
-        netpath::output::record::expectations(&sc, &outcomes);
-    for w in &warnings {
+    let recording = netpath::output::record::expectations(&sc, &outcomes);
+    for (probe, slowest) in &recording.timeouts {
+        let ms = recording.scenario.probe.iter().find(|p| &p.name == probe).map_or(0, |p| p.timeout_ms);
+        eprintln!(
+            "netpath record: probe `{probe}`: timeout_ms = {ms}, 3 × its slowest answer ({:.1} ms after the send)",
+            slowest.as_secs_f64() * 1000.0
+        );
+    }
+    for w in &recording.warnings {
         eprintln!("netpath record: warning: {w}");
     }
     let target = out.unwrap_or(file);
     // Rewritten from the file's own text, so its comments and layout survive the recording.
-    let text = netpath::output::record::rewrite(&original, &recorded);
+    let text = netpath::output::record::rewrite_recording(&original, &recording);
     if let Err(e) = text.and_then(|t| std::fs::write(target, t).map_err(|e| format!("write {}: {e}", target.display())))
     {
         eprintln!("netpath record: {e}");
         return ExitCode::FAILURE;
     }
-    let count: usize = recorded.probe.iter().map(|p| p.path.len() + p.addr.len()).sum();
+    let count: usize = recording.scenario.probe.iter().map(|p| p.path.len() + p.addr.len()).sum();
     println!("recorded {count} expectations of {} into {}", sc.name, target.display());
     ExitCode::SUCCESS
 }

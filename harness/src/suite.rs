@@ -102,6 +102,9 @@ struct Done {
     result: RunResult,
     /// For `--html`: the run's page, its file name and text.
     page: Option<(String, String)>,
+    /// The report of a run that ran, in parts: printed folded against the run before it of the
+    /// same scenario ([`report::RunReport::folded`]).
+    report: Option<report::RunReport>,
 }
 
 /// Run one scenario under one backend: skip it when the kernel lacks a feature it needs
@@ -117,6 +120,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
             cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why.to_string() }),
             result,
             page: None,
+            report: None,
         };
     }
     if let Err(skip) = crate::caps::requires::check(sc, backend, &s.opts) {
@@ -131,6 +135,7 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
                 cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Failed { message, text: why }),
                 result,
                 page: None,
+                report: None,
             }
         } else {
             Done {
@@ -139,19 +144,26 @@ fn execute(sc: &Scenario, backend: Backend, s: &Settings) -> Done {
                 cases: junit::unrun_cases(sc, backend, Duration::ZERO, Status::Skipped { message: why }),
                 result,
                 page: None,
+                report: None,
             }
         };
     }
     let start = Instant::now();
     match crate::run(sc, backend, &s.opts) {
-        Ok(o) => Done {
-            verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
-            text: report::outcome_in(&o, s.detail)
-                + &if s.timings { format!("{}\n", o.timings) } else { String::new() },
-            cases: junit::outcome_cases(&o, start.elapsed()),
-            result: RunResult::from_outcome("", &o),
-            page: s.html.as_deref().map(|dir| html_page(dir, sc, &o)),
-        },
+        Ok(o) => {
+            let mut report = report::RunReport::of(&o, s.detail);
+            if s.timings {
+                report.tail.push_str(&format!("{}\n", o.timings));
+            }
+            Done {
+                verdict: if o.passed() { Verdict::Passed } else { Verdict::Failed },
+                text: report.text(),
+                cases: junit::outcome_cases(&o, start.elapsed()),
+                result: RunResult::from_outcome("", &o),
+                page: s.html.as_deref().map(|dir| html_page(dir, sc, &o)),
+                report: Some(report),
+            }
+        }
         Err(e) => errored(sc, backend, start.elapsed(), e.to_string()),
     }
 }
@@ -178,6 +190,7 @@ fn errored(sc: &Scenario, backend: Backend, time: Duration, error: String) -> Do
             Status::Error { message: format!("did not run: {error}"), text: error },
         ),
         page: None,
+        report: None,
     }
 }
 
@@ -205,7 +218,7 @@ fn execute_job(job: &Job, loaded: &[Loaded], s: &Settings) -> Done {
                 status: Status::Error { message: format!("cannot load {}", l.file.display()), text: e.clone() },
             };
             let result = RunResult::not_loaded(&file, &e);
-            Done { verdict: Verdict::Failed, text, cases: vec![case], result, page: None }
+            Done { verdict: Verdict::Failed, text, cases: vec![case], result, page: None, report: None }
         }
     }
 }
@@ -263,6 +276,8 @@ fn run_round(work: &[Job], loaded: &[Loaded], settings: &Settings, quiet: bool) 
         drop(tx);
         // Print whole reports in input order, whatever order they finish in.
         let mut printed = 0;
+        // The run printed last: a probe whose paths repeat its own there is folded to a line.
+        let mut before: Option<report::RunReport> = None;
         if let Some(l) = work.first().and_then(label) {
             progress.show(&l);
         }
@@ -271,8 +286,12 @@ fn run_round(work: &[Job], loaded: &[Loaded], settings: &Settings, quiet: bool) 
             while let Some(Some(done)) = results.get(printed) {
                 progress.clear();
                 if !quiet || done.verdict == Verdict::Failed {
-                    print!("{}", done.text);
+                    match &done.report {
+                        Some(r) => print!("{}", r.folded(before.as_ref())),
+                        None => print!("{}", done.text),
+                    }
                 }
+                before.clone_from(&done.report);
                 printed += 1;
             }
             if let Some(l) = work.get(printed).and_then(label) {

@@ -5,6 +5,7 @@
 pub mod attribute;
 pub mod conntrack;
 pub mod drop;
+pub mod neighbour;
 pub mod packet;
 pub mod response;
 
@@ -452,6 +453,22 @@ pub fn join(probes: &mut [Vec<Sent>], frames: &Parsed<'_>, events: &BTreeMap<Str
             _ => refused.as_ref(),
         };
         out[*p][*i].response = Response::of(heard, *request, caught);
+    }
+    // A late answer's packet may have waited for its next hop's neighbour entry before it left.
+    let late: Vec<(usize, usize, Duration)> = probes
+        .iter()
+        .enumerate()
+        .flat_map(|(p, sent)| sent.iter().enumerate().filter_map(move |(i, s)| Some((p, i, s.heard.late?.sent))))
+        .collect();
+    if !late.is_empty() {
+        let resolutions = neighbour::resolutions(frames.frames);
+        for (p, i, sent) in late {
+            let x = &out[p][i];
+            let held_up = neighbour::holding_up(&resolutions, sent, &x.request.first_seen)
+                .or_else(|| neighbour::holding_up(&resolutions, sent, &x.reply.first_seen))
+                .cloned();
+            out[p][i].response.held_up = held_up;
+        }
     }
     let mut unattributed = vec![];
     for (netns, evs) in events {

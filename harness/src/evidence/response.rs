@@ -32,6 +32,19 @@ pub struct Response {
     /// How, in words: `TCP RST`, `ICMP port unreachable (code 3)`, `sendto: EPERM ...`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub how: Option<String>,
+    /// A reply that reached the sender only after its deadline (`kind` is then none): how long
+    /// after the send, by the sender's socket.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ms")]
+    pub late: Option<Duration>,
+    /// How long after the send the sender's socket had its answer, late or not: what a timeout
+    /// must cover (a wait for the next hop's neighbour entry included, which the captures'
+    /// `after` does not see).
+    #[serde(skip)]
+    pub sender_after: Option<Duration>,
+    /// The neighbour resolution that held a late-answered packet up, where the captures show
+    /// one ([`super::neighbour::holding_up`]).
+    #[serde(skip)]
+    pub held_up: Option<super::neighbour::Resolution>,
 }
 
 fn ms<S: serde::Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -59,12 +72,22 @@ pub(super) struct Caught {
 impl Response {
     /// An answer of `kind` and nothing more known of it.
     pub fn of_kind(kind: Answer) -> Response {
-        Response { kind, from: None, at: None, after: None, how: None }
+        Response { kind, from: None, at: None, after: None, how: None, late: None, sender_after: None, held_up: None }
     }
 
     /// What the sender's socket alone says.
     pub fn heard(h: &Heard) -> Response {
-        Response { kind: h.kind, from: h.from, at: None, after: h.after, how: h.how.clone() }
+        let late = h.late.map(|l| l.after);
+        Response {
+            kind: h.kind,
+            from: h.from,
+            at: None,
+            after: h.after,
+            how: h.how.clone(),
+            late,
+            sender_after: late.or(h.after),
+            held_up: None,
+        }
     }
 
     /// What the socket says, with the captures' first sighting of the answer of that kind

@@ -2,6 +2,7 @@
 //! over rtnetlink (no `ip` processes) and removed on drop, also after a failure or a panic.
 
 pub mod global_sysctl;
+pub mod item;
 pub mod netns;
 pub mod step;
 pub mod sweep;

@@ -255,7 +255,10 @@ fn unmutated(sc: Option<&Scenario>, backend: Backend, settings: &Settings) -> Re
 /// One mutant's run and what it says.
 fn mutant(sc: &Scenario, base: &Outcome, m: &Mutant, backend: Backend, opts: &RunOptions) -> MutantResult {
     let started = Instant::now();
-    let run = crate::engine::run(&m.apply(sc), backend, opts);
+    // A killed mutant needs no explanation of how late an answer was: not waiting for one
+    // keeps a mutant that silences a reply at one timeout.
+    let opts = RunOptions { late_answers: false, ..opts.clone() };
+    let run = crate::engine::run(&m.apply(sc), backend, &opts);
     // A killed mutant's artifacts are a few megabytes each, hundreds of them per suite: what
     // killed it is in the report.
     if let Ok(Outcome { artifacts: Some(dir), .. }) = &run {

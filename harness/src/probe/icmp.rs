@@ -49,7 +49,7 @@ impl Prober for Icmp {
                 let mut payload = nonce.clone();
                 payload.resize(56, 0);
                 let timeout = cx.packet(seq.into())?;
-                let sent_at = Instant::now();
+                let (sent_at, sent_wall) = (Instant::now(), super::wall_clock());
                 let heard = match send_echo(&sock, dst, id, seq, &payload) {
                     Ok(()) => {
                         let dropped = || match (cx.drops.nonce(&nonce), cx.drops.echo(id, seq)) {
@@ -59,7 +59,13 @@ impl Prober for Icmp {
                         match wait_reply(&sock, dst, &nonce, timeout, &dropped).map_err(what)? {
                             Some(Got::Reply) => Heard::reply(sent_at.elapsed()),
                             Some(Got::Refused(from, how)) => Heard::refused(Some(from), how, sent_at.elapsed()),
-                            None => Heard::nothing(),
+                            None => match cx.late_window().filter(|_| dropped().is_none()) {
+                                Some(window) => match wait_reply(&sock, dst, &nonce, window, &dropped).map_err(what)? {
+                                    Some(Got::Reply) => Heard::late(sent_wall, sent_at.elapsed()),
+                                    _ => Heard::nothing(),
+                                },
+                                None => Heard::nothing(),
+                            },
                         }
                     }
                     Err(e) => match super::local_drop("sendto", &cx.spec.from, &e) {

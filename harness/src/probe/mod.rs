@@ -123,27 +123,51 @@ pub struct Heard {
     pub how: Option<String>,
     /// How long after the send the socket had it.
     pub after: Option<Duration>,
+    /// An answer that came after the deadline, while the sender kept listening a while longer
+    /// ([`Context::late_window`]): the packet still counts as unanswered (`kind` is none).
+    pub late: Option<Late>,
+}
+
+/// A reply that reached the sender's socket after its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    /// When the packet was sent, on the wall clock the captures stamp frames with (since the
+    /// Unix epoch): where its wait for a neighbour entry is found among the frames.
+    pub sent: Duration,
+    /// How long after the send the reply reached the socket.
+    pub after: Duration,
+}
+
+/// The wall clock (since the Unix epoch), which the captures' timestamps are on.
+pub fn wall_clock() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 impl Heard {
     /// The reply came, `after` the send.
     pub fn reply(after: Duration) -> Heard {
-        Heard { kind: Answer::Reply, from: None, how: None, after: Some(after) }
+        Heard { kind: Answer::Reply, from: None, how: None, after: Some(after), late: None }
     }
 
     /// Nothing came back in time.
     pub fn nothing() -> Heard {
-        Heard { kind: Answer::None, from: None, how: None, after: None }
+        Heard { kind: Answer::None, from: None, how: None, after: None, late: None }
     }
 
     /// A refusal (`how`: `TCP RST`, `ICMP port unreachable`...), from `from` where known.
     pub fn refused(from: Option<IpAddr>, how: impl Into<String>, after: Duration) -> Heard {
-        Heard { kind: Answer::Refused, from, how: Some(how.into()), after: Some(after) }
+        Heard { kind: Answer::Refused, from, how: Some(how.into()), after: Some(after), late: None }
+    }
+
+    /// No reply in time, but one `after` the send (past the deadline), for a packet sent at
+    /// `sent` on the wall clock ([`wall_clock`]).
+    pub fn late(sent: Duration, after: Duration) -> Heard {
+        Heard { late: Some(Late { sent, after }), ..Heard::nothing() }
     }
 
     /// The sender's kernel would not send it (`how`: what failed, and why).
     pub fn dropped(how: impl Into<String>) -> Heard {
-        Heard { kind: Answer::Dropped, from: None, how: Some(how.into()), after: None }
+        Heard { kind: Answer::Dropped, from: None, how: Some(how.into()), after: None, late: None }
     }
 }
 
@@ -196,6 +220,11 @@ impl Sent {
     }
 }
 
+/// The least a packet listens for a late reply ([`Context::late_window`]): a lost ARP request
+/// or neighbour solicitation is sent again `retrans_time_ms` later, 1 s by default, and a proxy
+/// ARP reply is delayed by up to `proxy_delay`, 0.8 s by default.
+pub const LATE_MIN: Duration = Duration::from_secs(1);
+
 /// What a probe's packets are sent with: the probe, its resolved target, the lab and the drops
 /// the trace has seen so far (a packet seen dropped is not waited for).
 pub struct Context<'a> {
@@ -209,6 +238,9 @@ pub struct Context<'a> {
     pub drops: &'a Drops,
     /// The run's bound: no wait goes past it.
     pub bound: &'a RunBound,
+    /// Whether a packet that expects a reply and got none in time keeps listening for a late
+    /// one ([`Context::late_window`]).
+    pub late_answers: bool,
 }
 
 impl Context<'_> {
@@ -228,6 +260,16 @@ impl Context<'_> {
         self.bound.check()?;
         self.bound.at(format!("probe {}, packet {n} of {}", self.spec.name, self.spec.count))?;
         Ok(self.bound.cap(self.timeout))
+    }
+
+    /// How much longer a packet that expects a reply, got none by its deadline and is not known
+    /// dropped listens for a late one: as long again as its timeout, and at least [`LATE_MIN`],
+    /// within half the time the run has left. A reply that comes then still fails the probe, but the failure can say
+    /// "answered 232 ms after the 1,000 ms deadline" instead of reading as no answer at all.
+    /// `None` for a probe that expects no reply (its silence costs nothing more).
+    pub fn late_window(&self) -> Option<Duration> {
+        let window = self.timeout.max(LATE_MIN).min(self.bound.remaining() / 2);
+        (self.late_answers && self.spec.expected_answer() == Answer::Reply && !window.is_zero()).then_some(window)
     }
 }
 
@@ -262,7 +304,15 @@ pub fn prober(kind: ProbeKind) -> &'static dyn Prober {
 }
 
 /// Send probe `spec` of `sc` from its netns in `lab`, within the run's `bound`.
-pub fn send(lab: &Lab, sc: &Scenario, spec: &ProbeSpec, drops: &Drops, bound: &RunBound) -> Result<Vec<Sent>> {
+/// `late_answers`: see [`Context::late_window`].
+pub fn send(
+    lab: &Lab,
+    sc: &Scenario,
+    spec: &ProbeSpec,
+    drops: &Drops,
+    bound: &RunBound,
+    late_answers: bool,
+) -> Result<Vec<Sent>> {
     let dst = spec.to.addr().ok_or_else(|| Error::Probe {
         probe: spec.name.clone(),
         message: format!("to = \"{}\" was not resolved to an address", spec.to),
@@ -276,6 +326,7 @@ pub fn send(lab: &Lab, sc: &Scenario, spec: &ProbeSpec, drops: &Drops, bound: &R
         timeout: Duration::from_millis(spec.timeout_ms),
         drops,
         bound,
+        late_answers,
     };
     prober(spec.kind).send(&cx)
 }

@@ -41,7 +41,10 @@ impl Prober for Tcp {
         };
         cx.ns.run(|| {
             (1..=cx.spec.count)
-                .map(|n| one(&cx.spec.from, cx.dst, port, cx.packet(n.into())?, cx.drops).map_err(fail))
+                .map(|n| {
+                    let timeout = cx.packet(n.into())?;
+                    one(&cx.spec.from, cx.dst, port, timeout, cx.late_window(), cx.drops).map_err(fail)
+                })
                 .collect()
         })
     }
@@ -197,7 +200,16 @@ fn handshake(
     }
 }
 
-fn one(netns: &str, dst: IpAddr, port: u16, timeout: Duration, drops: &Drops) -> std::io::Result<Sent> {
+/// One connection to `dst:port` within `timeout`; `late`: how much longer to listen for a
+/// SYN-ACK that is late ([`super::Context::late_window`]).
+fn one(
+    netns: &str,
+    dst: IpAddr,
+    port: u16,
+    timeout: Duration,
+    late: Option<Duration>,
+    drops: &Drops,
+) -> std::io::Result<Sent> {
     let nonce = new_nonce();
     let deadline = Instant::now() + timeout;
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -238,6 +250,12 @@ fn one(netns: &str, dst: IpAddr, port: u16, timeout: Duration, drops: &Drops) ->
         // No SYN-ACK in time, or every SYN that could have been answered in time was dropped:
         // nothing came back, and the kernel's drops are in the evidence. (A SYN an OUTPUT rule
         // dropped ends here too: connect(2) keeps the EPERM to itself and retransmits.)
+        if let Some(window) = late.filter(|_| syn_drops().is_empty())
+            && handshake(&fd, Instant::now() + window, sent_at, &syn_drops)?
+            && socket::getsockopt(&fd, sockopt::SocketError)? == 0
+        {
+            return Ok(sent(matcher, Heard::late(since, sent_at.elapsed())));
+        }
         return Ok(sent(matcher, Heard::nothing()));
     }
     let error = socket::getsockopt(&fd, sockopt::SocketError)?;

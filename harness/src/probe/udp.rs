@@ -42,12 +42,19 @@ impl Prober for Udp {
             for n in 1..=cx.spec.count {
                 let nonce = new_nonce();
                 let timeout = cx.packet(n.into())?;
-                let sent_at = Instant::now();
+                let (sent_at, sent_wall) = (Instant::now(), super::wall_clock());
+                let dropped = || cx.drops.nonce(&nonce);
                 let (heard, answer) = match sock.send(&nonce) {
-                    Ok(_) => match wait_answer(&sock, &nonce, timeout, &|| cx.drops.nonce(&nonce)).map_err(fail)? {
+                    Ok(_) => match wait_answer(&sock, &nonce, timeout, &dropped).map_err(fail)? {
                         Some(Got::Reply(server)) => (Heard::reply(sent_at.elapsed()), Some(server)),
                         Some(Got::Refused(how)) => (Heard::refused(None, how, sent_at.elapsed()), None),
-                        None => (Heard::nothing(), None),
+                        None => match cx.late_window().filter(|_| dropped().is_none()) {
+                            Some(window) => match wait_answer(&sock, &nonce, window, &dropped).map_err(fail)? {
+                                Some(Got::Reply(_)) => (Heard::late(sent_wall, sent_at.elapsed()), None),
+                                _ => (Heard::nothing(), None),
+                            },
+                            None => (Heard::nothing(), None),
+                        },
                     },
                     Err(e) => match super::local_drop("send", &cx.spec.from, &e) {
                         Some(how) => (Heard::dropped(how), None),

@@ -110,7 +110,7 @@ impl Scenario {
         sc.source = crate::firewall::located::Source::in_files(ruleset_lines(&doc, &files))
             .with_sysctls(sysctl_lines(&doc, &files))
             .with_probes(probe_lines(&doc, &files))
-            .with_places(pattern_places(&sc, &doc, &files));
+            .with_places([pattern_places(&sc, &doc, &files), item_places(&sc, &doc, &files)].concat());
         let mut problems = sc.problems();
         // A file outside the tree is reported as that, not as what else is wrong with it.
         problems.retain(|p| !escapes.iter().any(|e| e.item == p.item));
@@ -199,6 +199,23 @@ fn pattern_places(sc: &Scenario, doc: &Node<'_>, files: &extends::Files) -> Vec<
         }
     }
     out
+}
+
+/// Where each item the lab builds is written, for an error the kernel gives at run time
+/// ([`crate::firewall::located::Source::place`]): `route[i]`, `bridge[i]`, and each end of a
+/// veth, `veth[i].a` and `veth[i].b`.
+fn item_places(sc: &Scenario, doc: &Node<'_>, files: &extends::Files) -> Vec<(String, String)> {
+    let items = (0..sc.route.len())
+        .map(|i| format!("route[{i}]"))
+        .chain((0..sc.bridge.len()).map(|i| format!("bridge[{i}]")))
+        .chain((0..sc.veth.len()).flat_map(|i| [format!("veth[{i}].a"), format!("veth[{i}].b")]));
+    items
+        .map(|item| {
+            let d = files.diagnostic(span_of(doc, &parse_item(&item)), String::new());
+            let at = format!("{}:{}:{}", d.file.display(), d.line, d.column);
+            (item, at)
+        })
+        .collect()
 }
 
 /// Per netns and sysctl key: `(netns, key, file, line)` of the key.

@@ -427,6 +427,16 @@ impl Scenario {
         [Backend::Legacy, Backend::Nft].into_iter().filter(|b| self.not_applicable(*b).is_none()).collect()
     }
 
+    /// The `mtu` the scenario gives interface `iface` of `netns` (a veth end or a bridge).
+    pub fn iface_mtu(&self, netns: &str, iface: &str) -> Option<u32> {
+        let ends = self.veth.iter().flat_map(|v| [&v.a, &v.b]);
+        ends.filter(|e| e.netns == netns && e.name == iface)
+            .map(|e| e.mtu)
+            .chain(self.bridge.iter().filter(|b| b.netns == netns && b.name == iface).map(|b| b.mtu))
+            .next()
+            .flatten()
+    }
+
     /// Whether `netns` has a bridge (and so, when traced, ebtables trace rules).
     pub fn has_bridge(&self, netns: &str) -> bool {
         self.bridge.iter().any(|b| b.netns == netns)

@@ -109,6 +109,9 @@ pub struct ProbeSpec {
 }
 
 impl ProbeSpec {
+    /// How long a packet waits for its answer when the probe says nothing (`timeout_ms`).
+    pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+
     /// A probe with the file format's defaults and no expectations yet.
     pub fn new(name: &str, kind: ProbeKind, from: &str, to: IpAddr) -> ProbeSpec {
         ProbeSpec {
@@ -136,5 +139,5 @@ fn one() -> u16 {
 }
 
 fn default_timeout_ms() -> u64 {
-    1000
+    ProbeSpec::DEFAULT_TIMEOUT_MS
 }

@@ -3,10 +3,12 @@
 //! answered: a load split).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::path::shown;
 use super::{ExpectationKind, Failure, FailureKind, ProbeEvidence};
-use crate::evidence::Exchange;
+use crate::evidence::neighbour::whole_ms;
+use crate::evidence::{Exchange, Response};
 use crate::scenario::{Answer, ProbeSpec};
 
 /// `answer`, `replies` and `answered_by`.
@@ -45,6 +47,7 @@ impl ExpectationKind for AnswerKind {
                     FailureKind::NoReply,
                     format!("packet {}: a reply", ex.packet),
                     match got.kind {
+                        Answer::None if got.late.is_some() => late(probe, got),
                         Answer::None => match reply_lost(ex) {
                             // The first thing that went wrong in packet order: the reply's loss.
                             Some(lost) => format!(
@@ -108,6 +111,33 @@ impl ExpectationKind for AnswerKind {
         }
         out
     }
+}
+
+/// A reply that came after the deadline: how late, what of the wait a neighbour resolution
+/// was, and the timeout that would have covered it: `no reply reached cl within 1000 ms: a reply
+/// came 232 ms after the 1,000 ms deadline (1,232 ms after the send); 820 ms of it was ARP for
+/// 169.254.1.1 at cl/eth0 (...); a timeout_ms of 3700 (3 × that) would cover it`.
+fn late(probe: &ProbeSpec, got: &Response) -> String {
+    let after = got.late.unwrap_or_default();
+    let deadline = Duration::from_millis(probe.timeout_ms);
+    let held_up = got.held_up.as_ref().map(|r| format!("; {r}")).unwrap_or_default();
+    format!(
+        "no reply reached {} within {} ms: a reply came {} after the {} deadline ({} after the send){held_up}; \
+         timeout_ms = {} would cover it (3 × that, what `netpath record` writes)",
+        probe.from,
+        probe.timeout_ms,
+        whole_ms(after.saturating_sub(deadline)),
+        whole_ms(deadline),
+        whole_ms(after),
+        covering_timeout_ms(after),
+    )
+}
+
+/// A timeout that holds for an answer `after` the send, with margin for a slower run: three
+/// times it, rounded up to 100 ms, never below the default timeout.
+pub fn covering_timeout_ms(after: Duration) -> u64 {
+    let ms = (after.as_micros() * 3).div_ceil(1000) as u64;
+    ms.div_ceil(100).saturating_mul(100).max(crate::scenario::ProbeSpec::DEFAULT_TIMEOUT_MS)
 }
 
 /// The key that states what answer a probe expects: `answer`, else `replies` (without either,

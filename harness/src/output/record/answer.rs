@@ -2,6 +2,7 @@
 //! floors of a load split, derived from the probe's count ([`split_floor`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use crate::engine::ProbeOutcome;
 use crate::firewall::Backend;
@@ -14,7 +15,13 @@ pub const FLOOR_FALSE_FAILURE: f64 = 1e-6;
 /// Put what `runs` show of the probe's answers in `probe`: `answer` (or `replies`), and its
 /// `answered_by`.
 pub(super) fn record(probe: &mut ProbeSpec, runs: &[(Backend, &ProbeOutcome)], warnings: &mut Vec<String>) {
-    let kinds: BTreeSet<Answer> = runs.iter().flat_map(|(_, p)| &p.exchanges).map(|e| e.response.kind).collect();
+    // A reply that came after the deadline is the datapath's answer: the timeout recorded with
+    // it ([`covering`]) lets it come in time.
+    let kinds: BTreeSet<Answer> = runs
+        .iter()
+        .flat_map(|(_, p)| &p.exchanges)
+        .map(|e| if e.response.late.is_some() { Answer::Reply } else { e.response.kind })
+        .collect();
     let kind = match <[Answer; 1]>::try_from(kinds.iter().copied().collect::<Vec<_>>()) {
         Ok([k]) => k,
         // Nothing sent: nothing to learn.
@@ -32,6 +39,15 @@ pub(super) fn record(probe: &mut ProbeSpec, runs: &[(Backend, &ProbeOutcome)], w
     };
     spell(probe, kind);
     probe.answered_by = floors(probe, runs, warnings);
+}
+
+/// The slowest answer of the probe's packets in `runs` (by the sender's socket, late ones
+/// included) when the probe's timeout does not hold it three times over, with the timeout that
+/// does ([`crate::verdict::answer::covering_timeout_ms`]); `None` when the timeout holds.
+pub(super) fn covering(probe: &ProbeSpec, runs: &[(Backend, &ProbeOutcome)]) -> Option<(Duration, u64)> {
+    let slowest = runs.iter().flat_map(|(_, p)| &p.exchanges).filter_map(|e| e.response.sender_after).max()?;
+    let needed = crate::verdict::answer::covering_timeout_ms(slowest);
+    (u128::from(probe.timeout_ms) * 1000 < slowest.as_micros() * 3).then_some((slowest, needed))
 }
 
 /// Put answer `kind` in `probe` the way its file says it: `replies` where the file used it and

@@ -13,7 +13,7 @@ mod rewrite;
 
 pub use addr::PortPolicy;
 pub use answer::{FLOOR_FALSE_FAILURE, split_floor};
-pub use rewrite::rewrite;
+pub use rewrite::{rewrite, rewrite_recording};
 
 use std::collections::BTreeMap;
 
@@ -31,6 +31,9 @@ pub struct Recording {
     pub scenario: Scenario,
     /// What could not be recorded as is, for the user to look at.
     pub warnings: Vec<String>,
+    /// The probes whose `timeout_ms` the recording raised, with the slowest answer that made it
+    /// ([`rewrite`] says so in a comment above the key).
+    pub timeouts: BTreeMap<String, std::time::Duration>,
 }
 
 /// `scenario` with every probe's expectations replaced by what `outcomes` (one per backend)
@@ -46,6 +49,7 @@ pub fn expectations(scenario: &Scenario, outcomes: &[Outcome]) -> Recording {
     let mut sc = scenario.clone();
     let points = sc.capture_points();
     let mut warnings = vec![];
+    let mut timeouts = BTreeMap::new();
     for probe in &mut sc.probe {
         let runs: Vec<(Backend, &ProbeOutcome)> = outcomes
             .iter()
@@ -55,13 +59,17 @@ pub fn expectations(scenario: &Scenario, outcomes: &[Outcome]) -> Recording {
             continue;
         }
         answer::record(probe, &runs, &mut warnings);
+        if let Some((slowest, ms)) = answer::covering(probe, &runs) {
+            probe.timeout_ms = ms;
+            timeouts.insert(probe.name.clone(), slowest);
+        }
         let spec = probe.clone();
         let mut rec = Recorder { spec: &spec, runs: &runs, warnings: &mut warnings };
         probe.path = path::recorded(&mut rec);
         probe.addr = addr::recorded(scenario, &points, &mut rec);
         probe.drop = drop::recorded(&mut rec);
     }
-    Recording { scenario: sc, warnings }
+    Recording { scenario: sc, warnings, timeouts }
 }
 
 /// What the recording of one probe's entries reads: the probe (its answers already recorded),

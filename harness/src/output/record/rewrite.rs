@@ -1,6 +1,11 @@
 //! Putting a recording into the user's scenario file: each probe's recorded expectations in
 //! place of its old ones, comments, layout and everything else as the user wrote it.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Recording;
+use crate::evidence::neighbour::whole_ms;
 use crate::scenario::{AddrExpect, DropExpect, PathExpect, Scenario};
 
 /// The scenario file `original` with each probe's recorded expectations (`replies`, `path`,
@@ -8,6 +13,16 @@ use crate::scenario::{AddrExpect, DropExpect, PathExpect, Scenario};
 /// layout of rulesets) left as the user wrote it: recording in place must not cost the file its
 /// explanations.
 pub fn rewrite(original: &str, recorded: &Scenario) -> Result<String, String> {
+    rewrite_with(original, recorded, &BTreeMap::new())
+}
+
+/// [`rewrite`] for a whole [`Recording`]: a `timeout_ms` it raised gets a comment above it that
+/// says what answer made it, so the user knows the number was measured, not chosen.
+pub fn rewrite_recording(original: &str, rec: &Recording) -> Result<String, String> {
+    rewrite_with(original, &rec.scenario, &rec.timeouts)
+}
+
+fn rewrite_with(original: &str, recorded: &Scenario, timeouts: &BTreeMap<String, Duration>) -> Result<String, String> {
     let mut doc: toml_edit::DocumentMut = original.parse().map_err(|e| format!("parse the scenario: {e}"))?;
     let fresh: toml_edit::DocumentMut =
         recorded.to_toml().parse().map_err(|e| format!("parse the recorded expectations: {e}"))?;
@@ -22,6 +37,19 @@ pub fn rewrite(original: &str, recorded: &Scenario) -> Result<String, String> {
         else {
             return Err(format!("probe `{name}` is missing from the recording"));
         };
+        if let Some(slowest) = timeouts.get(&name)
+            && let Some(spec) = recorded.probe.iter().find(|p| p.name == name)
+        {
+            let ms = i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX);
+            probe.insert("timeout_ms", toml_edit::value(ms));
+            if let Some(mut key) = probe.key_mut("timeout_ms") {
+                key.leaf_decor_mut().set_prefix(format!(
+                    "# Recorded: the slowest answer came {} after its send; 3 × that, rounded up to\n\
+                     # 100 ms (at least the default 1,000 ms), holds for a slower run.\n",
+                    whole_ms(*slowest)
+                ));
+            }
+        }
         // `replies = true` is the default, which the file left unsaid; so is an empty answered_by.
         set_value(probe, "replies", new.get("replies"), |v| v.as_bool() == Some(true));
         set_value(probe, "answer", new.get("answer"), |v| v.as_str() == Some("reply"));

@@ -63,19 +63,129 @@ fn packet_list(packets: &[u16]) -> String {
 /// each failing packet in full, the others one per class of packets that took the same hops
 /// (or each in full with `every_packet`).
 pub fn probe(p: &ProbeOutcome, detail: Detail) -> String {
-    let hops: Vec<ExchangeHops> = p.exchanges.iter().map(ExchangeHops::of).collect();
-    let groups = crate::output::hops::classes(&hops);
-    let verdict = if p.failures.is_empty() { "ok" } else { "FAILED" };
-    let answers: Vec<Option<&str>> = p.exchanges.iter().map(|x| x.answer.as_deref()).collect();
-    let mut out = hops::summary_line(&p.name, &hops, groups.len(), &answers, verdict);
-    out.push('\n');
-    for f in &p.failures {
-        out.push_str(&failure(f));
+    let r = ProbeReport::of(p, detail);
+    r.head + &r.paths
+}
+
+/// One probe's report in two parts, so that a printer can fold its paths where they repeat
+/// those of the same probe in the run printed before ([`RunReport::folded`]).
+#[derive(Debug, Clone, Default)]
+pub struct ProbeReport {
+    /// The probe's name.
+    pub name: String,
+    /// Its summary line and its failures.
+    pub head: String,
+    /// Its packets' hops, as `detail` asks (empty for a passing probe without `--show-path`).
+    pub paths: String,
+    /// What its paths are, class by class (packets, answer, each journey's shape), for a
+    /// passing probe whose paths are shown one per class: equal fingerprints print the same
+    /// paths but for the ports the kernel chose. `None` otherwise.
+    pub fingerprint: Option<Vec<String>>,
+}
+
+impl ProbeReport {
+    /// The report of probe `p`, showing as much as `detail` asks.
+    pub fn of(p: &ProbeOutcome, detail: Detail) -> ProbeReport {
+        let hops: Vec<ExchangeHops> = p.exchanges.iter().map(ExchangeHops::of).collect();
+        let groups = crate::output::hops::classes(&hops);
+        let verdict = if p.failures.is_empty() { "ok" } else { "FAILED" };
+        let answers: Vec<Option<&str>> = p.exchanges.iter().map(|x| x.answer.as_deref()).collect();
+        let mut head = hops::summary_line(&p.name, &hops, groups.len(), &answers, verdict);
+        head.push('\n');
+        for f in &p.failures {
+            head.push_str(&failure(f));
+        }
+        let fingerprint = (detail.passing && !detail.every_packet && p.failures.is_empty()).then(|| {
+            groups
+                .iter()
+                .flat_map(|c| {
+                    let x = &hops[c[0]];
+                    let packets: Vec<u16> = c.iter().map(|&i| p.exchanges[i].packet).collect();
+                    let answers: Vec<Option<&str>> = c.iter().map(|&i| p.exchanges[i].answer.as_deref()).collect();
+                    let journeys =
+                        [&x.request, &x.reply].into_iter().chain(&x.retransmissions).chain(&x.reply_retransmissions);
+                    std::iter::once(format!("class {packets:?} {answers:?} replied {}", p.exchanges[c[0]].replied))
+                        .chain(journeys.map(|j| j.shape().join("; ")))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        });
+        let paths = paths(p, detail, &hops, &groups);
+        ProbeReport { name: p.name.clone(), head, paths, fingerprint }
     }
+}
+
+/// A run's report in parts: its headline, each probe's, and what follows them.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The backend it ran under (`legacy`).
+    pub backend: String,
+    /// `PASS NAME [backend]` and the WireGuard line.
+    pub head: String,
+    /// Each probe's, in the scenario's order.
+    pub probes: Vec<ProbeReport>,
+    /// The artifacts line.
+    pub tail: String,
+}
+
+impl RunReport {
+    /// The report of outcome `o`, showing as much as `detail` asks.
+    pub fn of(o: &Outcome, detail: Detail) -> RunReport {
+        let mut head = String::new();
+        let verdict = if o.passed() { "PASS" } else { "FAIL" };
+        let _ = writeln!(head, "{verdict} {} [{}]", o.scenario, o.backend.name());
+        if let Some(wg) = &o.wireguard {
+            let _ = writeln!(head, "  wireguard: {wg}");
+        }
+        let tail = o.artifacts.as_ref().map(|a| format!("  artifacts: {}\n", a.display())).unwrap_or_default();
+        RunReport {
+            scenario: o.scenario.clone(),
+            backend: o.backend.name().to_string(),
+            head,
+            probes: o.probes.iter().map(|p| ProbeReport::of(p, detail)).collect(),
+            tail,
+        }
+    }
+
+    /// The whole report.
+    pub fn text(&self) -> String {
+        self.folded(None)
+    }
+
+    /// The report, where `before` is the same scenario's run printed just before it (under
+    /// another backend): a passing probe whose paths are the same as there, class by class,
+    /// says so in a line instead of printing them again (`--verbose` prints them all).
+    pub fn folded(&self, before: Option<&RunReport>) -> String {
+        let mut out = self.head.clone();
+        for p in &self.probes {
+            out.push_str(&p.head);
+            let same = before.filter(|b| b.scenario == self.scenario).and_then(|b| {
+                let earlier = b.probes.iter().find(|e| e.name == p.name)?;
+                (p.fingerprint.is_some() && earlier.fingerprint == p.fingerprint && !p.paths.is_empty())
+                    .then_some(&b.backend)
+            });
+            match same {
+                Some(backend) => {
+                    let _ = writeln!(out, "    paths as in [{backend}] above");
+                }
+                None => out.push_str(&p.paths),
+            }
+        }
+        out.push_str(&self.tail);
+        out
+    }
+}
+
+/// A probe's packets' hops, as `detail` asks: each failing packet in full, the others one per
+/// class (`groups`), or every packet in full.
+fn paths(p: &ProbeOutcome, detail: Detail, hops: &[ExchangeHops], groups: &[Vec<usize>]) -> String {
+    let mut out = String::new();
     if !detail.passing && p.failures.is_empty() {
         return out;
     }
-    let cols = hops::Columns::fit(&hops);
+    let cols = hops::Columns::fit(hops);
     let failing = |x: &Exchange| p.failures.iter().any(|f| f.packet == Some(x.packet));
     // A failure about no one packet (a floor, a conntrack entry) concerns them all.
     let all_fail = p.failures.iter().any(|f| f.packet.is_none());
@@ -162,19 +272,7 @@ pub fn outcome(o: &Outcome, show_path: bool) -> String {
 
 /// A scenario's report, showing as much as `detail` asks.
 pub fn outcome_in(o: &Outcome, detail: Detail) -> String {
-    let mut out = String::new();
-    let verdict = if o.passed() { "PASS" } else { "FAIL" };
-    let _ = writeln!(out, "{verdict} {} [{}]", o.scenario, o.backend.name());
-    if let Some(wg) = &o.wireguard {
-        let _ = writeln!(out, "  wireguard: {wg}");
-    }
-    for p in &o.probes {
-        out.push_str(&probe(p, detail));
-    }
-    if let Some(a) = &o.artifacts {
-        let _ = writeln!(out, "  artifacts: {}", a.display());
-    }
-    out
+    RunReport::of(o, detail).text()
 }
 
 #[cfg(test)]
@@ -230,5 +328,44 @@ mod tests {
             "{failed}"
         );
         assert!(failed.contains("    path 1 (packets 1, 4, answered by ep1):\n"), "{failed}");
+    }
+
+    /// A run whose passing probe repeats, class by class, the paths of the same scenario's run
+    /// printed before it says so in a line; twins: other paths, a failure, `--verbose`, or
+    /// another scenario print them in full.
+    #[test]
+    fn a_probe_whose_paths_repeat_the_run_before_is_folded_to_a_line() {
+        let run = |backend: &str, dst: &str, failed: bool, detail: Detail| {
+            let exchanges = vec![exchange(1, "ep1", dst), exchange(2, "ep1", dst)];
+            let mut p = ProbeOutcome { name: "svc".into(), exchanges, failures: vec![] };
+            if failed {
+                p.failures.push(Failure::new(FailureKind::Header, "w".into(), "d".into()));
+            }
+            RunReport {
+                scenario: "sc".into(),
+                backend: backend.into(),
+                head: format!("PASS sc [{backend}]\n"),
+                probes: vec![ProbeReport::of(&p, detail)],
+                tail: String::new(),
+            }
+        };
+        let shown = Detail::of(true, false);
+        let legacy = run("legacy", "10.0.0.1", false, shown);
+        let nft = run("nft", "10.0.0.1", false, shown);
+        assert_eq!(
+            nft.folded(Some(&legacy)),
+            "PASS sc [nft]\n  svc: 2 packets, 1 path, answered by ep1, ok\n    paths as in [legacy] above\n"
+        );
+        assert_eq!(nft.text(), nft.folded(None));
+        assert!(nft.text().contains("request  node1/eth0"), "{}", nft.text());
+        let other = run("nft", "10.0.0.2", false, shown);
+        assert_eq!(other.folded(Some(&legacy)), other.text(), "other addresses: in full");
+        let failing = run("nft", "10.0.0.1", true, shown);
+        assert_eq!(failing.folded(Some(&legacy)), failing.text(), "a failing probe: in full");
+        let verbose = run("nft", "10.0.0.1", false, Detail::of(true, true));
+        assert_eq!(verbose.folded(Some(&run("legacy", "10.0.0.1", false, Detail::of(true, true)))), verbose.text());
+        let mut elsewhere = legacy.clone();
+        elsewhere.scenario = "another".into();
+        assert_eq!(nft.folded(Some(&elsewhere)), nft.text(), "another scenario: in full");
     }
 }
