@@ -285,6 +285,7 @@ pub fn without_expectations(sc: &Scenario) -> Scenario {
         p.path.clear();
         p.addr.clear();
         p.conntrack.clear();
+        p.drop.clear();
         p.answered_by.clear();
         p.replies = None;
         p.answer = None;
