@@ -184,3 +184,43 @@ fn a_tcp_probe_waits_for_the_retransmission_that_fits_and_its_drop() {
     assert!(!x.retransmissions.is_empty(), "{}", report(&o));
     assert!(x.request.drops.len() >= 2, "both SYNs' drops: {:#?}", x.request.drops);
 }
+
+/// The probes of `sc` that must get no answer (`answer = "none"`) without saying where their
+/// packets die: no `[[probe.drop]]` (a kernel reason) and no path whose `last` hook carries a
+/// `drop` verdict.
+fn drops_unnamed(sc: &Scenario) -> Vec<String> {
+    sc.probe
+        .iter()
+        .filter(|p| p.expected_answer() == netpath::scenario::Answer::None)
+        .filter(|p| {
+            p.drop.is_empty()
+                && !p.path.iter().any(|x| x.last.as_ref().is_some_and(|l| l.to_string().ends_with(" drop")))
+        })
+        .map(|p| format!("{}: {}", sc.name, p.name))
+        .collect()
+}
+
+/// Every bundled probe that must not be answered names its drop: the kernel's reason where it
+/// dies outside a rule, the rule or policy and its `drop` verdict where netfilter drops it.
+#[test]
+fn every_bundled_probe_that_must_not_be_answered_names_its_drop() {
+    let mut unnamed = vec![];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(netpath_cases::scenarios_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let sc = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            checked += sc.probe.iter().filter(|p| p.expected_answer() == netpath::scenario::Answer::None).count();
+            unnamed.extend(drops_unnamed(&sc));
+        }
+    }
+    assert!(checked >= 10, "only {checked} probes must not be answered: the check reads nothing");
+    assert!(unnamed.is_empty(), "probes that must not be answered and do not name their drop: {unnamed:#?}");
+
+    // Twin: rp-filter-asymmetric without its [[probe.drop]] is named.
+    let mut sc = netpath_cases::load("rp-filter-asymmetric");
+    for p in &mut sc.probe {
+        p.drop.clear();
+    }
+    assert_eq!(drops_unnamed(&sc), ["rp-filter-asymmetric: client-to-b"]);
+}
