@@ -84,8 +84,8 @@ fn rp_filter_twin_in_loose_mode_is_not_dropped() {
     let sc = edited(
         "rp-filter-asymmetric",
         &[(
-            "\"net.ipv4.conf.all.rp_filter\" = \"1\", \"net.ipv4.conf.to-gw.rp_filter\" = \"1\"",
-            "\"net.ipv4.conf.all.rp_filter\" = \"2\", \"net.ipv4.conf.to-gw.rp_filter\" = \"2\"",
+            "\"net.ipv4.conf.all.rp_filter\" = \"0\", \"net.ipv4.conf.to-gw.rp_filter\" = \"1\"",
+            "\"net.ipv4.conf.all.rp_filter\" = \"0\", \"net.ipv4.conf.to-gw.rp_filter\" = \"2\"",
         )],
     );
     let o = netpath_cases::run_or_return!(&sc, Backend::Legacy);
