@@ -122,10 +122,7 @@ impl Hop {
     /// What classes of packets compare: the hop without what differs from one connection of
     /// a class to the next (ports, times, IPv4 ids, MAC addresses a kernel chose).
     fn shape(&self) -> String {
-        let addrs = |p: &PacketInfo| {
-            let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-            format!("{} > {}", ip(p.src), ip(p.dst))
-        };
+        let addrs = addresses;
         match self {
             // What was rewritten shows in the addresses; which sighting first shows it depends
             // on which capture points saw the packet (a flood reaches a bridge device once).
@@ -137,6 +134,12 @@ impl Hop {
             Hop::Dropped(d) => format!("drop {} {} {:?}", d.netns, d.function(), d.reason),
         }
     }
+}
+
+/// `10.0.0.1 > 10.0.0.2`: what a class compares of a packet's addresses (not its ports).
+fn addresses(p: &PacketInfo) -> String {
+    let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    format!("{} > {}", ip(p.src), ip(p.dst))
 }
 
 /// A packet's hops in the order it met them.
@@ -250,9 +253,37 @@ impl Journey {
         self.hops.is_empty()
     }
 
-    /// What packets of one class share (see [`classes`]).
+    /// Its hops as they compare, in the order shown (see [`Hop::shape`]).
     pub fn shape(&self) -> Vec<String> {
         self.hops.iter().filter(|h| !h.is_tracing()).map(Hop::shape).collect()
+    }
+
+    /// What packets of one class share (see [`classes`]): each netns's hooks in the order the
+    /// kernel reported them, each capture point's sightings with the addresses there, and the
+    /// drops. Not the order of the sightings: the two ends of a veth, or a switch port and the
+    /// node behind it, are captured by different readers whose timestamps can come either way
+    /// round for the same packet (k8s-service's replies printed four paths that were one).
+    /// A packet that passes a point twice (a hairpin) counts there twice.
+    pub fn class_key(&self) -> Vec<String> {
+        let mut hooks: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        let mut seen: Vec<String> = vec![];
+        let mut times: std::collections::HashMap<&CapturePoint, u16> = Default::default();
+        let mut drops: Vec<String> = vec![];
+        for h in self.hops.iter().filter(|h| !h.is_tracing()) {
+            match h {
+                Hop::Seen(s) => {
+                    for p in &s.points {
+                        let n = times.entry(p).or_default();
+                        *n += 1;
+                        seen.push(format!("seen {p} #{n} {}", addresses(&s.packet)));
+                    }
+                }
+                Hop::Hook(ev) => hooks.entry(ev.netns.as_str()).or_default().push(h.shape()),
+                Hop::Dropped(_) => drops.push(h.shape()),
+            }
+        }
+        seen.sort();
+        hooks.into_values().flatten().chain(seen).chain(drops).collect()
     }
 }
 
@@ -428,7 +459,14 @@ impl ExchangeHops {
 pub fn classes(exchanges: &[ExchangeHops]) -> Vec<Vec<usize>> {
     let keys: Vec<_> = exchanges
         .iter()
-        .map(|x| (x.request.shape(), x.reply.shape(), x.retransmissions.is_empty(), x.reply_retransmissions.is_empty()))
+        .map(|x| {
+            (
+                x.request.class_key(),
+                x.reply.class_key(),
+                x.retransmissions.is_empty(),
+                x.reply_retransmissions.is_empty(),
+            )
+        })
         .collect();
     let mut out: Vec<Vec<usize>> = vec![];
     for (i, k) in keys.iter().enumerate() {

@@ -205,6 +205,25 @@ fn later_packets_of_a_connection_are_rewritten_by_conntrack_and_form_their_own_c
 }
 
 #[test]
+fn the_order_two_readers_stamped_one_packet_in_does_not_make_another_class() {
+    // k8s-service's replies: the two ends of a veth, captured by two readers, came either way
+    // round from one packet to the next, and printed four paths that were one.
+    let first = masquerade_request();
+    let mut swapped = first.clone();
+    swapped.first_seen.insert("host/eth0".parse().unwrap(), Duration::from_micros(42));
+    assert_ne!(Journey::of(&first).shape(), Journey::of(&swapped).shape(), "the fixture swaps no sightings");
+    // Another address at one point, or a hook the other did not meet, is another class.
+    let mut other = first.clone();
+    other.seen.insert("ext/eth0".parse().unwrap(), info("10.171.77.3", "10.171.77.30", 63));
+    let mut fewer = first.clone();
+    fewer.path.get_mut("host").unwrap().retain(|e| e.hook.to_string() != "filter:FORWARD:rule:5");
+    let x =
+        |packet, request: &PacketEvidence| ExchangeHops { packet, request: Journey::of(request), ..Default::default() };
+    let all = [x(1, &first), x(2, &swapped), x(3, &other), x(4, &fewer)];
+    assert_eq!(classes(&all), [vec![0, 1], vec![2], vec![3]]);
+}
+
+#[test]
 fn the_kernel_drop_comes_last_and_says_why_in_words() {
     // handmade-docker-no-forward's ns1-to-gateway under legacy: forwarding is off on node.
     let mut pe = PacketEvidence::default();

@@ -147,8 +147,9 @@ pub fn journey_lines(out: &mut String, j: &Journey, cols: Columns, indent: usize
 }
 
 /// A journey already shown in a probe's report: under which label (`path 1`), as which part
-/// (`request`), and its [`Journey::shape`].
-pub type Shown = Vec<(String, String, Vec<String>)>;
+/// (`request`), its [`Journey::shape`] (what `without` compares) and its
+/// [`Journey::class_key`] (what `as in` compares).
+pub type Shown = Vec<(String, String, (Vec<String>, Vec<String>))>;
 
 /// How `now` differs from `before` where it only leaves out hooks or capture points of it (a
 /// later packet of a connection skips the nat table; a bridge that has learnt a MAC no longer
@@ -188,9 +189,10 @@ pub fn exchange_lines(
 ) {
     let mut part = |out: &mut String, name: &str, j: &Journey| {
         let shape = j.shape();
-        let same = shown.iter().find(|(_, n, s)| n == name && *s == shape);
+        let key = j.class_key();
+        let same = shown.iter().find(|(_, n, s)| n == name && s.1 == key);
         let fewer =
-            shown.iter().find_map(|(l, n, s)| (n == name).then(|| left_out(s, &shape).map(|m| (l, m))).flatten());
+            shown.iter().find_map(|(l, n, s)| (n == name).then(|| left_out(&s.0, &shape).map(|m| (l, m))).flatten());
         match (same, fewer) {
             (Some((earlier, _, _)), _) if !j.is_empty() => {
                 let _ = writeln!(out, "      {}as in {earlier}", pad(name, LABEL));
@@ -200,7 +202,7 @@ pub fn exchange_lines(
             }
             _ => {
                 journey_lines(out, j, cols, 6, name);
-                shown.push((label.to_string(), name.to_string(), shape));
+                shown.push((label.to_string(), name.to_string(), (shape, key)));
             }
         }
     };

@@ -105,7 +105,7 @@ impl ProbeReport {
                     let journeys =
                         [&x.request, &x.reply].into_iter().chain(&x.retransmissions).chain(&x.reply_retransmissions);
                     std::iter::once(format!("class {packets:?} {answers:?} replied {}", p.exchanges[c[0]].replied))
-                        .chain(journeys.map(|j| j.shape().join("; ")))
+                        .chain(journeys.map(|j| j.class_key().join("; ")))
                         .collect::<Vec<_>>()
                 })
                 .collect()
