@@ -94,6 +94,20 @@ impl KernelDrop {
         echo_reply && self.reason.as_deref() == Some("NO_SOCKET")
     }
 
+    /// Whether it was freed because a socket that held it went away, not on its way: a probe's
+    /// socket (or a capture's) closes with the answer, or a copy of the request, still queued.
+    /// The kernel says `QUEUE_PURGE` where it names the reason (6.8 and later); before, the
+    /// function that freed it says so (a `NOT_SPECIFIED` free in a queue purge). Checked on
+    /// Linux 6.18: a reply freed at inet_sock_destruct and a request at skb_queue_purge_reason,
+    /// both after the probe had its answer.
+    pub fn socket_teardown(&self) -> bool {
+        match self.reason.as_deref() {
+            Some("QUEUE_PURGE") => true,
+            None | Some("NOT_SPECIFIED") => TEARDOWN.contains(&self.function()),
+            Some(_) => false,
+        }
+    }
+
     /// `dropped in router at ip_error (IP_INADDRERRORS: ...)`, for reports.
     pub fn describe(&self) -> String {
         let dev = self.device.as_deref().map(|d| format!(" on {d}")).unwrap_or_default();
@@ -108,6 +122,17 @@ impl KernelDrop {
         format!("dropped in {}{dev} at {}{by}{why}", self.netns, self.function())
     }
 }
+
+/// The functions that free what a closing socket still had queued (see
+/// [`KernelDrop::socket_teardown`]).
+const TEARDOWN: &[&str] = &[
+    "inet_sock_destruct",
+    "skb_queue_purge",
+    "__skb_queue_purge",
+    "skb_queue_purge_reason",
+    "__skb_queue_purge_reason",
+    "sk_stream_kill_queues",
+];
 
 /// Which program fits this kernel: with the reason (5.17 and later) or the location only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +280,7 @@ fn read(
             let Some(netns) = names.get(&raw.netns) else { continue };
             let location = raw.location;
             let d = name(raw, netns, &loaded.reasons);
-            if d.delivered_to_raw_socket() {
+            if d.delivered_to_raw_socket() || d.socket_teardown() {
                 continue;
             }
             // Beside `out`, one for one: the two are zipped when the names are known.
@@ -287,6 +312,8 @@ fn read(
             d.location.clone_from(n);
         }
     }
+    // Kernels before QUEUE_PURGE say so only by the function.
+    out.retain(|d| !d.socket_teardown());
     Ok(out)
 }
 
@@ -304,5 +331,38 @@ fn name(raw: RawDrop, netns: &str, reasons: &Reasons) -> KernelDrop {
         ktime: Duration::from_nanos(raw.ktime_ns),
         packet,
         bytes: raw.head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drop(reason: Option<&str>, location: &str) -> KernelDrop {
+        KernelDrop {
+            netns: "c1".into(),
+            reason: reason.map(str::to_string),
+            location: location.into(),
+            device: None,
+            by: None,
+            ktime: Duration::ZERO,
+            packet: None,
+            bytes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_closing_socket_freeing_its_queue_is_not_a_drop_on_the_way() {
+        // As Linux 6.18 reported them in snat-reverse-* and docker-port-mapping runs.
+        assert!(drop(Some("QUEUE_PURGE"), "inet_sock_destruct+0x1c4").socket_teardown());
+        assert!(drop(Some("QUEUE_PURGE"), "skb_queue_purge_reason+0x4f").socket_teardown());
+        // Kernels that name no such reason: by the function.
+        assert!(drop(Some("NOT_SPECIFIED"), "skb_queue_purge+0x21").socket_teardown());
+        assert!(drop(None, "inet_sock_destruct+0x8e").socket_teardown());
+        // Drops on the way stay, whatever the function, and so does a named reason elsewhere.
+        assert!(!drop(Some("NO_SOCKET"), "tcp_v4_rcv+0x1a2").socket_teardown());
+        assert!(!drop(Some("NOT_SPECIFIED"), "neigh_invalidate+0x8c").socket_teardown());
+        assert!(!drop(None, "ip_error+0x5a").socket_teardown());
+        assert!(!drop(Some("NETFILTER_DROP"), "inet_sock_destruct+0x1c4").socket_teardown());
     }
 }
