@@ -240,11 +240,24 @@ pub fn after_steps(lab: &Lab, sc: &Scenario, backend: Backend, trace: TraceChoic
     }
 
     let mut resolved = sc.clone();
+    let mut local: BTreeMap<String, std::collections::BTreeSet<IpAddr>> = BTreeMap::new();
     for p in &mut resolved.probe {
         if let Target::Iface(at) = &p.to {
             let addr =
                 address_of(lab, &links, at).map_err(|m| fail(format!("probe {}: to = \"@{at}\": {m}", p.name)))?;
             p.to = Target::Addr(addr);
+        }
+        // A probe to one of its own netns's addresses never leaves it: only `lo` carries it,
+        // and without a capture there its nf_tables trace has no frame to be joined to.
+        if let Target::Addr(addr) = p.to {
+            if !local.contains_key(&p.from) {
+                local.insert(p.from.clone(), lab.local_addresses(&p.from)?);
+            }
+            let own = &local[&p.from];
+            let lo = CapturePoint { netns: p.from.clone(), iface: "lo".into() };
+            if (addr.is_loopback() || own.contains(&addr)) && !setup.points.contains(&lo) {
+                setup.points.push(lo);
+            }
         }
         for a in &mut p.addr {
             if let Some(peer) = peer_of(&a.at) {
@@ -253,6 +266,10 @@ pub fn after_steps(lab: &Lab, sc: &Scenario, backend: Backend, trace: TraceChoic
                 let real_point = CapturePoint { netns: a.at.netns.clone(), iface: real };
                 setup.handles.insert(real_point.to_string(), a.at.to_string());
                 a.at = real_point;
+            }
+            // Every netns has a loopback: captured where an expectation names it.
+            if a.at.iface == "lo" && !setup.points.contains(&a.at) {
+                setup.points.push(a.at.clone());
             }
             if !setup.points.contains(&a.at) {
                 return Err(fail(format!(
@@ -266,6 +283,7 @@ pub fn after_steps(lab: &Lab, sc: &Scenario, backend: Backend, trace: TraceChoic
             }
         }
     }
+    setup.points.sort();
     Ok((resolved, setup))
 }
 

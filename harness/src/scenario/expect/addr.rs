@@ -172,6 +172,7 @@ pub(in crate::scenario) fn problems(sc: &Scenario, t: &Topology<'_>, i: usize, p
         } else if let Some(peer) = crate::scenario::handle::peer_of(&a.at) {
             t.known(item, &peer.netns, ps);
         } else if !t.ifaces.contains_key(&(a.at.netns.as_str(), a.at.iface.as_str()))
+            && a.at.iface != "lo"
             && !t.orphan_named(&a.at.iface)
             && sc.step.is_empty()
         {
