@@ -7,19 +7,15 @@
 //! dropped at the FORWARD policy (the negative twin).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
 use netpath::observe::TraceChoice;
 use netpath::scenario::Direction;
 use netpath::{Backend, Outcome, RunOptions, Scenario};
+use serial_test::serial;
 
-/// Kernel-log runs take turns anyway (the kernel-log lock); these also share `nf_log_all_netns`
-/// with trace_sources.rs's checks only through that lock, so one at a time here is enough.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// `#[serial(kernel_log)]`: kernel-log runs take turns anyway (the kernel-log lock); these also
+// share `nf_log_all_netns` with trace_sources.rs's checks only through that lock, so one at a
+// time here is enough.
 
 /// The router's ruleset of one family: `{icmp}` is the family's echo-request match.
 const RULES: &str = "*filter
@@ -143,10 +139,10 @@ fn sources(backend: Backend) -> Vec<Option<TraceChoice>> {
 }
 
 #[rstest::rstest]
+#[serial(kernel_log)]
 fn an_icmpv6_echo_is_traced_through_ip6tables_by_every_source(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
-    let _serial = serial();
     let sc = scenario(str::to_string);
     for trace in sources(backend) {
         let o = run(&sc, backend, trace);
@@ -172,10 +168,10 @@ fn an_icmpv6_echo_is_traced_through_ip6tables_by_every_source(
 /// The negative twin: without the conntrack rule, the IPv6 reply meets the FORWARD policy DROP
 /// and never reaches `a`, under every source; the IPv4 twin keeps its rule and passes.
 #[rstest::rstest]
+#[serial(kernel_log)]
 fn without_the_conntrack_rule_the_ipv6_reply_is_dropped_at_the_forward_policy(
     #[values(Backend::Legacy, Backend::Nft)] backend: Backend,
 ) {
-    let _serial = serial();
     let sc = scenario(|rules| {
         if rules.contains("ipv6-icmp") { netpath_cases::without_lines(rules, "--ctstate") } else { rules.to_string() }
     });

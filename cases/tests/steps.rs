@@ -11,6 +11,7 @@ use netpath_cases::processes::{
     gone_within, kill, sleep_marker, spawn_run, sweep, wait_for_marker, wait_for_markers, with_marker,
 };
 use netpath_cases::step_stdout;
+use serial_test::serial;
 
 /// Two namespaces on a link, a ping between them, and `steps`.
 fn with_steps(steps: Vec<StepSpec>) -> Scenario {
@@ -49,16 +50,12 @@ fn sh(name: &str, netns: &str, script: &str) -> StepSpec {
     StepSpec::new(name, netns, "sh", &["-c", script])
 }
 
-/// The tests that count what a run left take turns: the others' labs would be counted too.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+// `#[serial(leftovers)]`: the tests that count what a run left take turns, or the others' labs
+// would be counted too.
 
 #[test]
+#[serial(leftovers)]
 fn a_step_runs_in_its_netns_with_placeholders_env_and_stdin() {
-    let _turn = turn();
     let mut step = sh(
         "look",
         "b",
@@ -84,9 +81,9 @@ fn a_step_runs_in_its_netns_with_placeholders_env_and_stdin() {
 }
 
 #[test]
+#[serial(leftovers)]
 fn a_failing_step_is_an_error_naming_it_and_the_lab_is_torn_down() {
     netpath_cases::require_root();
-    let _turn = turn();
     let marker = std::env::temp_dir().join(format!("netpath-teardown-ran-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
     let mut teardown = sh("mark", "a", &format!("echo ran > {}", marker.display()));
@@ -112,9 +109,9 @@ fn a_failing_step_is_an_error_naming_it_and_the_lab_is_torn_down() {
 /// netavark writes its errors on stdout (as JSON) and nothing on stderr: the error shows the
 /// tails of both.
 #[test]
+#[serial(leftovers)]
 fn a_failing_step_shows_the_tails_of_its_stdout_and_stderr() {
     netpath_cases::require_root();
-    let _turn = turn();
     let sc = with_steps(vec![sh(
         "netavark-like",
         "a",
@@ -132,9 +129,9 @@ fn a_failing_step_shows_the_tails_of_its_stdout_and_stderr() {
 }
 
 #[test]
+#[serial(leftovers)]
 fn a_hanging_step_is_killed_at_its_deadline_with_everything_it_started() {
     netpath_cases::require_root();
-    let _turn = turn();
     // A unique argument finds the background sleep if it survived.
     let tag = format!("6{}.25", std::process::id());
     let mut step = sh("hangs", "b", &format!("sleep {tag} & echo waiting >&2; wait"));
@@ -158,8 +155,8 @@ fn a_hanging_step_is_killed_at_its_deadline_with_everything_it_started() {
 }
 
 #[test]
+#[serial(leftovers)]
 fn a_missing_program_says_so() {
-    let _turn = turn();
     netpath_cases::require_root();
     let sc = with_steps(vec![StepSpec::new("plugin", "a", "/usr/lib/cni/no-such-plugin", &["x"])]);
     let e = netpath::run(&sc, Backend::Legacy, &RunOptions::default()).expect_err("no such program").to_string();
@@ -167,8 +164,8 @@ fn a_missing_program_says_so() {
 }
 
 #[test]
+#[serial(leftovers)]
 fn teardown_steps_run_after_a_failed_probe_and_their_output_is_kept() {
-    let _turn = turn();
     let mut sc = with_steps(vec![]);
     let mut t = StepSpec::new("links-at-teardown", "a", "ip", &["-br", "link"]);
     t.phase = Phase::Teardown;
@@ -182,8 +179,8 @@ fn teardown_steps_run_after_a_failed_probe_and_their_output_is_kept() {
 }
 
 #[test]
+#[serial(leftovers)]
 fn a_probe_may_go_to_the_address_a_step_gave_an_interface() {
-    let _turn = turn();
     let mut sc =
         with_steps(vec![sh("readdress", "b", "ip addr del 10.9.0.2/24 dev eth0 && ip addr add 10.9.0.77/24 dev eth0")]);
     sc.probe[0].to = "@b/eth0".parse().unwrap();
@@ -207,8 +204,8 @@ fn with_path_in_b(steps: Vec<StepSpec>, exact: &[&str]) -> Scenario {
 /// backend is nft (whose TRACE rule would show as `raw:PREROUTING:rule:1`), and the other way
 /// round: the trace source follows the backend the tool wrote to.
 #[test]
+#[serial(leftovers)]
 fn the_trace_source_follows_the_backend_a_step_wrote_to() {
-    let _turn = turn();
     let legacy = StepSpec::new("legacy-rule", "b", "iptables-legacy", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]);
     let sc = with_path_in_b(vec![legacy], &["raw:PREROUTING:policy:2", "filter:INPUT:rule:1"]);
     let o = netpath_cases::run_or_return!(&sc, Backend::Nft);
@@ -223,8 +220,8 @@ fn the_trace_source_follows_the_backend_a_step_wrote_to() {
 
 /// Rules in both backends are reported as such, unless the scenario pins which one to trace.
 #[test]
+#[serial(leftovers)]
 fn rules_in_both_backends_are_reported_unless_pinned() {
-    let _turn = turn();
     let steps = vec![
         StepSpec::new("legacy-rule", "b", "iptables-legacy", &["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"]),
         StepSpec::new("nft-rule", "b", "iptables-nft", &["-A", "INPUT", "-p", "udp", "-j", "ACCEPT"]),
@@ -247,8 +244,8 @@ fn rules_in_both_backends_are_reported_unless_pinned() {
 /// source (nftrace then reads netns b), and a step that writes iptables-legacy rules, which the
 /// kernel log sees.
 #[test]
+#[serial(leftovers)]
 fn a_kernel_log_run_refuses_the_nf_tables_rules_a_step_wrote() {
-    let _turn = turn();
     netpath_cases::require_root();
     let kmsg = RunOptions { trace: Some(TraceChoice::Kmsg), ..RunOptions::default() };
     let rule = ["-A", "INPUT", "-p", "icmp", "-j", "ACCEPT"];
@@ -294,9 +291,9 @@ fn a_kernel_log_run_refuses_the_nf_tables_rules_a_step_wrote() {
 /// neither waits for the daemon (it held the step's stdout: the run lasted 40 s) nor leaves it
 /// running in a netns whose name is gone.
 #[test]
+#[serial(leftovers)]
 fn a_daemon_a_step_leaves_ends_with_the_step() {
     netpath_cases::require_root();
-    let _turn = turn();
     let held = sleep_marker(40);
     let redirected = sleep_marker(41);
     let mut step = sh(
@@ -321,9 +318,9 @@ fn a_daemon_a_step_leaves_ends_with_the_step() {
 
 /// A step past its deadline whose daemons setsid()ed away from it: killed with all of them.
 #[test]
+#[serial(leftovers)]
 fn a_step_past_its_deadline_takes_its_setsid_daemons_along() {
     netpath_cases::require_root();
-    let _turn = turn();
     let daemon = sleep_marker(42);
     let mut step =
         sh("hangs", "b", &format!("setsid sleep {daemon} >/dev/null 2>&1 & echo forked; exec sleep {daemon}0"));
@@ -340,9 +337,9 @@ fn a_step_past_its_deadline_takes_its_setsid_daemons_along() {
 /// Something outside the step's reach (here: this test, through /proc/PID/fd/1) holds its stdout
 /// after it exited: the run does not wait for it past the grace, keeps what arrived and says so.
 #[test]
+#[serial(leftovers)]
 fn a_pipe_held_from_outside_does_not_hold_the_run() {
     netpath_cases::require_root();
-    let _turn = turn();
     let tag = sleep_marker(1);
     let sc = with_steps(vec![sh("chatty", "b", &format!("echo first; sleep {tag}; echo last"))]);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -367,9 +364,9 @@ fn a_pipe_held_from_outside_does_not_hold_the_run() {
 /// of their namespace gets SIGKILL when netpath's thread dies), and `netpath sweep` removes the
 /// namespaces and the `{run_dir}` folder the run left.
 #[test]
+#[serial(leftovers)]
 fn a_killed_netpath_leaves_no_step_process_and_sweep_removes_the_rest() {
     netpath_cases::require_root();
-    let _turn = turn();
     let daemon = sleep_marker(43);
     let step = sh(
         "long",

@@ -3,7 +3,6 @@
 //! it needs back; a source that cannot see a backend's TRACE is refused, not run.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use netpath::lab::global_sysctl::{self, KernelLogGuard};
@@ -11,14 +10,10 @@ use netpath::observe::TraceChoice;
 use netpath::scenario::Direction;
 use netpath::{Backend, Outcome, RunOptions, Scenario};
 use netpath_cases::load;
+use serial_test::serial;
 
-/// The tests of this file read and change `nf_log_all_netns`: one at a time, so that one's
-/// before/after never sees another's run in progress.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// `#[serial(kernel_log)]`: the tests of this file read and change `nf_log_all_netns`, one at a
+// time, so that one's before/after never sees another's run in progress.
 
 fn run_with(sc: &Scenario, backend: Backend, trace: Option<TraceChoice>) -> netpath::Result<Outcome> {
     netpath_cases::require_root();
@@ -76,8 +71,8 @@ fn all_netns() -> String {
 }
 
 #[test]
+#[serial(kernel_log)]
 fn kmsg_under_legacy_passes_the_nflog_expectations_with_the_same_paths() {
-    let _serial = serial();
     let sc = load("docker-masquerade");
     let before = all_netns();
     let kmsg = passes(&sc, Backend::Legacy, Some(TraceChoice::Kmsg));
@@ -102,8 +97,8 @@ fn kmsg_under_legacy_passes_the_nflog_expectations_with_the_same_paths() {
 }
 
 #[test]
+#[serial(kernel_log)]
 fn kmsg_without_masquerade_fails_on_the_path_and_the_uplink_address() {
-    let _serial = serial();
     let mut sc = load("docker-masquerade");
     netpath_cases::edit_iptables(&mut sc, "host", |r| netpath_cases::without_lines(r, "-j MASQUERADE"));
 
@@ -114,8 +109,8 @@ fn kmsg_without_masquerade_fails_on_the_path_and_the_uplink_address() {
 }
 
 #[test]
+#[serial(kernel_log)]
 fn a_source_that_cannot_see_the_backends_trace_is_refused() {
-    let _serial = serial();
     let sc = load("docker-masquerade");
     let before = all_netns();
     let err = run_with(&sc, Backend::Legacy, Some(TraceChoice::Nftrace)).expect_err("legacy + nftrace must not run");
@@ -128,8 +123,8 @@ fn a_source_that_cannot_see_the_backends_trace_is_refused() {
 }
 
 #[test]
+#[serial(kernel_log)]
 fn nft_with_nftrace_forced_is_the_default() {
-    let _serial = serial();
     let sc = load("docker-masquerade");
     let forced = passes(&sc, Backend::Nft, Some(TraceChoice::Nftrace));
     let default = passes(&sc, Backend::Nft, None);
@@ -137,8 +132,8 @@ fn nft_with_nftrace_forced_is_the_default() {
 }
 
 #[test]
+#[serial(kernel_log)]
 fn the_guard_sets_the_sysctl_and_restores_it_on_drop_and_on_panic() {
-    let _serial = serial();
     netpath_cases::require_root();
     let before = all_netns();
     {
@@ -156,8 +151,8 @@ fn the_guard_sets_the_sysctl_and_restores_it_on_drop_and_on_panic() {
 }
 
 #[test]
+#[serial(kernel_log)]
 fn kernel_log_runs_take_turns() {
-    let _serial = serial();
     netpath_cases::require_root();
     let first = KernelLogGuard::acquire().unwrap_or_else(|e| panic!("{e}"));
     let second =
@@ -171,8 +166,8 @@ fn kernel_log_runs_take_turns() {
 /// A run killed while it held the guard leaves the sysctl at 1 and its saved value in the lock
 /// file; the next holder restores that value, not the 1 it finds.
 #[test]
+#[serial(kernel_log)]
 fn the_next_run_restores_what_a_killed_run_left() {
-    let _serial = serial();
     netpath_cases::require_root();
     let before = all_netns();
     let script = format!(
@@ -195,8 +190,8 @@ fn the_next_run_restores_what_a_killed_run_left() {
 
 /// Every bundled scenario that runs under iptables-legacy: the kernel log sees what NFLOG sees.
 #[test]
+#[serial(kernel_log)]
 fn kmsg_and_nflog_agree_on_every_bundled_legacy_scenario() {
-    let _serial = serial();
     let mut files: Vec<_> = std::fs::read_dir(netpath_cases::scenarios_dir())
         .expect("list the scenarios")
         .flatten()
