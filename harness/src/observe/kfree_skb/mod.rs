@@ -108,6 +108,17 @@ impl KernelDrop {
         }
     }
 
+    /// Whether it is an ICMPv6 echo request the kernel answered and then freed as if dropped:
+    /// until Linux 6.2 icmpv6_rcv ended every message but an echo reply with `kfree_skb`
+    /// ("assume failure and preserve the status quo", replaced by `consume_skb` on success with
+    /// the drop reasons), so 6.1 reported each answered ping to an IPv6 address as a
+    /// `NOT_SPECIFIED` drop at icmpv6_rcv; 5.10 does the same without a reason. Seen on
+    /// Debian's 6.1 in neighbour-unanswered's and router-no-route's twins.
+    pub fn answered_echo_request(&self) -> bool {
+        let request = matches!(&self.packet, Some(PacketInfo { l4: L4::Icmp { kind: 128, .. }, .. }));
+        request && matches!(self.reason.as_deref(), None | Some("NOT_SPECIFIED")) && self.function() == "icmpv6_rcv"
+    }
+
     /// `dropped in router at ip_error (IP_INADDRERRORS: ...)`, for reports.
     pub fn describe(&self) -> String {
         let dev = self.device.as_deref().map(|d| format!(" on {d}")).unwrap_or_default();
@@ -312,8 +323,9 @@ fn read(
             d.location.clone_from(n);
         }
     }
-    // Kernels before QUEUE_PURGE say so only by the function.
-    out.retain(|d| !d.socket_teardown());
+    // Kernels before QUEUE_PURGE say so only by the function, and so does icmpv6_rcv's free
+    // of an answered echo request.
+    out.retain(|d| !d.socket_teardown() && !d.answered_echo_request());
     Ok(out)
 }
 
@@ -364,5 +376,23 @@ mod tests {
         assert!(!drop(Some("NOT_SPECIFIED"), "neigh_invalidate+0x8c").socket_teardown());
         assert!(!drop(None, "ip_error+0x5a").socket_teardown());
         assert!(!drop(Some("NETFILTER_DROP"), "inet_sock_destruct+0x1c4").socket_teardown());
+    }
+
+    #[test]
+    fn an_answered_icmpv6_echo_request_freed_by_icmpv6_rcv_is_not_a_drop() {
+        let echo = |kind: u8, reason: Option<&str>, location: &str| {
+            let mut d = drop(reason, location);
+            d.packet =
+                Some(PacketInfo { l4: L4::Icmp { kind, code: 0, id: Some(1), seq: Some(1) }, ..PacketInfo::default() });
+            d
+        };
+        // Debian's 6.1 and 5.10: every echo request icmpv6_rcv answered.
+        assert!(echo(128, Some("NOT_SPECIFIED"), "icmpv6_rcv+0x2a1").answered_echo_request());
+        assert!(echo(128, None, "icmpv6_rcv+0x1f0").answered_echo_request());
+        // A reason means a real drop; another message or function is not this free.
+        assert!(!echo(128, Some("ICMP_CSUM"), "icmpv6_rcv+0x2a1").answered_echo_request());
+        assert!(!echo(129, Some("NOT_SPECIFIED"), "icmpv6_rcv+0x2a1").answered_echo_request());
+        assert!(!echo(128, Some("NOT_SPECIFIED"), "ip6_forward+0x91").answered_echo_request());
+        assert!(!drop(Some("NOT_SPECIFIED"), "icmpv6_rcv+0x2a1").answered_echo_request());
     }
 }
