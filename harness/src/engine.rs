@@ -14,7 +14,7 @@ use crate::lab::wireguard::{self, Implementation, Tunnels};
 use crate::lab::{Lab, VethEnd};
 use crate::observe::{self, Observed, Observers, TraceChoice};
 use crate::probe::server::Server;
-use crate::scenario::{NetnsSpec, RouteDst, Scenario};
+use crate::scenario::{RouteDst, Scenario};
 use crate::timings::{Stopwatch, Timings};
 use crate::verdict::{self, Failure, ProbeEvidence};
 use crate::{evidence::conntrack, lab::sysctl, probe};
@@ -359,52 +359,28 @@ fn build(
     if !sc.step.is_empty() {
         clock.lap("steps before rules");
     }
-    // Each netns's sysctls and rulesets on a thread of its own: nothing one netns is given
-    // depends on another's, and each is a few tool runs (iptables-restore, nft -f) that mostly
-    // wait on the tool. The first failure in the scenario's netns order is the one reported.
-    let lab_ref: &Lab = lab;
-    let applied: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            sc.netns.iter().map(|n| s.spawn(move || apply_netns(lab_ref, sc, n, backend, trace))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|p| {
-                    Err(Error::Scenario {
-                        scenario: sc.name.clone(),
-                        message: format!("applying a netns's rules panicked: {}", crate::error::panic_text(&p)),
-                    })
-                })
-            })
-            .collect()
-    });
-    applied.into_iter().collect::<Result<Vec<()>>>()?;
+    for n in &sc.netns {
+        let ns = lab.netns(&n.name)?;
+        sysctl::apply(ns, &n.name, &n.sysctls, &sc.source)?;
+        if n.trace && sc.has_bridge(&n.name) {
+            observe::prepare_bridge(ns, trace)?;
+        }
+        if let Some(rules) = &n.ebtables {
+            located::apply(ns, &sc.source, &n.name, Kind::Ebtables, rules)?;
+        }
+        for (family, rules) in n.iptables_rulesets() {
+            located::apply(ns, &sc.source, &n.name, Kind::Iptables(backend, family), rules)?;
+            if n.trace {
+                observe::prepare_iptables(ns, rules, backend, family, trace)?;
+            }
+        }
+        if let Some(rules) = &n.nft {
+            located::apply(ns, &sc.source, &n.name, Kind::Nft, rules)?;
+            if n.trace {
+                observe::prepare_nft(ns, trace)?;
+            }
+        }
+    }
     clock.lap("rules");
     Ok(tunnels)
-}
-
-/// One netns's sysctls, then its ebtables, iptables (each family) and nft rulesets with the
-/// trace rules netpath adds to them.
-fn apply_netns(lab: &Lab, sc: &Scenario, n: &NetnsSpec, backend: Backend, trace: TraceChoice) -> Result<()> {
-    let ns = lab.netns(&n.name)?;
-    sysctl::apply(ns, &n.name, &n.sysctls, &sc.source)?;
-    if n.trace && sc.has_bridge(&n.name) {
-        observe::prepare_bridge(ns, trace)?;
-    }
-    if let Some(rules) = &n.ebtables {
-        located::apply(ns, &sc.source, &n.name, Kind::Ebtables, rules)?;
-    }
-    for (family, rules) in n.iptables_rulesets() {
-        located::apply(ns, &sc.source, &n.name, Kind::Iptables(backend, family), rules)?;
-        if n.trace {
-            observe::prepare_iptables(ns, rules, backend, family, trace)?;
-        }
-    }
-    if let Some(rules) = &n.nft {
-        located::apply(ns, &sc.source, &n.name, Kind::Nft, rules)?;
-        if n.trace {
-            observe::prepare_nft(ns, trace)?;
-        }
-    }
-    Ok(())
 }

@@ -185,40 +185,8 @@ impl Observers {
         let nonces = Nonces::from_frames(&frames);
         let cx = Stopping { lab, ifnames, frames: &frames, nonces: &nonces };
         let mut out = Collected { errors, pcaps, ..Collected::default() };
-        // Side by side: an nf_tables reader lists its netns's ruleset with nft and
-        // iptables-nft-save when it stops (tens of milliseconds a netns, mostly waiting on the
-        // tools), and a run traces up to five netns. Each into its own `Collected`, joined in
-        // the readers' order so that errors and artifacts keep it.
-        let stopped: Vec<(Result<()>, Collected)> = std::thread::scope(|s| {
-            let cx = &cx;
-            let handles: Vec<_> = self
-                .traces
-                .into_iter()
-                .map(|reader| {
-                    s.spawn(move || {
-                        let mut mine = Collected::default();
-                        (reader.stop(cx, &mut mine), mine)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|p| {
-                        let message = format!("a trace reader panicked: {}", crate::error::panic_text(&p));
-                        (
-                            Err(Error::Trace { netns: "(stopping the trace readers)".into(), message }),
-                            Collected::default(),
-                        )
-                    })
-                })
-                .collect()
-        });
-        for (result, mine) in stopped {
-            result?;
-            out.events.extend(mine.events);
-            out.errors.extend(mine.errors);
-            out.pcaps.extend(mine.pcaps);
+        for reader in self.traces {
+            reader.stop(&cx, &mut out)?;
         }
         let Collected { events, errors, pcaps } = out;
         if !errors.is_empty() {

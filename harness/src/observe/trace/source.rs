@@ -138,8 +138,8 @@ pub struct Collected {
     pub pcaps: Pcaps,
 }
 
-/// A source's running reader. `Send`: the readers of a run stop side by side.
-pub trait TraceReader: Send {
+/// A source's running reader.
+pub trait TraceReader {
     /// Ask it to stop once it has drained what is queued (signalling every reader first lets
     /// their closes overlap).
     fn signal(&self) {}
