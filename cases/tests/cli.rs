@@ -113,7 +113,8 @@ fn run_bundled_scenarios_in_parallel_with_a_junit_report() {
     assert!(out.status.success(), "exit {}\n{stdout}{stderr}", out.status);
     // One path per class of packets, not one per packet: k8s-service's 200 connections to the
     // ClusterIP are a few classes, counted by the endpoint that answered them (one per packet
-    // would be over 20,000 lines; the bundled set, IPv6 scenarios included, prints ~1,170).
+    // would be over 20,000 lines; the bundled set, IPv6 scenarios included, prints ~1,940 for
+    // 164 probe runs).
     let lines = stdout.lines().count();
     let probes = stdout.lines().filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(", ok")).count();
     assert!(lines <= show_path_budget(probes), "--show-path printed {lines} lines for {probes} probe runs");
