@@ -328,6 +328,21 @@ fn captures(pe: &PacketEvidence) -> Vec<Capture<'_>> {
         let key = |c: &Capture<'_>| (c.at.unwrap_or(Duration::MAX), c.point.clone(), c.sighting);
         key(a).cmp(&key(b))
     });
+    // Two ends of a veth can be stamped in the same microsecond: of captures stamped alike, the
+    // one in the netns the packet was last seen in comes first (it sent the packet on), not the
+    // one whose name sorts first (the README's router printed `b/eth0+router/to-b` for a packet
+    // the router sent to b, now and then).
+    let mut k = 1;
+    while k < out.len() {
+        let prev = out[k - 1].point;
+        let tied = (k..out.len()).take_while(|&m| out[m].at == out[k].at).last().unwrap_or(k);
+        if out[k].point.netns != prev.netns
+            && let Some(m) = (k..=tied).find(|&m| out[m].point.netns == prev.netns)
+        {
+            out[k..=m].rotate_right(1);
+        }
+        k += 1;
+    }
     out
 }
 

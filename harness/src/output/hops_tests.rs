@@ -224,6 +224,23 @@ fn the_order_two_readers_stamped_one_packet_in_does_not_make_another_class() {
 }
 
 #[test]
+fn of_two_ends_stamped_in_the_same_microsecond_the_sending_end_comes_first() {
+    // The README's router: a/eth0, router/to-a, then router/to-b and b/eth0 stamped alike.
+    let mut pe = PacketEvidence::default();
+    seen(&mut pe, "a/eth0", 10, "10.0.1.2", "10.0.2.2", 64);
+    seen(&mut pe, "router/to-a", 11, "10.0.1.2", "10.0.2.2", 64);
+    seen(&mut pe, "router/to-b", 30, "10.0.1.2", "10.0.2.2", 63);
+    seen(&mut pe, "b/eth0", 30, "10.0.1.2", "10.0.2.2", 63);
+    let j = Journey::of(&pe);
+    let names: Vec<String> = j.sightings().map(Sighting::name).collect();
+    assert_eq!(names, ["a/eth0+router/to-a", "router/to-b+b/eth0"]);
+    // Stamped apart, the clock decides, whatever the names.
+    seen(&mut pe, "b/eth0", 29, "10.0.1.2", "10.0.2.2", 63);
+    let names: Vec<String> = Journey::of(&pe).sightings().map(Sighting::name).collect();
+    assert_eq!(names, ["a/eth0+router/to-a", "b/eth0+router/to-b"]);
+}
+
+#[test]
 fn the_kernel_drop_comes_last_and_says_why_in_words() {
     // handmade-docker-no-forward's ns1-to-gateway under legacy: forwarding is off on node.
     let mut pe = PacketEvidence::default();
