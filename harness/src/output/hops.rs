@@ -122,11 +122,10 @@ impl Hop {
     /// What classes of packets compare: the hop without what differs from one connection of
     /// a class to the next (ports, times, IPv4 ids, MAC addresses a kernel chose).
     fn shape(&self) -> String {
-        let addrs = addresses;
         match self {
             // What was rewritten shows in the addresses; which sighting first shows it depends
             // on which capture points saw the packet (a flood reaches a bridge device once).
-            Hop::Seen(s) => format!("seen {} {}", s.name(), addrs(&s.packet)),
+            Hop::Seen(s) => format!("seen {} {}", s.name(), addresses(&s.packet)),
             Hop::Hook(ev) => {
                 let v = ev.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
                 format!("hook {} {} = {v}", ev.netns, ev.hook)

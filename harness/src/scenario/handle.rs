@@ -250,10 +250,10 @@ pub fn after_steps(lab: &Lab, sc: &Scenario, backend: Backend, trace: TraceChoic
         // A probe to one of its own netns's addresses never leaves it: only `lo` carries it,
         // and without a capture there its nf_tables trace has no frame to be joined to.
         if let Target::Addr(addr) = p.to {
-            if !local.contains_key(&p.from) {
-                local.insert(p.from.clone(), lab.local_addresses(&p.from)?);
-            }
-            let own = &local[&p.from];
+            let own = match local.entry(p.from.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(lab.local_addresses(&p.from)?),
+            };
             let lo = CapturePoint { netns: p.from.clone(), iface: "lo".into() };
             if (addr.is_loopback() || own.contains(&addr)) && !setup.points.contains(&lo) {
                 setup.points.push(lo);

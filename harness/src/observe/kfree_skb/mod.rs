@@ -119,6 +119,13 @@ impl KernelDrop {
         request && matches!(self.reason.as_deref(), None | Some("NOT_SPECIFIED")) && self.function() == "icmpv6_rcv"
     }
 
+    /// Whether the kernel freed it after it was delivered, not on its way: any of the three
+    /// frees above. Before the names are known (`location` still an address) only the reasons
+    /// can say so; [`read`] asks again once they are.
+    pub fn delivered(&self) -> bool {
+        self.delivered_to_raw_socket() || self.socket_teardown() || self.answered_echo_request()
+    }
+
     /// `dropped in router at ip_error (IP_INADDRERRORS: ...)`, for reports.
     pub fn describe(&self) -> String {
         let dev = self.device.as_deref().map(|d| format!(" on {d}")).unwrap_or_default();
@@ -291,7 +298,7 @@ fn read(
             let Some(netns) = names.get(&raw.netns) else { continue };
             let location = raw.location;
             let d = name(raw, netns, &loaded.reasons);
-            if d.delivered_to_raw_socket() || d.socket_teardown() {
+            if d.delivered() {
                 continue;
             }
             // Beside `out`, one for one: the two are zipped when the names are known.
@@ -325,7 +332,7 @@ fn read(
     }
     // Kernels before QUEUE_PURGE say so only by the function, and so does icmpv6_rcv's free
     // of an answered echo request.
-    out.retain(|d| !d.socket_teardown() && !d.answered_echo_request());
+    out.retain(|d| !d.delivered());
     Ok(out)
 }
 
